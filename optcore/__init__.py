@@ -1,0 +1,61 @@
+"""optcore — a NumPy training core: an L-layer network, mini-batch gradient descent, Momentum, RMSProp,
+Adam (and AdamW, Adagrad) over one exponentially weighted average, and learning-rate schedules.
+
+It imports neither Optuna nor MLflow. The public entry points are few and stable:
+
+    ds = optcore.load_dataset("moons", seed=0, n_samples=2000, noise=0.2)
+    net = optcore.Network.for_dataset(ds, hidden=[32, 32], activation="relu")
+    opt = optcore.make_optimizer("adam", lr=1e-2, beta1=0.9, beta2=0.999)
+    sched = optcore.make_schedule("cosine", lr=1e-2, total_steps=30)
+    history = optcore.train(ds, net, opt, epochs=30, batch_size=64, schedule=sched, seed=0)
+"""
+
+from optcore.activations import ACTIVATIONS
+from optcore.batches import minibatches, n_batches
+from optcore.data import DATASETS, Dataset, load_dataset, resolve_params
+from optcore.errors import DivergenceError, OptcoreError, UnknownNameError
+from optcore.ewa import RunningEWA, bias_correction, ewa, ewa_update
+from optcore.gradcheck import gradient_check, numerical_gradient
+from optcore.history import EpochRecord, History
+from optcore.losses import LOSSES
+from optcore.network import INITS, Network
+from optcore.optimizers import OPTIMIZERS, Optimizer, OptState, hyperparameter_names, make_optimizer
+from optcore.schedules import SCHEDULES, Schedule, make_schedule, schedule_names, schedule_parameters
+from optcore.train import SCHEDULE_UNITS, seeded_generators, train
+
+__all__ = [
+    "ACTIVATIONS",
+    "DATASETS",
+    "INITS",
+    "LOSSES",
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "SCHEDULE_UNITS",
+    "Dataset",
+    "DivergenceError",
+    "EpochRecord",
+    "History",
+    "Network",
+    "OptState",
+    "OptcoreError",
+    "Optimizer",
+    "RunningEWA",
+    "Schedule",
+    "UnknownNameError",
+    "bias_correction",
+    "ewa",
+    "ewa_update",
+    "gradient_check",
+    "hyperparameter_names",
+    "load_dataset",
+    "make_optimizer",
+    "make_schedule",
+    "minibatches",
+    "n_batches",
+    "numerical_gradient",
+    "resolve_params",
+    "schedule_names",
+    "schedule_parameters",
+    "seeded_generators",
+    "train",
+]

@@ -1,0 +1,88 @@
+"""Hidden-layer activations, each a forward map and its derivative side by side.
+
+Every derivative here can be written in terms of the activation's *output* ``A`` alone, so the network
+keeps only ``A`` per layer and both functions work in place:
+
+    forward(Z)      → A, overwriting Z           (shape (batch, units))
+    backward(A, dA) → dZ = dA ⊙ g'(Z), overwriting dA
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from optcore.errors import UnknownNameError
+
+LEAKY_SLOPE = 0.01
+
+
+@dataclass(frozen=True)
+class Activation:
+    name: str
+    forward: Callable[[np.ndarray], np.ndarray]
+    backward: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    init: str  # the initialisation that keeps its activations' variance steady: "he" or "xavier"
+
+
+def _relu(z):
+    return np.maximum(z, 0, out=z)
+
+
+def _relu_backward(a, da):
+    da[a <= 0] = 0
+    return da
+
+
+def _leaky_relu(z):
+    return np.maximum(z, LEAKY_SLOPE * z, out=z)
+
+
+def _leaky_relu_backward(a, da):
+    da[a < 0] *= LEAKY_SLOPE
+    return da
+
+
+def _tanh(z):
+    return np.tanh(z, out=z)
+
+
+def _tanh_backward(a, da):  # g' = 1 − A²
+    da *= 1 - a * a
+    return da
+
+
+def sigmoid(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """σ(z) = 1 / (1 + e^(−z)), evaluated without overflow for large |z|."""
+    # σ(z) = (1 + tanh(z/2)) / 2 is exact and never overflows.
+    out = np.multiply(z, 0.5, out=out)
+    np.tanh(out, out=out)
+    out += 1
+    out *= 0.5
+    return out
+
+
+def _sigmoid(z):
+    return sigmoid(z, out=z)
+
+
+def _sigmoid_backward(a, da):  # g' = A(1 − A)
+    da *= a * (1 - a)
+    return da
+
+
+ACTIVATIONS: dict[str, Activation] = {
+    "relu": Activation("relu", _relu, _relu_backward, "he"),
+    "leaky_relu": Activation("leaky_relu", _leaky_relu, _leaky_relu_backward, "he"),
+    "tanh": Activation("tanh", _tanh, _tanh_backward, "xavier"),
+    "sigmoid": Activation("sigmoid", _sigmoid, _sigmoid_backward, "xavier"),
+}
+
+
+def get_activation(name: str) -> Activation:
+    try:
+        return ACTIVATIONS[name]
+    except KeyError:
+        raise UnknownNameError("activation", name, list(ACTIVATIONS)) from None

@@ -1,0 +1,241 @@
+"""scikit-learn datasets by name: generated (``moons`` …) and bundled (``digits`` …), nothing downloaded.
+
+Every dataset comes back split (stratified for classification), standardised with the *training*
+statistics only, in scikit-learn's orientation ``X: (n_samples, n_features)``, with targets ready for the
+loss: ``(m, 1)`` floats for binary and regression (regression targets standardised too), one-hot
+``(m, K)`` for multiclass. The same name, parameters and seed always give the same arrays, and
+``fingerprint`` (a hash of those arrays) records exactly which data a run saw.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from optcore.errors import OptcoreError, UnknownNameError
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """How to make one named dataset: its loader, its parameters with their defaults, and its task."""
+
+    name: str
+    load: Callable[..., tuple[np.ndarray, np.ndarray]]  # (seed, **params) -> (X, y)
+    defaults: dict[str, object]
+    task: Callable[[dict], str]  # resolved params -> "binary" | "multiclass" | "regression"
+    n_samples: int | None = None  # fixed size of a bundled dataset
+
+    def size(self, params: dict) -> int:
+        return self.n_samples if self.n_samples is not None else int(params.get("n_samples", 0))
+
+
+def _sk():
+    import sklearn.datasets  # deferred: importing scikit-learn costs ~0.5 s
+
+    return sklearn.datasets
+
+
+def _moons(seed, n_samples, noise):
+    return _sk().make_moons(n_samples=n_samples, noise=noise, random_state=seed)
+
+
+def _circles(seed, n_samples, noise, factor):
+    return _sk().make_circles(n_samples=n_samples, noise=noise, factor=factor, random_state=seed)
+
+
+def _blobs(seed, n_samples, n_features, n_classes, cluster_std):
+    return _sk().make_blobs(
+        n_samples=n_samples,
+        n_features=n_features,
+        centers=n_classes,
+        cluster_std=cluster_std,
+        random_state=seed,
+    )
+
+
+def _classification(seed, n_samples, n_features, n_informative, n_redundant, n_classes, class_sep, flip_y):
+    return _sk().make_classification(
+        n_samples=n_samples,
+        n_features=n_features,
+        n_informative=n_informative,
+        n_redundant=n_redundant,
+        n_classes=n_classes,
+        class_sep=class_sep,
+        flip_y=flip_y,
+        random_state=seed,
+    )
+
+
+def _regression(seed, n_samples, n_features, n_informative, noise):
+    return _sk().make_regression(
+        n_samples=n_samples,
+        n_features=n_features,
+        n_informative=n_informative,
+        noise=noise,
+        random_state=seed,
+    )
+
+
+def _bundled(loader_name):
+    def load(seed):
+        bunch = getattr(_sk(), loader_name)()
+        return bunch.data, bunch.target
+
+    return load
+
+
+def _by_classes(params):
+    return "binary" if params["n_classes"] == 2 else "multiclass"
+
+
+def _const(task):
+    return lambda params: task
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    info.name: info
+    for info in [
+        DatasetInfo("moons", _moons, {"n_samples": 1000, "noise": 0.2}, _const("binary")),
+        DatasetInfo("circles", _circles, {"n_samples": 1000, "noise": 0.1, "factor": 0.5}, _const("binary")),
+        DatasetInfo(
+            "blobs",
+            _blobs,
+            {"n_samples": 1000, "n_features": 2, "n_classes": 3, "cluster_std": 1.0},
+            _by_classes,
+        ),
+        DatasetInfo(
+            "classification",
+            _classification,
+            {
+                "n_samples": 1000,
+                "n_features": 20,
+                "n_informative": 2,
+                "n_redundant": 2,
+                "n_classes": 2,
+                "class_sep": 1.0,
+                "flip_y": 0.01,
+            },
+            _by_classes,
+        ),
+        DatasetInfo(
+            "regression",
+            _regression,
+            {"n_samples": 1000, "n_features": 10, "n_informative": 10, "noise": 0.1},
+            _const("regression"),
+        ),
+        DatasetInfo("digits", _bundled("load_digits"), {}, _const("multiclass"), n_samples=1797),
+        DatasetInfo("breast_cancer", _bundled("load_breast_cancer"), {}, _const("binary"), n_samples=569),
+        DatasetInfo("iris", _bundled("load_iris"), {}, _const("multiclass"), n_samples=150),
+        DatasetInfo("wine", _bundled("load_wine"), {}, _const("multiclass"), n_samples=178),
+        DatasetInfo("diabetes", _bundled("load_diabetes"), {}, _const("regression"), n_samples=442),
+    ]
+}
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A split, standardised dataset. ``X_*``: ``(m, n_features)``; ``Y_*``: ``(m, n_outputs)``."""
+
+    name: str
+    task: str
+    X_train: np.ndarray
+    Y_train: np.ndarray
+    X_val: np.ndarray
+    Y_val: np.ndarray
+    params: dict = field(default_factory=dict)
+    seed: int = 0
+    fingerprint: str = ""
+
+    @property
+    def n_features(self) -> int:
+        return self.X_train.shape[1]
+
+    @property
+    def n_outputs(self) -> int:
+        return self.Y_train.shape[1]
+
+    @property
+    def n_train(self) -> int:
+        return self.X_train.shape[0]
+
+    def astype(self, dtype) -> Dataset:
+        """The same data in ``dtype`` (the fingerprint keeps naming the float64 arrays it came from)."""
+        dtype = np.dtype(dtype)
+        if self.X_train.dtype == dtype:
+            return self
+        cast = {
+            k: np.ascontiguousarray(getattr(self, k), dtype=dtype) for k in ("X_train", "Y_train", "X_val", "Y_val")
+        }
+        return replace(self, **cast)
+
+
+def fingerprint(*arrays: np.ndarray) -> str:
+    """First 16 hex digits of SHA-256 over the arrays' shapes, dtypes and bytes."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.shape}{a.dtype}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]
+
+
+def resolve_params(name: str, params: dict) -> dict:
+    """The dataset's full parameters (defaults filled in); unknown names and parameters are errors."""
+    try:
+        info = DATASETS[name]
+    except KeyError:
+        raise UnknownNameError("dataset", name, list(DATASETS)) from None
+    unknown = sorted(set(params) - set(info.defaults))
+    if unknown:
+        allowed = ", ".join(info.defaults) or "none (it is bundled with scikit-learn)"
+        raise OptcoreError(f"dataset {name!r} has no parameter {unknown[0]!r}; its parameters: {allowed}")
+    return {**info.defaults, **params}
+
+
+def load_dataset(name: str, seed: int = 0, val_fraction: float = 0.2, **params) -> Dataset:
+    """Load dataset ``name``, split off ``val_fraction`` for validation and standardise it.
+
+    Raises :class:`UnknownNameError` for an unknown name and :class:`OptcoreError` for an unknown parameter
+    or a ``val_fraction`` outside (0, 1).
+    """
+    resolved = resolve_params(name, params)
+    if not 0.0 < val_fraction < 1.0:
+        raise OptcoreError(f"val_fraction must be in (0, 1); got {val_fraction}")
+    info = DATASETS[name]
+    task = info.task(resolved)
+    X, y = info.load(seed, **resolved)
+    X = np.asarray(X, dtype=np.float64)
+
+    from sklearn.model_selection import train_test_split
+
+    stratify = y if task != "regression" else None
+    X_tr, X_va, y_tr, y_va = train_test_split(X, y, test_size=val_fraction, random_state=seed, stratify=stratify)
+
+    mean, std = X_tr.mean(axis=0), X_tr.std(axis=0)
+    std[std == 0] = 1.0  # constant features (e.g. blank pixels in digits) stay zero, not NaN
+    X_tr, X_va = (X_tr - mean) / std, (X_va - mean) / std
+    Y_tr, Y_va = _targets(task, y_tr, y_va, y)
+
+    arrays = [np.ascontiguousarray(a) for a in (X_tr, Y_tr, X_va, Y_va)]
+    return Dataset(
+        name,
+        task,
+        *arrays,
+        params={**resolved, "val_fraction": val_fraction},
+        seed=seed,
+        fingerprint=fingerprint(*arrays),
+    )
+
+
+def _targets(task: str, y_tr: np.ndarray, y_va: np.ndarray, y_all: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if task == "multiclass":
+        classes = np.unique(y_all)
+        return ((y_tr[:, None] == classes).astype(np.float64), (y_va[:, None] == classes).astype(np.float64))
+    y_tr, y_va = y_tr.astype(np.float64)[:, None], y_va.astype(np.float64)[:, None]
+    if task == "regression":  # squared error on standardised targets keeps learning rates comparable
+        mean, std = y_tr.mean(), y_tr.std() or 1.0
+        return (y_tr - mean) / std, (y_va - mean) / std
+    return y_tr, y_va

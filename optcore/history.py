@@ -1,0 +1,107 @@
+"""The record of one training run: per-epoch curves and, optionally, per-iteration costs.
+
+Epochs are numbered from 1 (the first pass over the data is epoch 1); the learning-rate schedule sees
+step ``t = epoch - 1`` (or the iteration count, when it counts iterations), so epoch 1 trains at ``lr(0)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """What one epoch produced; handed to the epoch callback and appended to the History.
+
+    ``train_cost`` is the mean of the epoch's mini-batch costs weighted by batch size (what was minimised,
+    the L2 term included); ``val_cost`` is the data loss on the validation set (no L2 term), so trials with
+    different ``l2`` compare fairly. ``val_metric`` is accuracy (classification) or R² (regression).
+    """
+
+    epoch: int
+    train_cost: float
+    val_cost: float
+    val_metric: float
+    lr: float
+    seconds: float
+
+
+@dataclass
+class History:
+    """Per-epoch curves of one training run.
+
+    ``metric_name`` is ``"val_accuracy"`` or ``"val_r2"``. ``minibatch_cost`` and ``minibatch_cost_ewa`` hold
+    one value per iteration (mini-batch step) when training recorded them, else stay empty.
+    ``stopped_early`` is True when the epoch callback asked training to stop.
+    """
+
+    metric_name: str
+    epoch: list[int] = field(default_factory=list)
+    train_cost: list[float] = field(default_factory=list)
+    val_cost: list[float] = field(default_factory=list)
+    val_metric: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    epoch_seconds: list[float] = field(default_factory=list)
+    minibatch_cost: list[float] = field(default_factory=list)
+    minibatch_cost_ewa: list[float] = field(default_factory=list)
+    stopped_early: bool = False
+    params: list[np.ndarray] | None = None
+
+    def append(self, record: EpochRecord) -> None:
+        self.epoch.append(record.epoch)
+        self.train_cost.append(record.train_cost)
+        self.val_cost.append(record.val_cost)
+        self.val_metric.append(record.val_metric)
+        self.lr.append(record.lr)
+        self.epoch_seconds.append(record.seconds)
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.epoch)
+
+    @property
+    def final_val_cost(self) -> float:
+        return self.val_cost[-1] if self.val_cost else math.nan
+
+    @property
+    def final_train_cost(self) -> float:
+        return self.train_cost[-1] if self.train_cost else math.nan
+
+    @property
+    def best_val_cost(self) -> float:
+        return min(self.val_cost) if self.val_cost else math.nan
+
+    @property
+    def best_epoch(self) -> int:
+        """Epoch (from 1) of the lowest validation cost; the earliest one on ties; 0 when none ran."""
+        if not self.val_cost:
+            return 0
+        return self.epoch[int(np.argmin(self.val_cost))]
+
+    @property
+    def train_seconds(self) -> float:
+        return float(sum(self.epoch_seconds))
+
+    def curves(self) -> dict[str, list[float]]:
+        """The per-epoch curves by their tracked names (``step = epoch``)."""
+        return {
+            "train_cost": self.train_cost,
+            "val_cost": self.val_cost,
+            self.metric_name: self.val_metric,
+            "lr": self.lr,
+            "epoch_seconds": self.epoch_seconds,
+        }
+
+    def summary(self) -> dict[str, float]:
+        """Scalars that let a runs table compare trials without opening curves."""
+        return {
+            "final_val_cost": self.final_val_cost,
+            "best_val_cost": self.best_val_cost,
+            "best_epoch": float(self.best_epoch),
+            "epochs_run": float(self.epochs_run),
+            "train_seconds": self.train_seconds,
+            "final_train_cost": self.final_train_cost,
+        }

@@ -1,0 +1,183 @@
+"""A fully connected L-layer network, vectorised over the batch.
+
+Orientation, stated once: ``X`` is ``(m, n_features)``; layer ``l`` has ``W_l`` of shape ``(fan_in, fan_out)``
+and ``b_l`` of shape ``(fan_out,)``; parameters travel as the flat list ``[W_1, b_1, …, W_L, b_L]``.
+
+    Z_l = A_{l−1} W_l + b_l,   A_l = g(Z_l) (hidden layers),   Z_L = logits
+    J   = (1/m)·Σ_i L(ŷ_i, y_i) + (λ/2m)·Σ_l ‖W_l‖²_F           (biases are not penalised)
+
+Backward, per layer (dZ_L = ∂L/∂Z_L / m from the loss table):
+
+    dW_l = A_{l−1}ᵀ dZ_l + (λ/m) W_l,   db_l = Σ_rows dZ_l,   dZ_{l−1} = (dZ_l W_lᵀ) ⊙ g'(Z_{l−1})
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from optcore.activations import get_activation
+from optcore.errors import OptcoreError
+from optcore.losses import get_loss
+
+
+def pack(arrays: Sequence[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Copy ``arrays`` into one contiguous 1-D buffer; return it and views of it shaped like ``arrays``.
+
+    An optimizer given ``[flat]`` then updates every parameter with one vectorised expression instead of a
+    Python loop over layers, which is what keeps small networks fast.
+    """
+    dtype = np.result_type(*arrays)
+    flat = np.empty(sum(a.size for a in arrays), dtype=dtype)
+    views, offset = [], 0
+    for a in arrays:
+        view = flat[offset : offset + a.size].reshape(a.shape)
+        view[...] = a
+        views.append(view)
+        offset += a.size
+    return flat, views
+
+
+INITS = {
+    # variance of W entries, from (fan_in, fan_out)
+    "he": lambda fan_in, fan_out: 2.0 / fan_in,
+    "xavier": lambda fan_in, fan_out: 2.0 / (fan_in + fan_out),
+}
+
+
+class Network:
+    """Layer sizes, activation, task (which fixes output and loss), L2 strength and dtype.
+
+    The network holds no parameters: :meth:`init` returns them and every method takes them, so an optimizer,
+    a gradient check or a user's own loop can work on the same list.
+    """
+
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        *,
+        activation: str = "relu",
+        task: str = "binary",
+        l2: float = 0.0,
+        init: str | None = None,
+        dtype: type | str = np.float32,
+    ):
+        if len(sizes) < 2 or any(int(s) < 1 for s in sizes):
+            raise OptcoreError(f"sizes must list at least an input and an output size, all ≥ 1; got {list(sizes)}")
+        if l2 < 0:
+            raise OptcoreError(f"l2 must be ≥ 0; got {l2}")
+        self.sizes = [int(s) for s in sizes]
+        self.activation = get_activation(activation)
+        self.loss = get_loss(task)
+        self.task = task
+        self.l2 = float(l2)
+        self.init_name = init or self.activation.init
+        if self.init_name not in INITS:
+            raise OptcoreError(f"unknown init {self.init_name!r}; valid inits: {', '.join(INITS)}")
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise OptcoreError(f"dtype must be float32 or float64; got {self.dtype}")
+        self._workspaces: dict[int, tuple[list[np.ndarray], list[np.ndarray]]] = {}
+
+    @classmethod
+    def for_dataset(cls, dataset, hidden: Sequence[int] = (), **kwargs) -> Network:
+        """A network whose input and output sizes fit ``dataset`` (an :class:`optcore.Dataset`)."""
+        sizes = [dataset.n_features, *hidden, dataset.n_outputs]
+        return cls(sizes, task=dataset.task, **kwargs)
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.sizes) - 1
+
+    def init(self, rng: np.random.Generator) -> list[np.ndarray]:
+        """Fresh parameters ``[W_1, b_1, …]``: W ~ N(0, var(fan_in, fan_out)), b = 0."""
+        params = []
+        for fan_in, fan_out in zip(self.sizes[:-1], self.sizes[1:], strict=True):
+            std = np.sqrt(INITS[self.init_name](fan_in, fan_out))
+            w = rng.standard_normal((fan_in, fan_out), dtype=np.float64) * std
+            params += [w.astype(self.dtype), np.zeros(fan_out, dtype=self.dtype)]
+        return params
+
+    # -- forward -------------------------------------------------------------------------------
+    def logits(self, params: Sequence[np.ndarray], X: np.ndarray) -> np.ndarray:
+        """Output pre-activations ``Z_L`` of shape ``(m, n_outputs)`` (allocates; for evaluation)."""
+        a = X
+        for l in range(self.n_layers):
+            z = a @ params[2 * l]
+            z += params[2 * l + 1]
+            a = self.activation.forward(z) if l < self.n_layers - 1 else z
+        return a
+
+    def predict(self, params: Sequence[np.ndarray], X: np.ndarray) -> np.ndarray:
+        """Probabilities (classification) or values (regression), ``(m, n_outputs)``."""
+        return self.loss.predict(self.logits(params, X))
+
+    def penalty(self, params: Sequence[np.ndarray], m: int) -> float:
+        """The L2 term (λ/2m)·Σ‖W‖²."""
+        if self.l2 == 0.0:
+            return 0.0
+        return self.l2 / (2 * m) * sum(float(np.vdot(w, w)) for w in params[0::2])
+
+    def cost(self, params: Sequence[np.ndarray], X: np.ndarray, Y: np.ndarray) -> float:
+        """J on ``(X, Y)``, the L2 term included."""
+        m = X.shape[0]
+        return self.loss.total(self.logits(params, X), Y) / m + self.penalty(params, m)
+
+    def evaluate(self, params: Sequence[np.ndarray], X: np.ndarray, Y: np.ndarray) -> tuple[float, float]:
+        """(data cost without the L2 term, metric) on ``(X, Y)``; the metric is accuracy or R²."""
+        z = self.logits(params, X)
+        return self.loss.total(z, Y) / X.shape[0], self.loss.metric(z, Y)
+
+    # -- forward and backward, the training hot path ----------------------------------------------
+    def _workspace(self, m: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Per-batch-size buffers for activations and their gradients, reused across steps."""
+        ws = self._workspaces.get(m)
+        if ws is None:
+            acts = [np.empty((m, n), dtype=self.dtype) for n in self.sizes[1:]]
+            deltas = [np.empty((m, n), dtype=self.dtype) for n in self.sizes[1:]]
+            ws = self._workspaces[m] = (acts, deltas)
+        return ws
+
+    def new_grads(self, params: Sequence[np.ndarray]) -> list[np.ndarray]:
+        return [np.empty_like(p) for p in params]
+
+    def cost_and_grad(
+        self,
+        params: Sequence[np.ndarray],
+        X: np.ndarray,
+        Y: np.ndarray,
+        grads: list[np.ndarray] | None = None,
+    ) -> tuple[float, list[np.ndarray]]:
+        """J and ∂J/∂params on one batch. ``grads`` (from :meth:`new_grads`) is overwritten and returned.
+
+        ``X`` is ``(m, n_features)``, ``Y`` is ``(m, n_outputs)``, both of the network's dtype.
+        Intermediate arrays live in a workspace reused for every batch of the same size.
+        """
+        m = X.shape[0]
+        if grads is None:
+            grads = self.new_grads(params)
+        acts, deltas = self._workspace(m)
+        last = self.n_layers - 1
+        a = X
+        for l in range(self.n_layers):
+            z = acts[l]
+            np.matmul(a, params[2 * l], out=z)
+            z += params[2 * l + 1]
+            a = self.activation.forward(z) if l < last else z
+        cost = self.loss.total(a, Y) / m + self.penalty(params, m)
+
+        dz = self.loss.gradient(a, Y, deltas[last])
+        dz *= 1.0 / m
+        for l in range(last, -1, -1):
+            a_prev = acts[l - 1] if l > 0 else X
+            gw, gb = grads[2 * l], grads[2 * l + 1]
+            np.matmul(a_prev.T, dz, out=gw)
+            if self.l2:
+                gw += (self.l2 / m) * params[2 * l]
+            np.sum(dz, axis=0, out=gb)
+            if l > 0:
+                da = deltas[l - 1]
+                np.matmul(dz, params[2 * l].T, out=da)
+                dz = self.activation.backward(a_prev, da)
+        return cost, grads

@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from optcore.optimizers.base import Optimizer
+
+
+class GD(Optimizer):
+    """Plain (mini-batch) gradient descent: ``W ← W − α·dW``.
+
+    PyTorch: ``torch.optim.SGD(lr=α)``.
+    """
+
+    name = "gd"
+
+    def _apply(self, p, g, moments, t, lr):
+        p -= lr * g

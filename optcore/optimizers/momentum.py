@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from optcore.ewa import ewa_update
+from optcore.optimizers.base import Optimizer, check
+
+
+class Momentum(Optimizer):
+    """Gradient descent with momentum, an exponentially weighted average of the gradients:
+
+        v ← β·v + (1−β)·dW,        W ← W − α·v
+        Nesterov:                  W ← W − α·(β·v + (1−β)·dW)     (v already updated)
+
+    ``beta1`` is β (named as in Adam so one search space covers both). β = 0 is plain gradient descent.
+    No bias correction, as in PyTorch. PyTorch: ``torch.optim.SGD(lr=α·(1−β), momentum=β, nesterov=…)``,
+    whose buffer is v/(1−β).
+    """
+
+    name = "momentum"
+    moment_names = ("v",)
+
+    def __init__(self, lr: float, beta1: float = 0.9, nesterov: bool = False):
+        super().__init__(lr)
+        self.beta1 = check("beta1", beta1, 0.0, 1.0)
+        self.nesterov = bool(nesterov)
+
+    def _apply(self, p, g, moments, t, lr):
+        v, b = moments["v"], self.beta1
+        ewa_update(v, g, b)
+        if self.nesterov:
+            p -= lr * (b * v + (1 - b) * g)
+        else:
+            p -= lr * v
