@@ -27,6 +27,8 @@ def seeded_generators(seed: int) -> tuple[np.random.Generator, np.random.Generat
     return np.random.default_rng(init_seq), np.random.default_rng(shuffle_seq)
 
 
+# Overflow on the way to a NaN cost is reported once, as a DivergenceError, not as numpy warnings.
+@np.errstate(over="ignore", invalid="ignore")
 def train(
     dataset: Dataset,
     network: Network,
