@@ -21,7 +21,7 @@ from optcore.losses import LOSSES
 from optcore.network import INITS, Network
 from optcore.optimizers import OPTIMIZERS, Optimizer, OptState, hyperparameter_names, make_optimizer
 from optcore.schedules import SCHEDULES, Schedule, make_schedule, schedule_names, schedule_parameters
-from optcore.train import SCHEDULE_UNITS, seeded_generators, train
+from optcore.train import SCHEDULE_UNITS, EpochCallback, seeded_generators, train
 
 __all__ = [
     "ACTIVATIONS",
@@ -33,6 +33,7 @@ __all__ = [
     "SCHEDULE_UNITS",
     "Dataset",
     "DivergenceError",
+    "EpochCallback",
     "EpochRecord",
     "History",
     "Network",

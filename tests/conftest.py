@@ -1,0 +1,89 @@
+"""Shared test helpers: the real ``sweeps`` CLI in a subprocess, and small specs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+SWEEPS = Path(sys.executable).parent / "sweeps"
+
+TINY_SPEC = """\
+name: tiny
+seed: 7
+trials: 4
+dataset: {name: moons, n_samples: 400, noise: 0.2, val_fraction: 0.25}
+model: {hidden: [8], activation: tanh}
+training: {epochs: 4}
+search:
+  batch_size: {choices: [32, 64]}
+  optimizer: {choices: [momentum, adam]}
+  lr: {low: 0.001, high: 0.1, log: true}
+  beta1: {low: 0.8, high: 0.95, when: {optimizer: [momentum, adam]}}
+  schedule: {choices: [constant, cosine]}
+sampler: {name: tpe}
+pruner: {name: none}
+"""
+
+
+def cli_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_TRACKING", "SWEEPS_"))}
+    env |= {
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        "PYTHONUNBUFFERED": "1",
+    }
+    return env
+
+
+def run_cli(*args: str, cwd: Path, timeout: float = 300, check: bool = False) -> subprocess.CompletedProcess:
+    """Run the installed ``sweeps`` console script; output is captured as text."""
+    proc = subprocess.run(
+        [str(SWEEPS), *map(str, args)],
+        cwd=cwd,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"sweeps {' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stderr}")
+    return proc
+
+
+def start_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, log: Path | None = None) -> subprocess.Popen:
+    """Start the ``sweeps`` console script in the background (output to ``log``, or discarded)."""
+    out = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115 — owned by the process
+    return subprocess.Popen(
+        [str(SWEEPS), *map(str, args)],
+        cwd=cwd,
+        env={**cli_env(), **(env or {})},
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture
+def tiny_spec(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY_SPEC)
+    return path
+
+
+def postgres_url() -> str | None:
+    return os.environ.get("OPTSWEEP_TEST_POSTGRES_URL") or None
+
+
+requires_postgres = pytest.mark.skipif(
+    postgres_url() is None,
+    reason="set OPTSWEEP_TEST_POSTGRES_URL (e.g. postgresql://postgres@127.0.0.1:5432/test) to run PostgreSQL tests",
+)

@@ -1,0 +1,62 @@
+"""Every trial's cost curves in MLflow, nested under its sweep, and pandas selection over them.
+
+Layout: experiment = the sweep's name; one parent run per study; one child run per trial (``trial-0007``)
+with per-epoch curves (``step = epoch``), per-iteration mini-batch costs (``step = iteration``), summary
+metrics, params and provenance tags. Knows MLflow, pandas and matplotlib, never Optuna; MLflow, pandas and
+matplotlib are imported only when first used, so importing this package is cheap.
+
+    sweep = start_sweep("adam-betas", tracking_uri=default_tracking_uri(workdir), tags={"dataset": "digits"})
+    run = sweep.trial(7, {"batch_size": 64, "lr": 1e-3}, seed=1234)
+    run.log_epoch(record, minibatch_costs, minibatch_ewa)  # from the epoch callback
+    run.finish("complete", history)
+    sweep.update_summary(spec); sweep.finish()
+    best_run("adam-betas", tracking_uri=...)
+"""
+
+import os
+
+# Before anything imports MLflow: there is no internet here, and MLflow would try to send telemetry.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# MLflow prints two "View run at <URL>" lines to stdout per finished run against a server (and fetches the
+# run again to do it): noise in a sweep of hundreds of trials.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+
+from tracking.errors import NoFinishedTrial, TrackingError, TrackingUnavailable
+from tracking.provenance import git_commit, package_versions, provenance_tags
+from tracking.redact import redact, redact_obj
+from tracking.runs import SweepRun, find_trial_run, get_or_create_experiment, start_sweep
+from tracking.select import best_run, curves, runs_table
+from tracking.store import (
+    check_reachable,
+    check_separate_databases,
+    default_artifact_location,
+    default_tracking_uri,
+    make_client,
+)
+from tracking.summary import update_sweep_summary
+from tracking.trial import TrialRun
+
+__all__ = [
+    "NoFinishedTrial",
+    "SweepRun",
+    "TrackingError",
+    "TrackingUnavailable",
+    "TrialRun",
+    "best_run",
+    "check_reachable",
+    "check_separate_databases",
+    "curves",
+    "default_artifact_location",
+    "default_tracking_uri",
+    "find_trial_run",
+    "get_or_create_experiment",
+    "git_commit",
+    "make_client",
+    "package_versions",
+    "provenance_tags",
+    "redact",
+    "redact_obj",
+    "runs_table",
+    "start_sweep",
+    "update_sweep_summary",
+]

@@ -1,0 +1,278 @@
+"""The sweep's parent run and its trials' child runs: creation, reuse on resume, and lookup by tags.
+
+All calls go through an ``MlflowClient`` with explicit run ids (never MLflow's fluent active-run stack), so
+trials may log from several threads or processes at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tracking import schema
+from tracking.batch import log_batched, param_value, tag_value, with_retries
+from tracking.errors import TrackingError
+from tracking.provenance import provenance_tags
+from tracking.redact import redact
+from tracking.store import artifact_location_for, make_client, resolved_uri
+from tracking.trial import TrialRun
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
+
+log = logging.getLogger(__name__)
+
+
+def _error_code(exc: Exception) -> str | None:
+    return getattr(exc, "error_code", None)
+
+
+def get_or_create_experiment(client: MlflowClient, name: str, artifact_location: str | None = None) -> str:
+    """The id of the experiment ``name``, created (with ``artifact_location``) if missing.
+
+    Raises TrackingError when the experiment exists but is deleted.
+    """
+    experiment = with_retries(client.get_experiment_by_name, name, what=f"get experiment {name!r}")
+    if experiment is None:
+        try:
+            return with_retries(
+                client.create_experiment, name, artifact_location=artifact_location, what=f"create {name!r}"
+            )
+        except Exception as e:
+            if _error_code(e) != "RESOURCE_ALREADY_EXISTS":
+                raise
+            # Another process created it first (or our first request landed and its answer was lost).
+            experiment = client.get_experiment_by_name(name)
+    if experiment.lifecycle_stage == "deleted":
+        raise TrackingError(
+            f"MLflow experiment {name!r} (id {experiment.experiment_id}) is deleted; restore it with "
+            f"`mlflow experiments restore --experiment-id {experiment.experiment_id}` or rename the sweep"
+        )
+    return experiment.experiment_id
+
+
+def find_trial_run(
+    client: MlflowClient, experiment_id: str, parent_run_id: str, study_name: str, trial_number: int
+) -> Run | None:
+    """The child run of ``parent_run_id`` tagged with ``study_name`` and ``trial_number``, or None.
+
+    Finds a run whose id the caller failed to save (a crash between creating the run and recording its id).
+    If there are several, the earliest one is returned.
+    """
+    runs = with_retries(
+        client.search_runs,
+        [experiment_id],
+        filter_string=(
+            f"tags.`{schema.PARENT_RUN_ID}` = '{parent_run_id}' and tags.{schema.TRIAL_NUMBER} = '{int(trial_number)}'"
+        ),
+        order_by=["attributes.start_time ASC"],
+        what=f"search trial {trial_number}",
+    )
+    # Compared here rather than in the filter so that any study name (quotes included) works.
+    mine = [r for r in runs if r.data.tags.get(schema.STUDY_NAME) == study_name]
+    if len(mine) > 1:
+        log.warning(
+            "trial %d has %d runs under %s; using the first, %s",
+            trial_number,
+            len(mine),
+            parent_run_id,
+            mine[0].info.run_id,
+        )
+    return mine[0] if mine else None
+
+
+def _get_run(client: MlflowClient, run_id: str) -> Run | None:
+    try:
+        return with_retries(client.get_run, run_id, what=f"get run {run_id}")
+    except Exception as e:
+        if _error_code(e) == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+
+
+def _last_step(client: MlflowClient, run: Run, key: str) -> int:
+    if key not in run.data.metrics:
+        return 0
+    history = with_retries(client.get_metric_history, run.info.run_id, key, what=f"history of {key}")
+    return max((m.step for m in history), default=0)
+
+
+@dataclass
+class SweepRun:
+    """The parent run of one study; hands out child runs for its trials.
+
+    ``tags`` are study-wide tags (dataset, spec hash, package versions, git commit) put on the parent and
+    on every trial.
+    """
+
+    client: MlflowClient
+    tracking_uri: str
+    experiment_id: str
+    experiment_name: str
+    study_name: str
+    run_id: str
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def trial(
+        self,
+        number: int,
+        params: Mapping[str, Any],
+        *,
+        seed: int | None = None,
+        tags: Mapping[str, Any] | None = None,
+        existing_run_id: str | None = None,
+        metric_name: str = "val_accuracy",
+        flush_every: int = 1,
+    ) -> TrialRun:
+        """The child run of trial ``number``: ``existing_run_id`` if given, else one found by tags, else new.
+
+        ``params`` are all the trial's hyperparameters (fixed ones included); ``seed`` is logged as param
+        ``seed``. A reused run keeps what it holds; only missing params are added. Raises TrackingError when
+        ``existing_run_id`` belongs to another trial or a param would change value.
+        """
+        run = self._own_run(existing_run_id, number) if existing_run_id else None
+        if run is None:
+            run = with_retries(self._find_or_create, number, what=f"create the run of trial {number}")
+        run_id, reused = run.info.run_id, bool(run.data.params or run.data.metrics)
+        values = {k: param_value(v) for k, v in params.items()}
+        if seed is not None:
+            values[schema.SEED] = param_value(seed)
+        changed = sorted(k for k, v in values.items() if run.data.params.get(k, v) != v)
+        if changed:
+            raise TrackingError(
+                f"trial {number}'s MLflow run {run_id} already has "
+                + ", ".join(f"{k}={run.data.params[k]!r} (now {values[k]!r})" for k in changed)
+                + "; MLflow params cannot change: is this the same trial?"
+            )
+        from mlflow.entities import Param, RunTag
+
+        all_tags = {**self.tags, **(tags or {}), schema.TRIAL_STATE: schema.RUNNING}
+        log_batched(
+            self.client,
+            run_id,
+            params=[Param(k, v) for k, v in values.items() if k not in run.data.params],
+            tags=[RunTag(k, tag_value(v)) for k, v in all_tags.items()],
+        )
+        if run.info.status != "RUNNING":
+            with_retries(self.client.update_run, run_id, status="RUNNING", what=f"reopen run {run_id}")
+        logged_epochs = _last_step(self.client, run, "val_cost") if reused else 0
+        logged_iterations = (
+            max(_last_step(self.client, run, k) for k in (schema.MINIBATCH_COST, schema.MINIBATCH_COST_EWA))
+            if reused
+            else 0
+        )
+        return TrialRun(
+            self.client,
+            run_id,
+            number,
+            metric_name=metric_name,
+            flush_every=flush_every,
+            logged_epochs=logged_epochs,
+            logged_iterations=logged_iterations,
+        )
+
+    def find_trial(self, number: int) -> Run | None:
+        """The existing child run of trial ``number`` (see :func:`find_trial_run`), or None."""
+        return find_trial_run(self.client, self.experiment_id, self.run_id, self.study_name, number)
+
+    def update_summary(
+        self, spec: Mapping[str, Any] | None = None, metric: str = "final_val_cost", direction: str = "minimize"
+    ) -> pd.DataFrame:
+        """Rewrite the parent's summary from its trials (see :func:`tracking.summary.update_sweep_summary`)."""
+        from tracking.summary import update_sweep_summary
+
+        return update_sweep_summary(self, spec, metric=metric, direction=direction)
+
+    def finish(self, status: str = "FINISHED") -> None:
+        """End the parent run with MLflow ``status`` (FINISHED, KILLED or FAILED)."""
+        if status not in ("FINISHED", "KILLED", "FAILED"):
+            raise ValueError(f"sweep status must be FINISHED, KILLED or FAILED, got {status!r}")
+        with_retries(self.client.set_terminated, self.run_id, status=status, what=f"end run {self.run_id}")
+
+    def _own_run(self, run_id: str, number: int) -> Run | None:
+        run = _get_run(self.client, run_id)
+        if run is None:
+            log.warning("trial %d: run %s is not in %s; looking for it by tags", number, run_id, self.shown_uri)
+            return None
+        tags = run.data.tags
+        if tags.get(schema.PARENT_RUN_ID) != self.run_id or tags.get(schema.TRIAL_NUMBER) != str(number):
+            raise TrackingError(
+                f"run {run_id} given for trial {number} is trial {tags.get(schema.TRIAL_NUMBER)!r} of parent "
+                f"{tags.get(schema.PARENT_RUN_ID)!r}, not of this sweep's parent {self.run_id}"
+            )
+        return run
+
+    def _find_or_create(self, number: int) -> Run:
+        # Looking first makes a retry after a lost answer to create_run find the run instead of a second one.
+        found = self.find_trial(number)
+        if found is not None:
+            return found
+        return self.client.create_run(
+            self.experiment_id,
+            run_name=schema.trial_run_name(number),
+            tags={
+                schema.PARENT_RUN_ID: self.run_id,
+                schema.ROLE: schema.ROLE_TRIAL,
+                schema.STUDY_NAME: self.study_name,
+                schema.TRIAL_NUMBER: str(number),
+            },
+        )
+
+    @property
+    def shown_uri(self) -> str:
+        """The tracking URI with any password masked."""
+        return redact(self.tracking_uri)
+
+
+def start_sweep(
+    experiment: str,
+    *,
+    tracking_uri: str | None = None,
+    study_name: str | None = None,
+    existing_run_id: str | None = None,
+    artifact_location: str | None = None,
+    tags: Mapping[str, Any] | None = None,
+    cwd: Path | None = None,
+) -> SweepRun:
+    """Open the parent run of a sweep: ``existing_run_id`` when resuming, else a new run named ``study_name``.
+
+    The experiment ``experiment`` (the spec's ``name``) is created if missing, with ``artifact_location``
+    (default: ``mlartifacts`` beside an SQLite database; the server's choice otherwise). ``tags`` (dataset,
+    fingerprint, spec hash, storage URL, ...) and the package versions and git commit of ``cwd`` go on the
+    parent and on every trial; every value is redacted. Raises TrackingError when ``existing_run_id`` is
+    not a sweep run of this experiment.
+    """
+    uri = resolved_uri(tracking_uri)
+    client = make_client(uri)
+    study = study_name or experiment
+    location = artifact_location if artifact_location is not None else artifact_location_for(uri)
+    experiment_id = get_or_create_experiment(client, experiment, location)
+    run = _get_run(client, existing_run_id) if existing_run_id else None
+    if existing_run_id and run is None:
+        log.warning("sweep run %s is not in %s; starting a new parent run", existing_run_id, redact(uri))
+    if run is not None and (
+        run.info.experiment_id != experiment_id or run.data.tags.get(schema.ROLE) != schema.ROLE_SWEEP
+    ):
+        raise TrackingError(f"run {existing_run_id} is not the sweep run of experiment {experiment!r} in {redact(uri)}")
+    if run is None:
+        run = with_retries(
+            client.create_run,
+            experiment_id,
+            run_name=study,
+            tags={schema.ROLE: schema.ROLE_SWEEP, schema.STUDY_NAME: study},
+            what="create the sweep run",
+        )
+    elif run.info.status != "RUNNING":
+        with_retries(client.update_run, run.info.run_id, status="RUNNING", what="reopen the sweep run")
+    shared = {**provenance_tags(cwd), **{k: tag_value(v) for k, v in (tags or {}).items()}}
+    sweep = SweepRun(client, uri, experiment_id, experiment, study, run.info.run_id, shared)
+    from mlflow.entities import RunTag
+
+    parent_tags = {**shared, schema.TRACKING_URI: tag_value(uri)}
+    log_batched(client, sweep.run_id, tags=[RunTag(k, v) for k, v in parent_tags.items()])
+    return sweep

@@ -1,0 +1,165 @@
+"""Where runs are stored: tracking URIs, the embedded default, client creation and the reachability check.
+
+The embedded default is an SQLite file ``<workdir>/mlflow.db`` with artifacts in ``<workdir>/mlartifacts``;
+any other tracking URI works too, ``http://`` tracking servers included. Every URI that is logged or
+recorded goes through :func:`tracking.redact.redact` first.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
+
+from tracking.errors import TrackingError, TrackingUnavailable
+from tracking.redact import install_log_redaction, redact
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+DB_FILE = "mlflow.db"
+ARTIFACT_DIR = "mlartifacts"
+
+
+def default_tracking_uri(workdir: Path) -> str:
+    """``sqlite:////abs/workdir/mlflow.db``: SQLite URIs need four slashes before an absolute path."""
+    return "sqlite:///" + str(Path(workdir).resolve() / DB_FILE)
+
+
+def default_artifact_location(workdir: Path) -> str:
+    """``file:///abs/workdir/mlartifacts``: where the embedded store's experiments keep their artifacts."""
+    return (Path(workdir).resolve() / ARTIFACT_DIR).as_uri()
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (resolved), or None for any other kind of URI."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri[len("sqlite:///") :].split("?", 1)[0]
+    return None if path in ("", ":memory:") else Path(path).resolve()
+
+
+def artifact_location_for(tracking_uri: str) -> str | None:
+    """Artifacts beside an SQLite database (``<dir>/mlartifacts``); None lets a server or MLflow decide."""
+    db = sqlite_path(tracking_uri)
+    return None if db is None else default_artifact_location(db.parent)
+
+
+def make_client(tracking_uri: str | None = None) -> MlflowClient:
+    """An ``MlflowClient`` bound to ``tracking_uri`` (None: ``MLFLOW_TRACKING_URI`` or MLflow's default).
+
+    Also makes sure MLflow's own log records have passwords masked (see ``install_log_redaction``) and,
+    for a URI with a password, that MLflow does not print its "View run at <URI>" lines.
+    """
+    from mlflow import MlflowClient
+
+    install_log_redaction()
+    if tracking_uri is not None and redact(tracking_uri) != tracking_uri:
+        os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def resolved_uri(tracking_uri: str | None) -> str:
+    """The URI a client made from ``tracking_uri`` talks to (None resolves as MLflow does)."""
+    if tracking_uri is not None:
+        return tracking_uri
+    from mlflow.tracking import get_tracking_uri
+
+    return get_tracking_uri()
+
+
+def _same_database_key(url: str) -> tuple[str, ...]:
+    db = sqlite_path(url)
+    if db is not None:
+        return ("sqlite", str(db))
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    return (parts.scheme.split("+", 1)[0], host, str(parts.port or ""), parts.path.rstrip("/"))
+
+
+def check_separate_databases(tracking_uri: str, storage_url: str) -> None:
+    """Raise TrackingError if MLflow and Optuna would share one database (both run schema migrations).
+
+    Compares SQLite files by resolved path and server databases by scheme, host, port and database name
+    (driver suffixes such as ``+psycopg`` and credentials ignored).
+    """
+    if tracking_uri.startswith(("http://", "https://", "file:")):
+        return  # a server or a folder of files never shares tables with Optuna
+    if _same_database_key(tracking_uri) == _same_database_key(storage_url):
+        raise TrackingError(
+            f"the MLflow tracking URI {redact(tracking_uri)!r} and the Optuna storage {redact(storage_url)!r} "
+            "point at the same database; give MLflow its own (the default is <workdir>/mlflow.db)"
+        )
+
+
+def _http_request(url: str) -> urllib.request.Request:
+    parts = urlsplit(url)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    request = urllib.request.Request(urlunsplit(parts._replace(netloc=netloc)))
+    user = parts.username or os.environ.get("MLFLOW_TRACKING_USERNAME")
+    password = parts.password or os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    token = os.environ.get("MLFLOW_TRACKING_TOKEN")
+    if user and password:
+        basic = base64.b64encode(f"{user}:{password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {basic}")
+    elif token:
+        request.add_header("Authorization", f"Bearer {token}")
+    return request
+
+
+def _check_http(uri: str, timeout: float) -> None:
+    shown = redact(uri)
+    url = uri.rstrip("/") + "/api/2.0/mlflow/experiments/search?max_results=1"
+    try:
+        with urllib.request.urlopen(_http_request(url), timeout=timeout) as response:
+            json.load(response)
+    except urllib.error.HTTPError as e:
+        if e.code in (401, 403):
+            raise TrackingUnavailable(
+                f"the MLflow tracking server at {shown} refused the credentials (HTTP {e.code}); put them in "
+                "the URI (http://user:password@host) or set MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD"
+            ) from None
+        raise TrackingUnavailable(
+            f"{shown} answered HTTP {e.code} to an MLflow API request; is it an MLflow tracking server "
+            "(`mlflow server`)?"
+        ) from None
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise TrackingUnavailable(
+            f"cannot reach the MLflow tracking server at {shown} ({redact(str(reason))}); start it "
+            "(`mlflow server --host 127.0.0.1 --port 5000`) or pass another tracking URI"
+        ) from None
+    except ValueError:
+        raise TrackingUnavailable(
+            f"{shown} answered an MLflow API request with something other than JSON; is it an MLflow tracking server?"
+        ) from None
+
+
+def check_reachable(tracking_uri: str | None = None, timeout: float = 5.0) -> None:
+    """Raise TrackingUnavailable, with what to do about it, unless the tracking store answers.
+
+    Call it before any training starts. For ``http(s)://`` it sends one API request with ``timeout`` seconds
+    and no retries; for an SQLite URI it creates the database's folder and opens (or creates) the database;
+    for any other URI it asks the store for one experiment.
+    """
+    uri = resolved_uri(tracking_uri)
+    if uri.startswith(("http://", "https://")):
+        _check_http(uri, timeout)
+        return
+    db = sqlite_path(uri)
+    try:
+        if db is not None:
+            db.parent.mkdir(parents=True, exist_ok=True)
+        make_client(uri).search_experiments(max_results=1)
+    except Exception as e:  # any failure to open the store means the same thing to the user
+        raise TrackingUnavailable(
+            f"cannot open the MLflow tracking store {redact(uri)}: {redact(str(e)).splitlines()[0][:300]}"
+        ) from None

@@ -1,0 +1,111 @@
+"""The parent run's summary of its sweep: resolved spec, trials table, plots and a copy of the best trial.
+
+The best trial is copied as tags ``best.<param>`` (plus ``best.trial_number`` and ``best.run_id``) and as
+metrics ``best.<metric>``. Not as params: MLflow params cannot change, and the best changes while a sweep
+runs. Tags are overwritten on each update (stale ``best.*`` tags are deleted); each metric gains one point
+per update at ``step`` = the number of trials then, so its history shows how the best improved.
+Artifacts (``spec.yaml``, ``trials.csv``, ``plots/*.png``) are overwritten on each update.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tracking import plots, schema
+from tracking.batch import log_batched, tag_value, with_retries
+from tracking.errors import NoFinishedTrial, TrackingError
+from tracking.redact import redact_obj
+from tracking.select import DIRECTIONS, FIXED_COLUMNS, metric_curves, pick_best, table_from_runs, trial_runs
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from tracking.runs import SweepRun
+
+SPEC_FILE = "spec.yaml"
+TABLE_FILE = "trials.csv"
+PLOTS_DIR = "plots"
+
+
+def write_spec(spec: Mapping[str, Any], path: Path) -> Path:
+    """The resolved spec as YAML, every string redacted, keys in the spec's order."""
+    import yaml
+
+    path.write_text(yaml.safe_dump(redact_obj(dict(spec)), sort_keys=False, allow_unicode=True))
+    return path
+
+
+def _best_entities(table: pd.DataFrame, metric: str, direction: str) -> tuple[dict[str, str], dict[str, float]]:
+    try:
+        best = pick_best(table, metric, direction)
+    except NoFinishedTrial:
+        return {}, {}
+    params = [c for c in table.columns if c not in FIXED_COLUMNS and c not in schema.SUMMARY_METRICS]
+    tags = {f"{schema.BEST_PREFIX}{p}": tag_value(best[p]) for p in params if _present(best[p])}
+    tags[f"{schema.BEST_PREFIX}trial_number"] = str(int(best["trial_number"]))
+    tags[f"{schema.BEST_PREFIX}run_id"] = best["run_id"]
+    metrics = {f"{schema.BEST_PREFIX}{m}": float(best[m]) for m in schema.SUMMARY_METRICS if _present(best[m])}
+    return tags, metrics
+
+
+def _present(value: Any) -> bool:
+    return not (isinstance(value, float) and math.isnan(value))
+
+
+def update_sweep_summary(
+    sweep: SweepRun,
+    spec: Mapping[str, Any] | None = None,
+    metric: str = "final_val_cost",
+    direction: str = "minimize",
+) -> pd.DataFrame:
+    """Rewrite the parent run's summary from the trial runs now in the store; returns the trials table.
+
+    ``metric`` (one of ``schema.SUMMARY_METRICS``) and ``direction`` choose the best trial (FINISHED trials
+    only; ties to the lowest trial number); TrackingError for another metric, ValueError for a bad direction.
+    Call it when the sweep ends (or whenever a fresher summary is wanted: it is safe to repeat).
+    """
+    if metric not in schema.SUMMARY_METRICS:
+        raise TrackingError(
+            f"cannot rank trials by {metric!r}: it is not a summary metric of the trial runs; "
+            f"choose one of {', '.join(schema.SUMMARY_METRICS)}"
+        )
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
+    from mlflow.entities import Metric, RunTag
+
+    client = sweep.client
+    table = table_from_runs(trial_runs(client, [sweep.experiment_id], sweep.run_id))
+    best_tags, best_metrics = _best_entities(table, metric, direction)
+    best_run_id = best_tags.get(f"{schema.BEST_PREFIX}run_id")
+    with tempfile.TemporaryDirectory(prefix="sweep-summary-") as tmp:
+        folder = Path(tmp)
+        (folder / PLOTS_DIR).mkdir()
+        if spec is not None:
+            write_spec(spec, folder / SPEC_FILE)
+        table.to_csv(folder / TABLE_FILE, index=False)
+        val_curves = metric_curves(client, list(table["run_id"]), "val_cost")
+        plots.plot_val_cost_curves(val_curves, table, best_run_id, folder / PLOTS_DIR / "val_cost_curves.png")
+        plots.plot_optimization_history(table, metric, direction, folder / PLOTS_DIR / "optimization_history.png")
+        plots.plot_batch_size_vs_cost(table, metric, best_run_id, folder / PLOTS_DIR / "batch_size_vs_cost.png")
+        with_retries(client.log_artifacts, sweep.run_id, str(folder), what="upload the sweep summary")
+
+    step = len(table)
+    stamp = int(time.time() * 1000)
+    counts = table["state"].value_counts()
+    metrics = {**best_metrics, "n_trials": float(step)}
+    metrics |= {f"n_{state}": float(counts.get(state, 0)) for state in ("complete", "pruned", "fail")}
+    current = with_retries(client.get_run, sweep.run_id, what="get the sweep run").data.tags
+    for stale in sorted(k for k in current if k.startswith(schema.BEST_PREFIX) and k not in best_tags):
+        with_retries(client.delete_tag, sweep.run_id, stale, what=f"delete tag {stale}")
+    log_batched(
+        client,
+        sweep.run_id,
+        metrics=[Metric(k, v, stamp, step) for k, v in metrics.items()],
+        tags=[RunTag(k, v) for k, v in best_tags.items()],
+    )
+    return table
