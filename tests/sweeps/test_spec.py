@@ -1,0 +1,320 @@
+"""The spec format: the quickstart validates, defaults resolve, overrides apply, and bad specs fail clearly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sweeps.spec import HYPERPARAMETERS, Spec, SpecError, load_spec
+
+QUICKSTART = """\
+name: moons-quickstart
+seed: 42
+trials: 20
+dataset: {name: moons, n_samples: 4000, noise: 0.25, val_fraction: 0.2}
+model: {hidden: [32, 32], activation: relu, l2: 0.0}
+training: {epochs: 30, objective: final_val_cost}
+search:
+  batch_size: {choices: [64, 128, 256, 512]}
+  optimizer: {choices: [momentum, rmsprop, adam]}
+  lr: {low: 1.0e-4, high: 0.1, log: true}
+  beta1: {low: 0.8, high: 0.99, when: {optimizer: [momentum, adam]}}
+  beta2: {low: 0.9, high: 0.9999, when: {optimizer: [rmsprop, adam]}}
+  schedule: {choices: [constant, step, exponential, inverse_time, cosine, warmup_cosine]}
+  decay_rate: {low: 0.01, high: 1.0, log: true, when: {schedule: [exponential, inverse_time]}}
+  step_size: {low: 5, high: 20, when: {schedule: [step]}}
+  gamma: {low: 0.1, high: 0.9, when: {schedule: [step]}}
+  warmup_epochs: {low: 1, high: 5, when: {schedule: [warmup_cosine]}}
+sampler: {name: tpe}
+pruner: {name: median, warmup_epochs: 5}
+"""
+
+QUICKSTART_TOML = """\
+name = "moons-quickstart"
+seed = 42
+trials = 20
+dataset = {name = "moons", n_samples = 4000, noise = 0.25, val_fraction = 0.2}
+model = {hidden = [32, 32], activation = "relu", l2 = 0.0}
+training = {epochs = 30, objective = "final_val_cost"}
+sampler = {name = "tpe"}
+pruner = {name = "median", warmup_epochs = 5}
+
+[search]
+batch_size = {choices = [64, 128, 256, 512]}
+optimizer = {choices = ["momentum", "rmsprop", "adam"]}
+lr = {low = 1.0e-4, high = 0.1, log = true}
+beta1 = {low = 0.8, high = 0.99, when = {optimizer = ["momentum", "adam"]}}
+beta2 = {low = 0.9, high = 0.9999, when = {optimizer = ["rmsprop", "adam"]}}
+schedule = {choices = ["constant", "step", "exponential", "inverse_time", "cosine", "warmup_cosine"]}
+decay_rate = {low = 0.01, high = 1.0, log = true, when = {schedule = ["exponential", "inverse_time"]}}
+step_size = {low = 5, high = 20, when = {schedule = ["step"]}}
+gamma = {low = 0.1, high = 0.9, when = {schedule = ["step"]}}
+warmup_epochs = {low = 1, high = 5, when = {schedule = ["warmup_cosine"]}}
+"""
+
+MINIMAL = """\
+name: minimal
+trials: 3
+dataset: {name: iris}
+model: {hidden: [8]}
+training: {epochs: 2}
+search:
+  batch_size: 16
+  optimizer: adam
+  lr: {low: 1.0e-3, high: 0.1, log: true}
+"""
+
+BAD_SPECS = Path(__file__).parent / "bad_specs"
+EXPECTED = yaml.safe_load((BAD_SPECS / "expected.yaml").read_text(encoding="utf-8"))
+EXAMPLES = sorted((Path(__file__).parents[2] / "examples").glob("*.y*ml"))
+
+
+@pytest.fixture
+def quickstart(tmp_path: Path) -> Path:
+    path = tmp_path / "quickstart.yaml"
+    path.write_text(QUICKSTART, encoding="utf-8")
+    return path
+
+
+def test_quickstart_validates_as_written(quickstart: Path) -> None:
+    spec = load_spec(quickstart)
+    assert (spec.name, spec.seed, spec.trials) == ("moons-quickstart", 42, 20)
+    assert spec.dataset.params == {"n_samples": 4000, "noise": 0.25}
+    assert spec.dataset.n_train == 3200
+    assert spec.objectives == ["final_val_cost"] and spec.directions == ["minimize"]
+    kinds = {name: entry.kind for name, entry in spec.search.items()}
+    assert kinds == {
+        "batch_size": "categorical",
+        "optimizer": "categorical",
+        "lr": "float",
+        "beta1": "float",
+        "beta2": "float",
+        "schedule": "categorical",
+        "decay_rate": "float",
+        "step_size": "int",
+        "gamma": "float",
+        "warmup_epochs": "int",
+    }
+    assert spec.search["beta1"].when == {"optimizer": ["momentum", "adam"]}
+    assert spec.pruner.args["warmup_epochs"] == 5
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_examples_validate(example: Path) -> None:
+    load_spec(example)
+
+
+def test_defaults_are_resolved() -> None:
+    spec = load_spec(MINIMAL)
+    r = spec.resolved()
+    assert r["seed"] == 0
+    assert r["model"] == {"hidden": [8], "activation": "relu", "l2": 0.0, "init": "he", "dtype": "float32"}
+    assert r["training"] == {
+        "epochs": 2,
+        "objective": "final_val_cost",
+        "schedule_unit": "epoch",
+        "record_minibatch": False,
+        "ewa_beta": 0.9,
+    }
+    assert r["dataset"] == {"name": "iris", "val_fraction": 0.2}
+    assert r["search"]["schedule"] == {"value": "constant"}  # the default, as a fixed entry
+    assert r["sampler"]["name"] == "tpe" and r["sampler"]["n_startup_trials"] == 10
+    assert r["pruner"] == {"name": "none"}
+    assert spec.fixed_params() == {"batch_size": 16, "optimizer": "adam", "schedule": "constant"}
+    assert spec.dataset.n_train == 150 - 30
+
+
+def test_generated_dataset_defaults_fill_in() -> None:
+    spec = load_spec(MINIMAL.replace("{name: iris}", "{name: circles, noise: 0.05}"))
+    assert spec.dataset.params == {"n_samples": 1000, "noise": 0.05, "factor": 0.5}
+    assert spec.dataset.n_train == 800
+
+
+def test_resolved_loads_back_to_itself(quickstart: Path) -> None:
+    spec = load_spec(quickstart)
+    again = load_spec(yaml.safe_dump(spec.resolved(), sort_keys=False))
+    assert again.resolved() == spec.resolved()
+    assert again.spec_hash() == spec.spec_hash()
+
+
+def test_spec_hash_is_12_hex_and_tracks_content(quickstart: Path) -> None:
+    h = load_spec(quickstart).spec_hash()
+    assert len(h) == 12 and int(h, 16) >= 0
+    assert load_spec(quickstart).spec_hash() == h
+    assert load_spec(quickstart, ["trials=3"]).spec_hash() != h
+    # Spelling a default out does not change the spec.
+    assert load_spec(quickstart, ["model.init=he"]).spec_hash() == h
+
+
+def test_toml_and_yaml_give_the_same_spec(tmp_path: Path, quickstart: Path) -> None:
+    toml = tmp_path / "quickstart.toml"
+    toml.write_text(QUICKSTART_TOML, encoding="utf-8")
+    assert load_spec(toml).resolved() == load_spec(quickstart).resolved()
+
+
+def test_overrides(quickstart: Path) -> None:
+    spec = load_spec(
+        quickstart,
+        ["trials=3", "training.epochs=2", "search.batch_size.choices=[64,128]", "dataset.noise=0.3", "sampler=random"],
+    )
+    assert spec.trials == 3 and spec.training.epochs == 2
+    assert spec.search["batch_size"].choices == [64, 128]
+    assert spec.dataset.params["noise"] == 0.3
+    assert spec.sampler.name == "random"
+
+
+def test_override_of_one_form_replaces_the_others(quickstart: Path) -> None:
+    spec = load_spec(quickstart, ["search.batch_size.value=128", "search.beta1.value=0.9"])
+    assert spec.search["batch_size"].kind == "fixed" and spec.search["batch_size"].value == 128
+    assert spec.search["beta1"].value == 0.9 and spec.search["beta1"].when == {"optimizer": ["momentum", "adam"]}
+    spec = load_spec(quickstart, ["search.optimizer.value=adam", "search.optimizer.choices=[adam,momentum,gd]"])
+    assert spec.search["optimizer"].choices == ["adam", "momentum", "gd"]
+
+
+def test_override_adds_a_new_parameter(quickstart: Path) -> None:
+    spec = load_spec(quickstart, ["search.eps.value=1e-7"])
+    assert spec.search["eps"].value == 1e-7
+    assert spec.fixed_params() == {"eps": 1e-7}
+
+
+@pytest.mark.parametrize(
+    ("override", "fragments"),
+    [
+        ("trails=3", ["trails: unknown key", "allowed keys", "(set by --set trails=3)"]),
+        ("training.epochs=0", ["training.epochs", "epochs must be ≥ 1", "--set training.epochs=0"]),
+        ("search.lr.scale=log", ["search.lr.scale: unknown key"]),
+        ("trials", ["expected key.path=value"]),
+        ("=3", ["expected key.path=value"]),
+        ("name.first=x", ["name", "not a mapping"]),
+        ("search.batch_size.choices=[64,", ["invalid YAML"]),
+    ],
+)
+def test_bad_overrides(quickstart: Path, override: str, fragments: list[str]) -> None:
+    with pytest.raises(SpecError) as info:
+        load_spec(quickstart, [override])
+    for fragment in fragments:
+        assert fragment in str(info.value)
+
+
+def test_yaml_reads_exponent_floats() -> None:
+    spec = load_spec(MINIMAL.replace("low: 1.0e-3", "low: 1e-3"))
+    assert spec.search["lr"].low == 1e-3
+
+
+def test_ranges_of_float_parameters_are_floats() -> None:
+    spec = load_spec(MINIMAL + "  weight_decay: {low: 0, high: 1}\n")
+    wd = spec.search["weight_decay"]
+    assert (wd.kind, wd.low, wd.high) == ("float", 0.0, 1.0)
+
+
+def test_scalar_shorthands() -> None:
+    spec = load_spec(MINIMAL.replace("{name: iris}", "iris") + "  nesterov: true\nsampler: random\n")
+    assert spec.dataset.name == "iris" and spec.sampler.name == "random"
+    assert spec.search["nesterov"].value is True
+
+
+def test_mapping_input_is_not_mutated() -> None:
+    data = yaml.safe_load(MINIMAL)
+    load_spec(data, ["trials=9"])
+    assert data["trials"] == 3
+
+
+def test_search_order_puts_conditions_first() -> None:
+    text = MINIMAL + (
+        "  gamma: {low: 0.1, high: 0.9, when: {step_size: [5]}}\n"
+        "  step_size: {choices: [5, 10], when: {schedule: [step]}}\n"
+        "  schedule: {choices: [constant, step]}\n"
+    )
+    order = load_spec(text).search_order()
+    assert order.index("schedule") < order.index("step_size") < order.index("gamma")
+
+
+def test_multi_objective() -> None:
+    spec = load_spec(MINIMAL.replace("{epochs: 2}", "{epochs: 2, objective: [final_val_cost, train_seconds]}"))
+    assert spec.objectives == ["final_val_cost", "train_seconds"]
+    assert spec.directions == ["minimize", "minimize"]
+
+
+def test_hyperband_max_resource_is_the_epoch_count(quickstart: Path) -> None:
+    spec = load_spec(quickstart, ["pruner=hyperband", "training.epochs=12"])
+    assert spec.pruner.args["max_resource"] == 12
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="no such file"):
+        load_spec(tmp_path / "absent.yaml")
+    with pytest.raises(SpecError, match="no such file"):
+        load_spec(str(tmp_path / "absent.yml"))
+
+
+def test_spec_error_carries_path_and_message() -> None:
+    with pytest.raises(SpecError) as info:
+        load_spec(MINIMAL + "  beta1: {low: 0.8, high: 1.2}\n")
+    err = info.value
+    assert err.path == "search.beta1.high"
+    assert err.message == "1.2 is not allowed: beta1 must be in [0, 1)"
+    assert str(err) == "search.beta1.high: 1.2 is not allowed: beta1 must be in [0, 1)"
+
+
+def test_every_bad_spec_has_an_expectation() -> None:
+    files = {p.name for p in BAD_SPECS.iterdir() if p.name != "expected.yaml"}
+    assert files == set(EXPECTED)
+    assert len(files) >= 25
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_bad_spec(name: str) -> None:
+    with pytest.raises(SpecError) as info:
+        load_spec(BAD_SPECS / name)
+    message = str(info.value)
+    assert "\n" not in message
+    for fragment in EXPECTED[name]:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+
+
+# -- properties --------------------------------------------------------------------------------------------
+
+positive = st.floats(min_value=1e-6, max_value=10.0, allow_nan=False)
+
+
+@given(low=positive, high=positive, log=st.booleans())
+def test_float_ranges_validate_exactly_when_ordered(low: float, high: float, log: bool) -> None:
+    text = MINIMAL.replace(
+        "{low: 1.0e-3, high: 0.1, log: true}", f"{{low: {low!r}, high: {high!r}, log: {str(log).lower()}}}"
+    )
+    if low <= high:
+        lr = load_spec(text).search["lr"]
+        assert (lr.low, lr.high, lr.log) == (low, high, log)
+    else:
+        with pytest.raises(SpecError, match=r"^search\.lr\.low: .* low must be ≤ high"):
+            load_spec(text)
+
+
+@given(beta=st.floats(min_value=-2, max_value=2, allow_nan=False))
+def test_beta_domain(beta: float) -> None:
+    text = MINIMAL + f"  beta2: {{value: {beta!r}}}\n"
+    if 0 <= beta < 1:
+        assert load_spec(text).search["beta2"].value == beta
+    else:
+        with pytest.raises(SpecError, match=r"^search\.beta2\.value: .* beta2 must be in \[0, 1\)$"):
+            load_spec(text)
+
+
+@given(name=st.text(min_size=1, max_size=12).filter(lambda s: s not in HYPERPARAMETERS))
+def test_unknown_hyperparameter_names_are_errors(name: str) -> None:
+    data = yaml.safe_load(MINIMAL)
+    data["search"][name] = {"value": 1}
+    with pytest.raises(SpecError, match="unknown hyperparameter; valid names: batch_size, optimizer, lr"):
+        load_spec(data)
+
+
+def test_spec_model_is_strict_about_types() -> None:
+    data = yaml.safe_load(MINIMAL)
+    data["model"]["l2"] = "0.1"
+    with pytest.raises(SpecError, match=r"^model\.l2: '0\.1' is not allowed: l2 must be a number"):
+        load_spec(data)
+    assert isinstance(load_spec(MINIMAL), Spec)
