@@ -1,0 +1,206 @@
+"""The ``sweeps`` command line. Parsing only imports argparse, so ``sweeps --help`` answers at once; each
+command imports what it needs when it runs.
+
+Exit codes: 0 success, 2 bad spec or usage, 130 interrupted (SIGINT), 143 terminated (SIGTERM), 1 any
+other failure. User mistakes get one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from collections.abc import Callable
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 2, 130, 143
+
+
+def _store_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("where the sweep lives (the same defaults for every command)")
+    g.add_argument(
+        "--workdir",
+        default=None,
+        metavar="DIR",
+        help="folder of the embedded stores (default: .sweeps in the current directory)",
+    )
+    g.add_argument(
+        "--storage",
+        default=None,
+        metavar="URL",
+        help="Optuna storage URL, e.g. postgresql://user@host/db (default: DIR/optuna.journal)",
+    )
+    g.add_argument(
+        "--tracking-uri",
+        default=None,
+        metavar="URI",
+        help="MLflow tracking URI, e.g. http://127.0.0.1:5000 (default: sqlite:///DIR/mlflow.db)",
+    )
+
+
+def _spec_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", metavar="SPEC", help="the sweep's spec file (.yaml, .yml or .toml)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help="override a spec value, e.g. --set trials=5 --set training.epochs=3 (repeatable)",
+    )
+
+
+def _add_run(p):
+    _spec_arg(p)
+    p.add_argument("--trials", type=int, default=None, metavar="N", help="total trials (overrides the spec)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="K",
+        help="worker processes on this machine sharing the study (default 1)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _store_options(p)
+
+
+def _add_worker(p):
+    _spec_arg(p)
+    p.add_argument("--trials", type=int, default=None, metavar="N", help="total trials (overrides the spec)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    # Set by `run --workers`: the coordinator, not each worker, writes the sweep's summary.
+    p.add_argument("--coordinated", action="store_true", help=argparse.SUPPRESS)
+    _store_options(p)
+
+
+def _add_best(p):
+    _spec_arg(p)
+    p.add_argument("--json", action="store_true", help="print JSON for machines")
+    _store_options(p)
+
+
+def _add_trials(p):
+    _spec_arg(p)
+    p.add_argument("--json", action="store_true", help="print JSON records instead of a table")
+    _store_options(p)
+
+
+def _add_reproduce(p):
+    p.add_argument("run_id", metavar="RUN_ID", help="the MLflow run id of a tracked trial")
+    p.add_argument("--rtol", type=float, default=1e-9, help="relative tolerance of the curve comparison")
+    _store_options(p)
+
+
+def _add_ui(p):
+    p.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1 (default 5000)")
+    _store_options(p)
+
+
+def _add_batch_size(p):
+    _spec_arg(p)
+    p.add_argument("--sizes", default=None, metavar="B1,B2,…", help="batch sizes to compare (default: 64,128,256,512)")
+    p.add_argument("--repeats", type=int, default=3, metavar="R", help="seeds per size (default 3)")
+    p.add_argument(
+        "--budget",
+        default=None,
+        metavar="epochs=E|seconds=S",
+        help="equal budget per run: epochs (default: the spec's epochs) or wall-clock seconds",
+    )
+    p.add_argument(
+        "--target-cost",
+        type=float,
+        default=None,
+        metavar="C",
+        help="also report epochs and seconds to reach this validation cost",
+    )
+    p.add_argument(
+        "--from-best",
+        action="store_true",
+        help="hold the other hyperparameters at the best setting of the spec's sweep",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON for machines")
+    _store_options(p)
+
+
+# name -> (help, add arguments, "module:function" run lazily)
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], str]] = {
+    "run": ("run (or resume) a sweep from a spec", _add_run, "sweeps.commands:cmd_run"),
+    "worker": ("join a sweep's study as one more worker (any machine)", _add_worker, "sweeps.commands:cmd_worker"),
+    "best": ("print the lowest-cost setting of a sweep", _add_best, "sweeps.commands:cmd_best"),
+    "trials": ("print a table of all trials of a sweep", _add_trials, "sweeps.commands:cmd_trials"),
+    "reproduce": (
+        "retrain one tracked trial and compare its curve with the logged one",
+        _add_reproduce,
+        "sweeps.commands:cmd_reproduce",
+    ),
+    "ui": ("start the MLflow UI on the sweep's tracking store, on 127.0.0.1", _add_ui, "sweeps.commands:cmd_ui"),
+    "batch-size": (
+        "compare batch sizes with repeats under an equal budget",
+        _add_batch_size,
+        "sweeps.batch_size:cmd_batch_size",
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sweeps",
+        description="Reproducible, tracked Optuna sweeps of batch size, optimizer betas, learning rate and "
+        "decay schedule, trained with optcore and logged to MLflow.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (help_text, add, _) in COMMANDS.items():
+        add(sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + "."))
+    return parser
+
+
+def _on_sigterm(signum, frame):
+    from sweeps.errors import Interrupted
+
+    raise Interrupted("SIGTERM", EXIT_SIGTERM)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no internet here; MLflow would try
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # not "Creating initial MLflow database tables"
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    module, func = COMMANDS[args.command][2].split(":")
+    try:
+        import importlib
+
+        handler = getattr(importlib.import_module(module), func)
+        return int(handler(args) or 0)
+    except KeyboardInterrupt:
+        print("\ninterrupted (SIGINT); run the same command again to resume", file=sys.stderr)
+        return EXIT_SIGINT
+    except BaseException as e:
+        return _exit_for(e)
+
+
+def _exit_for(e: BaseException) -> int:
+    from sweeps.errors import Interrupted, SweepError, UsageError
+    from sweeps.spec import SpecError
+
+    if isinstance(e, Interrupted):
+        print(f"\ninterrupted ({e.signal_name}); run the same command again to resume", file=sys.stderr)
+        return e.exit_code
+    if isinstance(e, SystemExit):
+        raise e
+    if isinstance(e, SpecError | UsageError | SweepError):
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    from tracking import TrackingError, redact
+
+    if isinstance(e, TrackingError):
+        print(f"error: {redact(str(e))}", file=sys.stderr)
+        return EXIT_FAILURE
+    if os.environ.get("SWEEPS_DEBUG"):
+        raise e
+    print(f"error: {type(e).__name__}: {redact(str(e))} (set SWEEPS_DEBUG=1 for the traceback)", file=sys.stderr)
+    return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

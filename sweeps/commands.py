@@ -1,0 +1,167 @@
+"""The CLI's commands. Each one parses the spec (before touching any store, so a bad spec writes
+nothing), resolves the stores with the same defaults, and calls the Python API."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from sweeps import report
+
+
+def load(args):
+    from sweeps.spec import load_spec
+
+    overrides = list(args.overrides)
+    if getattr(args, "trials", None) is not None:
+        overrides.append(f"trials={args.trials}")
+    return load_spec(args.spec, overrides)
+
+
+def _workdir_hint(args) -> str:
+    parts = []
+    if args.workdir:
+        parts.append(f"--workdir {shlex.quote(args.workdir)}")
+    if args.tracking_uri:
+        from tracking import redact
+
+        parts.append(f"--tracking-uri {shlex.quote(redact(args.tracking_uri))}")
+    return (" " + " ".join(parts)) if parts else ""
+
+
+def cmd_run(args) -> int:
+    from sweeps.errors import UsageError
+
+    spec = load(args)
+    if args.workers < 1:
+        raise UsageError(f"--workers must be ≥ 1; got {args.workers}")
+    if args.workers > 1:
+        from sweeps.parallel import run_parallel
+
+        result = run_parallel(
+            spec,
+            args.workers,
+            workdir=args.workdir,
+            storage=args.storage,
+            tracking_uri=args.tracking_uri,
+            spec_file=args.spec,
+            overrides=_overrides(args),
+            quiet=args.quiet,
+        )
+    else:
+        result = _run_here(spec, args)
+    report.print_summary(spec, result, _workdir_hint(args))
+    return 0
+
+
+def cmd_worker(args) -> int:
+    spec = load(args)
+    _run_here(spec, args, finalize=not args.coordinated)
+    return 0
+
+
+def _overrides(args) -> list[str]:
+    extra = [f"trials={args.trials}"] if args.trials is not None else []
+    return [*args.overrides, *extra]
+
+
+def _run_here(spec, args, finalize: bool = True):
+    from sweeps.runner import run, study_counts_for, target_total
+
+    done = study_counts_for(spec, args.workdir, args.storage)
+    with report.ProgressBar(target_total(spec), done, enabled=not args.quiet) as bar:
+        return run(
+            spec,
+            workdir=args.workdir,
+            storage=args.storage,
+            tracking_uri=args.tracking_uri,
+            on_trial=bar,
+            finalize=finalize,
+        )
+
+
+def cmd_best(args) -> int:
+    from sweeps.runner import load_result
+
+    spec = load(args)
+    result = load_result(spec, workdir=args.workdir, storage=args.storage, tracking_uri=args.tracking_uri)
+    if args.json:
+        report.print_json(
+            {
+                "name": spec.name,
+                "objectives": spec.objectives,
+                "best_params": result.best_params,
+                "best_value": result.best_value,
+                "pareto": result.pareto,
+                "parent_run_id": result.parent_run_id,
+                "n_trials": len(result.trials),
+            }
+        )
+    else:
+        report.print_summary(spec, result, _workdir_hint(args))
+    return 0 if result.best_params is not None else 1
+
+
+def cmd_trials(args) -> int:
+    from sweeps.runner import load_result
+
+    spec = load(args)
+    result = load_result(spec, workdir=args.workdir, storage=args.storage, tracking_uri=args.tracking_uri)
+    report.print_trials(result.trials, args.json)
+    return 0
+
+
+def cmd_reproduce(args) -> int:
+    from sweeps.reproduce import reproduce
+    from sweeps.storage import resolve_stores
+
+    stores = resolve_stores(args.workdir, args.storage, args.tracking_uri)
+    outcome = reproduce(args.run_id, tracking_uri=stores.tracking_uri, rtol=args.rtol)
+    report.out.print(outcome.describe())
+    return 0 if outcome.matches else 1
+
+
+def cmd_ui(args) -> int:
+    from sweeps.errors import UsageError
+    from sweeps.storage import resolve_stores
+    from tracking import redact
+    from tracking.store import sqlite_path
+
+    stores = resolve_stores(args.workdir, args.storage, args.tracking_uri)
+    uri = stores.tracking_uri
+    if uri.startswith("http"):
+        report.out.print(f"this sweep is tracked by a server: open {redact(uri)}")
+        return 0
+    path = sqlite_path(uri)
+    if path is not None and not path.exists():
+        raise UsageError(f"no MLflow store at {path}; run `sweeps run SPEC` first (or pass --workdir)")
+    artifacts = Path(stores.workdir) / "mlartifacts"
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        uri,
+        "--default-artifact-root",
+        artifacts.as_uri(),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(args.port),
+        "--workers",
+        "1",
+    ]
+    report.err.print(f"MLflow UI on http://127.0.0.1:{args.port} (Ctrl-C stops it)")
+    proc = subprocess.Popen(cmd)
+    try:
+        return proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()

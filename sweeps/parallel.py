@@ -1,0 +1,190 @@
+"""``sweeps run --workers K``: K worker processes on one study, on this machine.
+
+The coordinator (this process) prepares everything once — the Optuna study, the MLflow experiment and
+parent run — so that workers starting together never race to create a schema or a store. With the
+embedded SQLite tracking store it also starts a loopback ``mlflow server`` and points the workers at it:
+one process then writes to ``mlflow.db`` and nothing hits "database is locked". Each worker runs
+``sweeps worker`` with its BLAS threads limited to cores / K, so K workers do not oversubscribe the cores.
+
+A worker that dies (killed, crashed) has its running trial failed in both stores and queued again with the
+same parameters, and a replacement worker starts. SIGINT or SIGTERM is passed on to the workers, which
+record their current trial as interrupted; the coordinator then exits 130 or 143.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from sweeps.errors import Interrupted
+from sweeps.objective import OUTCOME_ATTR, PARAMS_ATTR, REASON_ATTR, RUN_ID_ATTR, WORKER_ATTR, worker_name
+from sweeps.runner import (
+    SweepResult,
+    check_stores,
+    close_stale_runs,
+    counts,
+    fail_run,
+    open_parent_run,
+    open_study,
+    summarise,
+    target_total,
+)
+from sweeps.spec import Spec
+from sweeps.storage import Stores, TrialLock, resolve_stores
+
+log = logging.getLogger("sweeps")
+BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
+POLL_SECONDS = 0.5
+
+
+def worker_env(workers: int, storage: str | None, tracking_uri: str) -> dict[str, str]:
+    """The environment of one worker: BLAS threads = cores / workers; store URLs passed in the environment
+    (not on the command line, where a password would show in the process list)."""
+    threads = str(max(1, (os.cpu_count() or 1) // workers))
+    env = {**os.environ, **dict.fromkeys(BLAS_THREAD_VARS, threads), "SWEEPS_TRACKING_URI": tracking_uri}
+    if storage:
+        env["SWEEPS_STORAGE"] = storage
+    else:
+        env.pop("SWEEPS_STORAGE", None)
+    return env
+
+
+def _spawn(spec_file: str, overrides: list[str], stores: Stores, env: dict[str, str]) -> subprocess.Popen:
+    cmd = [
+        sys.executable,
+        "-m",
+        "sweeps.cli",
+        "worker",
+        str(spec_file),
+        "--workdir",
+        str(stores.workdir),
+        "--quiet",
+        "--coordinated",
+    ]
+    for item in overrides:
+        cmd += ["--set", item]
+    return subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
+
+
+def fail_lost_trials(study, stores: Stores, host_pid: str, reason: str) -> int:
+    """Fail the RUNNING trials of worker ``host_pid`` in Optuna and MLflow and queue their parameters again.
+
+    Returns how many were failed. Only the coordinator calls this, for workers it saw exit.
+    """
+    import optuna
+
+    lost = 0
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if t.user_attrs.get(WORKER_ATTR) != host_pid:
+            continue
+        study._storage.set_trial_user_attr(t._trial_id, OUTCOME_ATTR, "lost")
+        study._storage.set_trial_user_attr(t._trial_id, REASON_ATTR, reason)
+        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+        if t.user_attrs.get(RUN_ID_ATTR):
+            fail_run(stores, t.user_attrs[RUN_ID_ATTR], reason)
+        study.enqueue_trial(t.params, user_attrs={"retry_of": t.number, PARAMS_ATTR: t.user_attrs.get(PARAMS_ATTR)})
+        lost += 1
+    return lost
+
+
+def run_parallel(
+    spec: Spec,
+    workers: int,
+    *,
+    spec_file: str,
+    overrides: list[str],
+    workdir: str | Path | None = None,
+    storage: str | None = None,
+    tracking_uri: str | None = None,
+    quiet: bool = False,
+) -> SweepResult:
+    """Run ``spec`` with ``workers`` processes; return when ``spec.trials`` count in total."""
+    from tracking.server import MlflowServer
+    from tracking.store import sqlite_path
+
+    stores = resolve_stores(workdir, storage, tracking_uri)
+    check_stores(stores)
+    study = open_study(spec, stores, close_stale_runs(stores))
+    lock = TrialLock(stores, spec.name)
+    try:
+        sweep_run = open_parent_run(spec, study, stores, lock)
+    finally:
+        lock.close()
+    total = target_total(spec)
+
+    server = None
+    worker_uri = stores.tracking_uri
+    if sqlite_path(stores.tracking_uri) is not None:
+        server = MlflowServer(
+            stores.tracking_uri, stores.workdir / "mlartifacts", log_file=stores.workdir / "mlflow-server.log"
+        ).start()
+        worker_uri = server.url
+    served = Stores(stores.workdir, stores.storage_url, worker_uri)
+    env = worker_env(workers, storage, worker_uri)
+    procs: list[subprocess.Popen] = []
+    respawns_left = 3 * workers
+    last_done = -1
+    try:
+        procs = [_spawn(spec_file, overrides, stores, env) for _ in range(workers)]
+        while procs:
+            time.sleep(POLL_SECONDS)
+            for proc in [p for p in procs if p.poll() is not None]:
+                procs.remove(proc)
+                if proc.returncode == 0:
+                    continue
+                who = f"{worker_name().split(':')[0]}:{proc.pid}"
+                n = fail_lost_trials(study, served, who, f"worker {proc.pid} exited with status {proc.returncode}")
+                log.warning(
+                    "worker %d exited with status %d; %d running trial(s) failed and queued again",
+                    proc.pid,
+                    proc.returncode,
+                    n,
+                )
+                done, running, waiting = counts(study)
+                if (done + running < total or waiting) and respawns_left > 0:
+                    respawns_left -= 1
+                    procs.append(_spawn(spec_file, overrides, stores, env))
+            done = counts(study)[0]
+            if not quiet and done != last_done:
+                print(f"trials {min(done, total)}/{total} ({len(procs)} workers)", file=sys.stderr, flush=True)
+                last_done = done
+    except (KeyboardInterrupt, Interrupted) as e:
+        sig = signal.SIGTERM if isinstance(e, Interrupted) else signal.SIGINT
+        _stop_workers(procs, sig)
+        _finish(spec, study, sweep_run, served, total)
+        raise
+    finally:
+        _stop_workers(procs, signal.SIGTERM)
+        if server is not None:
+            server.stop()
+    _finish(spec, study, sweep_run, stores, total)
+    return summarise(spec, study, sweep_run.run_id, stores)
+
+
+def _finish(spec: Spec, study, sweep_run, stores: Stores, total: int) -> None:
+    import tracking
+
+    sweep_run.client = tracking.make_client(stores.tracking_uri)
+    sweep_run.tracking_uri = stores.tracking_uri
+    sweep_run.update_summary(spec.resolved(), metric=spec.objectives[0], direction=spec.directions[0])
+    done, running, _ = counts(study)
+    if done >= total and running == 0:
+        sweep_run.finish("FINISHED")
+
+
+def _stop_workers(procs: list[subprocess.Popen], sig: int, timeout: float = 60.0) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(sig)
+    deadline = time.monotonic() + timeout
+    for p in procs:
+        try:
+            p.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()

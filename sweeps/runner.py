@@ -1,0 +1,322 @@
+"""Run a sweep: open (or resume) the study and its MLflow parent run, then train trials until the spec's
+total is reached — by this process alone or together with other workers on the same storage."""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from sweeps.errors import SweepError
+from sweeps.objective import COUNTED_OUTCOMES, OUTCOME_ATTR, PARAMS_ATTR, RUN_ID_ATTR, run_trial, setup_from_spec
+from sweeps.spec import Spec
+from sweeps.storage import Stores, TrialLock, heartbeat, open_storage, resolve_stores
+
+log = logging.getLogger("sweeps")
+
+PARENT_RUN_ATTR = "mlflow_parent_run_id"
+SPEC_HASH_ATTR = "spec_hash"
+SPEC_ATTR = "spec"
+
+
+@dataclass
+class SweepResult:
+    """What a finished (or stopped) sweep leaves: the study, the best setting and where it is tracked.
+
+    For two objectives ``best_params``/``best_value`` describe the first Pareto-optimal trial and
+    ``pareto`` lists them all.
+    """
+
+    study: Any
+    best_params: dict[str, Any] | None
+    best_value: float | list[float] | None
+    parent_run_id: str
+    trials: pd.DataFrame
+    stores: Stores
+    pareto: list[dict[str, Any]] | None = None
+
+
+def search_hash(spec: Spec) -> str:
+    """The spec's hash without ``trials``: resuming with a larger total is the same sweep."""
+    import hashlib
+    import json
+
+    data = spec.resolved()
+    data.pop("trials", None)
+    return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:12]
+
+
+def counts(study) -> tuple[int, int, int]:
+    """(trials that count toward the total, trials running now, trials waiting to be retried)."""
+    from optuna.trial import TrialState
+
+    done = running = waiting = 0
+    for t in study.get_trials(deepcopy=False):
+        if t.state == TrialState.RUNNING:
+            running += 1
+        elif t.state == TrialState.WAITING:
+            waiting += 1
+        elif t.state in (TrialState.COMPLETE, TrialState.PRUNED) or t.user_attrs.get(OUTCOME_ATTR) in COUNTED_OUTCOMES:
+            done += 1
+    return done, running, waiting
+
+
+def target_total(spec: Spec) -> int:
+    """How many trials the sweep runs: ``trials``, or fewer when a grid has fewer points."""
+    if spec.sampler.name == "grid":
+        from sweeps.samplers import grid_size
+
+        return min(spec.trials, grid_size(spec))
+    return spec.trials
+
+
+def open_study(spec: Spec, stores: Stores, stale_trial_callback: Callable | None = None):
+    """Create the study named ``spec.name`` or load it; refuse one created from a different search."""
+    import optuna
+
+    from sweeps.pruners import build_pruner
+    from sweeps.samplers import build_sampler
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = open_storage(stores, stale_trial_callback)
+    study = optuna.create_study(
+        storage=storage,
+        study_name=spec.name,
+        sampler=build_sampler(spec),
+        pruner=build_pruner(spec),
+        directions=spec.directions,
+        load_if_exists=True,
+    )
+    stored = study.user_attrs.get(SPEC_HASH_ATTR)
+    if stored is None:
+        study.set_user_attr(SPEC_HASH_ATTR, search_hash(spec))
+        study.set_user_attr(SPEC_ATTR, spec.resolved())
+    elif stored != search_hash(spec):
+        raise SweepError(
+            f"the sweep {spec.name!r} in {stores.describe_storage()} was started from a different spec "
+            f"(search hash {stored}, this spec {search_hash(spec)}); only `trials` may change when resuming. "
+            "Rename the sweep (`name:`) or use another --workdir/--storage."
+        )
+    return study
+
+
+def _sweep_tags(spec: Spec, stores: Stores) -> dict[str, str]:
+    from tracking import redact
+
+    data = setup_from_spec(spec).load()
+    return {
+        "dataset": spec.dataset.name,
+        "dataset_fingerprint": data.fingerprint,
+        "spec_hash": spec.spec_hash(),
+        "search_hash": search_hash(spec),
+        "optuna_storage": stores.describe_storage() if stores.embedded else redact(stores.storage_url),
+    }
+
+
+def open_parent_run(spec: Spec, study, stores: Stores, lock: TrialLock):
+    """The sweep's MLflow parent run: the one whose id the study keeps, or a new one (created once, under
+    the trial lock, so workers starting together share it)."""
+    import tracking
+
+    with lock.held():
+        parent_id = study.user_attrs.get(PARENT_RUN_ATTR)
+        sweep_run = tracking.start_sweep(
+            spec.name,
+            tracking_uri=stores.tracking_uri,
+            study_name=spec.name,
+            existing_run_id=parent_id,
+            tags=_sweep_tags(spec, stores),
+        )
+        if sweep_run.run_id != parent_id:
+            study.set_user_attr(PARENT_RUN_ATTR, sweep_run.run_id)
+    return sweep_run
+
+
+def close_stale_runs(stores: Stores) -> Callable:
+    """The storage's callback for a trial whose worker stopped sending heartbeats: end its MLflow run
+    FAILED (not left RUNNING), then let Optuna's retry callback queue the same parameters again."""
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)
+
+    def callback(study, trial) -> None:
+        run_id = trial.user_attrs.get(RUN_ID_ATTR)
+        if run_id:
+            fail_run(stores, run_id, "worker stopped responding (no heartbeat); retried by another worker")
+        retry(study, trial)
+
+    return callback
+
+
+def fail_run(stores: Stores, run_id: str, reason: str) -> None:
+    """Mark a trial's MLflow run FAILED with ``reason`` unless it already ended."""
+    import tracking
+
+    client = tracking.make_client(stores.tracking_uri)
+    run = client.get_run(run_id)
+    if run.info.status == "RUNNING":
+        client.set_tag(run_id, "trial_state", "fail")
+        client.set_tag(run_id, "fail_reason", reason)
+        client.set_terminated(run_id, status="FAILED")
+
+
+def run(
+    spec: Spec,
+    *,
+    workdir: str | Path | None = None,
+    storage: str | None = None,
+    tracking_uri: str | None = None,
+    on_trial: Callable[[Any, int, int], None] | None = None,
+    finalize: bool = True,
+) -> SweepResult:
+    """Train trials of ``spec`` until ``spec.trials`` count in total (completed, pruned or failed), then
+    summarise. Resuming — running again with the same spec and stores — continues the same study and MLflow
+    parent run. ``on_trial(study, done, total)`` is called after every trial (progress display).
+    ``finalize=False`` (a worker under a coordinator) leaves the parent run's summary to the coordinator.
+
+    Raises :class:`SweepError` when the stores cannot be used, and lets KeyboardInterrupt or
+    :class:`sweeps.objective.Interrupted` through after recording the interrupted trial.
+    """
+
+    stores = resolve_stores(workdir, storage, tracking_uri)
+    check_stores(stores)
+    study = open_study(spec, stores, close_stale_runs(stores))
+    lock = TrialLock(stores, spec.name)
+    try:
+        sweep_run = open_parent_run(spec, study, stores, lock)
+        setup = setup_from_spec(spec)
+        tags = {**sweep_run.tags}
+        total = target_total(spec)
+        while True:
+            with lock.held():
+                _fail_stale(study)
+                done, running, waiting = counts(study)
+                trial = study.ask() if done + running < total or waiting else None
+            if trial is None:
+                if running and _beats(study):
+                    # Trials of other workers are still running. If one of them died, its heartbeat stops
+                    # and, after the grace period, it is failed and queued again: stay to pick it up.
+                    time.sleep(_beats(study))
+                    continue
+                break
+            try:
+                with heartbeat(study, trial):
+                    run_trial(spec, study, trial, sweep_run, setup, tags)
+            except BaseException:
+                if finalize:
+                    sweep_run.update_summary(spec.resolved(), metric=spec.objectives[0], direction=spec.directions[0])
+                raise
+            if on_trial is not None:
+                on_trial(study, counts(study)[0], total)
+        done, running, _ = counts(study)
+        if finalize:
+            sweep_run.update_summary(spec.resolved(), metric=spec.objectives[0], direction=spec.directions[0])
+            if done >= total and running == 0:
+                sweep_run.finish("FINISHED")
+    finally:
+        lock.close()
+    return summarise(spec, study, sweep_run.run_id, stores)
+
+
+def check_stores(stores: Stores) -> None:
+    """Fail early, before any training, when the tracking server is unreachable or both stores would share
+    one database file."""
+    import tracking
+
+    storage_for_check = stores.storage_url or f"journal:///{stores.journal_path}"
+    tracking.check_separate_databases(stores.tracking_uri, storage_for_check)
+    tracking.check_reachable(stores.tracking_uri)
+
+
+def _beats(study) -> int | None:
+    """The storage's heartbeat interval in seconds, or None when it has no heartbeats."""
+    from optuna.storages._heartbeat import BaseHeartbeat
+
+    storage = study._storage
+    return storage.get_heartbeat_interval() if isinstance(storage, BaseHeartbeat) else None
+
+
+def _fail_stale(study) -> None:
+    import optuna
+
+    storage = study._storage  # the public helper needs the study; heartbeats are an RDB feature
+    if isinstance(storage, optuna.storages.RDBStorage):
+        optuna.storages.fail_stale_trials(study)
+
+
+def trials_frame(study) -> pd.DataFrame:
+    """One row per trial: number, state, outcome, objective value(s), the full setting and its run id."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        hp = t.user_attrs.get(PARAMS_ATTR) or t.params
+        row = {"number": t.number, "state": t.state.name, "outcome": t.user_attrs.get(OUTCOME_ATTR, "")}
+        if t.values is not None:
+            row |= {"value": t.values[0]} if len(t.values) == 1 else {f"value_{i}": v for i, v in enumerate(t.values)}
+        row |= {k: v for k, v in hp.items()}
+        row |= {"run_id": t.user_attrs.get(RUN_ID_ATTR, ""), "fail_reason": t.user_attrs.get("fail_reason", "")}
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def best_setting(study) -> tuple[dict[str, Any] | None, float | list[float] | None, list[dict[str, Any]] | None]:
+    """(params, value, Pareto set) of the best completed trial; ties go to the lowest trial number."""
+    from optuna.trial import TrialState
+
+    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    if not complete:
+        return None, None, None
+    if len(study.directions) > 1:
+        front = sorted(study.best_trials, key=lambda t: t.number)
+        pareto = [
+            {"number": t.number, "values": list(t.values), "params": t.user_attrs.get(PARAMS_ATTR, t.params)}
+            for t in front
+        ]
+        return pareto[0]["params"], pareto[0]["values"], pareto
+    best = min(complete, key=lambda t: (t.value, t.number))
+    return best.user_attrs.get(PARAMS_ATTR, best.params), best.value, None
+
+
+def summarise(spec: Spec, study, parent_run_id: str, stores: Stores) -> SweepResult:
+    params, value, pareto = best_setting(study)
+    return SweepResult(study, params, value, parent_run_id, trials_frame(study), stores, pareto)
+
+
+def _existing_study(spec: Spec, stores: Stores):
+    """The study named ``spec.name`` if the stores hold it, else None — creating nothing."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if stores.embedded and not stores.journal_path.exists():
+        return None
+    try:
+        return optuna.load_study(study_name=spec.name, storage=open_storage(stores))
+    except KeyError:
+        return None
+
+
+def study_counts_for(spec: Spec, workdir: str | Path | None, storage: str | None) -> int:
+    """Trials of ``spec``'s sweep already counted (0 for a new sweep); used to start the progress bar."""
+    study = _existing_study(spec, resolve_stores(workdir, storage, "unused"))
+    return counts(study)[0] if study is not None else 0
+
+
+def load_result(
+    spec: Spec, *, workdir: str | Path | None = None, storage: str | None = None, tracking_uri: str | None = None
+) -> SweepResult:
+    """The current result of ``spec``'s sweep, read from its stores. Raises SweepError when there is none."""
+    stores = resolve_stores(workdir, storage, tracking_uri)
+    study = _existing_study(spec, stores)
+    if study is None:
+        raise SweepError(
+            f"no sweep named {spec.name!r} in {stores.describe_storage()}; "
+            "run `sweeps run SPEC` first (or pass the same --workdir/--storage)"
+        )
+    return summarise(spec, study, study.user_attrs.get(PARENT_RUN_ATTR, ""), stores)

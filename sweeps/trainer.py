@@ -1,0 +1,114 @@
+"""One trial's training: a hyperparameter dict in, an optcore History out.
+
+This is the single place where sweep names meet optcore's constructors, so ``run``, ``reproduce`` and
+``batch-size`` train exactly alike. Hyperparameters that the chosen optimizer or schedule does not take
+(``beta2`` for momentum, ``gamma`` for cosine) are not passed to it; they are still recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+import optcore
+from optcore import Dataset, EpochCallback, History
+
+OPTIMIZER_KEYS = ("lr", "beta1", "beta2", "eps", "nesterov", "weight_decay")
+SCHEDULE_KEYS = (
+    "decay_rate",
+    "gamma",
+    "step_size",
+    "interval",
+    "power",
+    "end_lr",
+    "min_lr",
+    "t0",
+    "t_mult",
+    "warmup_epochs",
+    "warmup_start_factor",
+)
+
+
+@dataclass(frozen=True)
+class TrainingSetup:
+    """Everything but the searched hyperparameters: data, model and training length."""
+
+    dataset: str
+    dataset_params: tuple[tuple[str, object], ...]
+    val_fraction: float
+    data_seed: int
+    hidden: tuple[int, ...]
+    activation: str = "relu"
+    l2: float = 0.0
+    init: str | None = None
+    dtype: str = "float32"
+    epochs: int = 10
+    schedule_unit: str = "epoch"
+    record_minibatch: bool = False
+    ewa_beta: float = 0.9
+
+    def load(self) -> Dataset:
+        return _load(self.dataset, self.data_seed, self.val_fraction, self.dataset_params)
+
+
+@lru_cache(maxsize=8)
+def _load(name: str, seed: int, val_fraction: float, params: tuple[tuple[str, object], ...]) -> Dataset:
+    # Every trial of a sweep sees the same data; load it once per process.
+    return optcore.load_dataset(name, seed=seed, val_fraction=val_fraction, **dict(params))
+
+
+def trial_seed(sweep_seed: int, trial_number: int) -> int:
+    """The training seed of trial ``trial_number``: independent streams for every (sweep seed, trial)."""
+    return int(np.random.SeedSequence([sweep_seed, trial_number]).generate_state(1)[0])
+
+
+def build_optimizer(hp: Mapping[str, object]) -> optcore.Optimizer:
+    name = str(hp["optimizer"])
+    accepted = set(optcore.hyperparameter_names(name))
+    return optcore.make_optimizer(name, **{k: hp[k] for k in OPTIMIZER_KEYS if k in hp and k in accepted})
+
+
+def build_schedule(hp: Mapping[str, object], epochs: int, iterations_per_epoch: int, unit: str) -> optcore.Schedule:
+    """The schedule named by ``hp["schedule"]`` (constant by default) over the whole training run.
+
+    Its step counts epochs or iterations (``unit``); ``warmup_epochs`` is converted to that unit, and the
+    other step parameters (``step_size``, ``interval``, ``t0``) are read in it.
+    """
+    name = str(hp.get("schedule", "constant"))
+    per_step = iterations_per_epoch if unit == "iteration" else 1
+    params = {k: hp[k] for k in SCHEDULE_KEYS if k in hp}
+    if "warmup_epochs" in params:
+        params["warmup_steps"] = int(params.pop("warmup_epochs")) * per_step
+    accepted = set(optcore.schedule_parameters(name))
+    params = {k: v for k, v in params.items() if k in accepted}
+    if name.removeprefix("warmup_") == "exponential" and "decay_rate" in params and "gamma" in params:
+        params.pop("gamma")  # both searched for different schedules; decay_rate is exponential's own
+    return optcore.make_schedule(name, lr=float(hp["lr"]), total_steps=epochs * per_step, **params)
+
+
+def train_trial(
+    setup: TrainingSetup, hp: Mapping[str, object], seed: int, callback: EpochCallback | None = None
+) -> History:
+    """Train one setting. Raises :class:`optcore.DivergenceError` when the cost becomes NaN or infinite."""
+    data = setup.load()
+    batch_size = int(hp["batch_size"])
+    network = optcore.Network.for_dataset(
+        data, hidden=setup.hidden, activation=setup.activation, l2=setup.l2, init=setup.init, dtype=setup.dtype
+    )
+    schedule = build_schedule(hp, setup.epochs, optcore.n_batches(data.n_train, batch_size), setup.schedule_unit)
+    return optcore.train(
+        data,
+        network,
+        build_optimizer(hp),
+        epochs=setup.epochs,
+        batch_size=batch_size,
+        schedule=schedule,
+        schedule_unit=setup.schedule_unit,
+        seed=seed,
+        record_minibatch=setup.record_minibatch,
+        ewa_beta=setup.ewa_beta,
+        callback=callback,
+    )

@@ -1,0 +1,179 @@
+"""The main job end to end: the real ``sweeps`` CLI in subprocesses against real Optuna and MLflow stores."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import optuna
+import pytest
+
+from tests.conftest import ROOT, run_cli
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def study(workdir: Path, name: str) -> optuna.Study:
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    return optuna.load_study(
+        study_name=name, storage=JournalStorage(JournalFileBackend(str(workdir / "optuna.journal")))
+    )
+
+
+def client(workdir: Path) -> mlflow.MlflowClient:
+    return mlflow.MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+
+
+def child_runs(workdir: Path, name: str):
+    c = client(workdir)
+    exp = c.get_experiment_by_name(name)
+    runs = c.search_runs([exp.experiment_id], filter_string="tags.role = 'trial'", max_results=1000)
+    return c, sorted(runs, key=lambda r: int(r.data.tags["trial_number"]))
+
+
+def test_help_does_not_import_the_heavy_packages():
+    code = (
+        "import sys; from sweeps.cli import build_parser; build_parser().format_help(); "
+        "print(sorted(m for m in ('mlflow', 'optuna', 'sklearn', 'pandas', 'torch') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    for command in ("", "run", "worker", "best", "trials", "reproduce", "ui", "batch-size"):
+        proc = run_cli(*([command] if command else []), "--help", cwd=ROOT)
+        assert proc.returncode == 0 and "usage: sweeps" in proc.stdout
+
+
+def test_quickstart_shrunk_then_best_trials_and_resume(tmp_path):
+    wd = tmp_path / "wd"
+    quick = ["--set", "trials=3", "--set", "training.epochs=3", "--set", "dataset.n_samples=1000", "--workdir", wd]
+    proc = run_cli("run", ROOT / "examples" / "quickstart.yaml", *quick, cwd=tmp_path, check=True)
+    assert "best of 3 trials: final_val_cost = " in proc.stdout
+    assert "sweeps ui --workdir" in proc.stdout
+
+    s = study(wd, "moons-quickstart")
+    assert len(s.trials) == 3
+    c, runs = child_runs(wd, "moons-quickstart")
+    parent_id = s.user_attrs["mlflow_parent_run_id"]
+    assert [r.data.tags["trial_number"] for r in runs] == ["0", "1", "2"]
+    for r, t in zip(runs, s.trials, strict=True):
+        assert r.data.tags["mlflow.parentRunId"] == parent_id
+        assert r.info.run_name == f"trial-{t.number:04d}"
+        assert t.user_attrs["mlflow_run_id"] == r.info.run_id
+        epochs = int(r.data.metrics["epochs_run"])
+        for key in ("train_cost", "val_cost", "val_accuracy", "lr", "epoch_seconds"):
+            assert [m.step for m in c.get_metric_history(r.info.run_id, key)] == list(range(1, epochs + 1)), key
+        for k, v in t.params.items():
+            assert r.data.params[k] == str(v)
+        if t.state == optuna.trial.TrialState.COMPLETE:
+            assert r.info.status == "FINISHED"
+            assert r.data.metrics["final_val_cost"] == pytest.approx(t.value)
+
+    best = json.loads(
+        run_cli("best", ROOT / "examples" / "quickstart.yaml", *quick, "--json", cwd=tmp_path, check=True).stdout
+    )
+    completed = [t for t in s.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    winner = min(completed, key=lambda t: (t.value, t.number))
+    assert best["best_value"] == pytest.approx(winner.value)
+    assert {k: best["best_params"][k] for k in winner.params} == winner.params
+    table = run_cli("trials", ROOT / "examples" / "quickstart.yaml", *quick, cwd=tmp_path, check=True).stdout
+    assert "COMPLETE" in table and "batch_size" in table
+
+    # Resume: the same spec with a larger total continues the study and reuses the parent run.
+    run_cli("run", ROOT / "examples" / "quickstart.yaml", *quick, "--trials", "5", cwd=tmp_path, check=True)
+    s = study(wd, "moons-quickstart")
+    assert len(s.trials) == 5
+    assert s.user_attrs["mlflow_parent_run_id"] == parent_id
+    _, runs = child_runs(wd, "moons-quickstart")
+    assert sorted(int(r.data.tags["trial_number"]) for r in runs) == [0, 1, 2, 3, 4]
+    parents = client(wd).search_runs([runs[0].info.experiment_id], filter_string="tags.role = 'sweep'")
+    assert [p.info.run_id for p in parents] == [parent_id]
+    # Running once more with the total already reached trains nothing new.
+    run_cli("run", ROOT / "examples" / "quickstart.yaml", *quick, "--trials", "5", cwd=tmp_path, check=True)
+    assert len(study(wd, "moons-quickstart").trials) == 5
+
+
+def test_same_spec_and_seed_give_identical_trials(tmp_path, tiny_spec):
+    results = []
+    for wd in ("a", "b"):
+        run_cli("run", tiny_spec, "--workdir", tmp_path / wd, cwd=tmp_path, check=True)
+        results.append([(t.params, t.value) for t in study(tmp_path / wd, "tiny").trials])
+    assert results[0] == results[1]
+    assert len({json.dumps(p, sort_keys=True) for p, _ in results[0]}) > 1  # it did search
+
+
+def test_changed_search_on_resume_is_refused(tmp_path, tiny_spec):
+    run_cli("run", tiny_spec, "--set", "trials=1", "--workdir", tmp_path / "wd", cwd=tmp_path, check=True)
+    proc = run_cli(
+        "run", tiny_spec, "--set", "trials=2", "--set", "model.hidden=[4]", "--workdir", tmp_path / "wd", cwd=tmp_path
+    )
+    assert proc.returncode == 2
+    assert "was started from a different spec" in proc.stderr and "Traceback" not in proc.stderr
+    assert len(study(tmp_path / "wd", "tiny").trials) == 1
+
+
+def test_pruned_and_diverged_trials_end_right_in_both_stores(tmp_path):
+    """A grid of 2 batch sizes × 3 learning rates: lr = 1e6 diverges, lr = 1e-6 barely moves and is pruned
+    against the median of the good runs, lr = 0.5 completes."""
+    spec = tmp_path / "prune.yaml"
+    spec.write_text("""\
+name: prune-and-diverge
+seed: 3
+trials: 6
+dataset: {name: moons, n_samples: 400, noise: 0.2}
+model: {hidden: [16], activation: relu}
+training: {epochs: 6}
+search:
+  batch_size: {choices: [32, 64]}
+  optimizer: {value: gd}
+  lr: {choices: [0.5, 0.000001, 1000000.0]}
+sampler: {name: grid}
+pruner: {name: median, n_startup_trials: 1, warmup_epochs: 0}
+""")
+    run_cli("run", spec, "--workdir", tmp_path / "wd", cwd=tmp_path, check=True)
+    s = study(tmp_path / "wd", "prune-and-diverge")
+    c, runs = child_runs(tmp_path / "wd", "prune-and-diverge")
+    by_number = {int(r.data.tags["trial_number"]): r for r in runs}
+    states = {t.number: t.state for t in s.trials}
+    assert len(s.trials) == 6 and len(runs) == 6
+    seen = set()
+    for t in s.trials:
+        r = by_number[t.number]
+        lr = t.params["lr"]
+        if lr == 1e6:
+            assert t.state == optuna.trial.TrialState.FAIL
+            assert t.user_attrs["fail_reason"].startswith("cost diverged at epoch 1, iteration")
+            assert r.info.status == "FAILED" and r.data.tags["fail_reason"] == t.user_attrs["fail_reason"]
+            seen.add("fail")
+        elif t.state == optuna.trial.TrialState.PRUNED:
+            pruned_at = int(r.data.tags["pruned_at_epoch"])
+            assert r.info.status == "KILLED" and 1 <= pruned_at < 6
+            assert len(c.get_metric_history(r.info.run_id, "val_cost")) == pruned_at
+            assert max(t.intermediate_values) == pruned_at
+            seen.add("pruned")
+        else:
+            assert t.state == optuna.trial.TrialState.COMPLETE and r.info.status == "FINISHED"
+            assert len(c.get_metric_history(r.info.run_id, "val_cost")) == 6
+            seen.add("complete")
+    assert seen == {"fail", "pruned", "complete"}, states
+
+
+def test_reproduce_retrains_a_tracked_trial(tmp_path, tiny_spec):
+    run_cli("run", tiny_spec, "--set", "trials=2", "--workdir", tmp_path / "wd", cwd=tmp_path, check=True)
+    _, runs = child_runs(tmp_path / "wd", "tiny")
+    proc = run_cli("reproduce", runs[1].info.run_id, "--workdir", tmp_path / "wd", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "matches the logged one" in proc.stdout and "max relative difference 0" in proc.stdout
+
+    proc = run_cli("reproduce", "0123456789abcdef", "--workdir", tmp_path / "wd", cwd=tmp_path)
+    assert proc.returncode == 1 and "no run '0123456789abcdef'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_reading_a_missing_sweep_creates_nothing(tmp_path, tiny_spec):
+    proc = run_cli("best", tiny_spec, "--workdir", tmp_path / "nothing", cwd=tmp_path)
+    assert proc.returncode == 2 and "no sweep named 'tiny'" in proc.stderr
+    assert not (tmp_path / "nothing").exists()

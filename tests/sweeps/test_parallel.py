@@ -1,0 +1,168 @@
+"""Scale-out and faults: several workers on one study, SIGKILL mid-trial, SIGINT/SIGTERM then resume.
+
+Embedded stores here; the PostgreSQL + MLflow server versions are in test_distributed.py.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from tests.conftest import run_cli, start_cli
+from tests.sweeps.test_cli import child_runs, study
+
+SLOW = [
+    "--set",
+    "training.epochs=40",
+    "--set",
+    "dataset.n_samples=3000",
+    "--set",
+    "model.hidden=[64,64]",
+    "--set",
+    "search.batch_size.choices=[32]",
+]
+
+
+def wait_until(predicate, timeout=120.0, interval=0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {predicate.__doc__ or predicate}")
+
+
+def _trials(workdir: Path, name: str = "tiny"):
+    if not (workdir / "optuna.journal").exists():
+        return []
+    try:
+        return study(workdir, name).trials
+    except KeyError:
+        return []
+
+
+def assert_settled(workdir: Path, name: str, total: int):
+    """Exactly ``total`` trials counted, nothing left RUNNING in either store, one run per trial."""
+    s = study(workdir, name)
+    counted = [t for t in s.trials if t.user_attrs.get("outcome") in ("completed", "pruned", "failed")]
+    assert len(counted) == total
+    assert not [t for t in s.trials if t.state in (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING)]
+    _, runs = child_runs(workdir, name)
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    numbers = [int(r.data.tags["trial_number"]) for r in runs]
+    assert sorted(numbers) == sorted(t.number for t in s.trials if t.user_attrs.get("mlflow_run_id"))
+    assert len(numbers) == len(set(numbers))
+    return s, runs
+
+
+def test_two_local_workers_share_one_study_and_one_parent_run(tmp_path, tiny_spec):
+    wd = tmp_path / "wd"
+    run_cli(
+        "run",
+        tiny_spec,
+        "--workers",
+        "2",
+        "--trials",
+        "20",
+        "--set",
+        "training.epochs=2",
+        "--workdir",
+        wd,
+        cwd=tmp_path,
+        check=True,
+    )
+    s, runs = assert_settled(wd, "tiny", 20)
+    assert len(s.trials) == 20 and len(runs) == 20
+    assert len({t.user_attrs["worker"] for t in s.trials}) == 2  # both workers trained
+    parent = s.user_attrs["mlflow_parent_run_id"]
+    c, _ = child_runs(wd, "tiny")
+    for r in runs:
+        assert r.data.tags["mlflow.parentRunId"] == parent and r.info.status == "FINISHED"
+        assert len(c.get_metric_history(r.info.run_id, "val_cost")) == 2
+    assert c.get_run(parent).info.status == "FINISHED"
+
+
+def test_sigkill_of_a_local_worker_mid_trial_is_retried(tmp_path, tiny_spec):
+    wd = tmp_path / "wd"
+    coordinator = start_cli(
+        "run",
+        tiny_spec,
+        "--workers",
+        "2",
+        "--trials",
+        "4",
+        *SLOW,
+        "--workdir",
+        wd,
+        cwd=tmp_path,
+        log=tmp_path / "run.log",
+    )
+    try:
+
+        def a_running_trial():
+            """a RUNNING trial with an MLflow run"""
+            running = [
+                t
+                for t in _trials(wd)
+                if t.state == optuna.trial.TrialState.RUNNING and t.user_attrs.get("mlflow_run_id")
+            ]
+            return running[0] if running else None
+
+        victim = wait_until(a_running_trial)
+        os.kill(int(victim.user_attrs["worker"].rsplit(":", 1)[1]), signal.SIGKILL)
+        assert coordinator.wait(300) == 0, (tmp_path / "run.log").read_text()
+    finally:
+        if coordinator.poll() is None:
+            coordinator.kill()
+    s, runs = assert_settled(wd, "tiny", 4)
+    lost = s.trials[victim.number]
+    assert lost.state == optuna.trial.TrialState.FAIL and lost.user_attrs["outcome"] == "lost"
+    assert "exited with status -9" in lost.user_attrs["fail_reason"]
+    run = {r.info.run_id: r for r in runs}[victim.user_attrs["mlflow_run_id"]]
+    assert run.info.status == "FAILED" and "exited with status -9" in run.data.tags["fail_reason"]
+    retry = [t for t in s.trials if t.user_attrs.get("retry_of") == victim.number]
+    assert len(retry) == 1 and retry[0].params == victim.params
+
+
+@pytest.mark.parametrize(("sig", "code", "name"), [(signal.SIGINT, 130, "SIGINT"), (signal.SIGTERM, 143, "SIGTERM")])
+def test_interrupt_records_the_trial_then_rerun_resumes(tmp_path, tiny_spec, sig, code, name):
+    wd = tmp_path / "wd"
+    args = ("run", tiny_spec, "--trials", "3", *SLOW, "--workdir", wd)
+    proc = start_cli(*args, cwd=tmp_path, log=tmp_path / "run.log")
+    try:
+
+        def second_trial_running():
+            """trial 1 RUNNING with an MLflow run"""
+            ts = _trials(wd)
+            return (
+                len(ts) >= 2
+                and ts[1].state == optuna.trial.TrialState.RUNNING
+                and ts[1].user_attrs.get("mlflow_run_id")
+            )
+
+        wait_until(second_trial_running)
+        time.sleep(0.5)
+        proc.send_signal(sig)
+        assert proc.wait(120) == code
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    log = (tmp_path / "run.log").read_text()
+    assert f"interrupted ({name}); run the same command again to resume" in log and "Traceback" not in log
+    s = study(wd, "tiny")
+    interrupted = s.trials[1]
+    assert interrupted.state == optuna.trial.TrialState.FAIL
+    assert interrupted.user_attrs["outcome"] == "interrupted"
+    c, runs = child_runs(wd, "tiny")
+    run = c.get_run(interrupted.user_attrs["mlflow_run_id"])
+    assert run.info.status == "FAILED" and run.data.tags["fail_reason"] == f"interrupted ({name})"
+
+    run_cli(*args, cwd=tmp_path, check=True)
+    s, runs = assert_settled(wd, "tiny", 3)
+    assert len(runs) == len(s.trials) == 4  # 3 counted + the interrupted one, each with exactly one run
