@@ -24,17 +24,19 @@ def _store_options(p: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="folder of the embedded stores (default: .sweeps in the current directory)",
     )
+    # Store URLs may carry passwords: the environment keeps them off command lines and shell history.
     g.add_argument(
         "--storage",
-        default=None,
+        default=os.environ.get("SWEEPS_STORAGE") or None,
         metavar="URL",
-        help="Optuna storage URL, e.g. postgresql://user@host/db (default: DIR/optuna.journal)",
+        help="Optuna storage URL, e.g. postgresql://user@host/db (default: $SWEEPS_STORAGE, else DIR/optuna.journal)",
     )
     g.add_argument(
         "--tracking-uri",
-        default=None,
+        default=os.environ.get("SWEEPS_TRACKING_URI") or None,
         metavar="URI",
-        help="MLflow tracking URI, e.g. http://127.0.0.1:5000 (default: sqlite:///DIR/mlflow.db)",
+        help="MLflow tracking URI, e.g. http://127.0.0.1:5000 (default: $SWEEPS_TRACKING_URI, else "
+        "sqlite:///DIR/mlflow.db)",
     )
 
 

@@ -33,6 +33,7 @@ from sweeps.runner import (
     open_study,
     summarise,
     target_total,
+    update_parent_summary,
 )
 from sweeps.spec import Spec
 from sweeps.storage import Stores, TrialLock, resolve_stores
@@ -171,7 +172,7 @@ def _finish(spec: Spec, study, sweep_run, stores: Stores, total: int) -> None:
 
     sweep_run.client = tracking.make_client(stores.tracking_uri)
     sweep_run.tracking_uri = stores.tracking_uri
-    sweep_run.update_summary(spec.resolved(), metric=spec.objectives[0], direction=spec.directions[0])
+    update_parent_summary(sweep_run, spec)
     done, running, _ = counts(study)
     if done >= total and running == 0:
         sweep_run.finish("FINISHED")

@@ -67,6 +67,22 @@ def counts(study) -> tuple[int, int, int]:
     return done, running, waiting
 
 
+# The objective's name as a summary metric of the trial runs (History.summary()).
+SUMMARY_METRIC = {
+    "final_val_cost": "final_val_cost",
+    "min_val_cost": "best_val_cost",
+    "final_train_cost": "final_train_cost",
+    "train_seconds": "train_seconds",
+}
+
+
+def update_parent_summary(sweep_run, spec: Spec):
+    """Rewrite the parent run's best-trial copy, trials table and plots from the runs now in the store."""
+    return sweep_run.update_summary(
+        spec.resolved(), metric=SUMMARY_METRIC[spec.objectives[0]], direction=spec.directions[0]
+    )
+
+
 def target_total(spec: Spec) -> int:
     """How many trials the sweep runs: ``trials``, or fewer when a grid has fewer points."""
     if spec.sampler.name == "grid":
@@ -199,7 +215,7 @@ def run(
             with lock.held():
                 _fail_stale(study)
                 done, running, waiting = counts(study)
-                trial = study.ask() if done + running < total or waiting else None
+                trial = _ask(study) if done + running < total or waiting else None
             if trial is None:
                 if running and _beats(study):
                     # Trials of other workers are still running. If one of them died, its heartbeat stops
@@ -212,13 +228,13 @@ def run(
                     run_trial(spec, study, trial, sweep_run, setup, tags)
             except BaseException:
                 if finalize:
-                    sweep_run.update_summary(spec.resolved(), metric=spec.objectives[0], direction=spec.directions[0])
+                    update_parent_summary(sweep_run, spec)
                 raise
             if on_trial is not None:
                 on_trial(study, counts(study)[0], total)
         done, running, _ = counts(study)
         if finalize:
-            sweep_run.update_summary(spec.resolved(), metric=spec.objectives[0], direction=spec.directions[0])
+            update_parent_summary(sweep_run, spec)
             if done >= total and running == 0:
                 sweep_run.finish("FINISHED")
     finally:
@@ -245,11 +261,19 @@ def _beats(study) -> int | None:
 
 
 def _fail_stale(study) -> None:
+    """Fail trials whose worker stopped beating (a no-op for storages without heartbeats)."""
     import optuna
 
-    storage = study._storage  # the public helper needs the study; heartbeats are an RDB feature
-    if isinstance(storage, optuna.storages.RDBStorage):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
+
+
+def _ask(study):
+    # Optuna warns that heartbeats are meant for Study.optimize; sweeps beats itself (storage.heartbeat).
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+        return study.ask()
 
 
 def trials_frame(study) -> pd.DataFrame:

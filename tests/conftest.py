@@ -43,12 +43,14 @@ def cli_env() -> dict[str, str]:
     return env
 
 
-def run_cli(*args: str, cwd: Path, timeout: float = 300, check: bool = False) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, cwd: Path, timeout: float = 300, check: bool = False, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """Run the installed ``sweeps`` console script; output is captured as text."""
     proc = subprocess.run(
         [str(SWEEPS), *map(str, args)],
         cwd=cwd,
-        env=cli_env(),
+        env={**cli_env(), **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,
