@@ -20,7 +20,7 @@ from tracking import plots, schema
 from tracking.batch import log_batched, tag_value, with_retries
 from tracking.errors import NoFinishedTrial, TrackingError
 from tracking.redact import redact_obj
-from tracking.select import DIRECTIONS, FIXED_COLUMNS, metric_curves, pick_best, table_from_runs, trial_runs
+from tracking.select import DIRECTIONS, metric_curves, pick_best, table_from_runs, trial_runs
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -40,21 +40,19 @@ def write_spec(spec: Mapping[str, Any], path: Path) -> Path:
     return path
 
 
-def _best_entities(table: pd.DataFrame, metric: str, direction: str) -> tuple[dict[str, str], dict[str, float]]:
+def _best_entities(
+    table: pd.DataFrame, params: dict[str, dict[str, str]], metric: str, direction: str
+) -> tuple[dict[str, str], dict[str, float]]:
+    """``best.*`` tags (the params as logged, not as typed by the table) and metrics of the best trial."""
     try:
         best = pick_best(table, metric, direction)
     except NoFinishedTrial:
         return {}, {}
-    params = [c for c in table.columns if c not in FIXED_COLUMNS and c not in schema.SUMMARY_METRICS]
-    tags = {f"{schema.BEST_PREFIX}{p}": tag_value(best[p]) for p in params if _present(best[p])}
+    tags = {f"{schema.BEST_PREFIX}{k}": tag_value(v) for k, v in params[best["run_id"]].items()}
     tags[f"{schema.BEST_PREFIX}trial_number"] = str(int(best["trial_number"]))
     tags[f"{schema.BEST_PREFIX}run_id"] = best["run_id"]
-    metrics = {f"{schema.BEST_PREFIX}{m}": float(best[m]) for m in schema.SUMMARY_METRICS if _present(best[m])}
+    metrics = {f"{schema.BEST_PREFIX}{m}": float(best[m]) for m in schema.SUMMARY_METRICS if not math.isnan(best[m])}
     return tags, metrics
-
-
-def _present(value: Any) -> bool:
-    return not (isinstance(value, float) and math.isnan(value))
 
 
 def update_sweep_summary(
@@ -79,8 +77,10 @@ def update_sweep_summary(
     from mlflow.entities import Metric, RunTag
 
     client = sweep.client
-    table = table_from_runs(trial_runs(client, [sweep.experiment_id], sweep.run_id))
-    best_tags, best_metrics = _best_entities(table, metric, direction)
+    runs = trial_runs(client, [sweep.experiment_id], sweep.run_id)
+    table = table_from_runs(runs)
+    params = {run.info.run_id: run.data.params for run in runs}
+    best_tags, best_metrics = _best_entities(table, params, metric, direction)
     best_run_id = best_tags.get(f"{schema.BEST_PREFIX}run_id")
     with tempfile.TemporaryDirectory(prefix="sweep-summary-") as tmp:
         folder = Path(tmp)

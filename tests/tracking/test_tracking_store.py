@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, TEMPORARILY_UNAVAILABLE
@@ -46,6 +46,7 @@ def test_redact_table(url, expected):
     assert redact(url) == expected
 
 
+@settings(max_examples=40, deadline=None)
 @given(
     user=st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True),
     # Upper case only in passwords, so that finding one in the text can only mean it leaked.
@@ -99,6 +100,7 @@ def test_reachability_check_on_an_unusable_sqlite_path(tmp_path):
         tracking.check_reachable(tracking.default_tracking_uri(tmp_path / "file"))
 
 
+@settings(max_examples=40, deadline=None)
 @given(n_metrics=st.integers(0, 3500), n_params=st.integers(0, 250), n_tags=st.integers(0, 250))
 def test_batches_respect_mlflow_request_limits_and_keep_everything(n_metrics, n_params, n_tags):
     metrics, params, tags = (
