@@ -1,0 +1,658 @@
+"""``sweeps batch-size``: train each batch size R times under an equal budget and choose one, noise included.
+
+Every other hyperparameter is held fixed: at the spec's fixed values (a searched entry is an error that
+names it), or with ``from_best`` at the best setting of the spec's sweep. Repeat r trains every size with
+the same seed, ``trial_seed(spec.seed, r)``, and the runs are interleaved (all sizes of repeat 1, then of
+repeat 2, …) so that a machine slowing down or warming up affects every size alike.
+
+MLflow: experiment ``<name>-batch-size``, one parent run per invocation (role ``sweep``), one child run per
+(size, repeat) named ``bs-0128-seed-1`` with tags ``batch_size`` and ``repeat``; the parent holds the
+report (``batch_size_report.json``), the plots and per-size metrics logged at ``step = batch size``.
+
+    report = select_batch_size(spec, [64, 128, 256], repeats=3, budget=("seconds", 5.0))
+    report.chosen, report.distinguishable, report.fastest_tied
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from sweeps import report as out
+from sweeps.batch_stats import ALPHA, CONFIDENCE, RunResult, SizeStats, choose, size_stats
+from sweeps.errors import Interrupted, SweepError, UsageError
+from sweeps.spec import Entry, Spec, SpecError
+
+DEFAULT_SIZES = (64, 128, 256, 512)
+DEFAULT_REPEATS = 3
+# An equal-time budget trains until the seconds are spent; this cap only stops a run that never spends them.
+TIME_BUDGET_MAX_EPOCHS = 10_000
+
+
+class Budget(NamedTuple):
+    """What every run gets alike: ``("epochs", E)`` or ``("seconds", S)`` of training steps."""
+
+    kind: str
+    amount: float
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind}={self.amount:g}"
+
+    def describe(self) -> str:
+        if self.kind == "epochs":
+            return f"equal epochs: {self.amount:g} per run"
+        return (
+            f"equal training time: {self.amount:g} s of training steps per run (evaluation excluded; each run "
+            "stops at the end of the epoch that spends it)"
+        )
+
+
+def _whole(text: str) -> int:
+    value = float(text)
+    if value != int(value):
+        raise ValueError(text)
+    return int(value)
+
+
+# kind -> (parse the amount, whether it is allowed, what is allowed)
+BUDGETS: dict[str, tuple[Callable[[str], float], Callable[[float], bool], str]] = {
+    "epochs": (_whole, lambda v: v >= 1 and v == int(v), "a whole number of epochs ≥ 1"),
+    "seconds": (float, lambda v: v > 0, "a number of seconds > 0"),
+}
+
+
+def parse_budget(text: str) -> Budget:
+    """``"epochs=20"`` or ``"seconds=7.5"`` → :class:`Budget`; raises UsageError for anything else."""
+    kind, sep, amount = (part.strip() for part in text.partition("="))
+    if not sep or kind not in BUDGETS:
+        raise UsageError(f"--budget: {text!r} is not allowed; give epochs=E or seconds=S (e.g. --budget epochs=20)")
+    parse, _, what = BUDGETS[kind]
+    try:
+        value = parse(amount)
+    except ValueError:
+        raise UsageError(f"--budget: {text!r} is not allowed; {kind} must be {what}") from None
+    return check_budget((kind, value), None)
+
+
+def check_budget(budget: tuple[str, float] | None, spec: Spec | None) -> Budget:
+    """The budget to use: ``budget`` checked, or by default the spec's ``training.epochs``."""
+    if budget is None:
+        return Budget("epochs", spec.training.epochs)
+    kind, amount = budget
+    if kind not in BUDGETS:
+        raise UsageError(f"--budget: unknown budget {kind!r}; give epochs=E or seconds=S")
+    _, allowed, what = BUDGETS[kind]
+    number = isinstance(amount, int | float) and not isinstance(amount, bool)
+    if not (number and math.isfinite(amount) and allowed(amount)):
+        raise UsageError(f"--budget: {kind}={amount} is not allowed; {kind} must be {what}")
+    return Budget(kind, int(amount) if kind == "epochs" else float(amount))
+
+
+def parse_sizes(text: str) -> list[int]:
+    """``"64,128,200"`` → ``[64, 128, 200]``; raises UsageError for a part that is not a whole number."""
+    sizes = []
+    for part in text.split(","):
+        try:
+            sizes.append(int(part.strip()))
+        except ValueError:
+            raise UsageError(f"--sizes: {part.strip()!r} is not a whole number; give sizes like 64,128,256") from None
+    return sizes
+
+
+def check_sizes(sizes: Iterable[int], n_train: int) -> list[int]:
+    """The sizes sorted; each must lie in [1, n_train] and appear once (UsageError otherwise)."""
+    sizes = list(sizes)
+    if not sizes:
+        raise UsageError("--sizes: give at least one batch size")
+    for s in sizes:
+        if isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= n_train:
+            raise UsageError(
+                f"--sizes: {s!r} is not allowed; a batch size must be a whole number in [1, {n_train}] "
+                "(the training split's size)"
+            )
+        if sizes.count(s) > 1:
+            raise UsageError(f"--sizes: {s} is listed twice; give each size once")
+    return sorted(sizes)
+
+
+def held_setting(spec: Spec, batch_size: int, best: Mapping[str, object] | None = None) -> dict[str, object]:
+    """Every hyperparameter of a run with ``batch_size``; the others held fixed.
+
+    With ``best`` (the best setting of the spec's sweep) those values are used. Otherwise each entry active
+    for this batch size must be fixed in the spec; a searched one is a :class:`SpecError` that names it and
+    suggests a value, since any default here would quietly decide the comparison.
+    """
+    if best is not None:
+        return {"batch_size": batch_size, **{k: v for k, v in best.items() if k != "batch_size"}}
+    hp: dict[str, object] = {"batch_size": batch_size}
+    searched: list[str] = []
+    for name in spec.search_order():
+        entry = spec.search[name]
+        if name == "batch_size":
+            continue
+        if any(dependency in searched for dependency in entry.when or {}):
+            searched.append(name)  # might exist once its condition's parameter is fixed: say so now
+        elif entry.is_active(hp):
+            if entry.kind == "fixed":
+                hp[name] = entry.value
+            else:
+                searched.append(name)
+    if searched:
+        first = searched[0]
+        raise SpecError(
+            "search",
+            f"{', '.join(searched)} {'is' if len(searched) == 1 else 'are'} searched, but batch-size holds every "
+            f"hyperparameter except batch_size fixed; fix {'it' if len(searched) == 1 else 'them'} "
+            f"(e.g. --set search.{first}.value={_example_value(spec.search[first])}) "
+            "or pass --from-best to use the best setting of the spec's sweep",
+        )
+    return hp
+
+
+def _example_value(entry: Entry) -> object:
+    """A value to suggest for a searched entry: its first choice, or the middle of its range."""
+    if entry.kind == "categorical":
+        return entry.choices[0]
+    if entry.kind == "int":
+        return (entry.low + entry.high) // 2
+    middle = math.sqrt(entry.low * entry.high) if entry.log else (entry.low + entry.high) / 2
+    return float(f"{middle:.2g}")
+
+
+def _best_setting(spec: Spec, workdir, storage, tracking_uri) -> dict[str, object]:
+    from sweeps.runner import load_result
+
+    result = load_result(spec, workdir=workdir, storage=storage, tracking_uri=tracking_uri)
+    if result.best_params is None:
+        raise SweepError(f"the sweep {spec.name!r} has no completed trial yet, so --from-best has nothing to use")
+    return dict(result.best_params)
+
+
+def _check_runs(setup, settings: Mapping[int, Mapping[str, object]], budget: Budget, n_train: int) -> None:
+    """Build every size's optimizer and schedule once, so a bad combination fails before anything is written.
+
+    A time budget has no known length, so a schedule that decays over a fixed horizon is refused with it.
+    """
+    import optcore
+    from sweeps.trainer import build_optimizer, build_schedule
+
+    for size, hp in settings.items():
+        name = str(hp.get("schedule", "constant"))
+        if budget.kind == "seconds" and "total_steps" in optcore.schedule_parameters(name):
+            free = [n for n in optcore.schedule_names() if "total_steps" not in optcore.schedule_parameters(n)]
+            raise UsageError(
+                f"--budget {budget.label}: schedule {name!r} decays over a fixed number of epochs, which an "
+                f"equal-time budget does not have; hold schedule at one of {', '.join(free)}, or use --budget epochs=E"
+            )
+        try:
+            build_optimizer(hp)
+            build_schedule(hp, setup.epochs, optcore.n_batches(n_train, size), setup.schedule_unit)
+        except optcore.OptcoreError as e:
+            raise UsageError(f"batch size {size} with {budget.label}: {e}") from None
+
+
+@dataclass
+class BatchSizeReport:
+    """The outcome of :func:`select_batch_size`: one row per size and the choice (see ``batch_stats.Choice``)."""
+
+    name: str
+    budget: Budget
+    repeats: int
+    held_from: str  # "spec" or "best"
+    held_params: dict[str, object]
+    rows: list[SizeStats]
+    chosen: int | None
+    runner_up: int | None
+    p_value: float | None
+    distinguishable: bool | None
+    tied: list[int]
+    fastest_tied: int | None
+    runs: list[RunResult]
+    target_cost: float | None
+    experiment: str
+    parent_run_id: str
+    tracking_uri: str
+    alpha: float = ALPHA
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def sizes(self) -> list[int]:
+        return [row.batch_size for row in self.rows]
+
+    def verdict(self) -> str:
+        """One sentence: what was chosen and whether the data can tell it from the runner-up."""
+        if self.chosen is None:
+            return "no batch size finished all its runs (each size had a run whose cost diverged)"
+        if self.runner_up is None:
+            return f"batch size {self.chosen} is the only size that finished all its runs; nothing to compare"
+        lead = f"batch size {self.chosen} has the lowest mean validation cost"
+        test = f"Welch's t-test p = {self.p_value:.3g}"
+        if self.distinguishable:
+            return f"{lead}, distinguishable from the runner-up {self.runner_up} ({test} < {self.alpha:g})"
+        fastest = next(r for r in self.rows if r.batch_size == self.fastest_tied)
+        return (
+            f"{lead}, but within noise of the runner-up {self.runner_up} ({test} ≥ {self.alpha:g}); "
+            f"sizes within noise of it: {', '.join(map(str, self.tied))}, of which {self.fastest_tied} is the "
+            f"fastest ({_count(fastest.throughput)} samples/s)"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON data (NaN becomes null) for ``--json`` and the parent run's report artifact."""
+        rows = [
+            {
+                "batch_size": r.batch_size,
+                "runs": r.n_runs,
+                "failed": r.n_failed,
+                "mean_final_val_cost": r.mean_cost,
+                "std_final_val_cost": r.std_cost,
+                "ci95": [r.ci_low, r.ci_high],
+                "throughput": r.throughput,
+                "mean_epochs": r.epochs_run,
+                "mean_train_seconds": r.train_seconds,
+            }
+            | (
+                {}
+                if self.target_cost is None
+                else {
+                    "reached_target": r.n_reached,
+                    "epochs_to_target": r.epochs_to_target,
+                    "seconds_to_target": r.seconds_to_target,
+                }
+            )
+            for r in self.rows
+        ]
+        runs = [
+            {
+                "batch_size": r.batch_size,
+                "repeat": r.repeat,
+                "seed": r.seed,
+                "run_id": r.run_id,
+                "final_val_cost": r.final_val_cost,
+                "epochs": r.epochs_run,
+                "train_seconds": r.train_seconds,
+                "throughput": r.throughput,
+                "failed": r.failed,
+            }
+            for r in self.runs
+        ]
+        return _plain(
+            {
+                "name": self.name,
+                "budget": {"kind": self.budget.kind, "amount": self.budget.amount, "text": self.budget.describe()},
+                "repeats": self.repeats,
+                "sizes": self.sizes,
+                "held_from": self.held_from,
+                "held_params": self.held_params,
+                "target_cost": self.target_cost,
+                "alpha": self.alpha,
+                "confidence": CONFIDENCE,
+                "rows": rows,
+                "chosen": self.chosen,
+                "runner_up": self.runner_up,
+                "p_value": self.p_value,
+                "distinguishable": self.distinguishable,
+                "tied": self.tied,
+                "fastest_tied": self.fastest_tied,
+                "verdict": self.verdict(),
+                "notes": self.notes,
+                "experiment": self.experiment,
+                "parent_run_id": self.parent_run_id,
+                "tracking_uri": self.tracking_uri,
+                "runs": runs,
+            }
+        )
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+@dataclass
+class _Epochs:
+    """The epoch callback: live curves to the child run, and the stop once the time budget is spent."""
+
+    run: Any
+    seconds: float | None
+    spent: float = 0.0
+    history: Any = None
+
+    def __call__(self, record, history) -> bool:
+        self.history = history
+        self.run.log_epoch(record)
+        self.spent += record.seconds
+        return self.seconds is not None and self.spent >= self.seconds
+
+
+def _train_one(
+    sweep, setup, hp, *, number: int, repeat: int, seed: int, budget: Budget, n_train: int, metric: str
+) -> RunResult:
+    """Train one (size, seed) in its own child run; a diverged cost is recorded, not raised."""
+    import optcore
+    from sweeps.trainer import train_trial
+
+    size = int(hp["batch_size"])
+    run = sweep.trial(
+        number,
+        hp,
+        seed=seed,
+        tags={"batch_size": size, "repeat": repeat, "mlflow.runName": f"bs-{size:04d}-seed-{repeat}"},
+        metric_name=metric,
+        flush_every=1 if budget.kind == "epochs" else 10,  # short timed epochs: fewer store round trips
+    )
+    callback = _Epochs(run, budget.amount if budget.kind == "seconds" else None)
+    empty = optcore.History(metric)
+    failed = None
+    try:
+        history = train_trial(setup, hp, seed, callback=callback)
+    except optcore.DivergenceError as e:
+        history, failed = e.history, str(e)
+        run.finish("failed", history, reason=failed)
+    except (KeyboardInterrupt, Interrupted) as e:
+        name = "SIGINT" if isinstance(e, KeyboardInterrupt) else e.signal_name
+        run.finish("failed", callback.history or empty, reason=f"interrupted ({name})")
+        raise
+    except Exception as e:
+        run.finish("failed", callback.history or empty, reason=f"{type(e).__name__}: {e}")
+        raise
+    else:
+        run.finish("complete", history)
+    curves = tuple(history.val_cost), tuple(history.epoch_seconds)
+    return RunResult(size, repeat, seed, run.run_id, n_train, *curves, failed)
+
+
+def select_batch_size(
+    spec: Spec,
+    sizes: Sequence[int] | None = None,
+    repeats: int = DEFAULT_REPEATS,
+    budget: tuple[str, float] | None = None,
+    target_cost: float | None = None,
+    from_best: bool = False,
+    workdir: str | Path | None = None,
+    storage: str | None = None,
+    tracking_uri: str | None = None,
+    on_run: Callable[[RunResult, int, int], None] | None = None,
+) -> BatchSizeReport:
+    """Train every size in ``sizes`` ``repeats`` times under ``budget`` and choose one (module docstring).
+
+    ``sizes`` defaults to 64, 128, 256, 512 (those ≤ the training split); ``budget`` to ``("epochs",
+    training.epochs)``. ``on_run(result, done, total)`` is called after each run. Everything is checked
+    before anything is written: UsageError for bad sizes, repeats (≥ 2: one seed shows no noise), budget or
+    target cost; SpecError for a searched entry without ``from_best``; SweepError when ``from_best`` finds
+    no finished sweep; TrackingError when MLflow is unreachable.
+    """
+    import tracking
+    from sweeps.objective import setup_from_spec
+    from sweeps.storage import resolve_stores
+    from sweeps.trainer import train_trial, trial_seed
+
+    n_train, notes = spec.dataset.n_train, []
+    if sizes is None:
+        sizes = [s for s in DEFAULT_SIZES if s <= n_train] or [n_train]
+        if len(sizes) < len(DEFAULT_SIZES):
+            notes.append(f"default sizes above the training split ({n_train} samples) were left out")
+    sizes = check_sizes(sizes, n_train)
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 2:
+        raise UsageError(f"--repeats: {repeats!r} is not allowed; give at least 2 seeds per size to measure noise")
+    budget = check_budget(budget, spec)
+    if target_cost is not None and not (math.isfinite(target_cost) and target_cost >= 0):
+        raise UsageError(f"--target-cost: {target_cost} is not allowed; give a validation cost ≥ 0")
+    stores = resolve_stores(workdir, storage, tracking_uri)
+    best = _best_setting(spec, workdir, storage, tracking_uri) if from_best else None
+    settings = {s: held_setting(spec, s, best) for s in sizes}
+    epochs = int(budget.amount) if budget.kind == "epochs" else TIME_BUDGET_MAX_EPOCHS
+    setup = replace(setup_from_spec(spec), epochs=epochs)
+    _check_runs(setup, settings, budget, n_train)
+    tracking.check_reachable(stores.tracking_uri)
+
+    import optcore
+
+    data = setup.load()
+    metric = optcore.LOSSES[data.task].metric_name
+    if budget.kind == "seconds":  # start-up costs (first BLAS calls) must not fall on the first size's clock
+        train_trial(replace(setup, epochs=1), settings[sizes[0]], seed=0)
+    experiment = f"{spec.name}-batch-size"
+    sweep = tracking.start_sweep(
+        experiment,
+        tracking_uri=stores.tracking_uri,
+        study_name=experiment,
+        tags={
+            "dataset": spec.dataset.name,
+            "dataset_fingerprint": data.fingerprint,
+            "spec_hash": spec.spec_hash(),
+            "budget": budget.label,
+            "held_from": "best" if from_best else "spec",
+        },
+    )
+    try:
+        runs: list[RunResult] = []
+        total = len(sizes) * repeats
+        for repeat in range(1, repeats + 1):
+            seed = trial_seed(spec.seed, repeat)
+            for size in sizes:
+                result = _train_one(
+                    sweep,
+                    setup,
+                    settings[size],
+                    number=len(runs),
+                    repeat=repeat,
+                    seed=seed,
+                    budget=budget,
+                    n_train=data.n_train,
+                    metric=metric,
+                )
+                runs.append(result)
+                if on_run is not None:
+                    on_run(result, len(runs), total)
+        rows = [size_stats(s, [r for r in runs if r.batch_size == s], target_cost) for s in sizes]
+        costs = {s: [r.final_val_cost for r in runs if r.batch_size == s and r.failed is None] for s in sizes}
+        choice = choose(rows, costs)
+        if budget.kind == "seconds" and any(r.epochs_run >= epochs for r in runs):
+            notes.append(f"some runs reached the cap of {epochs} epochs before spending the time budget")
+        held = {k: v for k, v in settings[sizes[0]].items() if k != "batch_size"}
+        result = BatchSizeReport(
+            spec.name,
+            budget,
+            repeats,
+            "best" if from_best else "spec",
+            held,
+            rows,
+            choice.chosen,
+            choice.runner_up,
+            choice.p_value,
+            choice.distinguishable,
+            list(choice.tied),
+            choice.fastest_tied,
+            runs,
+            target_cost,
+            experiment,
+            sweep.run_id,
+            tracking.redact(stores.tracking_uri),
+            notes=notes,
+        )
+        _log_parent(sweep, spec, result)
+    except BaseException as e:
+        sweep.finish("KILLED" if isinstance(e, KeyboardInterrupt | Interrupted) else "FAILED")
+        raise
+    sweep.finish("FINISHED")
+    return result
+
+
+def _log_parent(sweep, spec: Spec, report: BatchSizeReport) -> None:
+    """The parent run's record: command params, the verdict as tags, per-size metrics, report and plots."""
+    import json
+    import time
+
+    from mlflow.entities import Metric, Param, RunTag
+
+    from tracking import batch_size_plots as plots
+    from tracking.batch import log_batched, param_value, tag_value, with_retries
+    from tracking.summary import write_spec
+
+    params = {
+        "sizes": ",".join(map(str, report.sizes)),
+        "repeats": report.repeats,
+        "budget": report.budget.label,
+        "target_cost": report.target_cost,
+        "held_from": report.held_from,
+        **report.held_params,
+    }
+    tags = {
+        "chosen_batch_size": report.chosen,
+        "runner_up": report.runner_up,
+        "p_value": report.p_value,
+        "within_noise": None if report.distinguishable is None else not report.distinguishable,
+        "tied_sizes": ",".join(map(str, report.tied)),
+        "fastest_tied_size": report.fastest_tied,
+        "verdict": report.verdict(),
+    }
+    stamp = int(time.time() * 1000)
+    per_size = {
+        "mean_final_val_cost": lambda r: r.mean_cost,
+        "std_final_val_cost": lambda r: r.std_cost,
+        "ci95_low": lambda r: r.ci_low,
+        "ci95_high": lambda r: r.ci_high,
+        "throughput": lambda r: r.throughput,
+        "epochs_to_target": lambda r: r.epochs_to_target,
+        "seconds_to_target": lambda r: r.seconds_to_target,
+    }
+    metrics = [
+        Metric(key, float(value(row)), stamp, row.batch_size)  # step = batch size: the UI charts it over sizes
+        for row in report.rows
+        for key, value in per_size.items()
+        if value(row) is not None and math.isfinite(value(row))
+    ]
+    if report.chosen is not None:
+        metrics.append(Metric("chosen_batch_size", float(report.chosen), stamp, 0))
+    log_batched(
+        sweep.client,
+        sweep.run_id,
+        metrics=metrics,
+        params=[Param(k, param_value(v)) for k, v in params.items() if v is not None],
+        tags=[RunTag(k, tag_value(v)) for k, v in tags.items() if v is not None],
+    )
+    by_size = {s: [r for r in report.runs if r.batch_size == s] for s in report.sizes}
+    costs = {s: [r.val_cost for r in rs] for s, rs in by_size.items()}
+    seconds = {s: [r.epoch_seconds for r in rs] for s, rs in by_size.items()}
+    with tempfile.TemporaryDirectory(prefix="batch-size-") as tmp:
+        folder = Path(tmp)
+        (folder / "plots").mkdir()
+        (folder / "batch_size_report.json").write_text(json.dumps(report.to_dict(), indent=2))
+        write_spec(spec.resolved(), folder / "spec.yaml")
+        plots.plot_cost_curves(costs, folder / "plots" / "val_cost_curves.png", chosen=report.chosen)
+        plots.plot_throughput(
+            {s: [r.throughput for r in rs if r.failed is None] for s, rs in by_size.items()},
+            folder / "plots" / "throughput.png",
+        )
+        plots.plot_cost_vs_seconds(costs, seconds, folder / "plots" / "cost_vs_seconds.png")
+        rows = report.rows
+        plots.plot_final_cost(
+            report.sizes,
+            [r.mean_cost for r in rows],
+            [r.ci_low for r in rows],
+            [r.ci_high for r in rows],
+            folder / "plots" / "final_cost.png",
+        )
+        with_retries(sweep.client.log_artifacts, sweep.run_id, str(folder), what="upload the batch-size report")
+
+
+def _num(value: float | None) -> str:
+    return "—" if value is None or not math.isfinite(value) else f"{value:.4g}"
+
+
+def _count(value: float) -> str:
+    return f"{value:,.0f}" if math.isfinite(value) else "—"
+
+
+def print_report(report: BatchSizeReport, workdir_hint: str = "") -> None:
+    """The table of sizes, the budget, what was held fixed, the verdict and where the runs are tracked."""
+    from rich.table import Table
+
+    table = Table(title_justify="left", box=None, pad_edge=False, header_style="bold")
+    columns = ["batch size", "val cost mean ± std", "95% interval", "samples/s", "epochs", "seconds", "runs"]
+    if report.target_cost is not None:
+        columns += [f"≤ {report.target_cost:g}", "epochs to it", "seconds to it"]
+    for name in [*columns, ""]:
+        table.add_column(name, justify="right" if name else "left")
+    for r in report.rows:
+        mark = "chosen" if r.batch_size == report.chosen else ""
+        if r.batch_size == report.fastest_tied and report.distinguishable is False:
+            mark = ", ".join(m for m in (mark, "fastest within noise") if m)
+        cells = [
+            str(r.batch_size),
+            f"{_num(r.mean_cost)} ± {_num(r.std_cost)}",
+            f"[{_num(r.ci_low)}, {_num(r.ci_high)}]",
+            _count(r.throughput),
+            _num(r.epochs_run),
+            _num(r.train_seconds),
+            f"{r.n_runs - r.n_failed}/{r.n_runs}",
+        ]
+        if report.target_cost is not None:
+            cells += [f"{r.n_reached}/{r.n_runs - r.n_failed}", _num(r.epochs_to_target), _num(r.seconds_to_target)]
+        table.add_row(*cells, mark)
+    console = out.out
+    if not console.is_terminal:  # a pipe or a file has no width to fit; wrapping would only garble the table
+        from rich.console import Console
+
+        console = Console(soft_wrap=True, width=250)
+    console.print(table)
+    held = ", ".join(f"{k}={out.fmt(v)}" for k, v in report.held_params.items())
+    source = "the best trial of the spec's sweep" if report.held_from == "best" else "the spec"
+    console.print(f"\nbudget: {report.budget.describe()}; {report.repeats} seeds per size", highlight=False)
+    console.print(f"held fixed (from {source}): {held}", highlight=False)
+    for note in report.notes:
+        console.print(f"note: {note}", highlight=False)
+    console.print(f"chosen batch size: {report.chosen if report.chosen is not None else 'none'}", highlight=False)
+    console.print(report.verdict(), highlight=False)
+    console.print(
+        f"\nMLflow experiment '{report.experiment}', parent run {report.parent_run_id}, at {report.tracking_uri}"
+    )
+    if not report.tracking_uri.startswith("http"):
+        console.print(f"open the UI: sweeps ui{workdir_hint}   (then http://127.0.0.1:5000)")
+
+
+def _progress(result: RunResult, done: int, total: int) -> None:
+    outcome = f"failed: {result.failed}" if result.failed else f"val cost {out.fmt(result.final_val_cost)}"
+    out.err.print(
+        f"[{done}/{total}] batch size {result.batch_size}, seed {result.repeat}: {outcome} "
+        f"after {result.epochs_run} epochs, {result.train_seconds:.2f} s",
+        highlight=False,
+    )
+
+
+def cmd_batch_size(args) -> int:
+    """``sweeps batch-size SPEC …``: exit 0 with a chosen size, 1 when no size finished all its runs."""
+    from sweeps.commands import _workdir_hint, load
+
+    spec = load(args)
+    result = select_batch_size(
+        spec,
+        sizes=parse_sizes(args.sizes) if args.sizes is not None else None,
+        repeats=args.repeats,
+        budget=parse_budget(args.budget) if args.budget is not None else None,
+        target_cost=args.target_cost,
+        from_best=args.from_best,
+        workdir=args.workdir,
+        storage=args.storage,
+        tracking_uri=args.tracking_uri,
+        on_run=_progress,
+    )
+    if args.json:
+        out.print_json(result.to_dict())
+    else:
+        print_report(result, _workdir_hint(args))
+    return 0 if result.chosen is not None else 1

@@ -1,0 +1,297 @@
+"""``sweeps batch-size``: argument checks, held settings, both budgets, the statistics and the MLflow layout,
+against a real MLflow SQLite store (and a real Optuna journal for --from-best)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from scipy import stats
+
+import tracking
+from sweeps.batch_size import (
+    Budget,
+    check_budget,
+    check_sizes,
+    held_setting,
+    parse_budget,
+    parse_sizes,
+    select_batch_size,
+)
+from sweeps.errors import SweepError, UsageError
+from sweeps.spec import SpecError, load_spec
+from sweeps.trainer import trial_seed
+from tests.conftest import TINY_SPEC, run_cli
+
+FIXED = [
+    "search.optimizer.value=adam",
+    "search.lr.value=0.02",
+    "search.beta1.value=0.9",
+    "search.schedule.value=constant",
+]
+SIZES = [16, 64]
+
+
+def fixed_spec(*extra: str):
+    return load_spec(TINY_SPEC, [*FIXED, *extra])
+
+
+@pytest.fixture(scope="module")
+def template_db(tmp_path_factory) -> Path:
+    """An empty, migrated MLflow database; each store below is a copy (migrations take seconds)."""
+    folder = tmp_path_factory.mktemp("template")
+    tracking.check_reachable(tracking.default_tracking_uri(folder))
+    return folder / "mlflow.db"
+
+
+def new_workdir(folder: Path, template_db: Path) -> Path:
+    folder.mkdir(parents=True)
+    shutil.copy(template_db, folder / "mlflow.db")
+    return folder
+
+
+def client(workdir: Path) -> mlflow.MlflowClient:
+    return mlflow.MlflowClient(tracking.default_tracking_uri(workdir))
+
+
+def children(workdir: Path, parent_id: str):
+    c = client(workdir)
+    runs = c.search_runs(
+        [c.get_run(parent_id).info.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'"
+    )
+    return sorted(runs, key=lambda r: int(r.data.tags["trial_number"]))
+
+
+@pytest.fixture(scope="module")
+def epochs_run(tmp_path_factory, template_db):
+    """One equal-epochs comparison, run twice in the same store (a rerun must work and agree)."""
+    wd = new_workdir(tmp_path_factory.mktemp("epochs") / "wd", template_db)
+    spec = fixed_spec()
+    kwargs = dict(repeats=2, budget=("epochs", 3), target_cost=0.45, workdir=wd)
+    return wd, select_batch_size(spec, SIZES, **kwargs), select_batch_size(spec, SIZES, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Arguments and the held setting: checked before anything is written.
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("epochs=5", Budget("epochs", 5)), ("seconds=2.5", Budget("seconds", 2.5)), (" seconds = 3 ", ("seconds", 3.0))],
+)
+def test_parse_budget(text, expected):
+    assert parse_budget(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("epochs", "give epochs=E or seconds=S"),
+        ("minutes=3", "give epochs=E or seconds=S"),
+        ("epochs=2.5", "epochs must be a whole number of epochs ≥ 1"),
+        ("epochs=0", "epochs must be a whole number of epochs ≥ 1"),
+        ("seconds=-1", "seconds must be a number of seconds > 0"),
+        ("seconds=nan", "seconds must be a number of seconds > 0"),
+        ("seconds=abc", "seconds must be a number of seconds > 0"),
+    ],
+)
+def test_bad_budgets_are_usage_errors(text, message):
+    with pytest.raises(UsageError, match=message):
+        parse_budget(text)
+
+
+def test_the_default_budget_is_the_specs_epochs():
+    assert check_budget(None, fixed_spec("training.epochs=7")) == Budget("epochs", 7)
+
+
+def test_any_sizes_in_range_are_allowed_and_others_named():
+    assert check_sizes(parse_sizes("200, 96,384"), 400) == [96, 200, 384]
+    for text, message in [
+        ("64,abc", "'abc' is not a whole number"),
+        ("0,64", "0 is not allowed; a batch size must be a whole number in \\[1, 300\\]"),
+        ("64,301", "301 is not allowed"),
+        ("64,64", "64 is listed twice"),
+    ]:
+        with pytest.raises(UsageError, match=message):
+            check_sizes(parse_sizes(text), 300)
+
+
+def test_held_setting_takes_fixed_values_and_skips_inactive_entries():
+    assert held_setting(fixed_spec(), 32) == {
+        "batch_size": 32,
+        "optimizer": "adam",
+        "lr": 0.02,
+        "beta1": 0.9,
+        "schedule": "constant",
+    }
+    # beta1 stays searched but exists only for batch size 32: fine for 64, an error for 32
+    spec = load_spec(TINY_SPEC, [*FIXED[:2], FIXED[3], "search.beta1.when={batch_size: [32]}"])
+    assert "beta1" not in held_setting(spec, 64)
+    with pytest.raises(SpecError, match="beta1 is searched"):
+        held_setting(spec, 32)
+    best = {"batch_size": 128, "optimizer": "momentum", "lr": 0.05, "beta1": 0.85, "schedule": "cosine"}
+    assert held_setting(load_spec(TINY_SPEC), 16, best) == {**best, "batch_size": 16}
+
+
+def test_searched_entries_are_named_with_a_way_out():
+    with pytest.raises(SpecError) as e:
+        held_setting(load_spec(TINY_SPEC, ["search.lr.value=0.01"]), 32)
+    message = str(e.value)
+    assert message.startswith("search: optimizer, beta1, schedule are searched")
+    assert "--set search.optimizer.value=momentum" in message and "--from-best" in message
+
+
+def test_a_time_budget_refuses_a_schedule_with_a_fixed_horizon(tmp_path):
+    spec = fixed_spec("search.schedule.value=cosine")
+    with pytest.raises(UsageError, match="schedule 'cosine' decays over a fixed number of epochs"):
+        select_batch_size(spec, SIZES, repeats=2, budget=("seconds", 0.1), workdir=tmp_path / "wd")
+    with pytest.raises(UsageError, match="at least 2 seeds"):
+        select_batch_size(fixed_spec(), SIZES, repeats=1, workdir=tmp_path / "wd")
+    assert not (tmp_path / "wd").exists()
+
+
+def test_from_best_without_a_sweep_says_so(tmp_path):
+    with pytest.raises(SweepError, match="no sweep named 'tiny'"):
+        select_batch_size(load_spec(TINY_SPEC), SIZES, repeats=2, from_best=True, workdir=tmp_path / "wd")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Equal epochs: the statistics, determinism, and the MLflow layout.
+
+
+def test_equal_epochs_every_run_trains_the_same_epochs(epochs_run):
+    _, report, _ = epochs_run
+    assert report.budget == Budget("epochs", 3)
+    assert [(r.batch_size, r.repeat) for r in report.runs] == [(16, 1), (64, 1), (16, 2), (64, 2)]  # interleaved
+    assert all(r.epochs_run == 3 and r.failed is None for r in report.runs)
+    assert [r.seed for r in report.runs] == [trial_seed(7, 1)] * 2 + [trial_seed(7, 2)] * 2
+    assert report.to_dict()["budget"]["text"] == "equal epochs: 3 per run"
+
+
+def test_the_statistics_agree_with_scipy(epochs_run):
+    _, report, _ = epochs_run
+    costs = {s: [r.final_val_cost for r in report.runs if r.batch_size == s] for s in SIZES}
+    for row in report.rows:
+        x = costs[row.batch_size]
+        assert row.mean_cost == pytest.approx(np.mean(x)) and row.std_cost == pytest.approx(np.std(x, ddof=1))
+        low, high = stats.t.interval(0.95, len(x) - 1, loc=np.mean(x), scale=stats.sem(x))
+        assert (row.ci_low, row.ci_high) == pytest.approx((low, high))
+        runs = [r for r in report.runs if r.batch_size == row.batch_size]
+        speed = [r.n_train * r.epochs_run / sum(r.epoch_seconds) for r in runs]
+        assert row.throughput == pytest.approx(np.mean(speed))
+        reached = [next(i + 1 for i, c in enumerate(r.val_cost) if c <= 0.45) for r in runs if min(r.val_cost) <= 0.45]
+        assert row.n_reached == len(reached)
+        assert row.epochs_to_target == (pytest.approx(np.mean(reached)) if reached else None)
+    chosen, other = sorted(SIZES, key=lambda s: np.mean(costs[s]))
+    assert (report.chosen, report.runner_up) == (chosen, other)
+    p = stats.ttest_ind(costs[chosen], costs[other], equal_var=False).pvalue
+    assert report.p_value == pytest.approx(p)
+    assert report.distinguishable == (p < 0.05)
+    assert report.tied == ([chosen] if p < 0.05 else sorted(SIZES))
+
+
+def test_the_same_seeds_give_the_same_choice(epochs_run):
+    _, first, second = epochs_run
+    assert [r.final_val_cost for r in first.runs] == [r.final_val_cost for r in second.runs]
+    assert (first.chosen, first.p_value, first.tied) == (second.chosen, second.p_value, second.tied)
+    assert first.parent_run_id != second.parent_run_id  # a rerun is a new comparison, not a crash
+
+
+def test_runs_are_laid_out_in_mlflow(epochs_run):
+    wd, report, _ = epochs_run
+    c = client(wd)
+    parent = c.get_run(report.parent_run_id)
+    assert c.get_experiment(parent.info.experiment_id).name == "tiny-batch-size"
+    assert parent.info.status == "FINISHED" and parent.data.tags["role"] == "sweep"
+    assert parent.data.tags["chosen_batch_size"] == str(report.chosen)
+    assert parent.data.tags["budget"] == "epochs=3"
+    assert parent.data.params["sizes"] == "16,64" and parent.data.params["lr"] == "0.02"
+    history = c.get_metric_history(report.parent_run_id, "mean_final_val_cost")
+    assert {m.step: m.value for m in history} == pytest.approx({r.batch_size: r.mean_cost for r in report.rows})
+    artifacts = {a.path for a in c.list_artifacts(report.parent_run_id, "plots")}
+    assert artifacts == {f"plots/{n}.png" for n in ("val_cost_curves", "throughput", "cost_vs_seconds", "final_cost")}
+    saved = json.loads(Path(c.download_artifacts(report.parent_run_id, "batch_size_report.json")).read_text())
+    assert saved["chosen"] == report.chosen and len(saved["runs"]) == 4
+
+    runs = children(wd, report.parent_run_id)
+    assert len(runs) == 4
+    for number, (run, result) in enumerate(zip(runs, report.runs, strict=True)):
+        tags, params = run.data.tags, run.data.params
+        assert run.info.run_name == f"bs-{result.batch_size:04d}-seed-{result.repeat}"
+        assert (tags["batch_size"], tags["repeat"], tags["trial_number"]) == tuple(
+            map(str, (result.batch_size, result.repeat, number))
+        )
+        assert run.info.run_id == result.run_id and run.info.status == "FINISHED"
+        assert params["batch_size"] == str(result.batch_size) and params["seed"] == str(result.seed)
+        assert params["optimizer"] == "adam"
+        curve = c.get_metric_history(run.info.run_id, "val_cost")
+        assert {m.step: m.value for m in curve} == pytest.approx(dict(enumerate(result.val_cost, start=1)))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Equal time, --from-best, and the real CLI.
+
+
+def test_equal_time_trains_until_the_seconds_are_spent(tmp_path, template_db):
+    wd = new_workdir(tmp_path / "wd", template_db)
+    report = select_batch_size(fixed_spec(), [8, 150], repeats=2, budget=("seconds", 0.03), workdir=wd)
+    assert report.budget == Budget("seconds", 0.03)
+    assert "equal training time: 0.03 s" in report.to_dict()["budget"]["text"]
+    for r in report.runs:
+        # stops at the end of the epoch that spends the budget, never earlier and never an epoch later
+        assert r.train_seconds >= 0.03 > r.train_seconds - r.epoch_seconds[-1]
+    epochs = {s: np.mean([r.epochs_run for r in report.runs if r.batch_size == s]) for s in (8, 150)}
+    assert epochs[150] > epochs[8]  # fewer, larger steps per epoch: more epochs in the same time
+    states = {r.data.tags["trial_state"] for r in children(wd, report.parent_run_id)}
+    assert states == {"complete"}
+
+
+def test_from_best_holds_the_best_setting_of_the_sweep(tmp_path, template_db):
+    from sweeps.runner import run
+
+    wd = new_workdir(tmp_path / "wd", template_db)
+    spec = load_spec(TINY_SPEC, ["trials=2", "training.epochs=2"])
+    best = run(spec, workdir=wd).best_params
+    report = select_batch_size(spec, SIZES, repeats=2, budget=("epochs", 2), from_best=True, workdir=wd)
+    assert report.held_from == "best"
+    assert report.held_params == {k: v for k, v in best.items() if k != "batch_size"}
+    for child in children(wd, report.parent_run_id):
+        assert child.data.params["lr"] == str(best["lr"]) and child.data.params["optimizer"] == best["optimizer"]
+
+
+def test_cli_prints_json_and_tracks_the_runs(tiny_spec, tmp_path, template_db):
+    wd = new_workdir(tmp_path / "wd", template_db)
+    fixed = [arg for item in FIXED for arg in ("--set", item)]
+    args = ["batch-size", tiny_spec, *fixed, "--sizes", "64,16", "--repeats", "2", "--budget", "epochs=2"]
+    proc = run_cli(*args, "--json", "--workdir", wd, cwd=tmp_path, check=True)
+    data = json.loads(proc.stdout)
+    assert data["sizes"] == [16, 64] and data["budget"]["kind"] == "epochs" and data["chosen"] in (16, 64)
+    assert [row["batch_size"] for row in data["rows"]] == [16, 64]
+    assert len(children(wd, data["parent_run_id"])) == 4
+    assert "[4/4] batch size 64, seed 2" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--sizes", "0,16"], "error: --sizes: 0 is not allowed"),
+        (["--budget", "hours=1"], "error: --budget: 'hours=1' is not allowed"),
+        (["--repeats", "1"], "error: --repeats: 1 is not allowed"),
+    ],
+)
+def test_cli_usage_errors_write_nothing(tiny_spec, tmp_path, extra, message):
+    fixed = [arg for item in FIXED for arg in ("--set", item)]
+    proc = run_cli("batch-size", tiny_spec, *fixed, *extra, "--workdir", tmp_path / "wd", cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.startswith(message) and proc.stderr.count("\n") == 1
+    assert not (tmp_path / "wd").exists()
+
+
+def test_cli_names_the_searched_entries(tiny_spec, tmp_path):
+    proc = run_cli("batch-size", tiny_spec, "--workdir", tmp_path / "wd", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: search: optimizer, lr, beta1, schedule are searched")
+    assert not (tmp_path / "wd").exists()
