@@ -175,18 +175,22 @@ def main(argv: list[str] | None = None) -> int:
         handler = getattr(importlib.import_module(module), func)
         return int(handler(args) or 0)
     except KeyboardInterrupt:
-        print("\ninterrupted (SIGINT); run the same command again to resume", file=sys.stderr)
+        print(f"\ninterrupted (SIGINT){_resume_hint(args.command)}", file=sys.stderr)
         return EXIT_SIGINT
-    except BaseException as e:
-        return _exit_for(e)
+    except BaseException as e:  # every exit below is deliberate
+        return _exit_for(e, args.command)
 
 
-def _exit_for(e: BaseException) -> int:
+def _resume_hint(command: str) -> str:
+    return "; run the same command again to resume" if command in ("run", "worker") else ""
+
+
+def _exit_for(e: BaseException, command: str) -> int:
     from sweeps.errors import Interrupted, SweepError, UsageError
     from sweeps.spec import SpecError
 
     if isinstance(e, Interrupted):
-        print(f"\ninterrupted ({e.signal_name}); run the same command again to resume", file=sys.stderr)
+        print(f"\ninterrupted ({e.signal_name}){_resume_hint(command)}", file=sys.stderr)
         return e.exit_code
     if isinstance(e, SystemExit):
         raise e

@@ -4,9 +4,7 @@ nothing), resolves the stores with the same defaults, and calls the Python API."
 from __future__ import annotations
 
 import shlex
-import subprocess
-import sys
-from pathlib import Path
+import time
 
 from sweeps import report
 
@@ -124,9 +122,11 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_ui(args) -> int:
+    """The MLflow UI over the sweep's store, on 127.0.0.1 only, until Ctrl-C."""
     from sweeps.errors import UsageError
     from sweeps.storage import resolve_stores
     from tracking import redact
+    from tracking.server import MlflowServer
     from tracking.store import sqlite_path
 
     stores = resolve_stores(args.workdir, args.storage, args.tracking_uri)
@@ -137,31 +137,8 @@ def cmd_ui(args) -> int:
     path = sqlite_path(uri)
     if path is not None and not path.exists():
         raise UsageError(f"no MLflow store at {path}; run `sweeps run SPEC` first (or pass --workdir)")
-    artifacts = Path(stores.workdir) / "mlartifacts"
-    cmd = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "server",
-        "--backend-store-uri",
-        uri,
-        "--default-artifact-root",
-        artifacts.as_uri(),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(args.port),
-        "--workers",
-        "1",
-    ]
-    report.err.print(f"MLflow UI on http://127.0.0.1:{args.port} (Ctrl-C stops it)")
-    proc = subprocess.Popen(cmd)
-    try:
-        return proc.wait()
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    with MlflowServer(uri, stores.workdir / "mlartifacts", port=args.port) as server:
+        report.out.print(f"MLflow UI on {server.url} (Ctrl-C stops it)")
+        while server.process is not None and server.process.poll() is None:
+            time.sleep(0.5)
+    return 1  # the server stopped by itself

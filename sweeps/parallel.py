@@ -172,7 +172,7 @@ def _finish(spec: Spec, study, sweep_run, stores: Stores, total: int) -> None:
 
     sweep_run.client = tracking.make_client(stores.tracking_uri)
     sweep_run.tracking_uri = stores.tracking_uri
-    update_parent_summary(sweep_run, spec)
+    update_parent_summary(sweep_run, spec, study)
     done, running, _ = counts(study)
     if done >= total and running == 0:
         sweep_run.finish("FINISHED")

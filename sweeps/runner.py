@@ -76,8 +76,13 @@ SUMMARY_METRIC = {
 }
 
 
-def update_parent_summary(sweep_run, spec: Spec):
-    """Rewrite the parent run's best-trial copy, trials table and plots from the runs now in the store."""
+def update_parent_summary(sweep_run, spec: Spec, study=None):
+    """Rewrite the parent run's best-trial copy, trials table and plots from the runs now in the store
+    (and, for two objectives, the Pareto front of ``study``)."""
+    if study is not None and len(spec.objectives) > 1:
+        from sweeps.pareto import log_front
+
+        log_front(study, sweep_run, spec.objectives)
     return sweep_run.update_summary(
         spec.resolved(), metric=SUMMARY_METRIC[spec.objectives[0]], direction=spec.directions[0]
     )
@@ -228,13 +233,13 @@ def run(
                     run_trial(spec, study, trial, sweep_run, setup, tags)
             except BaseException:
                 if finalize:
-                    update_parent_summary(sweep_run, spec)
+                    update_parent_summary(sweep_run, spec, study)
                 raise
             if on_trial is not None:
                 on_trial(study, counts(study)[0], total)
         done, running, _ = counts(study)
         if finalize:
-            update_parent_summary(sweep_run, spec)
+            update_parent_summary(sweep_run, spec, study)
             if done >= total and running == 0:
                 sweep_run.finish("FINISHED")
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import mlflow
@@ -177,3 +178,69 @@ def test_reading_a_missing_sweep_creates_nothing(tmp_path, tiny_spec):
     proc = run_cli("best", tiny_spec, "--workdir", tmp_path / "nothing", cwd=tmp_path)
     assert proc.returncode == 2 and "no sweep named 'tiny'" in proc.stderr
     assert not (tmp_path / "nothing").exists()
+
+
+def test_two_objectives_give_a_pareto_set(tmp_path, tiny_spec):
+    wd = tmp_path / "wd"
+    moo = [
+        "--set",
+        "training.objective=[final_val_cost, train_seconds]",
+        "--set",
+        "sampler.name=nsga2",
+        "--set",
+        "trials=6",
+        "--workdir",
+        wd,
+    ]
+    proc = run_cli("run", tiny_spec, *moo, cwd=tmp_path, check=True)
+    assert "Pareto set of 6 trials (final_val_cost & train_seconds)" in proc.stdout
+    best = json.loads(run_cli("best", tiny_spec, *moo, "--json", cwd=tmp_path, check=True).stdout)
+    s = study(wd, "tiny")
+    complete = [t for t in s.trials if t.state == optuna.trial.TrialState.COMPLETE]
+
+    def dominated(t):
+        return any(
+            all(a <= b for a, b in zip(o.values, t.values, strict=True)) and o.values != t.values for o in complete
+        )
+
+    front = sorted(t.number for t in complete if not dominated(t))
+    assert [p["number"] for p in best["pareto"]] == front
+    parent = s.user_attrs["mlflow_parent_run_id"]
+    assert "plots/pareto_front.png" in {a.path for a in client(wd).list_artifacts(parent, "plots")}
+
+
+def test_ui_serves_the_store_on_loopback_and_stops_on_ctrl_c(tmp_path, tiny_spec):
+    import signal
+    import socket
+    import urllib.request
+
+    from tests.conftest import start_cli
+    from tracking.server import free_port
+
+    run_cli("run", tiny_spec, "--set", "trials=1", "--workdir", tmp_path / "wd", cwd=tmp_path, check=True)
+    port = free_port()
+    ui = start_cli("ui", "--workdir", tmp_path / "wd", "--port", str(port), cwd=tmp_path, log=tmp_path / "ui.log")
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                    assert r.status == 200
+                    break
+            except OSError:
+                assert time.monotonic() < deadline and ui.poll() is None, (tmp_path / "ui.log").read_text()
+                time.sleep(0.3)
+        experiments = urllib.request.urlopen(
+            f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name?experiment_name=tiny", timeout=5
+        )
+        assert json.load(experiments)["experiment"]["name"] == "tiny"
+        listening = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True).stdout
+        local_addresses = {line.split()[3] for line in listening.splitlines()}
+        assert local_addresses == {f"127.0.0.1:{port}"}
+        ui.send_signal(signal.SIGINT)
+        assert ui.wait(60) == 130
+    finally:
+        if ui.poll() is None:
+            ui.kill()
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0  # the server went with it
