@@ -1,0 +1,32 @@
+"""sweeps — spec-driven Optuna searches over optcore training, tracked in MLflow, with the ``sweeps`` CLI.
+
+    import sweeps
+    result = sweeps.run("examples/quickstart.yaml")      # or a Spec from sweeps.load_spec(path, overrides)
+    result.best_params, result.best_value, result.parent_run_id, result.trials   # trials: a DataFrame
+
+Attributes are imported on first use, so ``import sweeps`` (and ``sweeps --help``) stays instant.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "run": "sweeps.runner",
+    "load_result": "sweeps.runner",
+    "SweepResult": "sweeps.runner",
+    "load_spec": "sweeps.spec",
+    "Spec": "sweeps.spec",
+    "SpecError": "sweeps.spec",
+    "run_parallel": "sweeps.parallel",
+    "select_batch_size": "sweeps.batch_size",
+    "reproduce": "sweeps.reproduce",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'sweeps' has no attribute {name!r}")

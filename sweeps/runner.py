@@ -190,7 +190,7 @@ def fail_run(stores: Stores, run_id: str, reason: str) -> None:
 
 
 def run(
-    spec: Spec,
+    spec: Spec | str | Path,
     *,
     workdir: str | Path | None = None,
     storage: str | None = None,
@@ -198,15 +198,20 @@ def run(
     on_trial: Callable[[Any, int, int], None] | None = None,
     finalize: bool = True,
 ) -> SweepResult:
-    """Train trials of ``spec`` until ``spec.trials`` count in total (completed, pruned or failed), then
-    summarise. Resuming — running again with the same spec and stores — continues the same study and MLflow
-    parent run. ``on_trial(study, done, total)`` is called after every trial (progress display).
-    ``finalize=False`` (a worker under a coordinator) leaves the parent run's summary to the coordinator.
+    """Train trials of ``spec`` (a Spec, or the path of a spec file) until ``spec.trials`` count in
+    total (completed, pruned or failed), then summarise. Resuming — running again with the same spec and
+    stores — continues the same study and MLflow parent run. ``on_trial(study, done, total)`` is called
+    after every trial (progress display). ``finalize=False`` (a worker under a coordinator) leaves the
+    parent run's summary to the coordinator.
 
     Raises :class:`SweepError` when the stores cannot be used, and lets KeyboardInterrupt or
     :class:`sweeps.objective.Interrupted` through after recording the interrupted trial.
     """
 
+    if not isinstance(spec, Spec):
+        from sweeps.spec import load_spec
+
+        spec = load_spec(spec)
     stores = resolve_stores(workdir, storage, tracking_uri)
     check_stores(stores)
     study = open_study(spec, stores, close_stale_runs(stores))

@@ -244,3 +244,18 @@ def test_ui_serves_the_store_on_loopback_and_stops_on_ctrl_c(tmp_path, tiny_spec
             ui.kill()
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0  # the server went with it
+
+
+def test_python_api_mirrors_the_cli(tmp_path, tiny_spec):
+    import sweeps
+
+    spec = sweeps.load_spec(tiny_spec, ["trials=3", "training.epochs=2"])
+    result = sweeps.run(spec, workdir=tmp_path / "wd")
+    assert isinstance(result, sweeps.SweepResult)
+    s = study(tmp_path / "wd", "tiny")
+    best = min((t for t in s.trials if t.state == optuna.trial.TrialState.COMPLETE), key=lambda t: (t.value, t.number))
+    assert result.best_value == best.value and result.best_params == best.user_attrs["hyperparameters"]
+    assert result.parent_run_id == s.user_attrs["mlflow_parent_run_id"]
+    assert list(result.trials["number"]) == [0, 1, 2] and set(result.trials["state"]) == {"COMPLETE"}
+    again = sweeps.load_result(spec, workdir=tmp_path / "wd")
+    assert again.best_params == result.best_params
