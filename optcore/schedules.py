@@ -101,13 +101,15 @@ class CosineRestarts(Schedule):
     min_lr: float = 0.0
 
     def __call__(self, t):
+        # Walk the periods (there are O(log t) of them): exact at every restart, where a closed form
+        # through a floating-point logarithm can land in the wrong period.
         if self.t_mult == 1:
-            t_cur, t_i = t % self.t0, self.t0
-        else:  # the restart index n solves t0·(m^n − 1)/(m − 1) ≤ t
-            n = int(math.log(t / self.t0 * (self.t_mult - 1) + 1, self.t_mult))
-            t_cur = t - self.t0 * (self.t_mult**n - 1) / (self.t_mult - 1)
-            t_i = self.t0 * self.t_mult**n
-        return self.min_lr + (self.lr - self.min_lr) * (1 + math.cos(math.pi * t_cur / t_i)) / 2
+            start, length = t - t % self.t0, self.t0
+        else:
+            start, length = 0, self.t0
+        while t >= start + length:
+            start, length = start + length, length * self.t_mult
+        return self.min_lr + (self.lr - self.min_lr) * (1 + math.cos(math.pi * (t - start) / length)) / 2
 
 
 @dataclass(frozen=True)
