@@ -1,7 +1,9 @@
 """The sweep's parent run and its trials' child runs: creation, reuse on resume, and lookup by tags.
 
 All calls go through an ``MlflowClient`` with explicit run ids (never MLflow's fluent active-run stack), so
-trials may log from several threads or processes at once.
+trials may log from several threads or processes at once. What a trial logs goes through the process's
+writer (:mod:`tracking.writer`) when there is one; only what the caller needs an answer to (the run id,
+the run's end) waits for the store.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from tracking.provenance import provenance_tags
 from tracking.redact import redact
 from tracking.store import artifact_location_for, make_client, resolved_uri
 from tracking.trial import TrialRun
+from tracking.writer import WriterGone, shared_writer
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -135,9 +138,17 @@ class SweepRun:
         ``seed``. A reused run keeps what it holds; only missing params are added. Raises TrackingError when
         ``existing_run_id`` belongs to another trial or a param would change value.
         """
+        all_tags = {**self.tags, **(tags or {}), schema.TRIAL_STATE: schema.RUNNING}
+        all_tags = {k: tag_value(v) for k, v in all_tags.items()}
+        writer = shared_writer()
+        if writer is not None and writer.unsettled:
+            try:  # what this process sent is in the store before the run is read
+                writer.call("barrier", None)
+            except WriterGone:
+                writer = None
         run = self._own_run(existing_run_id, number) if existing_run_id else None
         if run is None:
-            run = with_retries(self._find_or_create, number, what=f"create the run of trial {number}")
+            run = with_retries(self._find_or_create, number, all_tags, what=f"create the run of trial {number}")
         run_id, reused = run.info.run_id, bool(run.data.params or run.data.metrics)
         values = {k: param_value(v) for k, v in params.items()}
         if seed is not None:
@@ -149,15 +160,6 @@ class SweepRun:
                 + ", ".join(f"{k}={run.data.params[k]!r} (now {values[k]!r})" for k in changed)
                 + "; MLflow params cannot change: is this the same trial?"
             )
-        from mlflow.entities import Param, RunTag
-
-        all_tags = {**self.tags, **(tags or {}), schema.TRIAL_STATE: schema.RUNNING}
-        log_batched(
-            self.client,
-            run_id,
-            params=[Param(k, v) for k, v in values.items() if k not in run.data.params],
-            tags=[RunTag(k, tag_value(v)) for k, v in all_tags.items()],
-        )
         if run.info.status != "RUNNING":
             with_retries(self.client.update_run, run_id, status="RUNNING", what=f"reopen run {run_id}")
         logged_epochs = _last_step(self.client, run, "val_cost") if reused else 0
@@ -166,7 +168,7 @@ class SweepRun:
             if reused
             else 0
         )
-        return TrialRun(
+        trial = TrialRun(
             self.client,
             run_id,
             number,
@@ -174,7 +176,12 @@ class SweepRun:
             flush_every=flush_every,
             logged_epochs=logged_epochs,
             logged_iterations=logged_iterations,
+            writer=writer,
+            tracking_uri=self.tracking_uri,
         )
+        unset = {k: v for k, v in all_tags.items() if run.data.tags.get(k) != v}
+        trial.log_now(params=[(k, v) for k, v in values.items() if k not in run.data.params], tags=list(unset.items()))
+        return trial
 
     def find_trial(self, number: int) -> Run | None:
         """The existing child run of trial ``number`` (see :func:`find_trial_run`), or None."""
@@ -207,7 +214,7 @@ class SweepRun:
             )
         return run
 
-    def _find_or_create(self, number: int) -> Run:
+    def _find_or_create(self, number: int, tags: dict[str, str]) -> Run:
         # Looking first makes a retry after a lost answer to create_run find the run instead of a second one.
         found = self.find_trial(number)
         if found is not None:
@@ -216,6 +223,7 @@ class SweepRun:
             self.experiment_id,
             run_name=schema.trial_run_name(number),
             tags={
+                **tags,  # in the same request: one round trip fewer per trial
                 schema.PARENT_RUN_ID: self.run_id,
                 schema.ROLE: schema.ROLE_TRIAL,
                 schema.STUDY_NAME: self.study_name,

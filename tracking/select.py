@@ -5,7 +5,7 @@ Rows are the trial (child) runs of the layout (tag ``role = trial``), one per tr
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from tracking import schema
@@ -152,14 +152,22 @@ def best_run(
     return pick_best(runs_table(experiment, tracking_uri), metric, direction)
 
 
-def metric_curves(client: MlflowClient, run_ids: Sequence[str], metric: str) -> pd.DataFrame:
-    """Long-form histories (columns ``run_id, trial_number, step, value``) of ``metric`` for ``run_ids``."""
+def metric_curves(
+    client: MlflowClient, run_ids: Sequence[str], metric: str, numbers: Mapping[str, int] | None = None
+) -> pd.DataFrame:
+    """Long-form histories (columns ``run_id, trial_number, step, value``) of ``metric`` for ``run_ids``.
+
+    ``numbers`` maps run ids to trial numbers when the caller has them (saves one request per run).
+    """
     import pandas as pd
 
     frames = []
     for run_id in run_ids:
-        run = with_retries(client.get_run, run_id, what=f"get run {run_id}")
-        number = int(run.data.tags.get(schema.TRIAL_NUMBER, -1))
+        if numbers is not None and run_id in numbers:
+            number = int(numbers[run_id])
+        else:
+            run = with_retries(client.get_run, run_id, what=f"get run {run_id}")
+            number = int(run.data.tags.get(schema.TRIAL_NUMBER, -1))
         history = with_retries(client.get_metric_history, run_id, metric, what=f"history of {metric}")
         points = sorted((m.step, m.timestamp, m.value) for m in history)
         frames.append(

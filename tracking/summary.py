@@ -88,7 +88,8 @@ def update_sweep_summary(
         if spec is not None:
             write_spec(spec, folder / SPEC_FILE)
         table.to_csv(folder / TABLE_FILE, index=False)
-        val_curves = metric_curves(client, list(table["run_id"]), "val_cost")
+        numbers = dict(zip(table["run_id"], table["trial_number"], strict=True)) if len(table) else {}
+        val_curves = metric_curves(client, list(table["run_id"]), "val_cost", numbers)
         plots.plot_val_cost_curves(val_curves, table, best_run_id, folder / PLOTS_DIR / "val_cost_curves.png")
         plots.plot_optimization_history(table, metric, direction, folder / PLOTS_DIR / "optimization_history.png")
         plots.plot_batch_size_vs_cost(table, metric, best_run_id, folder / PLOTS_DIR / "batch_size_vs_cost.png")

@@ -1,8 +1,10 @@
 """TrialRun: one trial's MLflow child run, fed from the epoch callback and closed with the trial's fate.
 
-Values are buffered and sent with ``log_batch`` once every ``flush_every`` epochs (default: every epoch, so
-the UI shows live progress). Per-epoch curves use ``step = epoch``; per-iteration curves use
-``step = iteration``, numbered continuously from 1 across epochs.
+Values are buffered and sent once every ``flush_every`` epochs (default: every epoch, so the UI shows live
+progress): to the process's writer (:mod:`tracking.writer`), which puts them in the store with
+``log_batch`` on another core, or with ``log_batch`` from this process when there is no writer. Per-epoch
+curves use ``step = epoch``; per-iteration curves use ``step = iteration``, numbered continuously from 1
+across epochs.
 """
 
 from __future__ import annotations
@@ -17,12 +19,16 @@ from tracking import schema
 from tracking.batch import is_transient, log_batched, tag_value, with_retries
 from tracking.errors import TrackingError
 from tracking.redact import redact
+from tracking.writer import Writer, WriterGone
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
-    from mlflow.entities import Metric
 
     from optcore.history import EpochRecord, History
+
+# (key, value, timestamp, step), (key, value), (key, value): cheap to build and to pickle for the writer.
+MetricT = tuple[str, float, int, int]
+Pair = tuple[str, str]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +42,10 @@ class TrialRun:
 
     ``logged_epochs`` and ``logged_iterations`` are what the run already holds (non-zero when an existing
     run is reused): epochs and iterations up to them are not sent again, so no curve gets duplicate steps.
+    With a ``writer`` (and the ``tracking_uri`` of ``client``) values go through the writer process while
+    ``client`` is the one given here; a run whose ``client`` is replaced logs through the new one directly.
+    Values sent to the writer are kept until it confirms them, so if it dies they are sent again from here
+    (MLflow drops a metric point identical to one it holds).
     """
 
     def __init__(
@@ -48,6 +58,8 @@ class TrialRun:
         flush_every: int = 1,
         logged_epochs: int = 0,
         logged_iterations: int = 0,
+        writer: Writer | None = None,
+        tracking_uri: str | None = None,
     ):
         if not isinstance(flush_every, int) or flush_every < 1:
             raise ValueError(f"flush_every must be a whole number of epochs >= 1, got {flush_every!r}")
@@ -56,9 +68,14 @@ class TrialRun:
         self.finished = False
         self._last_epoch = logged_epochs
         self._iterations = logged_iterations
-        self._buffer: list[Metric] = []
+        self._buffer: list[MetricT] = []
+        self._pairs: tuple[list[Pair], list[Pair]] = ([], [])  # params and tags not yet sent
         self._pending_epochs = 0
         self._lock = threading.Lock()
+        self._writer = writer if writer is not None and tracking_uri is not None else None
+        self._writer_client, self._uri = client, tracking_uri
+        # Sent to the writer, not yet confirmed to be in the store: metrics, params, tags.
+        self._sent: tuple[list[MetricT], list[Pair], list[Pair]] = ([], [], [])
 
     def __repr__(self) -> str:
         return f"TrialRun(number={self.number}, run_id={self.run_id!r}, epochs={self._last_epoch})"
@@ -101,9 +118,33 @@ class TrialRun:
                 self._flush_locked(raise_errors=False)
 
     def flush(self) -> bool:
-        """Send buffered values now; False (and values kept for the next try) if the store is unavailable."""
+        """Put buffered values in the store now; False (values kept for the next try) if it is unavailable.
+
+        Raises TrackingError when the store refuses them.
+        """
         with self._lock:
-            return self._flush_locked(raise_errors=False)
+            if not self._flush_locked(raise_errors=False):
+                return False
+            writer = self._channel()
+            if writer is None:
+                return True
+            try:
+                return writer.call("sync", (self._uri, self.run_id))
+            except WriterGone:
+                self._drop_writer()
+                return self._flush_locked(raise_errors=False)
+            except TrackingError as e:
+                raise TrackingError(f"could not log trial {self.number} to MLflow run {self.run_id}: {e}") from None
+
+    def log_now(self, params: Sequence[Pair] = (), tags: Sequence[Pair] = ()) -> None:
+        """Send ``params`` and ``tags`` (already ``param_value``/``tag_value``) with any buffered values, now.
+
+        Through the writer this does not wait for the store. Raises like ``log_epoch``'s flush.
+        """
+        with self._lock:
+            self._pairs[0].extend(params)
+            self._pairs[1].extend(tags)
+            self._flush_locked(raise_errors=False)
 
     def finish(self, state: str, history: History, reason: str | None = None) -> None:
         """Close the run: curves not yet sent, summary metrics, state tags, and the run status.
@@ -128,8 +169,9 @@ class TrialRun:
             if status == "FAILED":
                 tags[schema.FAIL_REASON] = tag_value(reason or "no reason given")
             try:
-                self._flush_locked(raise_errors=True, tags=tags)
-                with_retries(self.client.set_terminated, self.run_id, status=status, what=f"end run {self.run_id}")
+                if not self._finish_via_writer(list(tags.items()), status):
+                    self._flush_locked(raise_errors=True, tags=tags)
+                    with_retries(self.client.set_terminated, self.run_id, status=status, what=f"end run {self.run_id}")
             except Exception as e:
                 raise TrackingError(
                     f"could not record trial {self.number} in MLflow run {self.run_id}: "
@@ -162,14 +204,74 @@ class TrialRun:
             self._buffer += [_metric(schema.MINIBATCH_COST_EWA, v, stamp, first + i) for i, v in enumerate(ewa)]
             self._iterations += max(len(costs), len(ewa))
 
-    def _flush_locked(self, raise_errors: bool, tags: dict[str, str] | None = None) -> bool:
-        if not self._buffer and not tags:
-            return True
-        from mlflow.entities import RunTag
+    def _channel(self) -> Writer | None:
+        """The writer, unless there is none, it is still starting, it broke, or ``client`` was replaced.
 
-        run_tags = [RunTag(k, v) for k, v in (tags or {}).items()]
+        Going from direct logging to the writer is safe at any flush (what was logged directly is in the
+        store); going back needs ``_drop_writer``.
+        """
+        writer = self._writer
+        if writer is None or self.client is not self._writer_client:
+            return None
+        if writer.broken:
+            self._drop_writer()
+            return None
+        return writer if writer.ready() else None
+
+    def _drop_writer(self) -> None:
+        """Log from this process from now on, starting with what the writer did not confirm."""
+        log.warning("trial %d: the tracking writer is gone; logging from this process", self.number)
+        self._writer = None
+        self._unsend()
+
+    def _unsend(self) -> None:
+        """Put what the writer did not confirm back in front of the buffers, to be sent again."""
+        self._buffer[:0] = self._sent[0]
+        self._pairs[0][:0] = self._sent[1]
+        self._pairs[1][:0] = self._sent[2]
+        for sent in self._sent:
+            sent.clear()
+
+    def _finish_via_writer(self, tags: list[Pair], status: str) -> bool:
+        """True when the writer wrote everything and ended the run; False when there is no writer (any more).
+        Raises TrackingError when the store failed there; the values are kept to be sent again."""
+        writer = self._channel()
+        if writer is None:
+            return False
+        self._flush_locked(raise_errors=True)  # buffered values go first, in order
+        writer = self._channel()
+        if writer is None:
+            return False
         try:
-            log_batched(self.client, self.run_id, metrics=self._buffer, tags=run_tags)
+            writer.call("finish", (self._uri, self.run_id, self._buffer, tags, status))
+        except WriterGone:
+            self._drop_writer()
+            return False
+        except TrackingError:
+            self._unsend()
+            raise
+        self._buffer, self._pending_epochs = [], 0
+        for sent in self._sent:
+            sent.clear()
+        return True
+
+    def _flush_locked(self, raise_errors: bool, tags: dict[str, str] | None = None) -> bool:
+        params, run_tags = self._pairs
+        if not self._buffer and not params and not run_tags and not tags:
+            return True
+        writer = None if tags else self._channel()  # final tags come with finish, which has its own path
+        if writer is not None:
+            try:
+                writer.send("log", (self._uri, self.run_id, self._buffer, params, run_tags))
+            except WriterGone:
+                self._drop_writer()
+            else:
+                for sent, values in zip(self._sent, (self._buffer, params, run_tags), strict=True):
+                    sent.extend(values)
+                self._buffer, self._pairs, self._pending_epochs = [], ([], []), 0
+                return True
+        try:
+            _log(self.client, self.run_id, self._buffer, params, [*run_tags, *(tags or {}).items()])
         except Exception as e:
             if raise_errors:
                 raise
@@ -185,12 +287,21 @@ class TrialRun:
                 len(self._buffer),
             )
             return False
-        self._buffer = []
-        self._pending_epochs = 0
+        self._buffer, self._pairs, self._pending_epochs = [], ([], []), 0
         return True
 
 
-def _metric(key: str, value: float, timestamp: int, step: int) -> Metric:
-    from mlflow.entities import Metric
+def _metric(key: str, value: float, timestamp: int, step: int) -> MetricT:
+    return (key, float(value), timestamp, step)
 
-    return Metric(key, float(value), timestamp, step)
+
+def _log(client: MlflowClient, run_id: str, metrics: Sequence[MetricT], params: Sequence[Pair], tags: Sequence[Pair]):
+    from mlflow.entities import Metric, Param, RunTag
+
+    log_batched(
+        client,
+        run_id,
+        metrics=[Metric(*m) for m in metrics],
+        params=[Param(*p) for p in params],
+        tags=[RunTag(*t) for t in tags],
+    )

@@ -6,7 +6,7 @@ import pytest
 
 import tracking
 from optcore.history import EpochRecord
-from tracking import schema
+from tracking import schema, writer
 
 EPOCH_CURVES = ("train_cost", "val_cost", "val_accuracy", "lr", "epoch_seconds")
 PARAMS = {"batch_size": 64, "optimizer": "adam", "lr": 0.001, "beta1": 0.9, "beta2": 0.999, "schedule": "cosine"}
@@ -136,12 +136,21 @@ def test_unknown_parent_id_starts_a_new_parent(sqlite_uri):
         tracking.start_sweep("lost", tracking_uri=sqlite_uri, existing_run_id=other.run_id)
 
 
+def _writer_done() -> None:
+    """Wait until the writer process has written what it was sent (log_epoch does not wait for the store)."""
+    shared = writer.shared_writer(start=False)
+    if shared is not None:
+        shared.call("barrier", None)
+
+
 def test_flush_every_n_epochs_buffers_between_flushes(sqlite_uri):
     run = tracking.start_sweep("flush", tracking_uri=sqlite_uri).trial(0, PARAMS, flush_every=2)
     client = run.client
     run.log_epoch(EpochRecord(1, 1.0, 0.9, 0.5, 0.01, 0.1), [3.0, 2.0])
+    _writer_done()
     assert client.get_metric_history(run.run_id, "val_cost") == []
     run.log_epoch(EpochRecord(2, 0.9, 0.8, 0.6, 0.01, 0.1), [1.5, 1.0])
+    _writer_done()
     assert _history_len(client, run.run_id, "val_cost") == 2
     assert _history_len(client, run.run_id, "minibatch_cost") == 4
     with pytest.raises(ValueError, match="flush_every"):

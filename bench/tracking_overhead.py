@@ -1,0 +1,171 @@
+"""What tracking costs: the same sweep with tracking on and off, one ``log_metric`` call per value against
+``log_batch``, and per-epoch logging.
+
+Run: ``python bench/tracking_overhead.py [--spec examples/quickstart.yaml] [--tracking-uri URI]``. Without a
+URI it uses a fresh embedded SQLite store in a temporary folder. Prints times and ratios from one run;
+never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+import tracking
+from optcore.history import EpochRecord, History
+from tracking.batch import log_batched
+
+
+class _Clock:
+    """Wall seconds and this process's CPU seconds (a writer process's CPU is not counted) of a block."""
+
+    def __enter__(self):
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+
+
+def _seconds(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def per_value_against_batch(sweep: tracking.SweepRun, n_values: int) -> tuple[float, float]:
+    """Seconds to log ``n_values`` points of one metric one call each, and in batches."""
+    from mlflow.entities import Metric
+
+    client = sweep.client
+    single = client.create_run(sweep.experiment_id, run_name="bench-single").info.run_id
+    batched = client.create_run(sweep.experiment_id, run_name="bench-batch").info.run_id
+    stamp = int(time.time() * 1000)
+
+    def one_by_one() -> None:
+        for i in range(n_values):
+            client.log_metric(single, "x", float(i), timestamp=stamp, step=i, synchronous=True)
+
+    def in_batches() -> None:
+        log_batched(client, batched, metrics=[Metric("x", float(i), stamp, i) for i in range(n_values)])
+
+    return _seconds(one_by_one), _seconds(in_batches)
+
+
+def epoch_logging(sweep: tracking.SweepRun, epochs: int, minibatches: int) -> tuple[float, float]:
+    """Mean seconds of one ``log_epoch`` (5 curves + 2 x ``minibatches`` points) and of ``finish``."""
+    run = sweep.trial(0, {"batch_size": 64, "optimizer": "adam", "lr": 1e-3}, seed=0)
+    history = History("val_accuracy")
+    costs = [1.0 / (k + 1) for k in range(minibatches)]
+    start = time.perf_counter()
+    for e in range(1, epochs + 1):
+        record = EpochRecord(e, 1.0 / e, 1.1 / e, 1 - 1.0 / e, 1e-3, 0.1)
+        history.append(record)
+        run.log_epoch(record, costs, costs)
+    per_epoch = (time.perf_counter() - start) / epochs
+    return per_epoch, _seconds(lambda: run.finish("complete", history))
+
+
+def summary_update(sweep: tracking.SweepRun, trials: int, epochs: int) -> float:
+    """Seconds of one ``update_summary`` over ``trials`` finished trials of ``epochs`` epochs."""
+    for n in range(1, trials + 1):
+        history = History("val_accuracy")
+        for e in range(1, epochs + 1):
+            history.append(EpochRecord(e, 1.0 / e, 1.0 / e + n / 100, 0.5, 1e-3, 0.1))
+        sweep.trial(n, {"batch_size": 2 ** (4 + n % 6), "optimizer": "adam", "lr": 1e-3}, seed=n).finish(
+            "complete", history
+        )
+    return _seconds(lambda: sweep.update_summary({"name": "bench"}))
+
+
+def sweep_without_tracking(spec) -> _Clock:
+    """Seconds of the sweep's trials with Optuna alone: same sampler, pruner, space and training, no MLflow."""
+    import optuna
+
+    from sweeps.objective import setup_from_spec
+    from sweeps.pruners import build_pruner
+    from sweeps.samplers import build_sampler
+
+    setup = setup_from_spec(spec)
+    setup.load()
+    study = optuna.create_study(sampler=build_sampler(spec), pruner=build_pruner(spec), directions=spec.directions)
+    with _Clock() as clock:
+        _trials(spec, study, setup)
+    return clock
+
+
+def _trials(spec, study, setup) -> None:
+    import optuna
+
+    from sweeps.objective import objective_values
+    from sweeps.space import suggest
+    from sweeps.trainer import train_trial, trial_seed
+
+    for _ in range(spec.trials):
+        trial = study.ask()
+        hp = suggest(trial, spec)
+
+        def report(record, history, trial=trial):
+            trial.report(record.val_cost, record.epoch)
+            return trial.should_prune()
+
+        history = train_trial(setup, hp, trial_seed(spec.seed, trial.number), callback=report)
+        if history.stopped_early:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        else:
+            study.tell(trial, objective_values(spec, history)[0])
+
+
+def sweep_with_tracking(spec, workdir: Path, uri: str) -> _Clock:
+    """Seconds of the same sweep through ``sweeps.runner.run`` (Optuna journal + MLflow), stores created first."""
+    from sweeps.runner import check_stores, run
+    from sweeps.storage import resolve_stores
+
+    check_stores(resolve_stores(workdir, None, uri))  # creating the MLflow database is a one-off, not per trial
+    with _Clock() as clock:
+        run(spec, workdir=workdir, tracking_uri=uri)
+    return clock
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tracking-uri", help="default: a fresh SQLite store in a temporary folder")
+    parser.add_argument("--values", type=int, default=2000, help="points for the per-value comparison")
+    parser.add_argument("--spec", default=str(Path(__file__).parents[1] / "examples" / "quickstart.yaml"))
+    parser.add_argument("--trials", type=int, default=None, help="override the spec's trials")
+    args = parser.parse_args()
+    from sweeps.spec import load_spec
+
+    spec = load_spec(args.spec, [f"trials={args.trials}"] if args.trials else [])
+    with tempfile.TemporaryDirectory(prefix="tracking-bench-") as tmp:
+        uri = args.tracking_uri or tracking.default_tracking_uri(Path(tmp) / "sweep")
+        off = sweep_without_tracking(spec)
+        on = sweep_with_tracking(spec, Path(tmp) / "sweep", uri)
+        print(f"sweep {spec.name!r}, {spec.trials} trials x {spec.training.epochs} epochs")
+        print(f"  tracking off (Optuna in memory only) : {off.wall:8.2f} s   CPU of this process {off.cpu:6.2f} s")
+        print(
+            f"  tracking on  (journal + MLflow)      : {on.wall:8.2f} s   CPU of this process {on.cpu:6.2f} s"
+            f"   ratio on/off {on.wall / off.wall:5.2f} (CPU {on.cpu / off.cpu:5.2f})"
+        )
+
+        uri = args.tracking_uri or tracking.default_tracking_uri(Path(tmp) / "micro")
+        tracking.check_reachable(uri)
+        sweep = tracking.start_sweep(f"bench-{int(time.time())}", tracking_uri=uri)
+        print(f"store: {tracking.redact(uri)}")
+        single, batch = per_value_against_batch(sweep, args.values)
+        print(f"{args.values} values, one log_metric each : {single:8.3f} s")
+        print(f"{args.values} values, log_batch           : {batch:8.3f} s   ratio {single / batch:6.1f}x")
+        per_epoch, finish = epoch_logging(sweep, epochs=30, minibatches=100)
+        print(f"log_epoch (5 curves + 200 mini-batch points): {1000 * per_epoch:8.1f} ms per epoch")
+        print(f"finish (summary metrics, tags, status)     : {1000 * finish:8.1f} ms")
+        print(f"update_summary (30 trials x 30 epochs)     : {summary_update(sweep, 30, 30):8.2f} s")
+        sweep.finish()
+
+
+if __name__ == "__main__":
+    main()

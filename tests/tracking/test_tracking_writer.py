@@ -1,0 +1,124 @@
+"""The writer process: durable finish, fallback when it dies, a Ctrl-C that leaves it up, and no process left."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import tracking
+from optcore.history import EpochRecord
+from tracking import writer
+
+PARAMS = {"batch_size": 64, "optimizer": "adam", "lr": 0.001}
+
+
+def _ready_writer() -> writer.Writer:
+    shared = writer.shared_writer()
+    assert shared is not None, "TRACKING_WRITER=off in the environment?"
+    deadline = time.monotonic() + 60
+    while not shared.ready():
+        assert time.monotonic() < deadline, "the writer did not start"
+        time.sleep(0.05)
+    return shared
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _log(run: tracking.TrialRun, make_history, val_costs) -> object:
+    history = make_history(val_costs)
+    for i, e in enumerate(history.epoch):
+        run.log_epoch(EpochRecord(e, history.train_cost[i], history.val_cost[i], 0.5, 0.01, 0.5))
+    return history
+
+
+@pytest.mark.parametrize("kill", [False, True], ids=["writer", "writer-killed"])
+def test_finish_returns_with_every_value_in_the_store(store_uri, make_history, kill):
+    sweep = tracking.start_sweep("durable", tracking_uri=store_uri)
+    _ready_writer()
+    run = sweep.trial(0, PARAMS, seed=1)
+    history = _log(run, make_history, [0.9, 0.8, 0.7, 0.6])
+    if kill:  # values sent but not confirmed are sent again from this process
+        shared = writer.shared_writer(start=False)
+        os.kill(shared.child_pid, signal.SIGKILL)
+        time.sleep(0.2)
+    run.finish("complete", history)
+    child = sweep.client.get_run(run.run_id)
+    assert child.info.status == "FINISHED"
+    assert child.data.params["batch_size"] == "64"
+    assert child.data.tags["trial_state"] == "complete"
+    assert sorted(m.step for m in sweep.client.get_metric_history(run.run_id, "val_cost")) == [1, 2, 3, 4]
+    if kill:
+        writer.stop_shared_writer()  # the next test starts a fresh one
+
+
+def test_writer_ignores_ctrl_c_and_stops_with_its_owner(tmp_path, sqlite_uri):
+    """A trainer interrupted by SIGINT still closes its trial FAILED through the writer, which then exits."""
+    script = textwrap.dedent(
+        f"""
+        import os, signal, time
+        import tracking
+        from tracking import writer
+        from optcore.history import EpochRecord, History
+
+        sweep = tracking.start_sweep("interrupted", tracking_uri={sqlite_uri!r})
+        shared = writer.shared_writer()
+        while not shared.ready():
+            time.sleep(0.05)
+        print(shared.child_pid, flush=True)
+        run = sweep.trial(0, {{"lr": 0.1}})
+        print(run.run_id, flush=True)
+        history = History("val_accuracy")
+        try:
+            for e in range(1, 1000):
+                record = EpochRecord(e, 1.0, 1.0, 0.5, 0.1, 0.01)
+                history.append(record)
+                run.log_epoch(record)
+                if e == 3:
+                    os.killpg(os.getpgid(0), signal.SIGINT)  # Ctrl-C: the whole foreground group
+                time.sleep(0.01)
+        except KeyboardInterrupt:
+            run.finish("failed", history, reason="interrupted (SIGINT)")
+            raise
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        start_new_session=True,  # its own group, so the SIGINT reaches nothing else
+    )
+    assert proc.returncode != 0 and "KeyboardInterrupt" in proc.stderr, proc.stderr
+    child_pid, run_id = (int(x) if i == 0 else x for i, x in enumerate(proc.stdout.split()))
+    deadline = time.monotonic() + 10
+    while _alive(child_pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(child_pid)
+    client = tracking.make_client(sqlite_uri)
+    run = client.get_run(run_id)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["fail_reason"] == "interrupted (SIGINT)"
+    assert sorted(m.step for m in client.get_metric_history(run_id, "val_cost")) == [1, 2, 3]
+
+
+def test_trials_log_directly_when_the_writer_is_off(sqlite_uri, make_history, monkeypatch):
+    monkeypatch.setenv("TRACKING_WRITER", "off")
+    sweep = tracking.start_sweep("direct", tracking_uri=sqlite_uri)
+    run = sweep.trial(0, PARAMS)
+    assert run._channel() is None
+    run.log_epoch(EpochRecord(1, 1.0, 0.9, 0.5, 0.01, 0.1))
+    assert len(sweep.client.get_metric_history(run.run_id, "val_cost")) == 1  # written before log_epoch returned
+    run.finish("complete", _log(run, make_history, [0.9, 0.8]))
+    assert sweep.client.get_run(run.run_id).info.status == "FINISHED"
