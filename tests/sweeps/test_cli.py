@@ -240,8 +240,12 @@ def test_ui_serves_the_store_on_loopback_and_stops_on_ctrl_c(tmp_path, tiny_spec
         ui.send_signal(signal.SIGINT)
         assert ui.wait(60) == 130
     finally:
-        if ui.poll() is None:
-            ui.kill()
+        if ui.poll() is None:  # SIGINT first: the server runs in its own session and goes down with `ui`
+            ui.send_signal(signal.SIGINT)
+            try:
+                ui.wait(30)
+            except subprocess.TimeoutExpired:
+                ui.kill()
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0  # the server went with it
 
