@@ -62,7 +62,8 @@ class MlflowServer:
             "--workers",
             "1",
         ]
-        env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+        # No job runner: it starts a pool of background consumers that sweeps never uses (GenAI jobs).
+        env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115 — owned by Popen
         self.process = subprocess.Popen(
             cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
