@@ -219,9 +219,10 @@ class SweepRun:
         found = self.find_trial(number)
         if found is not None:
             return found
+        # A caller's own run name (tag mlflow.runName, e.g. batch-size's bs-0128-seed-1) wins over trial-0007.
         return self.client.create_run(
             self.experiment_id,
-            run_name=schema.trial_run_name(number),
+            run_name=tags.get("mlflow.runName", schema.trial_run_name(number)),
             tags={
                 **tags,  # in the same request: one round trip fewer per trial
                 schema.PARENT_RUN_ID: self.run_id,
