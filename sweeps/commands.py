@@ -56,7 +56,7 @@ def cmd_run(args) -> int:
 
 def cmd_worker(args) -> int:
     spec = load(args)
-    _run_here(spec, args, finalize=not args.coordinated)
+    _run_here(spec, args, finalize=not args.coordinated, worker=True)
     return 0
 
 
@@ -65,7 +65,7 @@ def _overrides(args) -> list[str]:
     return [*args.overrides, *extra]
 
 
-def _run_here(spec, args, finalize: bool = True):
+def _run_here(spec, args, finalize: bool = True, worker: bool = False):
     from sweeps.runner import run, study_counts_for, target_total
 
     done = study_counts_for(spec, args.workdir, args.storage)
@@ -77,6 +77,7 @@ def _run_here(spec, args, finalize: bool = True):
             tracking_uri=args.tracking_uri,
             on_trial=bar,
             finalize=finalize,
+            worker=worker,
         )
 
 

@@ -197,12 +197,15 @@ def run(
     tracking_uri: str | None = None,
     on_trial: Callable[[Any, int, int], None] | None = None,
     finalize: bool = True,
+    worker: bool = False,
 ) -> SweepResult:
     """Train trials of ``spec`` (a Spec, or the path of a spec file) until ``spec.trials`` count in
     total (completed, pruned or failed), then summarise. Resuming — running again with the same spec and
     stores — continues the same study and MLflow parent run. ``on_trial(study, done, total)`` is called
     after every trial (progress display). ``finalize=False`` (a worker under a coordinator) leaves the
-    parent run's summary to the coordinator.
+    parent run's summary to the coordinator. ``worker=True`` (one of several processes on the study)
+    reseeds the sampler at random, as Optuna does for parallel jobs: with the spec's seed every worker
+    would propose the same settings.
 
     Raises :class:`SweepError` when the stores cannot be used, and lets KeyboardInterrupt or
     :class:`sweeps.objective.Interrupted` through after recording the interrupted trial.
@@ -215,6 +218,8 @@ def run(
     stores = resolve_stores(workdir, storage, tracking_uri)
     check_stores(stores)
     study = open_study(spec, stores, close_stale_runs(stores))
+    if worker:
+        study.sampler.reseed_rng()
     lock = TrialLock(stores, spec.name)
     try:
         sweep_run = open_parent_run(spec, study, stores, lock)

@@ -80,6 +80,8 @@ def test_two_local_workers_share_one_study_and_one_parent_run(tmp_path, tiny_spe
     s, runs = assert_settled(wd, "tiny", 20)
     assert len(s.trials) == 20 and len(runs) == 20
     assert len({t.user_attrs["worker"] for t in s.trials}) == 2  # both workers trained
+    # Each worker's sampler is reseeded: with the spec's seed both would propose the same settings.
+    assert len({tuple(sorted(t.params.items())) for t in s.trials}) == 20
     parent = s.user_attrs["mlflow_parent_run_id"]
     c, _ = child_runs(wd, "tiny")
     for r in runs:
