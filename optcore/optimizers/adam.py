@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from optcore.ewa import bias_correction, ewa_update
@@ -27,14 +29,19 @@ class Adam(Optimizer):
 
     def _apply(self, p, g, moments, t, lr):
         m, v = moments["m"], moments["v"]
-        ewa_update(m, g, self.beta1)
-        ewa_update(v, g * g, self.beta2)
-        denom = np.sqrt(v)
-        denom *= 1.0 / np.sqrt(bias_correction(self.beta2, t))
-        denom += self.eps
-        step = m / denom
-        step *= lr / bias_correction(self.beta1, t)
-        p -= step
+        # One scratch array for every intermediate (12 passes over p, no other temporaries), and the bias
+        # corrections folded into two scalars, as torch's foreach Adam does:
+        #     α·m̂/(√v̂ + ε) = (α·√c₂/c₁)·m / (√v + ε·√c₂),   c = 1 − βᵗ
+        scratch = np.empty_like(p)
+        ewa_update(m, g, self.beta1, scratch)
+        np.multiply(g, g, out=scratch)
+        ewa_update(v, scratch, self.beta2, scratch)
+        root_c2 = math.sqrt(bias_correction(self.beta2, t))
+        np.sqrt(v, out=scratch)
+        scratch += self.eps * root_c2
+        np.divide(m, scratch, out=scratch)
+        scratch *= lr * root_c2 / bias_correction(self.beta1, t)
+        p -= scratch
 
 
 class AdamW(Adam):
