@@ -263,3 +263,14 @@ def test_python_api_mirrors_the_cli(tmp_path, tiny_spec):
     assert list(result.trials["number"]) == [0, 1, 2] and set(result.trials["state"]) == {"COMPLETE"}
     again = sweeps.load_result(spec, workdir=tmp_path / "wd")
     assert again.best_params == result.best_params
+
+
+def test_unreachable_tracking_server_fails_before_any_training(tmp_path, tiny_spec):
+    from tracking.server import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    proc = run_cli("run", tiny_spec, "--tracking-uri", url, "--workdir", tmp_path / "wd", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(f"error: cannot reach the MLflow tracking server at {url}")
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "wd").exists()  # no study, no trial
