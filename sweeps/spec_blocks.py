@@ -1,0 +1,195 @@
+"""The spec's blocks as typed models: dataset, model, training, sampler and pruner.
+
+:class:`_Strict` is their base (and :class:`~sweeps.spec_search.Entry`'s): unknown keys are errors listing
+the allowed keys. The whole spec, :class:`~sweeps.spec.Spec`, joins them with the search.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
+
+from sweeps.spec_domains import (
+    _BETA,
+    _DATASET_PARAMS,
+    OBJECTIVES,
+    PRUNER_ARGS,
+    SAMPLER_ARGS,
+    _dataset_info,
+    _Domain,
+    _float,
+    _int,
+    _registry_names,
+    _resolve_args,
+    _within,
+)
+from sweeps.spec_errors import SpecError, _show
+
+
+class _Strict(BaseModel):
+    """Unknown keys are errors that list the allowed keys; YAML's native types are taken as they are."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check_keys(cls, data: Any) -> Any:
+        data = cls._shorthand(data)
+        if isinstance(data, dict):
+            for key in data:
+                if key not in cls.model_fields:
+                    raise SpecError(str(key), f"unknown key; allowed keys: {', '.join(cls.model_fields)}")
+        return data
+
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return data
+
+
+class _Named(_Strict):
+    """A block with a ``name`` whose other keys depend on that name (``{name: moons, noise: 0.2}``).
+
+    The other keys are collected into the field named by ``extras`` and written back flat by ``resolved()``.
+    A bare string is shorthand for ``{name: …}``.
+    """
+
+    extras: ClassVar[str]
+
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            data = {"name": data}
+        if isinstance(data, dict):
+            own = set(cls.model_fields) - {cls.extras}
+            rest = {k: v for k, v in data.items() if k not in own}
+            data = {k: v for k, v in data.items() if k in own} | {cls.extras: rest}
+        return data
+
+    @model_serializer
+    def _dump(self) -> dict[str, Any]:
+        out = {k: getattr(self, k) for k in type(self).model_fields if k != self.extras}
+        return out | getattr(self, self.extras)
+
+
+class DatasetSpec(_Named):
+    """``name``, the dataset's own parameters (defaults filled in), and the validation fraction."""
+
+    extras: ClassVar[str] = "params"
+    name: str
+    val_fraction: Annotated[float, _within(_float(0, 1, open_low=True, open_high=True))] = 0.2
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        fixed = _dataset_info(self.name)[1]
+        return fixed if fixed is not None else self.params["n_samples"]
+
+    @property
+    def n_train(self) -> int:
+        """Training split size: scikit-learn's ``train_test_split`` rounds the validation part up."""
+        return self.size - math.ceil(round(self.size * self.val_fraction, 9))
+
+    @model_validator(mode="after")
+    def _check_params(self) -> DatasetSpec:
+        names = _registry_names("DATASETS")
+        if self.name not in names:
+            raise SpecError("name", f"{_show(self.name)} is not allowed: dataset must be one of: {', '.join(names)}")
+        defaults, fixed = _dataset_info(self.name)
+        checked = {}
+        for key, value in self.params.items():
+            if key not in defaults:
+                allowed = ", ".join(["name", "val_fraction", *defaults])
+                why = f" ({self.name} is bundled, with {fixed} samples)" if fixed is not None else ""
+                raise SpecError(str(key), f"unknown key for dataset {self.name}{why}; allowed keys: {allowed}")
+            domain = _DATASET_PARAMS.get(key) or _Domain("float" if isinstance(defaults[key], float) else "int")
+            checked[key] = domain.check(key, value, key)
+        self.params = defaults | checked
+        p = self.params
+        if self.name == "classification":
+            if p["n_informative"] + p["n_redundant"] > p["n_features"]:
+                raise SpecError(
+                    "n_features",
+                    f"{p['n_features']} is not allowed: n_features must be ≥ "
+                    f"n_informative + n_redundant ({p['n_informative'] + p['n_redundant']})",
+                )
+            if p["n_classes"] * 2 > 2 ** p["n_informative"]:  # scikit-learn: 2 clusters per class
+                raise SpecError(
+                    "n_classes",
+                    f"{p['n_classes']} is not allowed: n_classes must be ≤ "
+                    f"2 ** n_informative / 2 ({2 ** p['n_informative'] // 2})",
+                )
+        if self.n_train < 1:
+            raise SpecError("val_fraction", f"{self.val_fraction} is not allowed: it leaves no training samples")
+        return self
+
+
+class ModelSpec(_Strict):
+    """The network: hidden layer sizes, activation, L2 strength, initialisation and dtype."""
+
+    hidden: list[int]
+    activation: Annotated[str, _within(_Domain("name", registry="ACTIVATIONS"))] = "relu"
+    l2: Annotated[float, _within(_float(0))] = 0.0
+    init: Literal["he", "xavier"] = "he"
+    dtype: Literal["float32", "float64"] = "float32"
+
+    @field_validator("hidden")
+    @classmethod
+    def _check_hidden(cls, hidden: list[int]) -> list[int]:
+        for i, units in enumerate(hidden):
+            if units < 1:
+                raise SpecError(f"[{i}]", f"{units} is not allowed: layer sizes must be ≥ 1")
+        return hidden
+
+
+class TrainingSpec(_Strict):
+    """How each trial trains: epochs, the objective (one name, or two for a multi-objective search), …"""
+
+    epochs: Annotated[int, _within(_int(1))]
+    objective: str | list[str] = "final_val_cost"
+    schedule_unit: Literal["epoch", "iteration"] = "epoch"
+    record_minibatch: bool = False
+    ewa_beta: Annotated[float, _within(_BETA)] = 0.9
+
+    @field_validator("objective", mode="before")
+    @classmethod
+    def _check_objective(cls, value: Any) -> Any:
+        names = value if isinstance(value, list) else [value]
+        if isinstance(value, list) and (len(value) != 2 or value[0] == value[1]):
+            raise SpecError("", f"{_show(value)} is not allowed: a list names two different objectives")
+        for i, name in enumerate(names):
+            if name not in OBJECTIVES:
+                where = f"[{i}]" if isinstance(value, list) else ""
+                raise SpecError(
+                    where, f"{_show(name)} is not allowed: objective must be one of: {', '.join(OBJECTIVES)}"
+                )
+        return value
+
+
+class SamplerSpec(_Named):
+    """The Optuna sampler by name, with its arguments (defaults filled in; see ``SAMPLER_ARGS``)."""
+
+    extras: ClassVar[str] = "args"
+    name: str = "tpe"
+    args: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_args(self) -> SamplerSpec:
+        self.args = _resolve_args("sampler", SAMPLER_ARGS, self.name, self.args)
+        if self.args.get("group") and not self.args["multivariate"]:
+            raise SpecError("group", "true is not allowed: group needs multivariate: true")
+        return self
+
+
+class PrunerSpec(_Named):
+    """The Optuna pruner by name, with its arguments (defaults filled in; see ``PRUNER_ARGS``)."""
+
+    extras: ClassVar[str] = "args"
+    name: str = "none"
+    args: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_args(self) -> PrunerSpec:
+        self.args = _resolve_args("pruner", PRUNER_ARGS, self.name, self.args)
+        return self
