@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import optcore
 from optcore import EpochRecord, History
@@ -76,7 +76,6 @@ class _Progress:
     prune: bool
     history: History | None = None
     logged_iterations: int = 0
-    pruned_at: int | None = field(default=None)
 
     def __call__(self, record: EpochRecord, history: History) -> bool:
         self.history = history
@@ -87,10 +86,7 @@ class _Progress:
         if not self.prune:
             return False
         self.trial.report(record.val_cost, record.epoch)
-        if self.trial.should_prune():
-            self.pruned_at = record.epoch
-            return True
-        return False
+        return bool(self.trial.should_prune())
 
 
 def run_trial(spec: Spec, study, trial, sweep_run, setup: TrainingSetup, tags: dict[str, str]) -> str:

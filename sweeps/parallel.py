@@ -157,21 +157,18 @@ def run_parallel(
     except (KeyboardInterrupt, Interrupted) as e:
         sig = signal.SIGTERM if isinstance(e, Interrupted) else signal.SIGINT
         _stop_workers(procs, sig)
-        _finish(spec, study, sweep_run, served, total)
+        _finish(spec, study, sweep_run, total)
         raise
     finally:
         _stop_workers(procs, signal.SIGTERM)
         if server is not None:
             server.stop()
-    _finish(spec, study, sweep_run, stores, total)
+    _finish(spec, study, sweep_run, total)
     return summarise(spec, study, sweep_run.run_id, stores)
 
 
-def _finish(spec: Spec, study, sweep_run, stores: Stores, total: int) -> None:
-    import tracking
-
-    sweep_run.client = tracking.make_client(stores.tracking_uri)
-    sweep_run.tracking_uri = stores.tracking_uri
+def _finish(spec: Spec, study, sweep_run, total: int) -> None:
+    """Summarise the parent run, from the coordinator's own client (the workers have stopped by now)."""
     update_parent_summary(sweep_run, spec, study)
     done, running, _ = counts(study)
     if done >= total and running == 0:

@@ -247,7 +247,7 @@ def run(
                 raise
             if on_trial is not None:
                 on_trial(study, counts(study)[0], total)
-        done, running, _ = counts(study)
+        # done and running are those counted under the lock when the loop found nothing left to ask.
         if finalize:
             update_parent_summary(sweep_run, spec, study)
             if done >= total and running == 0:
