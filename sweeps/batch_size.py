@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from sweeps import interrupts
 from sweeps import report as out
 from sweeps.batch_stats import ALPHA, CONFIDENCE, RunResult, SizeStats, choose, size_stats
 from sweeps.errors import Interrupted, SweepError, UsageError
@@ -375,6 +376,7 @@ def _train_one(
     return RunResult(size, repeat, seed, run.run_id, n_train, *curves, failed)
 
 
+@interrupts.handling()
 def select_batch_size(
     spec: Spec,
     sizes: Sequence[int] | None = None,

@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+from sweeps import interrupts
 from sweeps.errors import Interrupted
 from sweeps.objective import OUTCOME_ATTR, PARAMS_ATTR, REASON_ATTR, RUN_ID_ATTR, WORKER_ATTR, worker_name
 from sweeps.runner import (
@@ -69,7 +70,9 @@ def _spawn(spec_file: str, overrides: list[str], stores: Stores, env: dict[str, 
     ]
     for item in overrides:
         cmd += ["--set", item]
-    return subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
+    # In a session of its own, a worker gets a Ctrl-C once, from the coordinator, not also from the
+    # terminal: a second signal would mean "stop at once, wherever you are" (sweeps.interrupts).
+    return subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
 
 
 def fail_lost_trials(study, stores: Stores, host_pid: str, reason: str) -> int:
@@ -93,6 +96,7 @@ def fail_lost_trials(study, stores: Stores, host_pid: str, reason: str) -> int:
     return lost
 
 
+@interrupts.handling()
 def run_parallel(
     spec: Spec,
     workers: int,
@@ -133,7 +137,8 @@ def run_parallel(
     try:
         procs = [_spawn(spec_file, overrides, stores, env) for _ in range(workers)]
         while procs:
-            time.sleep(POLL_SECONDS)
+            with interrupts.interruptible():
+                time.sleep(POLL_SECONDS)
             for proc in [p for p in procs if p.poll() is not None]:
                 procs.remove(proc)
                 if proc.returncode == 0:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from sweeps import interrupts
 from sweeps.errors import SweepError
 from sweeps.objective import COUNTED_OUTCOMES, OUTCOME_ATTR, PARAMS_ATTR, RUN_ID_ATTR, run_trial, setup_from_spec
 from sweeps.spec import Spec
@@ -189,6 +190,7 @@ def fail_run(stores: Stores, run_id: str, reason: str) -> None:
         client.set_terminated(run_id, status="FAILED")
 
 
+@interrupts.handling()
 def run(
     spec: Spec | str | Path,
     *,
@@ -208,7 +210,8 @@ def run(
     would propose the same settings.
 
     Raises :class:`SweepError` when the stores cannot be used, and lets KeyboardInterrupt or
-    :class:`sweeps.objective.Interrupted` through after recording the interrupted trial.
+    :class:`sweeps.errors.Interrupted` through after recording the interrupted trial. Called from the main
+    thread, it takes SIGINT and SIGTERM at safe points only (:mod:`sweeps.interrupts`).
     """
 
     if not isinstance(spec, Spec):
@@ -227,6 +230,7 @@ def run(
         tags = {**sweep_run.tags}
         total = target_total(spec)
         while True:
+            interrupts.check()
             with lock.held():
                 _fail_stale(study)
                 done, running, waiting = counts(study)
@@ -235,7 +239,8 @@ def run(
                 if running and _beats(study):
                     # Trials of other workers are still running. If one of them died, its heartbeat stops
                     # and, after the grace period, it is failed and queued again: stay to pick it up.
-                    time.sleep(_beats(study))
+                    with interrupts.interruptible():
+                        time.sleep(_beats(study))
                     continue
                 break
             try:

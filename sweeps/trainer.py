@@ -15,6 +15,7 @@ import numpy as np
 
 import optcore
 from optcore import Dataset, EpochCallback, History
+from sweeps import interrupts
 
 OPTIMIZER_KEYS = ("lr", "beta1", "beta2", "eps", "nesterov", "weight_decay")
 SCHEDULE_KEYS = (
@@ -99,16 +100,18 @@ def train_trial(
         data, hidden=setup.hidden, activation=setup.activation, l2=setup.l2, init=setup.init, dtype=setup.dtype
     )
     schedule = build_schedule(hp, setup.epochs, optcore.n_batches(data.n_train, batch_size), setup.schedule_unit)
-    return optcore.train(
-        data,
-        network,
-        build_optimizer(hp),
-        epochs=setup.epochs,
-        batch_size=batch_size,
-        schedule=schedule,
-        schedule_unit=setup.schedule_unit,
-        seed=seed,
-        record_minibatch=setup.record_minibatch,
-        ewa_beta=setup.ewa_beta,
-        callback=callback,
-    )
+    # The NumPy loop may be interrupted anywhere; the callback (which writes to the stores) may not.
+    with interrupts.interruptible():
+        return optcore.train(
+            data,
+            network,
+            build_optimizer(hp),
+            epochs=setup.epochs,
+            batch_size=batch_size,
+            schedule=schedule,
+            schedule_unit=setup.schedule_unit,
+            seed=seed,
+            record_minibatch=setup.record_minibatch,
+            ewa_beta=setup.ewa_beta,
+            callback=interrupts.shield(callback) if callback is not None else None,
+        )

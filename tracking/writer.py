@@ -336,11 +336,22 @@ def main() -> None:
     install_log_redaction()
     inbox: queue.Queue = queue.Queue()
     threading.Thread(target=_read, args=(sys.stdin.buffer, inbox), daemon=True).start()
-    import mlflow  # noqa: F401 — before the first message, not while the trainer waits for an answer
+    code = 0
+    try:
+        import mlflow  # noqa: F401 — before the first message, not while the trainer waits for an answer
 
-    server = _Server(out)
-    server.reply(0, True, "up")
-    server.serve(inbox)
-    out.close()
-    logging.shutdown()
-    os._exit(0)  # not a normal exit: the reader thread may be blocked on stdin
+        server = _Server(out)
+        server.reply(0, True, "up")
+        server.serve(inbox)
+    except BaseException:
+        log.exception("tracking writer failed")
+        code = 1
+    finally:
+        # The trainer may have closed its end already (it was interrupted, or gave up waiting): a reply
+        # still buffered then cannot be flushed, and nobody needs it.
+        with contextlib.suppress(OSError):
+            out.close()
+        logging.shutdown()
+        # Not a normal exit: the reader thread may be blocked on stdin, and MLflow may have started
+        # non-daemon threads that would keep an orphaned writer alive.
+        os._exit(code)

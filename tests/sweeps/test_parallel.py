@@ -135,7 +135,8 @@ def test_sigkill_of_a_local_worker_mid_trial_is_retried(tmp_path, tiny_spec):
 @pytest.mark.parametrize(("sig", "code", "name"), [(signal.SIGINT, 130, "SIGINT"), (signal.SIGTERM, 143, "SIGTERM")])
 def test_interrupt_records_the_trial_then_rerun_resumes(tmp_path, tiny_spec, sig, code, name):
     wd = tmp_path / "wd"
-    args = ("run", tiny_spec, "--trials", "3", *SLOW, "--workdir", wd)
+    # Long enough trials (~5 s here) that trial 1 is still training when the signal lands.
+    args = ("run", tiny_spec, "--trials", "2", *SLOW, "--set", "training.epochs=200", "--workdir", wd)
     proc = start_cli(*args, cwd=tmp_path, log=tmp_path / "run.log")
     try:
 
@@ -149,7 +150,7 @@ def test_interrupt_records_the_trial_then_rerun_resumes(tmp_path, tiny_spec, sig
             )
 
         wait_until(second_trial_running)
-        time.sleep(0.5)
+        time.sleep(0.3)
         proc.send_signal(sig)
         assert proc.wait(120) == code
     finally:
@@ -166,5 +167,5 @@ def test_interrupt_records_the_trial_then_rerun_resumes(tmp_path, tiny_spec, sig
     assert run.info.status == "FAILED" and run.data.tags["fail_reason"] == f"interrupted ({name})"
 
     run_cli(*args, cwd=tmp_path, check=True)
-    s, runs = assert_settled(wd, "tiny", 3)
-    assert len(runs) == len(s.trials) == 4  # 3 counted + the interrupted one, each with exactly one run
+    s, runs = assert_settled(wd, "tiny", 2)
+    assert len(runs) == len(s.trials) == 3  # 2 counted + the interrupted one, each with exactly one run

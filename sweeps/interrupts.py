@@ -1,0 +1,116 @@
+"""SIGINT and SIGTERM during a sweep: raised where it is safe, never lost.
+
+Python raises KeyboardInterrupt at whatever bytecode the main thread is running. In a sweep that can be
+the middle of an SQLite commit (the database stays locked and closing the trial then hangs), of a message to
+the tracking writer, or of a garbage-collector callback, which swallows the exception ("Exception ignored
+in …") so that the sweep carries on as if nothing happened. So while a sweep runs, :func:`handling`
+replaces the handlers: a signal is first only *recorded*, and it is raised
+
+* at once inside :func:`interruptible` sections — the pure NumPy training loop and idle waits, where an
+  exception cannot leave a store half-written;
+* otherwise at the next :func:`check` — every epoch (between the trainer's logging and Optuna's report,
+  which run shielded) and before each trial is asked.
+
+A second signal raises at once wherever the program is: the user insists. SIGINT
+raises KeyboardInterrupt and SIGTERM :class:`~sweeps.errors.Interrupted`, as before; callers record the
+interrupted trial and the CLI exits 130 or 143.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from sweeps.errors import Interrupted
+
+SIGNALS = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
+EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
+
+_pending: str | None = None  # a signal received and not yet raised by check()
+_received = False  # a signal came during this sweep: another one means the user insists
+_immediate = False  # inside an interruptible section
+_depth = 0  # nesting of handling()
+
+
+def exception_for(name: str) -> BaseException:
+    """The exception a signal turns into: KeyboardInterrupt for SIGINT, Interrupted for SIGTERM."""
+    return KeyboardInterrupt() if name == "SIGINT" else Interrupted(name, EXIT_CODES[name])
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    global _pending, _received
+    name = SIGNALS[signum]
+    insists, _received = _received, True
+    # Kept pending even when raised here: an exception raised inside a garbage-collector callback is
+    # swallowed, and the next check() must still see the signal.
+    _pending = name
+    if _immediate or insists:
+        raise exception_for(name)
+
+
+def check() -> None:
+    """Raise the signal received since the last check, if any."""
+    global _pending
+    if _pending is not None:
+        name, _pending = _pending, None
+        raise exception_for(name)
+
+
+@contextlib.contextmanager
+def handling() -> Iterator[None]:
+    """Defer SIGINT and SIGTERM to safe points for the duration (main thread only; elsewhere, and when
+    already active, a no-op). The previous handlers come back afterwards."""
+    global _depth, _pending, _received
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {}
+    if _depth == 0:
+        _pending, _received = None, False  # left over from an earlier, interrupted sweep in this process
+        previous = {s: signal.signal(s, _on_signal) for s in SIGNALS}
+    _depth += 1
+    try:
+        yield
+    finally:
+        _depth -= 1
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """A section that a signal may interrupt at any point; a signal already pending is raised on entry."""
+    global _immediate
+    outer, _immediate = _immediate, True
+    try:
+        check()
+        yield
+    finally:
+        _immediate = outer
+
+
+@contextlib.contextmanager
+def shielded() -> Iterator[None]:
+    """A section that a signal must not cut short (store writes); inside an interruptible section, a
+    signal received meanwhile is raised when the section ends."""
+    global _immediate
+    outer, _immediate = _immediate, False
+    try:
+        yield
+    finally:
+        _immediate = outer
+    if outer:
+        check()
+
+
+def shield(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` run as a :func:`shielded` section (for callbacks called from interruptible code)."""
+
+    def shielded_call(*args: Any, **kwargs: Any) -> Any:
+        with shielded():
+            return fn(*args, **kwargs)
+
+    return shielded_call

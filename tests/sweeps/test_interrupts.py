@@ -1,0 +1,102 @@
+"""sweeps.interrupts with real signals sent to this process: recorded, raised at safe points, never lost."""
+
+from __future__ import annotations
+
+import gc
+import os
+import signal
+
+import pytest
+
+from sweeps import interrupts
+from sweeps.errors import Interrupted
+
+
+def send(sig=signal.SIGINT):
+    os.kill(os.getpid(), sig)  # the handler runs before os.kill returns to Python code
+
+
+def test_a_signal_outside_interruptible_code_waits_for_check():
+    with interrupts.handling():
+        send()
+        reached = True  # not cut short
+        with pytest.raises(KeyboardInterrupt):
+            interrupts.check()
+        interrupts.check()  # raised once only
+    assert reached
+
+
+def test_interruptible_sections_raise_at_once_and_on_entry():
+    with interrupts.handling(), pytest.raises(KeyboardInterrupt), interrupts.interruptible():
+        send()
+        pytest.fail("the signal should have interrupted the section")
+    with interrupts.handling():
+        send()
+        with pytest.raises(KeyboardInterrupt), interrupts.interruptible():
+            pytest.fail("a pending signal should be raised on entry")
+
+
+def test_shielded_sections_finish_then_raise():
+    done = []
+    with interrupts.handling(), pytest.raises(KeyboardInterrupt), interrupts.interruptible():
+        with interrupts.shielded():
+            send()
+            done.append("shielded work")
+        pytest.fail("the signal should have been raised when the shielded section ended")
+    assert done == ["shielded work"]
+
+
+def test_sigterm_becomes_interrupted_with_exit_code_143():
+    with interrupts.handling():
+        send(signal.SIGTERM)
+        with pytest.raises(Interrupted) as info:
+            interrupts.check()
+    assert info.value.signal_name == "SIGTERM" and info.value.exit_code == 143
+
+
+def test_a_second_signal_raises_wherever_the_program_is():
+    with interrupts.handling():
+        send()
+        with pytest.raises(KeyboardInterrupt):
+            send()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_signal_swallowed_by_a_finalizer_is_still_raised_at_the_next_check():
+    class SendsOnCollection:
+        def __del__(self):
+            send()  # raised inside __del__, where Python prints "Exception ignored" and drops it
+
+    with interrupts.handling():
+        with interrupts.interruptible():
+            SendsOnCollection()
+            gc.collect()
+        with pytest.raises(KeyboardInterrupt):
+            interrupts.check()
+
+
+def test_previous_handlers_are_restored_and_a_new_sweep_starts_clean():
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    with interrupts.handling():
+        send()
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+    with interrupts.handling():
+        interrupts.check()  # the earlier signal is not raised in a later sweep
+
+
+def test_handling_is_a_no_op_off_the_main_thread():
+    import threading
+
+    errors = []
+
+    def body():
+        try:
+            with interrupts.handling():
+                interrupts.check()
+        except Exception as e:  # signal.signal would raise ValueError here
+            errors.append(e)
+
+    t = threading.Thread(target=body)
+    t.start()
+    t.join()
+    assert errors == []
