@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from sweeps import interrupts
+from sweeps import interrupts, threads
 from sweeps.errors import Interrupted
 from sweeps.objective import OUTCOME_ATTR, PARAMS_ATTR, REASON_ATTR, RUN_ID_ATTR, WORKER_ATTR, worker_name
 from sweeps.runner import (
@@ -40,15 +40,16 @@ from sweeps.spec import Spec
 from sweeps.storage import Stores, TrialLock, resolve_stores
 
 log = logging.getLogger("sweeps")
-BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
 POLL_SECONDS = 0.5
 
 
 def worker_env(workers: int, storage: str | None, tracking_uri: str) -> dict[str, str]:
-    """The environment of one worker: BLAS threads = cores / workers; store URLs passed in the environment
-    (not on the command line, where a password would show in the process list)."""
-    threads = str(max(1, (os.cpu_count() or 1) // workers))
-    env = {**os.environ, **dict.fromkeys(BLAS_THREAD_VARS, threads), "SWEEPS_TRACKING_URI": tracking_uri}
+    """The environment of one worker: BLAS threads from :func:`sweeps.threads.blas_threads` (unless the
+    user set them); store URLs passed in the environment (not on the command line, where a password would
+    show in the process list)."""
+    env = {**os.environ, "SWEEPS_TRACKING_URI": tracking_uri}
+    if not threads.user_chose():
+        env.update(dict.fromkeys(threads.BLAS_THREAD_VARS, str(threads.blas_threads(workers))))
     if storage:
         env["SWEEPS_STORAGE"] = storage
     else:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from sweeps import interrupts
+from sweeps import interrupts, threads
 from sweeps.errors import SweepError
 from sweeps.objective import COUNTED_OUTCOMES, OUTCOME_ATTR, PARAMS_ATTR, RUN_ID_ATTR, run_trial, setup_from_spec
 from sweeps.spec import Spec
@@ -220,6 +220,9 @@ def run(
         spec = load_spec(spec)
     stores = resolve_stores(workdir, storage, tracking_uri)
     check_stores(stores)
+    import tracking
+
+    tracking.start_writer(stores.tracking_uri)  # it loads MLflow while the study and parent run are opened
     study = open_study(spec, stores, close_stale_runs(stores))
     if worker:
         study.sampler.reseed_rng()
@@ -244,7 +247,7 @@ def run(
                     continue
                 break
             try:
-                with heartbeat(study, trial):
+                with heartbeat(study, trial), threads.limited():
                     run_trial(spec, study, trial, sweep_run, setup, tags)
             except BaseException:
                 if finalize:

@@ -35,6 +35,7 @@ from tracking.store import (
 )
 from tracking.summary import update_sweep_summary
 from tracking.trial import TrialRun
+from tracking.writer import start_writer
 
 __all__ = [
     "NoFinishedTrial",
@@ -58,5 +59,6 @@ __all__ = [
     "redact_obj",
     "runs_table",
     "start_sweep",
+    "start_writer",
     "update_sweep_summary",
 ]

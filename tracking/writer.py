@@ -66,6 +66,7 @@ class Writer:
         self._tokens = itertools.count(1)
         self._send_lock, self._recv_lock = threading.Lock(), threading.Lock()
         self._replies: dict[int, tuple[bool, Any]] = {}
+        self._opening: int | None = None  # the token of an open_store not answered yet
 
     @property
     def child_pid(self) -> int:
@@ -108,17 +109,24 @@ class Writer:
         self._abandon(timeout)
 
     def ready(self) -> bool:
-        """True once the child has MLflow loaded (~1-3 s after start); never waits. Trials that start
-        before log from their own process rather than wait for it."""
-        if self._up or self.broken:
+        """True once the child has MLflow loaded (~1-3 s after start) and the store of any
+        :meth:`open_store` opened; never waits. Until then trials hold their values or log them from their
+        own process rather than wait for it."""
+        if self.broken or (self._up and self._opening is None):
             return self._up
         try:
             with self._recv_lock:
-                while not self._up and select.select([self._proc.stdout], [], [], 0)[0]:
+                while not self._settle_open() and select.select([self._proc.stdout], [], [], 0)[0]:
                     self._receive()
         except (OSError, EOFError, pickle.UnpicklingError, ValueError):
             self._abandon()
-        return self._up
+        return self._up and self._opening is None
+
+    def _settle_open(self) -> bool:
+        if self._opening is not None and self._opening in self._replies:
+            self._replies.pop(self._opening)  # a failure to open shows again, and is handled, at the first write
+            self._opening = None
+        return self._up and self._opening is None
 
     def _receive(self) -> None:
         token, ok, value = pickle.load(self._proc.stdout)
@@ -132,7 +140,14 @@ class Writer:
         """True when some message sent may not be handled yet (``call("barrier", None)`` waits for it)."""
         return self._sent > self._settled
 
-    def _send(self, token: int, kind: str, payload: Any) -> int:
+    def open_store(self, tracking_uri: str) -> None:
+        """Have the child open the store ahead of the first values, without waiting; :meth:`ready` stays
+        False until it is open. It writes nothing, so it leaves ``unsettled`` as it was."""
+        token = next(self._tokens)
+        self._send(token, "open", tracking_uri, counted=False)
+        self._opening = token
+
+    def _send(self, token: int, kind: str, payload: Any, counted: bool = True) -> int:
         if self.broken:
             raise WriterGone("the tracking writer process was stopped")
         data = pickle.dumps((token, kind, payload), protocol=pickle.HIGHEST_PROTOCOL)
@@ -140,7 +155,7 @@ class Writer:
             with self._send_lock:
                 self._proc.stdin.write(data)
                 self._proc.stdin.flush()
-                self._sent += 1
+                self._sent += counted
                 return self._sent
         except OSError:
             self._abandon()
@@ -181,6 +196,17 @@ def shared_writer(start: bool = True) -> Writer | None:
                 atexit.register(stop_shared_writer)
             _shared = Writer()
         return None if _shared.broken else _shared
+
+
+def start_writer(tracking_uri: str | None = None) -> None:
+    """Start this process's writer now, so that it has MLflow loaded (1-3 s) when the first trial logs,
+    and, given ``tracking_uri``, its store opened (another 0.5-2 s for SQLite: engine and schema check).
+
+    A no-op when it runs already or ``TRACKING_WRITER=off``."""
+    writer = shared_writer(start=True)
+    if writer is not None and tracking_uri is not None:
+        with contextlib.suppress(WriterGone):  # the first trial will log from this process instead
+            writer.open_store(tracking_uri)
 
 
 def stop_shared_writer() -> None:
@@ -273,6 +299,9 @@ class _Server:
             with_retries(self.client(uri).set_terminated, run_id, status=status, what=f"end run {run_id}")
             return None
         if kind in ("barrier", "stop"):  # everything received before is written (or failed) by now
+            return None
+        if kind == "open":  # open the store ahead of the first values
+            self.client(payload)
             return None
         raise ValueError(f"unknown request {kind!r}")
 
