@@ -2,7 +2,10 @@
 ``log_batch``, and per-epoch logging.
 
 Run: ``python bench/tracking_overhead.py [--spec examples/quickstart.yaml] [--tracking-uri URI]``. Without a
-URI it uses a fresh embedded SQLite store in a temporary folder. Prints times and ratios from one run;
+URI it uses a fresh embedded SQLite store in a temporary folder. The sweep is timed as given and with
+heavier training (``--variant`` overrides, repeatable), because what tracking adds is mostly a fixed cost per
+trial and per sweep: its ratio depends on how long a trial trains. "Off" is the same trials, sampler,
+pruner, BLAS threads and Optuna journal file as "on", without MLflow. Prints times and ratios from one run;
 never asserted.
 """
 
@@ -83,18 +86,29 @@ def summary_update(sweep: tracking.SweepRun, trials: int, epochs: int) -> float:
     return _seconds(lambda: sweep.update_summary({"name": "bench"}))
 
 
-def sweep_without_tracking(spec) -> _Clock:
-    """Seconds of the sweep's trials with Optuna alone: same sampler, pruner, space and training, no MLflow."""
+def sweep_without_tracking(spec, workdir: Path) -> _Clock:
+    """Seconds of the sweep's trials with Optuna alone: the same sampler, pruner, space, training, BLAS
+    threads and journal file storage as the tracked sweep, no MLflow."""
     import optuna
 
+    from sweeps import threads
     from sweeps.objective import setup_from_spec
     from sweeps.pruners import build_pruner
     from sweeps.samplers import build_sampler
+    from sweeps.storage import open_storage, resolve_stores
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     setup = setup_from_spec(spec)
     setup.load()
-    study = optuna.create_study(sampler=build_sampler(spec), pruner=build_pruner(spec), directions=spec.directions)
-    with _Clock() as clock:
+    with _Clock() as clock, threads.limited():
+        study = optuna.create_study(
+            storage=open_storage(resolve_stores(workdir, None, None)),
+            study_name=spec.name,
+            sampler=build_sampler(spec),
+            pruner=build_pruner(spec),
+            directions=spec.directions,
+        )
         _trials(spec, study, setup)
     return clock
 
@@ -132,26 +146,42 @@ def sweep_with_tracking(spec, workdir: Path, uri: str) -> _Clock:
     return clock
 
 
+# As given (a trial trains ~0.05 s), then trials ~5x and ~25x longer.
+DEFAULT_VARIANTS = ["", "dataset.n_samples=20000", "dataset.n_samples=20000;model.hidden=[128,128]"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tracking-uri", help="default: a fresh SQLite store in a temporary folder")
     parser.add_argument("--values", type=int, default=2000, help="points for the per-value comparison")
     parser.add_argument("--spec", default=str(Path(__file__).parents[1] / "examples" / "quickstart.yaml"))
     parser.add_argument("--trials", type=int, default=None, help="override the spec's trials")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        help="overrides (KEY=VALUE separated by semicolons) for one more timed variant of the sweep; "
+        f"default: {' | '.join(DEFAULT_VARIANTS)}",
+    )
     args = parser.parse_args()
     from sweeps.spec import load_spec
 
-    spec = load_spec(args.spec, [f"trials={args.trials}"] if args.trials else [])
+    base = [f"trials={args.trials}"] if args.trials else []
+    variants = args.variant or DEFAULT_VARIANTS
     with tempfile.TemporaryDirectory(prefix="tracking-bench-") as tmp:
-        uri = args.tracking_uri or tracking.default_tracking_uri(Path(tmp) / "sweep")
-        off = sweep_without_tracking(spec)
-        on = sweep_with_tracking(spec, Path(tmp) / "sweep", uri)
-        print(f"sweep {spec.name!r}, {spec.trials} trials x {spec.training.epochs} epochs")
-        print(f"  tracking off (Optuna in memory only) : {off.wall:8.2f} s   CPU of this process {off.cpu:6.2f} s")
-        print(
-            f"  tracking on  (journal + MLflow)      : {on.wall:8.2f} s   CPU of this process {on.cpu:6.2f} s"
-            f"   ratio on/off {on.wall / off.wall:5.2f} (CPU {on.cpu / off.cpu:5.2f})"
-        )
+        print(f"sweep {args.spec}, on/off = with and without MLflow tracking")
+        print(f"{'variant':48s} s/trial   off (s)    on (s)   on/off   per trial")
+        for i, variant in enumerate(variants):
+            overrides = [*base, *(o for o in variant.split(";") if o)]
+            spec = load_spec(args.spec, overrides)
+            folder = Path(tmp) / f"v{i}"
+            uri = args.tracking_uri or tracking.default_tracking_uri(folder / "on")
+            off = sweep_without_tracking(spec, folder / "off")
+            on = sweep_with_tracking(spec, folder / "on", uri)
+            per_trial = (on.wall - off.wall) / spec.trials
+            print(
+                f"{variant or '(as given)':48s} {off.wall / spec.trials:7.3f} {off.wall:9.2f} "
+                f"{on.wall:9.2f} {on.wall / off.wall:8.2f} {1000 * per_trial:8.0f} ms"
+            )
 
         uri = args.tracking_uri or tracking.default_tracking_uri(Path(tmp) / "micro")
         tracking.check_reachable(uri)

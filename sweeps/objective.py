@@ -103,16 +103,16 @@ def run_trial(spec: Spec, study, trial, sweep_run, setup: TrainingSetup, tags: d
     trial.set_user_attr(SEED_ATTR, seed)
     trial.set_user_attr(WORKER_ATTR, worker_name())
     trial.set_user_attr(PARAMS_ATTR, hp)
+    # A retried trial carries its predecessor's attributes; only a run of this very trial is reused.
+    existing = trial.user_attrs.get(RUN_ID_ATTR) if trial.user_attrs.get(RUN_TRIAL_ATTR) == trial.number else None
     run = sweep_run.trial(
         trial.number,
         hp,
         seed=seed,
         tags={**tags, "trial_number": str(trial.number)},
-        # A retried trial carries its predecessor's attributes; only a run of this very trial is reused.
-        existing_run_id=trial.user_attrs.get(RUN_ID_ATTR)
-        if trial.user_attrs.get(RUN_TRIAL_ATTR) == trial.number
-        else None,
+        existing_run_id=existing,
         metric_name=optcore.LOSSES[setup.load().task].metric_name,
+        new=existing is None,  # the trial comes from study.ask(): a trial number is never asked twice
     )
     trial.set_user_attr(RUN_ID_ATTR, run.run_id)
     trial.set_user_attr(RUN_TRIAL_ATTR, trial.number)

@@ -156,8 +156,10 @@ def run_parallel(
                 if (done + running < total or waiting) and respawns_left > 0:
                     respawns_left -= 1
                     procs.append(_spawn(spec_file, overrides, stores, env))
+            if quiet:
+                continue  # reading the study costs CPU that the workers' training could use
             done = counts(study)[0]
-            if not quiet and done != last_done:
+            if done != last_done:
                 print(f"trials {min(done, total)}/{total} ({len(procs)} workers)", file=sys.stderr, flush=True)
                 last_done = done
     except (KeyboardInterrupt, Interrupted) as e:

@@ -21,6 +21,7 @@ import atexit
 import contextlib
 import itertools
 import logging
+import math
 import os
 import pickle
 import queue
@@ -29,6 +30,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,10 @@ log = logging.getLogger(__name__)
 
 STOP_SECONDS = 60.0  # at most this long to write what is queued when the trainer exits
 RETRY_SECONDS = 5.0  # a run whose values the store refused for now is tried again this often
+# A run's values are written at most this often (and at once before any request: finish, sync, ...). The UI
+# still sees a trial progress every second, and short epochs cost the store (and, with several workers, the
+# cores they share with the MLflow server) one request per second instead of one per epoch.
+LINGER_SECONDS = 1.0
 
 
 class WriterGone(TrackingError):
@@ -230,6 +236,8 @@ class _Server:
         self.pending: dict[tuple[str, str], tuple[list, list, list]] = {}
         self.unavailable: dict[tuple[str, str], str] = {}  # why pending values are still pending
         self.refused: dict[tuple[str, str], str] = {}  # values the store rejected, reported at the next request
+        self.due: dict[tuple[str, str], float] = {}  # when each run's pending values are to be written
+        self.written: dict[tuple[str, str], float] = {}  # when each run was last written
 
     def client(self, uri: str):
         if uri not in self.clients:
@@ -239,10 +247,13 @@ class _Server:
         return self.clients[uri]
 
     def add(self, uri: str, run_id: str, metrics=(), params=(), tags=()) -> None:
-        m, p, t = self.pending.setdefault((uri, run_id), ([], [], []))
+        key = (uri, run_id)
+        m, p, t = self.pending.setdefault(key, ([], [], []))
         m += metrics
         p += params
         t += tags
+        if key not in self.due:
+            self.due[key] = max(time.monotonic(), self.written.get(key, -math.inf) + LINGER_SECONDS)
 
     def write(self, key: tuple[str, str]) -> None:
         """Write the run's pending values; transient failures keep them, others become the run's error."""
@@ -266,15 +277,27 @@ class _Server:
             if is_transient(e):
                 log.warning("MLflow unavailable for run %s (%s); values kept for the next try", key[1], message)
                 self.unavailable[key] = message
+                self.due[key] = time.monotonic() + RETRY_SECONDS
                 return
             log.warning("MLflow refused values of run %s: %s", key[1], message)
             self.refused[key] = message
         del self.pending[key]
+        self.due.pop(key, None)
+        self.written[key] = time.monotonic()
         self.unavailable.pop(key, None)
 
     def write_all(self) -> None:
         for key in list(self.pending):
             self.write(key)
+
+    def write_due(self) -> None:
+        now = time.monotonic()
+        for key in [k for k, when in self.due.items() if when <= now]:
+            self.write(key)
+
+    def wait_seconds(self) -> float | None:
+        """How long the next wait for messages may last: until the first run is due, or for ever."""
+        return max(0.0, min(self.due.values()) - time.monotonic()) if self.due else None
 
     def settle(self, key: tuple[str, str]) -> bool:
         """True when every value sent for the run is in the store, False when the store is unavailable for
@@ -295,14 +318,23 @@ class _Server:
             self.add(uri, run_id, metrics, (), tags)
             if not self.settle(key):
                 self.pending.pop(key, None)
+                self.due.pop(key, None)
                 raise TrackingError(self.unavailable.pop(key, "the store is unavailable"))
             with_retries(self.client(uri).set_terminated, run_id, status=status, what=f"end run {run_id}")
+            self.written.pop(key, None)
             return None
         if kind in ("barrier", "stop"):  # everything received before is written (or failed) by now
             return None
         if kind == "open":  # open the store ahead of the first values
             self.client(payload)
             return None
+        if kind == "summary":  # -> the trials table; see SweepRun.update_summary
+            from tracking.runs import SweepRun
+            from tracking.summary import update_sweep_summary
+
+            fields, spec, metric, direction = payload
+            sweep = SweepRun(client=self.client(fields["tracking_uri"]), **fields)
+            return update_sweep_summary(sweep, spec, metric=metric, direction=direction)
         raise ValueError(f"unknown request {kind!r}")
 
     def reply(self, token: int, ok: bool, value: Any) -> None:
@@ -314,10 +346,21 @@ class _Server:
             self.out.write(data)
             self.out.flush()
 
+    @staticmethod
+    def warm_up() -> None:
+        """Load what the parent run's summary needs (matplotlib, ~0.5 s), in a thread beside the writing."""
+        try:
+            import matplotlib.backends.backend_agg
+            import matplotlib.figure  # noqa: F401
+
+            import tracking.summary  # noqa: F401
+        except Exception as e:  # drawn without the head start, or the error shows when it is drawn
+            log.debug("warm-up failed: %s", e)
+
     def serve(self, inbox: queue.Queue) -> None:
         while True:
             try:
-                messages = [inbox.get(timeout=RETRY_SECONDS if self.pending else None)]
+                messages = [inbox.get(timeout=self.wait_seconds())]
             except queue.Empty:
                 messages = []
             while True:  # merge what queued up while we were writing
@@ -342,7 +385,7 @@ class _Server:
                     self.reply(token, ok, value)
                 if kind == "stop":
                     return
-            self.write_all()
+            self.write_due()
 
 
 def _read(stream, inbox: queue.Queue) -> None:
@@ -371,6 +414,7 @@ def main() -> None:
 
         server = _Server(out)
         server.reply(0, True, "up")
+        threading.Thread(target=server.warm_up, daemon=True).start()
         server.serve(inbox)
     except BaseException:
         log.exception("tracking writer failed")

@@ -122,3 +122,22 @@ def test_trials_log_directly_when_the_writer_is_off(sqlite_uri, make_history, mo
     assert len(sweep.client.get_metric_history(run.run_id, "val_cost")) == 1  # written before log_epoch returned
     run.finish("complete", _log(run, make_history, [0.9, 0.8]))
     assert sweep.client.get_run(run.run_id).info.status == "FINISHED"
+
+
+def test_epochs_reach_the_store_while_the_trial_trains(sqlite_uri, make_history):
+    """Live progress: each run is written within about LINGER_SECONDS, without waiting for finish, and
+    epochs that arrive within that window go in one write."""
+    sweep = tracking.start_sweep("live", tracking_uri=sqlite_uri)
+    _ready_writer()
+    run = sweep.trial(0, PARAMS, seed=1)
+    history = _log(run, make_history, [0.9, 0.8, 0.7])
+
+    def steps():
+        return sorted(m.step for m in sweep.client.get_metric_history(run.run_id, "val_cost"))
+
+    deadline = time.monotonic() + writer.LINGER_SECONDS + 10
+    while steps() != [1, 2, 3]:
+        assert time.monotonic() < deadline, f"epochs not in the store yet: {steps()}"
+        time.sleep(0.1)
+    assert sweep.client.get_run(run.run_id).info.status == "RUNNING"
+    run.finish("complete", history)
