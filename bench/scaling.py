@@ -1,6 +1,6 @@
 """Completed trials per minute with 1 and with 2 worker processes on the same spec, from one run.
 
-Run: ``python bench/scaling.py [--trials 16] [--epochs 15]``. Each configuration is a real
+Run: ``python bench/scaling.py [--trials 24] [--epochs 40]`` (trials of ~1.5 s here). Each configuration is a real
 ``sweeps run --workers K`` in a fresh work folder; throughput is measured between the first trial's start
 and the last trial's end (from the Optuna study), so process start-up and the loopback MLflow server's
 start are left out — they are paid once per sweep, not per trial. Never asserted.
@@ -20,11 +20,11 @@ SPEC = """\
 name: scaling
 seed: 1
 trials: {trials}
-dataset: {{name: classification, n_samples: 4000, n_features: 40, n_informative: 10}}
+dataset: {{name: classification, n_samples: {samples}, n_features: 40, n_informative: 10}}
 model: {{hidden: [64, 64], activation: relu}}
 training: {{epochs: {epochs}}}
 search:
-  batch_size: {{choices: [64, 128]}}
+  batch_size: {{value: 64}}  # every trial the same work: only throughput differs
   optimizer: {{value: adam}}
   lr: {{low: 1.0e-3, high: 3.0e-2, log: true}}
   beta1: {{low: 0.8, high: 0.95}}
@@ -70,15 +70,16 @@ def measure(workers: int, spec: Path, root: Path) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=16)
-    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--trials", type=int, default=24)
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--samples", type=int, default=20000, help="dataset size: sets the work per epoch")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="scaling-") as tmp:
         spec = Path(tmp) / "scaling.yaml"
-        spec.write_text(SPEC.format(trials=args.trials, epochs=args.epochs))
+        spec.write_text(SPEC.format(trials=args.trials, epochs=args.epochs, samples=args.samples))
         one, wall1 = measure(1, spec, Path(tmp))
         two, wall2 = measure(2, spec, Path(tmp))
-    print(f"cores: {os.cpu_count()}; {args.trials} trials x {args.epochs} epochs")
+    print(f"cores: {os.cpu_count()}; {args.trials} trials x {args.epochs} epochs of {args.samples} samples")
     print(f"{'workers':>8} {'trials/min':>11} {'command wall s':>15}")
     print(f"{1:>8} {one:>11.1f} {wall1:>15.1f}")
     print(f"{2:>8} {two:>11.1f} {wall2:>15.1f}")
