@@ -2,12 +2,13 @@
 
 MLflow's SQLite store spends ~9 ms of CPU in the calling process on every ``log_batch``, and a thread would
 take that CPU from the trainer through the GIL. So one child process per training process
-(:func:`main`, started on the first trial) does the MLflow work on another core; the
-trainer sends it small pickled tuples through a pipe. Requests that need an answer (``finish``, ``sync``,
-``barrier``, ``stop``) wait for the child's reply, and the child answers only after everything sent before
-the request is written: that is what makes ``TrialRun.finish`` durable. Values that arrive while the child
-is busy are merged into one ``log_batch`` per run. Until the child has MLflow loaded (~1-3 s), trials log
-from the training process, and they switch to the child once it is up.
+(:func:`main`, started with the sweep by :func:`start_writer`, or on the first trial) does the MLflow work
+on another core; the trainer sends it small pickled tuples through a pipe. Requests that need an answer
+(``finish``, ``sync``, ``barrier``, ``summary``, ``stop``) wait for the child's reply, and the child answers
+only after everything sent before the request is written: that is what makes ``TrialRun.finish`` durable.
+Values are written at most once a second per run (``LINGER_SECONDS``), all that arrived meanwhile in one
+``log_batch``. Until the child has MLflow loaded and its store open (1-5 s), trials hold their values (or
+log them from the training process at ``finish``), and they switch to the child once it is ready.
 
 The child ignores SIGINT and SIGTERM and runs in its own session: a Ctrl-C in the trainer must leave it up,
 so that the interrupted trial can still be closed FAILED. It exits when asked (``stop``, sent at exit) or
