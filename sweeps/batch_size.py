@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from sweeps import interrupts
+from sweeps import interrupts, threads
 from sweeps import report as out
 from sweeps.batch_stats import ALPHA, CONFIDENCE, RunResult, SizeStats, choose, size_stats
 from sweeps.errors import Interrupted, SweepError, UsageError
@@ -377,6 +377,7 @@ def _train_one(
 
 
 @interrupts.handling()
+@threads.limited()  # the same BLAS threads as a sweep's trials, warm-up included
 def select_batch_size(
     spec: Spec,
     sizes: Sequence[int] | None = None,

@@ -1,0 +1,40 @@
+"""sweeps.threads: one core left for tracking, shared by the workers; the user's own setting wins."""
+
+from __future__ import annotations
+
+import pytest
+from threadpoolctl import threadpool_info
+
+from sweeps import threads
+
+
+@pytest.mark.parametrize(
+    ("cores", "workers", "expected"),
+    [(1, 1, 1), (2, 1, 1), (2, 2, 1), (4, 1, 3), (4, 2, 1), (8, 2, 3), (8, 3, 2), (16, 4, 3), (2, 8, 1)],
+)
+def test_blas_threads_leave_one_core_and_never_fall_below_one(cores, workers, expected):
+    assert threads.blas_threads(workers, cores) == expected
+
+
+def _numpy_blas_threads() -> int:
+    import numpy  # noqa: F401 — its BLAS must be loaded for threadpoolctl to see it
+
+    return min(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+
+
+def test_limited_sets_this_process_blas_and_restores_it(monkeypatch):
+    for var in threads.BLAS_THREAD_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+    before = _numpy_blas_threads()  # OpenBLAS starts with one thread per core: 2 on these machines
+    with threads.limited():
+        assert _numpy_blas_threads() == 1
+    assert _numpy_blas_threads() == before
+
+
+def test_a_thread_count_set_by_the_user_is_left_alone(monkeypatch):
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 64)
+    before = _numpy_blas_threads()
+    with threads.limited():
+        assert _numpy_blas_threads() == before
