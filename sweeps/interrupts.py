@@ -1,4 +1,4 @@
-"""SIGINT and SIGTERM during a sweep: raised where it is safe, never lost.
+"""SIGINT, SIGTERM and SIGHUP during a sweep: raised where it is safe, never lost.
 
 Python raises KeyboardInterrupt at whatever bytecode the main thread is running. In a sweep that can be
 the middle of an SQLite commit (the database stays locked and closing the trial then hangs), of a message to
@@ -8,26 +8,28 @@ replaces the handlers: a signal is first only *recorded*, and it is raised
 
 * at once inside :func:`interruptible` sections — the pure NumPy training loop and idle waits, where an
   exception cannot leave a store half-written;
-* otherwise at the next :func:`check` — every epoch (between the trainer's logging and Optuna's report,
-  which run shielded) and before each trial is asked.
+* otherwise at the next :func:`check` — after every epoch's callback (MLflow logging and Optuna's report,
+  which run shielded), before each trial is asked, and when the sweep returns (a signal during the final
+  summary still ends the command as interrupted).
 
-A second signal raises at once wherever the program is: the user insists. SIGINT
-raises KeyboardInterrupt and SIGTERM :class:`~sweeps.errors.Interrupted`, as before; callers record the
-interrupted trial and the CLI exits 130 or 143.
+A second signal raises at once wherever the program is: the user insists. SIGINT raises
+KeyboardInterrupt; SIGTERM and SIGHUP (the terminal closed) raise :class:`~sweeps.errors.Interrupted`.
+Callers record the interrupted trial and the CLI exits 130, 143 or 129.
 """
 
 from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from sweeps.errors import Interrupted
 
-SIGNALS = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
-EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
+SIGNALS = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP"}
+EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143, "SIGHUP": 129}
 
 _pending: str | None = None  # a signal received and not yet raised by check()
 _received = False  # a signal came during this sweep: another one means the user insists
@@ -36,7 +38,7 @@ _depth = 0  # nesting of handling()
 
 
 def exception_for(name: str) -> BaseException:
-    """The exception a signal turns into: KeyboardInterrupt for SIGINT, Interrupted for SIGTERM."""
+    """The exception a signal turns into: KeyboardInterrupt for SIGINT, Interrupted for the others."""
     return KeyboardInterrupt() if name == "SIGINT" else Interrupted(name, EXIT_CODES[name])
 
 
@@ -44,11 +46,25 @@ def _on_signal(signum: int, frame: Any) -> None:
     global _pending, _received
     name = SIGNALS[signum]
     insists, _received = _received, True
-    # Kept pending even when raised here: an exception raised inside a garbage-collector callback is
-    # swallowed, and the next check() must still see the signal.
-    _pending = name
     if _immediate or insists:
+        _pending = None  # delivered (if a finalizer swallows it, _on_unraisable records it again)
         raise exception_for(name)
+    _pending = name
+
+
+def _on_unraisable(unraisable: Any) -> None:
+    """An exception raised in a finalizer or a garbage-collector callback is printed and dropped by
+    Python ("Exception ignored in …"); when it is one of ours, the next check() raises it again."""
+    global _pending
+    exc = unraisable.exc_value
+    if isinstance(exc, KeyboardInterrupt):
+        _pending = "SIGINT"
+    elif isinstance(exc, Interrupted):
+        _pending = exc.signal_name
+    _previous_unraisablehook(unraisable)
+
+
+_previous_unraisablehook = sys.unraisablehook
 
 
 def check() -> None:
@@ -61,16 +77,19 @@ def check() -> None:
 
 @contextlib.contextmanager
 def handling() -> Iterator[None]:
-    """Defer SIGINT and SIGTERM to safe points for the duration (main thread only; elsewhere, and when
-    already active, a no-op). The previous handlers come back afterwards."""
-    global _depth, _pending, _received
+    """Defer SIGINT, SIGTERM and SIGHUP to safe points for the duration (main thread only; elsewhere, and
+    when already active, a no-op). The previous handlers come back afterwards, and a signal still pending
+    then is raised (unless an exception is on its way out already)."""
+    global _depth, _pending, _received, _immediate, _previous_unraisablehook
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = {}
     if _depth == 0:
-        _pending, _received = None, False  # left over from an earlier, interrupted sweep in this process
+        # Left over from an earlier, interrupted sweep in this process.
+        _pending, _received, _immediate = None, False, False
         previous = {s: signal.signal(s, _on_signal) for s in SIGNALS}
+        _previous_unraisablehook, sys.unraisablehook = sys.unraisablehook, _on_unraisable
     _depth += 1
     try:
         yield
@@ -78,14 +97,19 @@ def handling() -> Iterator[None]:
         _depth -= 1
         for s, handler in previous.items():
             signal.signal(s, handler)
+        if previous:
+            sys.unraisablehook = _previous_unraisablehook
+    if previous:
+        check()
 
 
 @contextlib.contextmanager
 def interruptible() -> Iterator[None]:
     """A section that a signal may interrupt at any point; a signal already pending is raised on entry."""
     global _immediate
-    outer, _immediate = _immediate, True
+    outer = _immediate
     try:
+        _immediate = True
         check()
         yield
     finally:
@@ -97,8 +121,9 @@ def shielded() -> Iterator[None]:
     """A section that a signal must not cut short (store writes); inside an interruptible section, a
     signal received meanwhile is raised when the section ends."""
     global _immediate
-    outer, _immediate = _immediate, False
+    outer = _immediate
     try:
+        _immediate = False
         yield
     finally:
         _immediate = outer

@@ -208,7 +208,8 @@ class TrialRun:
             self._iterations += max(len(costs), len(ewa))
 
     def _writer_starting(self) -> bool:
-        """True while the writer is still loading MLflow (1-3 s after it starts) and little is buffered.
+        """True while the writer is still loading MLflow and opening the store (1-5 s after it starts) and
+        little is buffered.
 
         Values then wait for it rather than cost this process a synchronous ``log_batch`` (~8 ms of CPU on
         SQLite) per epoch; live curves appear a second or two later. ``finish`` and ``flush`` never wait.

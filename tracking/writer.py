@@ -40,6 +40,7 @@ from tracking.redact import redact
 
 log = logging.getLogger(__name__)
 
+OPEN_VAR = "TRACKING_WRITER_OPEN"  # a tracking URI the child opens before it says it is up
 STOP_SECONDS = 60.0  # at most this long to write what is queued when the trainer exits
 RETRY_SECONDS = 5.0  # a run whose values the store refused for now is tried again this often
 # A run's values are written at most this often (and at once before any request: finish, sync, ...). The UI
@@ -55,12 +56,15 @@ class WriterGone(TrackingError):
 class Writer:
     """The training process's end of the pipe to one writer child. Safe to share between threads."""
 
-    def __init__(self) -> None:
+    def __init__(self, tracking_uri: str | None = None) -> None:
         root = str(Path(__file__).resolve().parents[1])
         path = os.environ.get("PYTHONPATH")
         env = {**os.environ, "PYTHONPATH": root + (os.pathsep + path if path else "")}
+        if tracking_uri is not None:  # opened before the child says it is up (in the environment, not argv:
+            env[OPEN_VAR] = tracking_uri  # a password would show in the process list)
         self.owner = os.getpid()  # the process whose pipe this is
         self.broken = False
+        self._detached = False  # left to finish alone (see _abandon)
         self._up = False  # the child said it has MLflow loaded
         self._sent = self._settled = 0  # messages sent; of those, the ones an answer showed to be handled
         self._proc = subprocess.Popen(
@@ -73,7 +77,6 @@ class Writer:
         self._tokens = itertools.count(1)
         self._send_lock, self._recv_lock = threading.Lock(), threading.Lock()
         self._replies: dict[int, tuple[bool, Any]] = {}
-        self._opening: int | None = None  # the token of an open_store not answered yet
 
     @property
     def child_pid(self) -> int:
@@ -98,7 +101,7 @@ class Writer:
             self._abandon()
             raise WriterGone(f"the tracking writer process exited ({type(e).__name__})") from None
         except BaseException:  # interrupted while waiting: the reply's place in the pipe is lost
-            self._abandon()
+            self._abandon(wait=False)
             raise
         ok, value = self._replies.pop(token)
         self._settled = max(self._settled, covers)
@@ -116,24 +119,21 @@ class Writer:
         self._abandon(timeout)
 
     def ready(self) -> bool:
-        """True once the child has MLflow loaded (~1-3 s after start) and the store of any
-        :meth:`open_store` opened; never waits. Until then trials hold their values or log them from their
-        own process rather than wait for it."""
-        if self.broken or (self._up and self._opening is None):
+        """True once the child has MLflow loaded and the store it was started with open (1-5 s after
+        start). Does not wait for the child. Until then trials hold their values or log them from their
+        own process rather than wait for it.
+
+        "Up" is the only message the child sends unasked, so the pipe's buffer cannot hide a second one
+        from ``select``."""
+        if self._up or self.broken:
             return self._up
         try:
             with self._recv_lock:
-                while not self._settle_open() and select.select([self._proc.stdout], [], [], 0)[0]:
+                while not self._up and select.select([self._proc.stdout], [], [], 0)[0]:
                     self._receive()
         except (OSError, EOFError, pickle.UnpicklingError, ValueError):
             self._abandon()
-        return self._up and self._opening is None
-
-    def _settle_open(self) -> bool:
-        if self._opening is not None and self._opening in self._replies:
-            self._replies.pop(self._opening)  # a failure to open shows again, and is handled, at the first write
-            self._opening = None
-        return self._up and self._opening is None
+        return self._up
 
     def _receive(self) -> None:
         token, ok, value = pickle.load(self._proc.stdout)
@@ -147,14 +147,7 @@ class Writer:
         """True when some message sent may not be handled yet (``call("barrier", None)`` waits for it)."""
         return self._sent > self._settled
 
-    def open_store(self, tracking_uri: str) -> None:
-        """Have the child open the store ahead of the first values, without waiting; :meth:`ready` stays
-        False until it is open. It writes nothing, so it leaves ``unsettled`` as it was."""
-        token = next(self._tokens)
-        self._send(token, "open", tracking_uri, counted=False)
-        self._opening = token
-
-    def _send(self, token: int, kind: str, payload: Any, counted: bool = True) -> int:
+    def _send(self, token: int, kind: str, payload: Any) -> int:
         if self.broken:
             raise WriterGone("the tracking writer process was stopped")
         data = pickle.dumps((token, kind, payload), protocol=pickle.HIGHEST_PROTOCOL)
@@ -162,21 +155,28 @@ class Writer:
             with self._send_lock:
                 self._proc.stdin.write(data)
                 self._proc.stdin.flush()
-                self._sent += counted
+                self._sent += 1
                 return self._sent
         except OSError:
             self._abandon()
             raise WriterGone("the tracking writer process exited") from None
         except BaseException:  # interrupted mid-message: the stream can no longer be trusted
-            self._abandon()
+            self._abandon(wait=False)
             raise
 
-    def _abandon(self, timeout: float = STOP_SECONDS) -> None:
-        """Close our end (the child writes every whole message it got, then exits) and reap the child."""
+    def _abandon(self, timeout: float = STOP_SECONDS, wait: bool = True) -> None:
+        """Close our end (the child writes every whole message it got, then exits) and reap the child.
+
+        ``wait=False`` (the caller was interrupted: the user insists) leaves the child to finish alone."""
         self.broken = True
         for stream in (self._proc.stdin, self._proc.stdout):
             with contextlib.suppress(OSError):
                 stream.close()
+        if not wait:
+            self._detached = True  # not waited for at exit either
+            return
+        if self._detached:
+            return
         try:
             self._proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -189,7 +189,7 @@ _shared: Writer | None = None
 _shared_lock = threading.Lock()
 
 
-def shared_writer(start: bool = True) -> Writer | None:
+def shared_writer(start: bool = True, tracking_uri: str | None = None) -> Writer | None:
     """This process's writer, started on first use (``start``); None when ``TRACKING_WRITER=off``, when it
     broke (callers then log directly), or when not started and ``start`` is False."""
     global _shared
@@ -201,7 +201,7 @@ def shared_writer(start: bool = True) -> Writer | None:
                 return None
             if _shared is None:
                 atexit.register(stop_shared_writer)
-            _shared = Writer()
+            _shared = Writer(tracking_uri)
         return None if _shared.broken else _shared
 
 
@@ -210,10 +210,7 @@ def start_writer(tracking_uri: str | None = None) -> None:
     and, given ``tracking_uri``, its store opened (another 0.5-2 s for SQLite: engine and schema check).
 
     A no-op when it runs already or ``TRACKING_WRITER=off``."""
-    writer = shared_writer(start=True)
-    if writer is not None and tracking_uri is not None:
-        with contextlib.suppress(WriterGone):  # the first trial will log from this process instead
-            writer.open_store(tracking_uri)
+    shared_writer(start=True, tracking_uri=tracking_uri)
 
 
 def stop_shared_writer() -> None:
@@ -263,6 +260,7 @@ class _Server:
         from tracking.batch import is_transient, log_batched
 
         if key not in self.pending:
+            self.due.pop(key, None)
             return
         metrics, params, tags = self.pending[key]
         try:
@@ -325,9 +323,6 @@ class _Server:
             self.written.pop(key, None)
             return None
         if kind in ("barrier", "stop"):  # everything received before is written (or failed) by now
-            return None
-        if kind == "open":  # open the store ahead of the first values
-            self.client(payload)
             return None
         if kind == "summary":  # -> the trials table; see SweepRun.update_summary
             from tracking.runs import SweepRun
@@ -400,20 +395,25 @@ def _read(stream, inbox: queue.Queue) -> None:
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    # Replies get a private copy of stdout; anything printed goes to stderr instead of corrupting them.
-    out = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)
-    logging.basicConfig(level=logging.WARNING, format="tracking writer: %(levelname)s %(message)s")
-    from tracking.redact import install_log_redaction
-
-    install_log_redaction()
-    inbox: queue.Queue = queue.Queue()
-    threading.Thread(target=_read, args=(sys.stdin.buffer, inbox), daemon=True).start()
-    code = 0
+    code, out = 0, None
     try:
+        # Replies get a private copy of stdout; anything printed goes to stderr instead of corrupting them.
+        out = os.fdopen(os.dup(1), "wb")
+        os.dup2(2, 1)
+        logging.basicConfig(level=logging.WARNING, format="tracking writer: %(levelname)s %(message)s")
+        from tracking.redact import install_log_redaction
+
+        install_log_redaction()
+        inbox: queue.Queue = queue.Queue()
+        threading.Thread(target=_read, args=(sys.stdin.buffer, inbox), daemon=True).start()
         import mlflow  # noqa: F401 — before the first message, not while the trainer waits for an answer
 
         server = _Server(out)
+        if os.environ.get(OPEN_VAR):  # the store's engine and schema check (up to 2 s for a new SQLite file)
+            try:
+                server.client(os.environ[OPEN_VAR])
+            except Exception as e:  # shows, and is handled, at the first write
+                log.debug("could not open %s yet: %s", redact(os.environ[OPEN_VAR]), e)
         server.reply(0, True, "up")
         threading.Thread(target=server.warm_up, daemon=True).start()
         server.serve(inbox)
@@ -423,8 +423,9 @@ def main() -> None:
     finally:
         # The trainer may have closed its end already (it was interrupted, or gave up waiting): a reply
         # still buffered then cannot be flushed, and nobody needs it.
-        with contextlib.suppress(OSError):
-            out.close()
+        if out is not None:
+            with contextlib.suppress(OSError):
+                out.close()
         logging.shutdown()
         # Not a normal exit: the reader thread may be blocked on stdin, and MLflow may have started
         # non-daemon threads that would keep an orphaned writer alive.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import os
 import signal
+import sys
 
 import pytest
 
@@ -76,12 +77,12 @@ def test_a_signal_swallowed_by_a_finalizer_is_still_raised_at_the_next_check():
 
 
 def test_previous_handlers_are_restored_and_a_new_sweep_starts_clean():
-    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
-    with interrupts.handling():
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT), sys.unraisablehook
+    with pytest.raises(KeyboardInterrupt), interrupts.handling(), interrupts.interruptible():
         send()
-    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT), sys.unraisablehook) == before
     with interrupts.handling():
-        interrupts.check()  # the earlier signal is not raised in a later sweep
+        interrupts.check()  # the earlier signal is not raised again in a later sweep
 
 
 def test_handling_is_a_no_op_off_the_main_thread():
@@ -100,3 +101,19 @@ def test_handling_is_a_no_op_off_the_main_thread():
     t.start()
     t.join()
     assert errors == []
+
+
+def test_a_signal_pending_when_the_sweep_returns_is_raised_then():
+    """A Ctrl-C during the final summary (after the last check) still ends the command as interrupted."""
+    with pytest.raises(KeyboardInterrupt), interrupts.handling():
+        send()
+        finished = True  # the sweep's remaining work runs to its end
+    assert finished
+
+
+def test_sighup_is_an_interruption_with_exit_code_129():
+    with interrupts.handling():
+        send(signal.SIGHUP)
+        with pytest.raises(Interrupted) as info:
+            interrupts.check()
+    assert info.value.signal_name == "SIGHUP" and info.value.exit_code == 129
