@@ -56,6 +56,10 @@ def cmd_run(args) -> int:
 
 def cmd_worker(args) -> int:
     spec = load(args)
+    if args.coordinated:
+        from sweeps.parallel import follow_coordinator
+
+        follow_coordinator()
     _run_here(spec, args, finalize=not args.coordinated, worker=True)
     return 0
 

@@ -13,6 +13,7 @@ record their current trial as interrupted; the coordinator then exits 130 or 143
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -47,7 +48,7 @@ def worker_env(workers: int, storage: str | None, tracking_uri: str) -> dict[str
     """The environment of one worker: BLAS threads from :func:`sweeps.threads.blas_threads` (unless the
     user set them); store URLs passed in the environment (not on the command line, where a password would
     show in the process list)."""
-    env = {**os.environ, "SWEEPS_TRACKING_URI": tracking_uri}
+    env = {**os.environ, "SWEEPS_TRACKING_URI": tracking_uri, COORDINATOR_VAR: str(os.getpid())}
     if not threads.user_chose():
         env.update(dict.fromkeys(threads.BLAS_THREAD_VARS, str(threads.blas_threads(workers))))
     if storage:
@@ -55,6 +56,27 @@ def worker_env(workers: int, storage: str | None, tracking_uri: str) -> dict[str
     else:
         env.pop("SWEEPS_STORAGE", None)
     return env
+
+
+COORDINATOR_VAR = "SWEEPS_COORDINATOR_PID"
+
+
+def follow_coordinator() -> None:
+    """In a worker: get SIGTERM when the coordinator dies, however it dies (Linux's parent-death signal).
+
+    Workers run in a session of their own, so without this a coordinator killed with SIGKILL would leave
+    them training with nobody to count or summarise. SIGTERM makes a worker record its trial as
+    interrupted and exit 143, as when the coordinator passes a signal on."""
+    expected = os.environ.get(COORDINATOR_VAR)
+    if not expected or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if str(os.getppid()) != expected:  # it died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _spawn(spec_file: str, overrides: list[str], stores: Stores, env: dict[str, str]) -> subprocess.Popen:

@@ -5,6 +5,7 @@ Embedded stores here; the PostgreSQL + MLflow server versions are in test_distri
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -169,3 +170,55 @@ def test_interrupt_records_the_trial_then_rerun_resumes(tmp_path, tiny_spec, sig
     run_cli(*args, cwd=tmp_path, check=True)
     s, runs = assert_settled(wd, "tiny", 2)
     assert len(runs) == len(s.trials) == 3  # 2 counted + the interrupted one, each with exactly one run
+
+
+def _pids_with(*parts: str) -> list[int]:
+    """Processes whose command line contains every one of ``parts``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if all(p in cmdline for p in parts):
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs /proc to find the workers")
+def test_workers_stop_and_record_their_trials_when_the_coordinator_is_sigkilled(tmp_path, tiny_spec):
+    wd = tmp_path / "wd"
+    args = ("run", tiny_spec, "--workers", "2", "--trials", "4", *SLOW, "--set", "training.epochs=400")
+    coordinator = start_cli(*args, "--workdir", wd, cwd=tmp_path, log=tmp_path / "run.log")
+    try:
+
+        def two_running_trials():
+            """both workers training a trial with an MLflow run"""
+            ts = [t for t in _trials(wd) if t.state == optuna.trial.TrialState.RUNNING]
+            return len(ts) == 2 and all(t.user_attrs.get("mlflow_run_id") for t in ts)
+
+        wait_until(two_running_trials)
+        workers = _pids_with("--coordinated", str(wd))
+        assert len(workers) == 2
+        coordinator.kill()
+        coordinator.wait(30)
+
+        def workers_gone():
+            """the orphaned workers exited"""
+            return not _pids_with("--coordinated", str(wd))
+
+        wait_until(workers_gone, timeout=90)
+        s = study(wd, "tiny")
+        assert not [t for t in s.trials if t.state == optuna.trial.TrialState.RUNNING]
+        stopped = [t for t in s.trials if t.user_attrs.get("outcome") == "interrupted"]
+        assert len(stopped) == 2 and all(t.user_attrs["fail_reason"] == "interrupted (SIGTERM)" for t in stopped)
+    finally:
+        if coordinator.poll() is None:
+            coordinator.kill()
+        for pid in _pids_with("--coordinated", str(wd)):
+            os.kill(pid, signal.SIGKILL)
+        for pid in _pids_with("mlflow", "server", str(wd)):  # the coordinator's loopback server, orphaned too
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGTERM)
