@@ -61,7 +61,9 @@ class MlflowServer:
         """Start the server and wait until it answers; TrackingUnavailable if it does not within ``timeout``.
 
         On Linux the server gets SIGTERM if this process dies without stopping it (a parent-death signal,
-        kept across the ``exec`` of ``mlflow server``), so a killed coordinator leaves no server behind."""
+        kept across the ``exec`` of ``mlflow server``), so a killed coordinator leaves no server behind.
+        Strictly the signal follows the *thread* that started it: start it from one that lives as long as
+        the server is needed (the main thread, as sweeps does)."""
         self.artifacts_dir.mkdir(parents=True, exist_ok=True)
         cmd = [
             sys.executable,
