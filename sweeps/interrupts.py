@@ -12,7 +12,8 @@ replaces the handlers: a signal is first only *recorded*, and it is raised
   which run shielded), before each trial is asked, and when the sweep returns (a signal during the final
   summary still ends the command as interrupted).
 
-A second signal raises at once wherever the program is: the user insists. SIGINT raises
+A second signal, a second or more after the first, raises at once wherever the program is: the user
+insists. SIGINT raises
 KeyboardInterrupt; SIGTERM and SIGHUP (the terminal closed) raise :class:`~sweeps.errors.Interrupted`.
 Callers record the interrupted trial and the CLI exits 130, 143 or 129.
 """
@@ -23,6 +24,7 @@ import contextlib
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -31,8 +33,13 @@ from sweeps.errors import Interrupted
 SIGNALS = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP"}
 EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143, "SIGHUP": 129}
 
+# A signal this long after the first one means the user insists. Sooner, it is the same request delivered
+# twice: Linux's parent-death signal comes once per thread of a dying multi-threaded parent, and a process
+# manager may signal both a process and its group.
+INSIST_AFTER_SECONDS = 1.0
+
 _pending: str | None = None  # a signal received and not yet raised by check()
-_received = False  # a signal came during this sweep: another one means the user insists
+_first_at: float | None = None  # time.monotonic() of the first signal of this sweep
 _immediate = False  # inside an interruptible section
 _depth = 0  # nesting of handling()
 
@@ -43,9 +50,12 @@ def exception_for(name: str) -> BaseException:
 
 
 def _on_signal(signum: int, frame: Any) -> None:
-    global _pending, _received
+    global _pending, _first_at
     name = SIGNALS[signum]
-    insists, _received = _received, True
+    now = time.monotonic()
+    if _first_at is None:
+        _first_at = now
+    insists = now - _first_at >= INSIST_AFTER_SECONDS
     if _immediate or insists:
         _pending = None  # delivered (if a finalizer swallows it, _on_unraisable records it again)
         raise exception_for(name)
@@ -80,14 +90,14 @@ def handling() -> Iterator[None]:
     """Defer SIGINT, SIGTERM and SIGHUP to safe points for the duration (main thread only; elsewhere, and
     when already active, a no-op). The previous handlers come back afterwards, and a signal still pending
     then is raised (unless an exception is on its way out already)."""
-    global _depth, _pending, _received, _immediate, _previous_unraisablehook
+    global _depth, _pending, _first_at, _immediate, _previous_unraisablehook
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = {}
     if _depth == 0:
         # Left over from an earlier, interrupted sweep in this process.
-        _pending, _received, _immediate = None, False, False
+        _pending, _first_at, _immediate = None, None, False
         previous = {s: signal.signal(s, _on_signal) for s in SIGNALS}
         _previous_unraisablehook, sys.unraisablehook = sys.unraisablehook, _on_unraisable
     _depth += 1

@@ -20,19 +20,6 @@ from pathlib import Path
 from tracking.errors import TrackingUnavailable
 from tracking.redact import redact
 
-# Runs `python -m mlflow ARGS` under a parent-death signal (Linux's prctl PR_SET_PDEATHSIG, which survives
-# exec): argv[1] is the starting process's pid; if it is gone already, nothing starts.
-_LAUNCH = """
-import ctypes, os, signal, sys
-try:
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
-except (OSError, AttributeError):
-    pass
-if os.getppid() != int(sys.argv[1]):
-    sys.exit(1)
-os.execv(sys.executable, [sys.executable, "-m", "mlflow", *sys.argv[2:]])
-"""
-
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -58,18 +45,11 @@ class MlflowServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 90.0) -> MlflowServer:
-        """Start the server and wait until it answers; TrackingUnavailable if it does not within ``timeout``.
-
-        On Linux the server gets SIGTERM if this process dies without stopping it (a parent-death signal,
-        kept across the ``exec`` of ``mlflow server``), so a killed coordinator leaves no server behind.
-        Strictly the signal follows the *thread* that started it: start it from one that lives as long as
-        the server is needed (the main thread, as sweeps does)."""
         self.artifacts_dir.mkdir(parents=True, exist_ok=True)
         cmd = [
             sys.executable,
-            "-c",
-            _LAUNCH,
-            str(os.getpid()),
+            "-m",
+            "mlflow",
             "server",
             "--backend-store-uri",
             self.backend_store_uri,

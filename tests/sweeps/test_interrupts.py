@@ -6,6 +6,7 @@ import gc
 import os
 import signal
 import sys
+import time
 
 import pytest
 
@@ -55,11 +56,24 @@ def test_sigterm_becomes_interrupted_with_exit_code_143():
     assert info.value.signal_name == "SIGTERM" and info.value.exit_code == 143
 
 
-def test_a_second_signal_raises_wherever_the_program_is():
+def test_a_second_signal_raises_wherever_the_program_is(monkeypatch):
+    monkeypatch.setattr(interrupts, "INSIST_AFTER_SECONDS", 0.05)
     with interrupts.handling():
         send()
+        time.sleep(0.1)
         with pytest.raises(KeyboardInterrupt):
             send()
+
+
+def test_the_same_signal_delivered_twice_at_once_is_one_request():
+    """Linux's parent-death signal arrives once per thread of a dying multi-threaded parent."""
+    with interrupts.handling():
+        send(signal.SIGTERM)
+        send(signal.SIGTERM)  # within INSIST_AFTER_SECONDS: not raised here
+        reached = True
+        with pytest.raises(Interrupted):
+            interrupts.check()
+    assert reached
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
