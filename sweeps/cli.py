@@ -1,9 +1,8 @@
 """The ``sweeps`` command line. Parsing only imports argparse, so ``sweeps --help`` answers at once; each
 command imports what it needs when it runs.
 
-Exit codes: 0 success, 2 bad spec or usage, 130 interrupted (SIGINT), 143 terminated (SIGTERM), 129 (SIGHUP
-during a sweep), 1 any
-other failure. User mistakes get one line on stderr, never a traceback.
+Exit codes: 0 success, 2 bad spec or usage, 130 interrupted (SIGINT), 143 terminated (SIGTERM), 129 hung up
+(SIGHUP, during a sweep), 1 any other failure. User mistakes get one line on stderr, never a traceback.
 """
 
 from __future__ import annotations

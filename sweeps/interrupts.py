@@ -13,9 +13,8 @@ replaces the handlers: a signal is first only *recorded*, and it is raised
   summary still ends the command as interrupted).
 
 A second signal, a second or more after the first, raises at once wherever the program is: the user
-insists. SIGINT raises
-KeyboardInterrupt; SIGTERM and SIGHUP (the terminal closed) raise :class:`~sweeps.errors.Interrupted`.
-Callers record the interrupted trial and the CLI exits 130, 143 or 129.
+insists. SIGINT raises KeyboardInterrupt; SIGTERM and SIGHUP (the terminal closed) raise
+:class:`~sweeps.errors.Interrupted`. Callers record the interrupted trial and the CLI exits 130, 143 or 129.
 """
 
 from __future__ import annotations

@@ -42,6 +42,7 @@ from sweeps.storage import Stores, TrialLock, resolve_stores
 
 log = logging.getLogger("sweeps")
 POLL_SECONDS = 0.5
+COORDINATOR_VAR = "SWEEPS_COORDINATOR_PID"
 
 
 def worker_env(workers: int, storage: str | None, tracking_uri: str) -> dict[str, str]:
@@ -56,9 +57,6 @@ def worker_env(workers: int, storage: str | None, tracking_uri: str) -> dict[str
     else:
         env.pop("SWEEPS_STORAGE", None)
     return env
-
-
-COORDINATOR_VAR = "SWEEPS_COORDINATOR_PID"
 
 
 def follow_coordinator() -> None:

@@ -191,6 +191,7 @@ def fail_run(stores: Stores, run_id: str, reason: str) -> None:
 
 
 @interrupts.handling()
+@threads.limited()  # BLAS threads for the whole sweep (sweeps.threads)
 def run(
     spec: Spec | str | Path,
     *,
@@ -247,7 +248,7 @@ def run(
                     continue
                 break
             try:
-                with heartbeat(study, trial), threads.limited():
+                with heartbeat(study, trial):
                     run_trial(spec, study, trial, sweep_run, setup, tags)
             except BaseException:
                 if finalize:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -210,16 +210,9 @@ class SweepRun:
 
         writer = shared_writer(start=False)
         if writer is not None and writer.ready():
-            fields = {
-                "tracking_uri": self.tracking_uri,
-                "experiment_id": self.experiment_id,
-                "experiment_name": self.experiment_name,
-                "study_name": self.study_name,
-                "run_id": self.run_id,
-                "tags": dict(self.tags),
-            }
+            values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "client"}
             try:
-                return writer.call("summary", (fields, spec, metric, direction))
+                return writer.call("summary", (values, spec, metric, direction))
             except WriterGone:
                 pass  # drawn here instead
         return update_sweep_summary(self, spec, metric=metric, direction=direction)

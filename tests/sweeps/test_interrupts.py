@@ -48,12 +48,13 @@ def test_shielded_sections_finish_then_raise():
     assert done == ["shielded work"]
 
 
-def test_sigterm_becomes_interrupted_with_exit_code_143():
+@pytest.mark.parametrize(("sig", "name", "code"), [(signal.SIGTERM, "SIGTERM", 143), (signal.SIGHUP, "SIGHUP", 129)])
+def test_sigterm_and_sighup_become_interrupted_with_their_exit_codes(sig, name, code):
     with interrupts.handling():
-        send(signal.SIGTERM)
+        send(sig)
         with pytest.raises(Interrupted) as info:
             interrupts.check()
-    assert info.value.signal_name == "SIGTERM" and info.value.exit_code == 143
+    assert info.value.signal_name == name and info.value.exit_code == code
 
 
 def test_a_second_signal_raises_wherever_the_program_is(monkeypatch):
@@ -123,11 +124,3 @@ def test_a_signal_pending_when_the_sweep_returns_is_raised_then():
         send()
         finished = True  # the sweep's remaining work runs to its end
     assert finished
-
-
-def test_sighup_is_an_interruption_with_exit_code_129():
-    with interrupts.handling():
-        send(signal.SIGHUP)
-        with pytest.raises(Interrupted) as info:
-            interrupts.check()
-    assert info.value.signal_name == "SIGHUP" and info.value.exit_code == 129
