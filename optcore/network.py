@@ -78,7 +78,7 @@ class Network:
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise OptcoreError(f"dtype must be float32 or float64; got {self.dtype}")
-        self._workspaces: dict[int, tuple[list[np.ndarray], list[np.ndarray]]] = {}
+        self._workspaces: dict[int, tuple[list[np.ndarray], list[np.ndarray], np.ndarray]] = {}
 
     @classmethod
     def for_dataset(cls, dataset, hidden: Sequence[int] = (), **kwargs) -> Network:
@@ -130,13 +130,13 @@ class Network:
         return self.loss.total(z, Y) / X.shape[0], self.loss.metric(z, Y)
 
     # -- forward and backward, the training hot path ----------------------------------------------
-    def _workspace(self, m: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Per-batch-size buffers for activations and their gradients, reused across steps."""
+    def _workspace(self, m: int) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+        """Per-batch-size buffers for activations and their gradients, reused across steps, and m ones."""
         ws = self._workspaces.get(m)
         if ws is None:
             acts = [np.empty((m, n), dtype=self.dtype) for n in self.sizes[1:]]
             deltas = [np.empty((m, n), dtype=self.dtype) for n in self.sizes[1:]]
-            ws = self._workspaces[m] = (acts, deltas)
+            ws = self._workspaces[m] = (acts, deltas, np.ones(m, dtype=self.dtype))
         return ws
 
     def new_grads(self, params: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -157,7 +157,7 @@ class Network:
         m = X.shape[0]
         if grads is None:
             grads = self.new_grads(params)
-        acts, deltas = self._workspace(m)
+        acts, deltas, ones = self._workspace(m)
         last = self.n_layers - 1
         a = X
         for l in range(self.n_layers):
@@ -175,7 +175,8 @@ class Network:
             np.matmul(a_prev.T, dz, out=gw)
             if self.l2:
                 gw += (self.l2 / m) * params[2 * l]
-            np.sum(dz, axis=0, out=gb)
+            # db = Σ_rows dZ as the product 1ᵀ dZ: BLAS's gemv is ~3× faster than np.sum over axis 0.
+            np.matmul(ones, dz, out=gb)
             if l > 0:
                 da = deltas[l - 1]
                 # With one output unit dZ W_lᵀ is an outer product, which BLAS's gemm does 2–4× slower than
