@@ -35,7 +35,8 @@ class History:
 
     ``metric_name`` is ``"val_accuracy"`` or ``"val_r2"``. ``minibatch_cost`` and ``minibatch_cost_ewa`` hold
     one value per iteration (mini-batch step) when training recorded them, else stay empty.
-    ``stopped_early`` is True when the epoch callback asked training to stop.
+    ``stopped_early`` is True when the epoch callback asked training to stop. ``samples_seen`` counts the
+    training rows stepped on (epochs × m, unless a time budget ended the last epoch part-way).
     """
 
     metric_name: str
@@ -48,6 +49,7 @@ class History:
     minibatch_cost: list[float] = field(default_factory=list)
     minibatch_cost_ewa: list[float] = field(default_factory=list)
     stopped_early: bool = False
+    samples_seen: int = 0
     params: list[np.ndarray] | None = None
 
     def append(self, record: EpochRecord) -> None:

@@ -43,6 +43,7 @@ def train(
     record_minibatch: bool = False,
     ewa_beta: float = 0.9,
     callback: EpochCallback | None = None,
+    max_seconds: float | None = None,
 ) -> History:
     """Train ``network`` on ``dataset`` with ``optimizer`` and return the :class:`History`.
 
@@ -52,7 +53,9 @@ def train(
     the step; without a schedule it is the optimizer's ``lr``. ``params`` starts from a copy of
     given parameters instead of fresh ones; the final parameters are ``history.params``.
     ``callback(record, history)`` runs after every epoch; a true return value stops training
-    (``history.stopped_early``).
+    (``history.stopped_early``). ``max_seconds`` is a time budget for the training steps (evaluation
+    excluded): training stops after the step that spends it, mid-epoch if need be, and that last, partial
+    epoch is recorded and evaluated like any other (``history.samples_seen`` counts the rows trained on).
 
     Raises :class:`DivergenceError` (with the History so far) when a cost becomes NaN or infinite.
     """
@@ -62,6 +65,8 @@ def train(
         raise OptcoreError(f"schedule_unit must be one of {', '.join(SCHEDULE_UNITS)}; got {schedule_unit!r}")
     if not 1 <= batch_size <= dataset.n_train:
         raise OptcoreError(f"batch_size must be in [1, {dataset.n_train}] (the training set size); got {batch_size}")
+    if max_seconds is not None and not (math.isfinite(max_seconds) and max_seconds > 0):
+        raise OptcoreError(f"max_seconds must be a number of seconds > 0; got {max_seconds}")
 
     data = dataset.astype(network.dtype)
     init_rng, shuffle_rng = seeded_generators(seed)
@@ -75,14 +80,15 @@ def train(
     per_iteration = schedule_unit == "iteration"
     smoother = RunningEWA(ewa_beta)
     history = History(network.loss.metric_name)
-    m = data.n_train
     iteration = 0
+    spent = 0.0  # seconds of training steps in the epochs before this one
+    budget = math.inf if max_seconds is None else max_seconds
 
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()
         epoch_lr = lr_at(iteration if per_iteration else epoch - 1)
         lr = epoch_lr
-        total = 0.0
+        total, rows = 0.0, 0
         for xb, yb in minibatches(data.X_train, data.Y_train, batch_size, shuffle_rng):
             cost, _ = network.cost_and_grad(params, xb, yb, grads)
             iteration += 1
@@ -92,18 +98,25 @@ def train(
                 lr = lr_at(iteration - 1)
             optimizer.update([flat], [flat_grads], state, lr)
             total += cost * xb.shape[0]
+            rows += xb.shape[0]
             if record_minibatch:
                 history.minibatch_cost.append(cost)
                 history.minibatch_cost_ewa.append(smoother.update(cost))
+            if spent + (time.perf_counter() - start) >= budget:
+                break
         seconds = time.perf_counter() - start
+        spent += seconds
+        history.samples_seen += rows
 
         val_cost, metric = network.evaluate(params, data.X_val, data.Y_val)
         if not math.isfinite(val_cost):
             raise DivergenceError(epoch, iteration, val_cost, history)
-        record = EpochRecord(epoch, total / m, val_cost, metric, float(epoch_lr), seconds)
+        record = EpochRecord(epoch, total / rows, val_cost, metric, float(epoch_lr), seconds)
         history.append(record)
         if callback is not None and callback(record, history):
             history.stopped_early = True
+            break
+        if spent >= budget:
             break
 
     history.params = params

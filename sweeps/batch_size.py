@@ -32,8 +32,9 @@ from sweeps.spec import Entry, Spec, SpecError
 
 DEFAULT_SIZES = (64, 128, 256, 512)
 DEFAULT_REPEATS = 3
-# An equal-time budget trains until the seconds are spent; this cap only stops a run that never spends them.
-TIME_BUDGET_MAX_EPOCHS = 10_000
+# The most epochs a run may train: the largest epochs budget, and the cap that stops an equal-time run which
+# never spends its seconds.
+MAX_EPOCHS = 10_000
 
 
 class Budget(NamedTuple):
@@ -51,20 +52,24 @@ class Budget(NamedTuple):
             return f"equal epochs: {self.amount:g} per run"
         return (
             f"equal training time: {self.amount:g} s of training steps per run (evaluation excluded; each run "
-            "stops at the end of the epoch that spends it)"
+            "stops after the step that spends it, mid-epoch if need be)"
         )
 
 
 def _whole(text: str) -> int:
     value = float(text)
-    if value != int(value):
+    if not math.isfinite(value) or value != int(value):
         raise ValueError(text)
     return int(value)
 
 
 # kind -> (parse the amount, whether it is allowed, what is allowed)
 BUDGETS: dict[str, tuple[Callable[[str], float], Callable[[float], bool], str]] = {
-    "epochs": (_whole, lambda v: v >= 1 and v == int(v), "a whole number of epochs ≥ 1"),
+    "epochs": (
+        _whole,
+        lambda v: 1 <= v <= MAX_EPOCHS and v == int(v),
+        f"a whole number of epochs in [1, {MAX_EPOCHS:,}]",
+    ),
     "seconds": (float, lambda v: v > 0, "a number of seconds > 0"),
 }
 
@@ -276,7 +281,8 @@ class BatchSizeReport:
                 "seed": r.seed,
                 "run_id": r.run_id,
                 "final_val_cost": r.final_val_cost,
-                "epochs": r.epochs_run,
+                "epochs": r.epochs_trained,
+                "samples": r.samples_seen,
                 "train_seconds": r.train_seconds,
                 "throughput": r.throughput,
                 "failed": r.failed,
@@ -325,18 +331,14 @@ def _plain(value: Any) -> Any:
 
 @dataclass
 class _Epochs:
-    """The epoch callback: live curves to the child run, and the stop once the time budget is spent."""
+    """The epoch callback: live curves to the child run."""
 
     run: Any
-    seconds: float | None
-    spent: float = 0.0
     history: Any = None
 
-    def __call__(self, record, history) -> bool:
+    def __call__(self, record, history) -> None:
         self.history = history
         self.run.log_epoch(record)
-        self.spent += record.seconds
-        return self.seconds is not None and self.spent >= self.seconds
 
 
 def _train_one(
@@ -355,11 +357,12 @@ def _train_one(
         metric_name=metric,
         flush_every=1 if budget.kind == "epochs" else 10,  # short timed epochs: fewer store round trips
     )
-    callback = _Epochs(run, budget.amount if budget.kind == "seconds" else None)
+    callback = _Epochs(run)
     empty = optcore.History(metric)
     failed = None
     try:
-        history = train_trial(setup, hp, seed, callback=callback)
+        max_seconds = budget.amount if budget.kind == "seconds" else None
+        history = train_trial(setup, hp, seed, callback=callback, max_seconds=max_seconds)
     except optcore.DivergenceError as e:
         history, failed = e.history, str(e)
         run.finish("failed", history, reason=failed)
@@ -373,7 +376,7 @@ def _train_one(
     else:
         run.finish("complete", history)
     curves = tuple(history.val_cost), tuple(history.epoch_seconds)
-    return RunResult(size, repeat, seed, run.run_id, n_train, *curves, failed)
+    return RunResult(size, repeat, seed, run.run_id, n_train, *curves, failed, samples=history.samples_seen)
 
 
 @interrupts.handling()
@@ -416,8 +419,13 @@ def select_batch_size(
         raise UsageError(f"--target-cost: {target_cost} is not allowed; give a validation cost ≥ 0")
     stores = resolve_stores(workdir, storage, tracking_uri)
     best = _best_setting(spec, workdir, storage, tracking_uri) if from_best else None
+    if best is not None and len(spec.objectives) > 1:
+        notes.append(
+            f"the sweep has {len(spec.objectives)} objectives: held the setting of its Pareto-optimal trial with "
+            f"the lowest {spec.objectives[0]}"
+        )
     settings = {s: held_setting(spec, s, best) for s in sizes}
-    epochs = int(budget.amount) if budget.kind == "epochs" else TIME_BUDGET_MAX_EPOCHS
+    epochs = int(budget.amount) if budget.kind == "epochs" else MAX_EPOCHS
     setup = replace(setup_from_spec(spec), epochs=epochs)
     _check_runs(setup, settings, budget, n_train)
     tracking.check_reachable(stores.tracking_uri)
@@ -464,7 +472,7 @@ def select_batch_size(
         rows = [size_stats(s, [r for r in runs if r.batch_size == s], target_cost) for s in sizes]
         costs = {s: [r.final_val_cost for r in runs if r.batch_size == s and r.failed is None] for s in sizes}
         choice = choose(rows, costs)
-        if budget.kind == "seconds" and any(r.epochs_run >= epochs for r in runs):
+        if budget.kind == "seconds" and any(r.samples_seen >= epochs * r.n_train for r in runs):
             notes.append(f"some runs reached the cap of {epochs} epochs before spending the time budget")
         held = {k: v for k, v in settings[sizes[0]].items() if k != "batch_size"}
         result = BatchSizeReport(
@@ -632,7 +640,7 @@ def _progress(result: RunResult, done: int, total: int) -> None:
     outcome = f"failed: {result.failed}" if result.failed else f"val cost {out.fmt(result.final_val_cost)}"
     out.err.print(
         f"[{done}/{total}] batch size {result.batch_size}, seed {result.repeat}: {outcome} "
-        f"after {result.epochs_run} epochs, {result.train_seconds:.2f} s",
+        f"after {result.epochs_trained:.3g} epochs, {result.train_seconds:.3g} s",
         highlight=False,
     )
 

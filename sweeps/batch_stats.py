@@ -22,7 +22,9 @@ class RunResult:
     """One training run of one batch size with one seed.
 
     ``val_cost`` and ``epoch_seconds`` hold one value per epoch (seconds of training steps only, evaluation
-    excluded); ``failed`` is the reason a run did not finish (its cost diverged), else None.
+    excluded); ``failed`` is the reason a run did not finish (its cost diverged), else None. ``samples`` is
+    the number of training rows stepped on (default: ``n_train`` per epoch; less when a time budget ended
+    the last epoch part-way).
     """
 
     batch_size: int
@@ -33,10 +35,21 @@ class RunResult:
     val_cost: tuple[float, ...]
     epoch_seconds: tuple[float, ...]
     failed: str | None = None
+    samples: int | None = None
 
     @property
     def epochs_run(self) -> int:
+        """Epochs recorded, a partial last one included (one point per epoch on every curve)."""
         return len(self.val_cost)
+
+    @property
+    def samples_seen(self) -> int:
+        return self.n_train * self.epochs_run if self.samples is None else self.samples
+
+    @property
+    def epochs_trained(self) -> float:
+        """Passes over the training split: ``samples_seen / n_train`` (fractional after a time budget)."""
+        return self.samples_seen / self.n_train
 
     @property
     def final_val_cost(self) -> float:
@@ -48,16 +61,18 @@ class RunResult:
 
     @property
     def throughput(self) -> float:
-        """Training samples per second: ``n_train · epochs_run / train_seconds``."""
+        """Training samples per second: ``samples_seen / train_seconds``."""
         seconds = self.train_seconds
-        return self.n_train * self.epochs_run / seconds if seconds > 0 else math.nan
+        return self.samples_seen / seconds if seconds > 0 else math.nan
 
 
 @dataclass(frozen=True)
 class SizeStats:
     """One batch size over its repeats. Means are over the finished runs; ``n_failed`` did not finish.
 
-    ``ci_low``/``ci_high`` is the 95% t-interval of the mean final validation cost. With a target cost,
+    ``ci_low``/``ci_high`` is the 95% t-interval of the mean final validation cost. ``throughput`` pools the
+    runs, Σ samples / Σ seconds, so it agrees with ``epochs_run`` (mean passes over the data) and
+    ``train_seconds`` (mean seconds) and one unusually quick run cannot inflate it. With a target cost,
     ``n_reached`` runs reached it and ``epochs_to_target``/``seconds_to_target`` are means over those runs.
     """
 
@@ -159,6 +174,11 @@ def _mean(values: Sequence[float]) -> float:
     return float(np.mean(values)) if len(values) else math.nan
 
 
+def _pooled_throughput(runs: Sequence[RunResult]) -> float:
+    seconds = sum(r.train_seconds for r in runs)
+    return sum(r.samples_seen for r in runs) / seconds if seconds > 0 else math.nan
+
+
 def size_stats(batch_size: int, runs: Sequence[RunResult], target_cost: float | None = None) -> SizeStats:
     """Summarise the repeats of one batch size (see :class:`SizeStats`)."""
     done = [r for r in runs if r.failed is None]
@@ -175,8 +195,8 @@ def size_stats(batch_size: int, runs: Sequence[RunResult], target_cost: float | 
         std_cost=std,
         ci_low=low,
         ci_high=high,
-        throughput=_mean([r.throughput for r in done]),
-        epochs_run=_mean([r.epochs_run for r in done]),
+        throughput=_pooled_throughput(done),
+        epochs_run=_mean([r.epochs_trained for r in done]),
         train_seconds=_mean([r.train_seconds for r in done]),
         n_reached=None if target_cost is None else len(reached),
         epochs_to_target=None if not reached else _mean([e for e, _ in reached]),
@@ -189,7 +209,7 @@ def choose(stats: Sequence[SizeStats], costs: Mapping[int, Sequence[float]], alp
 
     ``costs`` maps each size to its repeats' final validation costs. The chosen size is distinguishable
     from the runner-up (second-lowest mean) when Welch's p < ``alpha``; every size with p ≥ ``alpha``
-    against the chosen one is tied with it, and the fastest tied size has the highest mean throughput.
+    against the chosen one is tied with it, and the fastest tied size has the highest (pooled) throughput.
     """
     ranked = sorted((s for s in stats if s.eligible), key=lambda s: (s.mean_cost, s.batch_size))
     if not ranked:

@@ -30,8 +30,8 @@ SPEC_ATTR = "spec"
 class SweepResult:
     """What a finished (or stopped) sweep leaves: the study, the best setting and where it is tracked.
 
-    For two objectives ``best_params``/``best_value`` describe the first Pareto-optimal trial and
-    ``pareto`` lists them all.
+    For two objectives ``pareto`` lists the Pareto-optimal trials and ``best_params``/``best_value``
+    describe the one of them best in the first objective (ties: the lowest trial number).
     """
 
     study: Any
@@ -327,7 +327,8 @@ def best_setting(study) -> tuple[dict[str, Any] | None, float | list[float] | No
             {"number": t.number, "values": list(t.values), "params": t.user_attrs.get(PARAMS_ATTR, t.params)}
             for t in front
         ]
-        return pareto[0]["params"], pareto[0]["values"], pareto
+        first = min(pareto, key=lambda item: (item["values"][0], item["number"]))
+        return first["params"], first["values"], pareto
     best = min(complete, key=lambda t: (t.value, t.number))
     return best.user_attrs.get(PARAMS_ATTR, best.params), best.value, None
 

@@ -91,9 +91,16 @@ def build_schedule(hp: Mapping[str, object], epochs: int, iterations_per_epoch: 
 
 
 def train_trial(
-    setup: TrainingSetup, hp: Mapping[str, object], seed: int, callback: EpochCallback | None = None
+    setup: TrainingSetup,
+    hp: Mapping[str, object],
+    seed: int,
+    callback: EpochCallback | None = None,
+    max_seconds: float | None = None,
 ) -> History:
-    """Train one setting. Raises :class:`optcore.DivergenceError` when the cost becomes NaN or infinite."""
+    """Train one setting (``max_seconds``: a time budget, see :func:`optcore.train`).
+
+    Raises :class:`optcore.DivergenceError` when the cost becomes NaN or infinite.
+    """
     data = setup.load()
     batch_size = int(hp["batch_size"])
     network = optcore.Network.for_dataset(
@@ -114,4 +121,5 @@ def train_trial(
             record_minibatch=setup.record_minibatch,
             ewa_beta=setup.ewa_beta,
             callback=interrupts.shield(callback) if callback is not None else None,
+            max_seconds=max_seconds,
         )

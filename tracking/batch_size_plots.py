@@ -74,6 +74,9 @@ def plot_cost_curves(val_costs: Series, path: Path, chosen: int | None = None) -
         ax.fill_between(epochs, mean - std, mean + std, color=_color(i), alpha=0.18, linewidth=0)
     if _positive_span(val_costs):
         ax.set_yscale("log")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers, even over a short run
     return _finish(figure, ax, path, xlabel="epoch", ylabel="validation cost", title="Validation cost (mean ± std)")
 
 

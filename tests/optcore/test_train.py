@@ -150,10 +150,33 @@ def test_callback_stops_training(moons):
     assert seen == [1, 2, 3] and h.epochs_run == 3 and h.stopped_early
 
 
+def test_a_time_budget_stops_after_the_step_that_spends_it(moons):
+    net = Network.for_dataset(moons, hidden=[4])
+    # Any step takes longer than a microsecond: training stops after the first one, mid-epoch.
+    h = train(moons, net, make_optimizer("gd", lr=0.1), epochs=50, batch_size=32, max_seconds=1e-6)
+    assert h.epochs_run == 1 and h.samples_seen == 32 and not h.stopped_early
+    # The partial epoch's train cost is that one batch's cost: J at the initial parameters on the first batch.
+    init_rng, shuffle_rng = seeded_generators(0)
+    X, Y = next(minibatches(moons.X_train, moons.Y_train, 32, shuffle_rng))
+    assert h.train_cost[0] == pytest.approx(net.cost(net.init(init_rng), X, Y), rel=1e-6)
+    assert h.val_cost[0] == pytest.approx(net.evaluate(h.params, moons.X_val, moons.Y_val)[0])
+
+
+def test_a_time_budget_spans_epochs_and_is_spent(moons):
+    net = Network.for_dataset(moons, hidden=[4])
+    h = train(moons, net, make_optimizer("gd", lr=0.1), epochs=100_000, batch_size=32, max_seconds=0.05)
+    assert h.train_seconds >= 0.05 and h.epochs_run < 100_000
+    assert (h.epochs_run - 1) * moons.n_train < h.samples_seen <= h.epochs_run * moons.n_train
+    full = train(moons, net, make_optimizer("gd", lr=0.1), epochs=3, batch_size=32)
+    assert full.samples_seen == 3 * moons.n_train
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
         ({"epochs": 0}, "epochs must be a whole number ≥ 1; got 0"),
+        ({"max_seconds": 0}, "max_seconds must be a number of seconds > 0; got 0"),
+        ({"max_seconds": math.inf}, "max_seconds must be a number of seconds > 0; got inf"),
         ({"batch_size": 0}, "batch_size must be in [1, 480] (the training set size); got 0"),
         ({"batch_size": 481}, "batch_size must be in [1, 480]"),
         ({"schedule_unit": "batch"}, "schedule_unit must be one of epoch, iteration; got 'batch'"),

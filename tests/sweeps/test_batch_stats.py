@@ -97,12 +97,22 @@ def test_size_stats_throughput_targets_and_failures():
     assert (row.n_runs, row.n_failed, row.eligible) == (3, 1, False)
     assert row.mean_cost == pytest.approx(0.225)
     assert row.std_cost == pytest.approx(np.std([0.2, 0.25], ddof=1))
-    # samples per second: n_train · epochs_run / train_seconds, averaged over the finished runs
-    assert row.throughput == pytest.approx(np.mean([100 * 3 / 0.4, 100 * 3 / 0.3]))
+    # samples per second, pooled over the finished runs: Σ samples / Σ seconds, not the mean of the rates
+    assert row.throughput == pytest.approx((300 + 300) / (0.4 + 0.3))
     assert row.epochs_run == 3 and row.train_seconds == pytest.approx(0.35)
+    assert row.throughput == pytest.approx(100 * row.epochs_run / row.train_seconds)
     # both finished runs reach 0.3: at epoch 2 after 0.2 s, and at epoch 3 after 0.3 s
     assert row.n_reached == 2 and row.epochs_to_target == 2.5 and row.seconds_to_target == pytest.approx(0.25)
     assert size_stats(32, runs[:2]).n_reached is None
+
+
+def test_a_time_budget_run_counts_the_samples_of_its_partial_last_epoch():
+    # 2 full epochs of 100 rows and 40 rows of a third, in 0.5 s
+    run = RunResult(32, 1, 1, "r", 100, (0.5, 0.4, 0.35), (0.2, 0.2, 0.1), samples=240)
+    assert (run.epochs_run, run.samples_seen, run.epochs_trained) == (3, 240, 2.4)
+    assert run.throughput == pytest.approx(240 / 0.5)
+    row = size_stats(32, [run, _run(32, 2, [0.4, 0.3], [0.25, 0.25])])
+    assert row.epochs_run == pytest.approx((2.4 + 2) / 2) and row.throughput == pytest.approx(440 / 1.0)
 
 
 def _stats(size: int, costs, throughput: float, failed: int = 0) -> SizeStats:
