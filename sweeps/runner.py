@@ -43,6 +43,19 @@ class SweepResult:
     pareto: list[dict[str, Any]] | None = None
 
 
+def resume_seed(spec_seed: int, n_trials: int) -> int:
+    """The sampler's seed when a sweep resumes a study that holds ``n_trials`` trials.
+
+    Seeded with the spec's seed again, the sampler would replay the settings it proposed when the sweep
+    started (trial 4 of a sweep resumed after 4 trials would repeat trial 0). A seed drawn from the spec's
+    seed and the trial count avoids that and keeps the resumed sweep reproducible: the same spec, stopped
+    and resumed at the same points, gives the same trials.
+    """
+    import numpy as np
+
+    return int(np.random.SeedSequence(spec_seed, spawn_key=(n_trials,)).generate_state(1)[0])
+
+
 def search_hash(spec: Spec) -> str:
     """The spec's hash without ``trials``: resuming with a larger total is the same sweep."""
     import hashlib
@@ -208,7 +221,7 @@ def run(
     after every trial (progress display). ``finalize=False`` (a worker under a coordinator) leaves the
     parent run's summary to the coordinator. ``worker=True`` (one of several processes on the study)
     reseeds the sampler at random, as Optuna does for parallel jobs: with the spec's seed every worker
-    would propose the same settings.
+    would propose the same settings. A resumed sweep seeds it with :func:`resume_seed`.
 
     Raises :class:`SweepError` when the stores cannot be used, and lets KeyboardInterrupt or
     :class:`sweeps.errors.Interrupted` through after recording the interrupted trial. Called from the main
@@ -227,6 +240,10 @@ def run(
     study = open_study(spec, stores, close_stale_runs(stores))
     if worker:
         study.sampler.reseed_rng()
+    elif existing := len(study.get_trials(deepcopy=False)):
+        from sweeps.samplers import build_sampler
+
+        study.sampler = build_sampler(spec.model_copy(update={"seed": resume_seed(spec.seed, existing)}))
     lock = TrialLock(stores, spec.name)
     try:
         sweep_run = open_parent_run(spec, study, stores, lock)

@@ -106,6 +106,15 @@ class Spec(_Strict):
                     f"{v} is not allowed: batch_size must be in "
                     f"[1, {n_train}] (the training split's size; 64–512 is the usual range)",
                 )
+        epochs = self.training.epochs
+        if "warmup_epochs" in self.search:
+            for path, v in _values(self.search["warmup_epochs"]):
+                if v >= epochs:  # the warmup would never end: optcore would refuse every such trial
+                    raise SpecError(
+                        _join("search.warmup_epochs", path),
+                        f"{v} is not allowed: warmup_epochs must be < training.epochs ({epochs}), so that the "
+                        "decay after the warmup has epochs to run",
+                    )
         if len(self.objectives) > 1:
             if self.sampler.name not in MULTI_OBJECTIVE_SAMPLERS:
                 raise SpecError(
@@ -131,6 +140,12 @@ class Spec(_Strict):
         if self.pruner.name == "hyperband":
             if args["max_resource"] is None:
                 args["max_resource"] = self.training.epochs
+            if args["max_resource"] > epochs:
+                raise SpecError(
+                    "pruner.max_resource",
+                    f"{args['max_resource']} is not allowed: max_resource must be ≤ training.epochs ({epochs}), "
+                    "the most epochs a trial can report",
+                )
             if args["min_resource"] > args["max_resource"]:
                 raise SpecError(
                     "pruner.min_resource",

@@ -51,7 +51,8 @@ def test_help_does_not_import_the_heavy_packages():
 
 def test_quickstart_shrunk_then_best_trials_and_resume(tmp_path):
     wd = tmp_path / "wd"
-    quick = ["--set", "trials=3", "--set", "training.epochs=3", "--set", "dataset.n_samples=1000", "--workdir", wd]
+    quick = ["--set", "trials=3", "--set", "training.epochs=3", "--set", "search.warmup_epochs.high=2"]
+    quick += ["--set", "dataset.n_samples=1000", "--workdir", wd]
     proc = run_cli("run", ROOT / "examples" / "quickstart.yaml", *quick, cwd=tmp_path, check=True)
     assert "best of 3 trials: final_val_cost = " in proc.stdout
     assert "sweeps ui --workdir" in proc.stdout
@@ -105,6 +106,17 @@ def test_same_spec_and_seed_give_identical_trials(tmp_path, tiny_spec):
         results.append([(t.params, t.value) for t in study(tmp_path / wd, "tiny").trials])
     assert results[0] == results[1]
     assert len({json.dumps(p, sort_keys=True) for p, _ in results[0]}) > 1  # it did search
+
+
+def test_a_resumed_sweep_proposes_new_settings_and_is_reproducible(tmp_path, tiny_spec):
+    results = []
+    for wd in ("a", "b"):
+        run_cli("run", tiny_spec, "--trials", "2", "--workdir", tmp_path / wd, cwd=tmp_path, check=True)
+        run_cli("run", tiny_spec, "--trials", "4", "--workdir", tmp_path / wd, cwd=tmp_path, check=True)
+        results.append([(t.params, t.value) for t in study(tmp_path / wd, "tiny").trials])
+    assert results[0] == results[1]
+    # Reseeded with the spec's seed, the resumed sampler would replay trials 0 and 1 as trials 2 and 3.
+    assert len({params["lr"] for params, _ in results[0]}) == 4
 
 
 def test_changed_search_on_resume_is_refused(tmp_path, tiny_spec):

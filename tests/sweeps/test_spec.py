@@ -159,7 +159,14 @@ def test_toml_and_yaml_give_the_same_spec(tmp_path: Path, quickstart: Path) -> N
 def test_overrides(quickstart: Path) -> None:
     spec = load_spec(
         quickstart,
-        ["trials=3", "training.epochs=2", "search.batch_size.choices=[64,128]", "dataset.noise=0.3", "sampler=random"],
+        [
+            "trials=3",
+            "training.epochs=2",
+            "search.warmup_epochs.high=1",
+            "search.batch_size.choices=[64,128]",
+            "dataset.noise=0.3",
+            "sampler=random",
+        ],
     )
     assert spec.trials == 3 and spec.training.epochs == 2
     assert spec.search["batch_size"].choices == [64, 128]
