@@ -10,12 +10,18 @@ from sweeps import report
 
 
 def load(args):
-    from sweeps.spec import load_spec
+    from sweeps.spec import SpecError, load_spec
 
     overrides = list(args.overrides)
     if getattr(args, "trials", None) is not None:
         overrides.append(f"trials={args.trials}")
-    return load_spec(args.spec, overrides)
+    try:
+        return load_spec(args.spec, overrides)
+    except SpecError as e:  # --trials N travels as an override; name the option the user typed
+        if getattr(args, "trials", None) is None:
+            raise
+        message = e.message.replace(f"(set by --set trials={args.trials})", f"(set by --trials {args.trials})")
+        raise SpecError(e.path, message) from None
 
 
 def _workdir_hint(args) -> str:
@@ -117,10 +123,15 @@ def cmd_trials(args) -> int:
 
 
 def cmd_reproduce(args) -> int:
+    from sweeps.errors import UsageError
     from sweeps.reproduce import reproduce
     from sweeps.storage import resolve_stores
+    from tracking.store import sqlite_path
 
     stores = resolve_stores(args.workdir, args.storage, args.tracking_uri)
+    path = sqlite_path(stores.tracking_uri)
+    if path is not None and not path.exists():  # opening it would create an empty store
+        raise UsageError(f"no MLflow store at {path}; run `sweeps run SPEC` first (or pass --workdir)")
     outcome = reproduce(args.run_id, tracking_uri=stores.tracking_uri, rtol=args.rtol)
     report.out.print(outcome.describe())
     return 0 if outcome.matches else 1

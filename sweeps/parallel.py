@@ -130,9 +130,11 @@ def run_parallel(
     quiet: bool = False,
 ) -> SweepResult:
     """Run ``spec`` with ``workers`` processes; return when ``spec.trials`` count in total."""
+    from sweeps.samplers import check_available
     from tracking.server import MlflowServer
     from tracking.store import sqlite_path
 
+    check_available(spec)
     stores = resolve_stores(workdir, storage, tracking_uri)
     check_stores(stores)
     study = open_study(spec, stores, close_stale_runs(stores))

@@ -20,23 +20,40 @@ CURVES = ("train_cost", "val_cost")
 
 @dataclass
 class Reproduction:
+    """The comparison. A trial whose cost diverged matches when the retraining diverges at the same epoch and
+    iteration (``logged_failure`` and ``failure``, the runs' reasons) after the same curve."""
+
     run_id: str
     trial_number: str
     epochs: int
     max_rel_diff: dict[str, float]
     rtol: float
+    logged_failure: str | None = None
+    failure: str | None = None
 
     @property
     def matches(self) -> bool:
-        return all(d <= self.rtol for d in self.max_rel_diff.values())
+        same_end = _where(self.logged_failure) == _where(self.failure)
+        return same_end and all(d <= self.rtol for d in self.max_rel_diff.values())
 
     def describe(self) -> str:
         diffs = ", ".join(f"{k} max relative difference {v:.3g}" for k, v in self.max_rel_diff.items())
         verdict = "matches" if self.matches else "DOES NOT match"
+        what = f"retrained {self.epochs} epochs"
+        if self.logged_failure or self.failure:
+            what += f"; logged: {self.logged_failure or 'no divergence'}; now: {self.failure or 'no divergence'}"
         return (
-            f"trial {self.trial_number} (run {self.run_id}): retrained {self.epochs} epochs; the new curve "
+            f"trial {self.trial_number} (run {self.run_id}): {what}; the new curve "
             f"{verdict} the logged one (rtol {self.rtol:g}): {diffs}"
         )
+
+
+def _where(reason: str | None) -> str | None:
+    """'cost diverged at epoch 7, iteration 301' of a divergence reason (the cost printed after it may
+    differ between NaN and inf with BLAS round-off); None for no divergence."""
+    if not reason or not reason.startswith("cost diverged at"):
+        return None
+    return reason.split(" (", 1)[0]
 
 
 def parse_param(text: str) -> object:
@@ -50,6 +67,7 @@ def parse_param(text: str) -> object:
 
 
 def reproduce(run_id: str, *, tracking_uri: str, rtol: float = 1e-9) -> Reproduction:
+    import optcore
     import tracking
     from sweeps.objective import setup_from_spec
     from sweeps.spec import load_spec
@@ -59,8 +77,8 @@ def reproduce(run_id: str, *, tracking_uri: str, rtol: float = 1e-9) -> Reproduc
     client = tracking.make_client(tracking_uri)
     try:
         run = client.get_run(run_id)
-    except Exception as e:
-        raise TrackingError(f"no run {run_id!r} in {tracking.redact(tracking_uri)}: {type(e).__name__}") from None
+    except Exception:
+        raise TrackingError(f"no run {run_id!r} in {tracking.redact(tracking_uri)}") from None
     parent_id = run.data.tags.get("mlflow.parentRunId")
     if not parent_id or "seed" not in run.data.params:
         raise TrackingError(f"run {run_id} is not a sweep trial (it has no parent sweep run or no seed param)")
@@ -72,13 +90,23 @@ def reproduce(run_id: str, *, tracking_uri: str, rtol: float = 1e-9) -> Reproduc
     logged = {k: [m.value for m in sorted(client.get_metric_history(run_id, k), key=lambda m: m.step)] for k in CURVES}
     epochs = len(logged["val_cost"])
 
-    def stop_when_logged_length(record, history):
-        return record.epoch >= epochs  # a pruned trial stopped early: retrain as far as it went
+    reason = run.data.tags.get("fail_reason") if run.info.status == "FAILED" else None
+    logged_failure = reason if _where(reason) else None
 
-    history = train_trial(setup_from_spec(spec), hp, seed, callback=stop_when_logged_length)
+    def stop_when_logged_length(record, history):
+        return record.epoch >= epochs  # a pruned or interrupted trial stopped early: retrain as far as it went
+
+    failure = None
+    try:  # a diverged trial's curve ends before the epoch that diverged: train on until it does again
+        history = train_trial(
+            setup_from_spec(spec), hp, seed, callback=None if logged_failure else stop_when_logged_length
+        )
+    except optcore.DivergenceError as e:
+        history, failure = e.history, str(e)
     new = {"train_cost": history.train_cost, "val_cost": history.val_cost}
     diffs = {k: _max_rel_diff(logged[k], new[k]) for k in CURVES}
-    return Reproduction(run_id, run.data.tags.get("trial_number", "?"), epochs, diffs, rtol)
+    number = run.data.tags.get("trial_number", "?")
+    return Reproduction(run_id, number, epochs, diffs, rtol, logged_failure, failure)
 
 
 def _max_rel_diff(a: list[float], b: list[float]) -> float:

@@ -232,6 +232,9 @@ def run(
         from sweeps.spec import load_spec
 
         spec = load_spec(spec)
+    from sweeps.samplers import check_available
+
+    check_available(spec)  # before any store is created
     stores = resolve_stores(workdir, storage, tracking_uri)
     check_stores(stores)
     import tracking

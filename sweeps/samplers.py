@@ -27,6 +27,12 @@ def build_sampler(spec: Spec) -> optuna.samplers.BaseSampler:
     return SAMPLERS[name](spec)
 
 
+def check_available(spec: Spec) -> None:
+    """Raise :class:`SpecError` now if the spec's sampler needs a package that is missing (``gp`` needs
+    PyTorch), so that a sweep that cannot run stops before it creates any store."""
+    build_sampler(spec)
+
+
 def grid_space(spec: Spec) -> dict[str, list[object]]:
     """The grid sampler's space: each searched entry's choices, or its range enumerated by ``step``.
 
@@ -45,7 +51,11 @@ def grid_space(spec: Spec) -> dict[str, list[object]]:
 
 
 def _require(module: str, sampler: str, what: str, install: str) -> None:
-    if importlib.util.find_spec(module) is None:
+    try:
+        missing = importlib.util.find_spec(module) is None
+    except (ImportError, ValueError):  # a module blocked with sys.modules[name] = None, or a broken install
+        missing = True
+    if missing:
         raise SpecError("sampler.name", f"the {sampler} sampler needs {what}: pip install '{install}'")
 
 

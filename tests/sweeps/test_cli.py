@@ -11,6 +11,7 @@ from pathlib import Path
 import mlflow
 import optuna
 import pytest
+from optuna.trial import TrialState
 
 from tests.conftest import ROOT, run_cli
 
@@ -174,6 +175,13 @@ pruner: {name: median, n_startup_trials: 1, warmup_epochs: 0}
             seen.add("complete")
     assert seen == {"fail", "pruned", "complete"}, states
 
+    # `reproduce` confirms a diverged trial (it diverges again at the same epoch and iteration) and a pruned one.
+    for t in (next(t for t in s.trials if t.state == state) for state in (TrialState.FAIL, TrialState.PRUNED)):
+        proc = run_cli("reproduce", by_number[t.number].info.run_id, "--workdir", tmp_path / "wd", cwd=tmp_path)
+        assert proc.returncode == 0 and "the new curve matches the logged one" in proc.stdout, proc.stdout
+        if t.state == TrialState.FAIL:
+            assert f"now: {t.user_attrs['fail_reason'].split(' (')[0]}" in proc.stdout
+
 
 def test_reproduce_retrains_a_tracked_trial(tmp_path, tiny_spec):
     run_cli("run", tiny_spec, "--set", "trials=2", "--workdir", tmp_path / "wd", cwd=tmp_path, check=True)
@@ -181,6 +189,9 @@ def test_reproduce_retrains_a_tracked_trial(tmp_path, tiny_spec):
     proc = run_cli("reproduce", runs[1].info.run_id, "--workdir", tmp_path / "wd", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "matches the logged one" in proc.stdout and "max relative difference 0" in proc.stdout
+
+    proc = run_cli("reproduce", runs[1].info.run_id, "--workdir", tmp_path / "nowhere", cwd=tmp_path)
+    assert proc.returncode == 2 and "no MLflow store at" in proc.stderr and not (tmp_path / "nowhere").exists()
 
     proc = run_cli("reproduce", "0123456789abcdef", "--workdir", tmp_path / "wd", cwd=tmp_path)
     assert proc.returncode == 1 and "no run '0123456789abcdef'" in proc.stderr and "Traceback" not in proc.stderr
@@ -190,6 +201,33 @@ def test_reading_a_missing_sweep_creates_nothing(tmp_path, tiny_spec):
     proc = run_cli("best", tiny_spec, "--workdir", tmp_path / "nothing", cwd=tmp_path)
     assert proc.returncode == 2 and "no sweep named 'tiny'" in proc.stderr
     assert not (tmp_path / "nothing").exists()
+
+
+def test_gp_without_torch_fails_before_creating_any_store(tmp_path, tiny_spec):
+    hide = tmp_path / "no_torch"
+    hide.mkdir()
+    # Python reads sitecustomize at start-up: torch then looks uninstalled, as on a machine without the extra.
+    (hide / "sitecustomize.py").write_text("import sys\nsys.modules['torch'] = None\n")
+    wd = tmp_path / "wd"
+    proc = run_cli(
+        "run", tiny_spec, "--set", "sampler=gp", "--workdir", wd, cwd=tmp_path, env={"PYTHONPATH": str(hide)}
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == "error: sampler.name: the gp sampler needs PyTorch: pip install 'optsweep[torch]'"
+    assert not wd.exists()
+    proc = run_cli(
+        "run",
+        tiny_spec,
+        "--set",
+        "sampler=gp",
+        "--workers",
+        "2",
+        "--workdir",
+        wd,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(hide)},
+    )
+    assert proc.returncode == 2 and "needs PyTorch" in proc.stderr and not wd.exists()
 
 
 def test_two_objectives_give_a_pareto_set(tmp_path, tiny_spec):
