@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import time
 from typing import Any
 
 from rich.console import Console
@@ -41,6 +42,8 @@ class ProgressBar:
             transient=False,
         )
         self._task = self._progress.add_task("trials", total=total, completed=done, best="—")
+        self._start: float | None = None  # the pace is measured from the first trial's end: start-up excluded
+        self._done_at_start = done
 
     def __enter__(self) -> ProgressBar:
         self._progress.start()
@@ -56,7 +59,25 @@ class ProgressBar:
         best = fmt(value) if not isinstance(value, list) else ", ".join(fmt(v) for v in value)
         self._progress.update(self._task, completed=min(done, total), total=total, best=best or "—")
         if not self.enabled and not self.quiet:
-            print(f"trials {min(done, total)}/{total} · best {best or '—'}", file=sys.stderr, flush=True)
+            line = f"trials {min(done, total)}/{total} · best {best or '—'}"
+            if (left := self._seconds_left(done, total)) is not None:
+                line += f" · {_clock(left)} left"
+            print(line, file=sys.stderr, flush=True)
+
+    def _seconds_left(self, done: int, total: int) -> float | None:
+        """The trials still to run at this run's pace since its first trial ended; None until then."""
+        if self._start is None:
+            self._start, self._done_at_start = time.monotonic(), done
+        finished = done - self._done_at_start
+        if finished <= 0:
+            return None
+        return max(total - done, 0) * (time.monotonic() - self._start) / finished
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def settings_table(params: dict[str, Any], title: str) -> Table:

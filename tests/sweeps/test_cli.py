@@ -56,6 +56,10 @@ def test_quickstart_shrunk_then_best_trials_and_resume(tmp_path):
     quick += ["--set", "dataset.n_samples=1000", "--workdir", wd]
     proc = run_cli("run", ROOT / "examples" / "quickstart.yaml", *quick, cwd=tmp_path, check=True)
     assert "best of 3 trials: final_val_cost = " in proc.stdout
+    # without a terminal: a progress line per trial, with the time left once a trial has set the pace
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("trials ")]
+    assert [line.split(" · ")[0] for line in lines] == ["trials 1/3", "trials 2/3", "trials 3/3"]
+    assert lines[-1].endswith(" left") and "left" not in lines[0]
     assert "sweeps ui --workdir" in proc.stdout
 
     s = study(wd, "moons-quickstart")
