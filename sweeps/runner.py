@@ -192,12 +192,16 @@ def close_stale_runs(stores: Stores) -> Callable:
 
 
 def fail_run(stores: Stores, run_id: str, reason: str) -> None:
-    """Mark a trial's MLflow run FAILED with ``reason`` unless it already ended."""
+    """Mark the MLflow run of a trial that Optuna has just failed FAILED with ``reason``, unless it is already.
+
+    A run that ended otherwise is overwritten too: a worker killed after closing its run but before telling
+    Optuna leaves it FINISHED (or KILLED) while Optuna fails and retries the trial, and the stores must agree.
+    """
     import tracking
 
     client = tracking.make_client(stores.tracking_uri)
     run = client.get_run(run_id)
-    if run.info.status == "RUNNING":
+    if run.info.status != "FAILED":
         client.set_tag(run_id, "trial_state", "fail")
         client.set_tag(run_id, "fail_reason", reason)
         client.set_terminated(run_id, status="FAILED")

@@ -226,3 +226,34 @@ def test_workers_stop_and_record_their_trials_when_the_coordinator_is_sigkilled(
         for pid in _pids_with("mlflow", "server", str(wd)):  # the coordinator's loopback server, left running
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGTERM)
+
+
+def test_a_lost_workers_trial_ends_failed_in_mlflow_even_if_its_run_had_closed(tmp_path, tiny_spec):
+    """A worker killed after closing its MLflow run but before telling Optuna: Optuna fails and retries the
+    trial, so the run must end FAILED too (it was FINISHED), with the reason."""
+    import mlflow
+
+    from sweeps.objective import RUN_ID_ATTR, WORKER_ATTR
+    from sweeps.parallel import fail_lost_trials
+    from sweeps.runner import open_study
+    from sweeps.spec import load_spec
+    from sweeps.storage import resolve_stores
+
+    stores = resolve_stores(tmp_path / "wd", None, None)
+    stores.workdir.mkdir()
+    study = open_study(load_spec(tiny_spec), stores)
+    client = mlflow.MlflowClient(stores.tracking_uri)
+    run_id = client.create_run(client.create_experiment("tiny")).info.run_id
+    client.set_terminated(run_id, status="FINISHED")
+    trial = study.ask()
+    trial.suggest_float("lr", 0.001, 0.1, log=True)
+    trial.set_user_attr(WORKER_ATTR, "host:123")
+    trial.set_user_attr(RUN_ID_ATTR, run_id)
+
+    assert fail_lost_trials(study, stores, "host:123", "worker host:123 exited with status -9") == 1
+    run = client.get_run(run_id)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["fail_reason"] == "worker host:123 exited with status -9"
+    assert run.data.tags["trial_state"] == "fail"
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    assert states == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.WAITING]  # queued again
