@@ -181,7 +181,9 @@ def _check_when(name: str, entry: Entry, search: Mapping[str, Entry]) -> None:
     """
     for target, values in (entry.when or {}).items():
         path = f"{name}.when.{target}"
-        if target not in search or target == name:
+        if target == name:
+            raise SpecError(path, f"{name} cannot depend on itself; a condition names another parameter")
+        if target not in search:
             others = ", ".join(n for n in search if n != name)
             raise SpecError(path, f"unknown parameter {_show(target)}; a condition may name: {others}")
         t = search[target]
