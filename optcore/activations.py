@@ -9,6 +9,8 @@ keeps only ``A`` per layer and both functions work in place:
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -27,21 +29,28 @@ class Activation:
     init: str  # the initialisation that keeps its activations' variance steady: "he" or "xavier"
 
 
-_ZEROS: dict[tuple[tuple[int, ...], str], np.ndarray] = {}
-_ZEROS_KEPT = 8  # a batch size's full and final batch, the validation set, for a few networks
+# Read-only zeros arrays by (shape, dtype), least recently used first. A step of an L-layer network needs one
+# per hidden width; the validation set and a final partial batch add a few. np.zeros takes its pages from
+# calloc, which the kernel maps to its one zero page, so even large entries cost address space, not memory.
+_ZEROS: OrderedDict[tuple[tuple[int, ...], str], np.ndarray] = OrderedDict()
+_ZEROS_KEPT = 64
+_ZEROS_LOCK = threading.Lock()  # networks may train in several threads at once
 
 
 def _zeros_like(z: np.ndarray) -> np.ndarray:
-    """A read-only zeros array shaped like ``z``, kept for reuse (``np.zeros`` pages cost nothing until read)."""
+    """A read-only zeros array shaped like ``z``, kept for reuse."""
     key = (z.shape, z.dtype.str)
-    zeros = _ZEROS.get(key)
-    if zeros is None:
-        if len(_ZEROS) >= _ZEROS_KEPT:
-            _ZEROS.clear()
-        zeros = np.zeros(z.shape, z.dtype)
-        zeros.flags.writeable = False
-        _ZEROS[key] = zeros
-    return zeros
+    with _ZEROS_LOCK:
+        zeros = _ZEROS.get(key)
+        if zeros is None:
+            zeros = np.zeros(z.shape, z.dtype)
+            zeros.flags.writeable = False
+            _ZEROS[key] = zeros
+            while len(_ZEROS) > _ZEROS_KEPT:
+                _ZEROS.popitem(last=False)
+        else:
+            _ZEROS.move_to_end(key)
+        return zeros
 
 
 def _relu(z):

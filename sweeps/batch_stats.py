@@ -183,10 +183,12 @@ def size_stats(batch_size: int, runs: Sequence[RunResult], target_cost: float | 
     """Summarise the repeats of one batch size (see :class:`SizeStats`)."""
     done = [r for r in runs if r.failed is None]
     mean, std, low, high = mean_interval([r.final_val_cost for r in done])
-    reached: list[tuple[int, float]] = []
+    reached: list[tuple[float, float]] = []
     if target_cost is not None:
-        hits = (first_reaching(r.val_cost, r.epoch_seconds, target_cost) for r in done)
-        reached = [hit for hit in hits if hit is not None]
+        for r in done:
+            if (hit := first_reaching(r.val_cost, r.epoch_seconds, target_cost)) is not None:
+                # a hit in a partial last epoch (a time budget) counts that epoch's fraction only
+                reached.append((min(hit[0], r.epochs_trained), hit[1]))
     return SizeStats(
         batch_size=batch_size,
         n_runs=len(runs),

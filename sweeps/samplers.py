@@ -52,8 +52,8 @@ def grid_space(spec: Spec) -> dict[str, list[object]]:
 
 def _require(module: str, sampler: str, what: str, install: str) -> None:
     try:
-        missing = importlib.util.find_spec(module) is None
-    except (ImportError, ValueError):  # a module blocked with sys.modules[name] = None, or a broken install
+        missing = importlib.util.find_spec(module) is None  # also None for one blocked by sys.modules[name] = None
+    except (ImportError, ValueError):  # a broken install (a parent package that fails, a module without a spec)
         missing = True
     if missing:
         raise SpecError("sampler.name", f"the {sampler} sampler needs {what}: pip install '{install}'")

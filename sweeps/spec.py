@@ -107,7 +107,7 @@ class Spec(_Strict):
                     f"[1, {n_train}] (the training split's size; 64–512 is the usual range)",
                 )
         epochs = self.training.epochs
-        if "warmup_epochs" in self.search:
+        if "warmup_epochs" in self.search and self._warmup_possible():
             for path, v in _values(self.search["warmup_epochs"]):
                 if v >= epochs:  # the warmup would never end: optcore would refuse every such trial
                     raise SpecError(
@@ -153,6 +153,14 @@ class Spec(_Strict):
                     f"must be ≤ max_resource ({args['max_resource']})",
                 )
         return self
+
+    def _warmup_possible(self) -> bool:
+        """Whether a trial can have ``warmup_epochs`` together with a ``warmup_*`` schedule (the only ones
+        that use it): the schedule's choices or value, narrowed by the entry's ``when`` on ``schedule``."""
+        schedule = self.search["schedule"]
+        names = schedule.choices if schedule.kind == "categorical" else [schedule.value]
+        allowed = (self.search["warmup_epochs"].when or {}).get("schedule")
+        return any(str(n).startswith("warmup_") and (allowed is None or n in allowed) for n in names)
 
     @property
     def objectives(self) -> list[str]:

@@ -80,14 +80,17 @@ def plot_cost_curves(val_costs: Series, path: Path, chosen: int | None = None) -
     return _finish(figure, ax, path, xlabel="epoch", ylabel="validation cost", title="Validation cost (mean ± std)")
 
 
-def plot_throughput(throughput: Series, path: Path) -> Path:
-    """Training samples per second against batch size: each repeat as a dot, the mean as a line."""
+def plot_throughput(throughput: Series, path: Path, overall: Mapping[int, float] | None = None) -> Path:
+    """Training samples per second against batch size: each repeat as a dot, and a line through ``overall``
+    (one figure per size, e.g. all samples over all seconds; by default the mean of the repeats)."""
     figure, ax = _figure()
     sizes = sorted(throughput)
-    means = [float(np.mean(throughput[s])) if len(throughput[s]) else math.nan for s in sizes]
+    label = "all runs pooled" if overall is not None else "mean"
+    if overall is None:
+        overall = {s: float(np.mean(throughput[s])) if len(throughput[s]) else math.nan for s in sizes}
     for s in sizes:
         ax.scatter([s] * len(throughput[s]), throughput[s], color="tab:blue", alpha=0.5, s=18)
-    ax.plot(sizes, means, "o-", color="tab:blue", label="mean")
+    ax.plot(sizes, [overall[s] for s in sizes], "o-", color="tab:blue", label=label)
     if sizes and min(sizes) > 0:
         _log2_sizes(ax, sizes)
     return _finish(figure, ax, path, xlabel="batch size", ylabel="samples / second", title="Throughput")

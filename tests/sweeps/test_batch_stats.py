@@ -113,6 +113,9 @@ def test_a_time_budget_run_counts_the_samples_of_its_partial_last_epoch():
     assert run.throughput == pytest.approx(240 / 0.5)
     row = size_stats(32, [run, _run(32, 2, [0.4, 0.3], [0.25, 0.25])])
     assert row.epochs_run == pytest.approx((2.4 + 2) / 2) and row.throughput == pytest.approx(440 / 1.0)
+    # reaching 0.35 in the partial third epoch took 2.4 epochs, not 3; 0.4 in the second took 2
+    assert size_stats(32, [run], target_cost=0.35).epochs_to_target == pytest.approx(2.4)
+    assert size_stats(32, [run], target_cost=0.4).epochs_to_target == 2
 
 
 def _stats(size: int, costs, throughput: float, failed: int = 0) -> SizeStats:

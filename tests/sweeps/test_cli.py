@@ -185,6 +185,12 @@ pruner: {name: median, n_startup_trials: 1, warmup_epochs: 0}
         assert proc.returncode == 0 and "the new curve matches the logged one" in proc.stdout, proc.stdout
         if t.state == TrialState.FAIL:
             assert f"now: {t.user_attrs['fail_reason'].split(' (')[0]}" in proc.stdout
+            # a divergence logged at another iteration is not reproduced by this one
+            c.set_tag(
+                by_number[t.number].info.run_id, "fail_reason", "cost diverged at epoch 1, iteration 999 (cost = nan)"
+            )
+            proc = run_cli("reproduce", by_number[t.number].info.run_id, "--workdir", tmp_path / "wd", cwd=tmp_path)
+            assert proc.returncode == 1 and "DOES NOT match" in proc.stdout, proc.stdout
 
 
 def test_reproduce_retrains_a_tracked_trial(tmp_path, tiny_spec):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -249,6 +250,48 @@ def test_multi_objective() -> None:
 def test_hyperband_max_resource_is_the_epoch_count(quickstart: Path) -> None:
     spec = load_spec(quickstart, ["pruner=hyperband", "training.epochs=12"])
     assert spec.pruner.args["max_resource"] == 12
+
+
+def _warmup_spec(schedule: dict, warmup: dict, epochs: int) -> dict:
+    return {
+        "name": "w",
+        "trials": 1,
+        "dataset": {"name": "moons"},
+        "model": {"hidden": [4]},
+        "training": {"epochs": epochs},
+        "search": {"batch_size": 32, "optimizer": "adam", "lr": 0.01, "schedule": schedule, "warmup_epochs": warmup},
+    }
+
+
+@pytest.mark.parametrize(
+    ("schedule", "warmup"),
+    [
+        # warmup_epochs outlasts training only where no warmup schedule can come with it: nothing to refuse
+        ({"choices": ["cosine", "warmup_cosine"]}, {"low": 1, "high": 5, "when": {"schedule": ["cosine"]}}),
+        ({"value": "cosine"}, {"value": 10}),
+        ({"choices": ["constant", "step"]}, {"low": 1, "high": 5}),
+    ],
+)
+def test_warmup_longer_than_training_is_fine_without_a_warmup_schedule(schedule, warmup) -> None:
+    assert load_spec(_warmup_spec(schedule, warmup, epochs=4)).training.epochs == 4
+
+
+@pytest.mark.parametrize(
+    ("schedule", "warmup", "message"),
+    [
+        ({"choices": ["cosine", "warmup_cosine"]}, {"low": 1, "high": 5}, "search.warmup_epochs.high: 5 is not"),
+        ({"value": "warmup_step"}, {"value": 4}, "search.warmup_epochs.value: 4 is not allowed"),
+        (
+            {"choices": ["cosine", "warmup_cosine"]},
+            {"low": 1, "high": 5, "when": {"schedule": ["warmup_cosine"]}},
+            "warmup_epochs must be < training.epochs (4)",
+        ),
+    ],
+)
+def test_warmup_longer_than_training_is_refused_with_a_warmup_schedule(schedule, warmup, message) -> None:
+    with pytest.raises(SpecError, match=re.escape(message)):
+        load_spec(_warmup_spec(schedule, warmup, epochs=4))
+    assert load_spec(_warmup_spec(schedule, warmup, epochs=6)).training.epochs == 6
 
 
 def test_missing_file(tmp_path: Path) -> None:
