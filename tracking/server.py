@@ -21,6 +21,16 @@ from tracking.errors import TrackingUnavailable
 from tracking.redact import redact
 
 
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -69,15 +79,19 @@ class MlflowServer:
             cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
         )
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                break
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.3)
+        try:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    break
+                try:
+                    with urllib.request.urlopen(f"{self.url}/health", timeout=2) as r:
+                        if r.status == 200:
+                            return self
+                except OSError:
+                    time.sleep(0.3)
+        except BaseException:  # Ctrl-C while starting: `with` would not call __exit__, so stop it here
+            self.stop()
+            raise
         self.stop()
         raise TrackingUnavailable(
             f"the MLflow server for {redact(self.backend_store_uri)} did not start within {timeout:.0f} s"
@@ -85,17 +99,24 @@ class MlflowServer:
         )
 
     def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM to the server's process group, then wait until every process of it is gone (SIGKILL after
+        ``timeout``). Not only the leader: ``mlflow server`` runs uvicorn as a child, which can outlive it by
+        a moment while still holding the port."""
         proc, self.process = self.process, None
-        if proc is None or proc.poll() is not None:
+        if proc is None:
             return
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        except ProcessLookupError:
-            pass
+        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline:
+                proc.poll()  # reap the leader, or it stays a zombie member of the group
+                if not _group_alive(proc.pid):
+                    return
+                time.sleep(0.05)
+        proc.poll()
 
     def __enter__(self) -> MlflowServer:
         return self.start() if self.process is None else self
