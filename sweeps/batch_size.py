@@ -567,8 +567,8 @@ def _log_parent(sweep, spec: Spec, report: BatchSizeReport) -> None:
         plots.plot_cost_curves(costs, folder / "plots" / "val_cost_curves.png", chosen=report.chosen)
         plots.plot_throughput(
             {s: [r.throughput for r in rs if r.failed is None] for s, rs in by_size.items()},
+            {row.batch_size: row.throughput for row in report.rows},
             folder / "plots" / "throughput.png",
-            overall={row.batch_size: row.throughput for row in report.rows},  # the table's pooled figure
         )
         plots.plot_cost_vs_seconds(costs, seconds, folder / "plots" / "cost_vs_seconds.png")
         rows = report.rows

@@ -10,18 +10,12 @@ from sweeps import report
 
 
 def load(args):
-    from sweeps.spec import SpecError, load_spec
+    from sweeps.spec import load_spec
 
-    overrides = list(args.overrides)
-    if getattr(args, "trials", None) is not None:
-        overrides.append(f"trials={args.trials}")
-    try:
-        return load_spec(args.spec, overrides)
-    except SpecError as e:  # --trials N travels as an override; name the option the user typed
-        if getattr(args, "trials", None) is None:
-            raise
-        message = e.message.replace(f"(set by --set trials={args.trials})", f"(set by --trials {args.trials})")
-        raise SpecError(e.path, message) from None
+    overrides: list[str | tuple[str, str]] = list(args.overrides)
+    if getattr(args, "trials", None) is not None:  # an override that errors name as the option typed
+        overrides.append((f"trials={args.trials}", f"--trials {args.trials}"))
+    return load_spec(args.spec, overrides)
 
 
 def _workdir_hint(args) -> str:

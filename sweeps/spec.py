@@ -190,22 +190,27 @@ class Spec(_Strict):
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
-def load_spec(path_or_text: str | os.PathLike | Mapping, overrides: Iterable[str] = ()) -> Spec:
+def load_spec(path_or_text: str | os.PathLike | Mapping, overrides: Iterable[str | tuple[str, str]] = ()) -> Spec:
     """Read, override and validate a spec.
 
     ``path_or_text`` is a ``.yaml``/``.yml``/``.toml`` path, YAML text, or a parsed mapping. Each override
-    is ``key.path=value`` with the value read as YAML (``trials=3``, ``search.batch_size.choices=[64,128]``).
+    is ``key.path=value`` with the value read as YAML (``trials=3``, ``search.batch_size.choices=[64,128]``),
+    or a pair of it and how the user gave it (``("trials=3", "--trials 3")``), which an error it causes names
+    (by default ``--set key.path=value``).
 
     Raises :class:`SpecError` for a missing or empty file, a syntax error (with its line), an unknown key
     (also one set by an override), or any invalid value: one line naming the field, value and what is allowed.
     """
     data = _read(path_or_text)
-    keys = [(item, _apply_override(data, item)) for item in overrides]
+    keys = []
+    for item in overrides:
+        text, shown = item if isinstance(item, tuple) else (item, f"--set {item}")
+        keys.append((shown, _apply_override(data, text)))
     try:
         return Spec.model_validate(data)
     except ValidationError as exc:
         error = _first_error(exc)
-        for item, key in keys:
+        for shown, key in keys:
             if error.path and _overlaps(error.path, key):
-                error = SpecError(error.path, f"{error.message} (set by --set {item})")
+                error = SpecError(error.path, f"{error.message} (set by {shown})")
         raise error from None

@@ -6,7 +6,6 @@ caller needs no DataFrame and the figures can be drawn before or without MLflow.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -80,17 +79,14 @@ def plot_cost_curves(val_costs: Series, path: Path, chosen: int | None = None) -
     return _finish(figure, ax, path, xlabel="epoch", ylabel="validation cost", title="Validation cost (mean ± std)")
 
 
-def plot_throughput(throughput: Series, path: Path, overall: Mapping[int, float] | None = None) -> Path:
+def plot_throughput(throughput: Series, overall: Mapping[int, float], path: Path) -> Path:
     """Training samples per second against batch size: each repeat as a dot, and a line through ``overall``
-    (one figure per size, e.g. all samples over all seconds; by default the mean of the repeats)."""
+    (one figure per size: all its samples over all its seconds, as in the report's table)."""
     figure, ax = _figure()
     sizes = sorted(throughput)
-    label = "all runs pooled" if overall is not None else "mean"
-    if overall is None:
-        overall = {s: float(np.mean(throughput[s])) if len(throughput[s]) else math.nan for s in sizes}
     for s in sizes:
         ax.scatter([s] * len(throughput[s]), throughput[s], color="tab:blue", alpha=0.5, s=18)
-    ax.plot(sizes, [overall[s] for s in sizes], "o-", color="tab:blue", label=label)
+    ax.plot(sizes, [overall[s] for s in sizes], "o-", color="tab:blue", label="all runs pooled")
     if sizes and min(sizes) > 0:
         _log2_sizes(ax, sizes)
     return _finish(figure, ax, path, xlabel="batch size", ylabel="samples / second", title="Throughput")
