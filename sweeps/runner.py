@@ -136,7 +136,8 @@ def open_study(spec: Spec, stores: Stores, stale_trial_callback: Callable | None
         raise SweepError(
             f"the sweep {spec.name!r} in {stores.describe_storage()} was started from a different spec "
             f"(search hash {stored}, this spec {search_hash(spec)}); only `trials` may change when resuming. "
-            "Rename the sweep (`name:`) or use another --workdir/--storage."
+            f"To start a separate sweep, give it its own name (--set name={spec.name}-2, or `name:` in the spec) "
+            "or another --workdir/--storage; to continue this one, run the spec it started from."
         )
     return study
 

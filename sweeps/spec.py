@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from sweeps.spec_blocks import DatasetSpec, ModelSpec, PrunerSpec, SamplerSpec, TrainingSpec, _Strict
 from sweeps.spec_domains import (
@@ -38,9 +39,10 @@ from sweeps.spec_domains import (
     _int,
     _within,
 )
-from sweeps.spec_errors import SpecError, _join, _show
-from sweeps.spec_parse import _apply_override, _first_error, _overlaps, _read
-from sweeps.spec_search import Entry, Number, Scalar, _check_when, _fit_domain, _order, _values
+from sweeps.spec_errors import Problems, SpecError, _join, _show
+from sweeps.spec_limits import MAX_TRIALS, check_memory
+from sweeps.spec_parse import _apply_override, _errors, _overlaps, _read
+from sweeps.spec_search import Entry, Number, Scalar, _check_when, _fit_domain, _order, _unreachable, _values
 
 __all__ = [
     "DEFAULTS",
@@ -73,7 +75,7 @@ class Spec(_Strict):
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
     seed: Annotated[int, _within(_int(0, 2**32 - 1))] = 0  # Optuna's samplers take seeds below 2**32
-    trials: Annotated[int, _within(_int(1))]
+    trials: Annotated[int, _within(_int(1, MAX_TRIALS))]
     dataset: DatasetSpec
     model: ModelSpec
     training: TrainingSpec
@@ -83,25 +85,34 @@ class Spec(_Strict):
 
     @field_validator("search")
     @classmethod
-    def _check_search(cls, search: dict[str, Entry]) -> dict[str, Entry]:
-        search = {name: _fit_domain(name, entry) for name, entry in search.items()}
-        search |= {name: Entry(value=v) for name, v in DEFAULTS.items() if name not in search}
+    def _check_search(cls, search: dict[str, Entry], info: ValidationInfo) -> dict[str, Entry]:
+        problems = Problems()
+        fitted = {}
+        for name, entry in search.items():
+            with problems.collect():
+                fitted[name] = _fit_domain(name, entry)
+        problems.raise_any()
+        search = fitted | {name: Entry(value=v) for name, v in DEFAULTS.items() if name not in fitted}
+        search = _drop_unreachable(search, info.context)
         for name in REQUIRED:
             if name not in search:
-                raise SpecError(name, f"missing; {', '.join(REQUIRED)} are required (give choices, low/high, or value)")
-            if search[name].when:
-                raise SpecError(f"{name}.when", f"{name} is needed in every trial, so it cannot have a condition")
+                problems.add(name, f"missing; {', '.join(REQUIRED)} are required (give choices, low/high, or value)")
+            elif search[name].when:
+                problems.add(f"{name}.when", f"{name} is needed in every trial, so it cannot have a condition")
         for name, entry in search.items():
-            _check_when(name, entry, search)
+            with problems.collect():
+                _check_when(name, entry, search)
+        problems.raise_any()
         _order(search)
         return search
 
     @model_validator(mode="after")
     def _check_across(self) -> Spec:
+        problems = Problems()
         n_train = self.dataset.n_train
         for path, v in _values(self.search["batch_size"]):
             if v > n_train:
-                raise SpecError(
+                problems.add(
                     _join("search.batch_size", path),
                     f"{v} is not allowed: batch_size must be in "
                     f"[1, {n_train}] (the training split's size; 64–512 is the usual range)",
@@ -110,20 +121,20 @@ class Spec(_Strict):
         if "warmup_epochs" in self.search and self._warmup_possible():
             for path, v in _values(self.search["warmup_epochs"]):
                 if v >= epochs:  # the warmup would never end: optcore would refuse every such trial
-                    raise SpecError(
+                    problems.add(
                         _join("search.warmup_epochs", path),
                         f"{v} is not allowed: warmup_epochs must be < training.epochs ({epochs}), so that the "
                         "decay after the warmup has epochs to run",
                     )
         if len(self.objectives) > 1:
             if self.sampler.name not in MULTI_OBJECTIVE_SAMPLERS:
-                raise SpecError(
+                problems.add(
                     "sampler.name",
                     f"{_show(self.sampler.name)} is not allowed with two objectives; "
                     f"sampler must be one of: {', '.join(MULTI_OBJECTIVE_SAMPLERS)}",
                 )
             if self.pruner.name != "none":
-                raise SpecError(
+                problems.add(
                     "pruner.name",
                     f"{_show(self.pruner.name)} is not allowed with two objectives "
                     "(Optuna cannot prune multi-objective trials); pruner must be 'none'",
@@ -131,7 +142,7 @@ class Spec(_Strict):
         if self.sampler.name == "grid":
             for name, entry in self.search.items():
                 if entry.kind in ("int", "float") and entry.step is None:
-                    raise SpecError(
+                    problems.add(
                         f"search.{name}",
                         "a range without step is not allowed with the grid "
                         "sampler; give choices, a value, or a range with step",
@@ -141,17 +152,19 @@ class Spec(_Strict):
             if args["max_resource"] is None:
                 args["max_resource"] = self.training.epochs
             if args["max_resource"] > epochs:
-                raise SpecError(
+                problems.add(
                     "pruner.max_resource",
                     f"{args['max_resource']} is not allowed: max_resource must be ≤ training.epochs ({epochs}), "
                     "the most epochs a trial can report",
                 )
-            if args["min_resource"] > args["max_resource"]:
-                raise SpecError(
+            elif args["min_resource"] > args["max_resource"]:
+                problems.add(
                     "pruner.min_resource",
                     f"{args['min_resource']} is not allowed: min_resource "
                     f"must be ≤ max_resource ({args['max_resource']})",
                 )
+        problems.errors += check_memory(self)
+        problems.raise_any()
         return self
 
     def _warmup_possible(self) -> bool:
@@ -194,23 +207,52 @@ def load_spec(path_or_text: str | os.PathLike | Mapping, overrides: Iterable[str
     """Read, override and validate a spec.
 
     ``path_or_text`` is a ``.yaml``/``.yml``/``.toml`` path, YAML text, or a parsed mapping. Each override
-    is ``key.path=value`` with the value read as YAML (``trials=3``, ``search.batch_size.choices=[64,128]``),
-    or a pair of it and how the user gave it (``("trials=3", "--trials 3")``), which an error it causes names
-    (by default ``--set key.path=value``).
+    is ``key.path=value`` with the value read as YAML (``trials=3``, ``search.batch_size.choices=[64,128]``)
+    or ``~key.path`` to delete a key (``~search.beta1``), or a pair of it and how the user gave it
+    (``("trials=3", "--trials 3")``), which an error it causes names (by default ``--set key.path=value``).
+    Search entries that overrides leave in no trial are dropped, with a note logged (``sweeps.spec``).
 
-    Raises :class:`SpecError` for a missing or empty file, a syntax error (with its line), an unknown key
-    (also one set by an override), or any invalid value: one line naming the field, value and what is allowed.
+    Raises :class:`SpecError` for a missing, empty or oversized file, a syntax error (with its line), an
+    unknown key (also one set by an override), or any invalid value: one line per mistake naming the field,
+    value and what is allowed, all mistakes together (``error.errors``).
     """
     data = _read(path_or_text)
-    keys = []
+    keys, problems = [], Problems()
     for item in overrides:
         text, shown = item if isinstance(item, tuple) else (item, f"--set {item}")
-        keys.append((shown, _apply_override(data, text)))
+        with problems.collect():
+            keys.append((shown, _apply_override(data, text, shown)))
+    problems.raise_any()
+    context: dict[str, Any] = {"overrides": keys, "notes": []}
     try:
-        return Spec.model_validate(data)
+        spec = Spec.model_validate(data, context=context)
     except ValidationError as exc:
-        error = _first_error(exc)
-        for shown, key in keys:
-            if error.path and _overlaps(error.path, key):
-                error = SpecError(error.path, f"{error.message} (set by {shown})")
-        raise error from None
+        errors = []
+        for error in _errors(exc):
+            shown = [shown for shown, key in keys if error.path and _overlaps(error.path, key)]
+            errors.append(SpecError(error.path, f"{error.message} (set by {shown[-1]})") if shown else error)
+        raise SpecError.of(errors) from None
+    for note in context["notes"]:
+        logging.getLogger(__name__).warning("note: %s", note)
+    return spec
+
+
+def _drop_unreachable(search: dict[str, Entry], context: Mapping | None) -> dict[str, Entry]:
+    """``search`` without the entries that overrides (in the validation context) left in no trial."""
+    keys = (context or {}).get("overrides", [])
+
+    def overridden(name: str) -> bool:
+        return any(_overlaps(f"search.{name}", key) for _, key in keys)
+
+    gone = _unreachable(search, overridden)
+    by_cause: dict[str, list[str]] = {}
+    for name, cause in gone.items():
+        by_cause.setdefault(cause, []).append(name)
+    for cause, names in by_cause.items():
+        shown = [shown for shown, key in keys if _overlaps(f"search.{cause}", key)][-1]
+        listed = ", ".join(f"search.{n}" for n in names)
+        they = "it is" if len(names) == 1 else "they are"
+        context["notes"].append(
+            f"after {shown}, no trial meets the `when` of {listed}, so {they} dropped from the search"
+        )
+    return {name: entry for name, entry in search.items() if name not in gone}

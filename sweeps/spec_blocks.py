@@ -25,7 +25,7 @@ from sweeps.spec_domains import (
     _resolve_args,
     _within,
 )
-from sweeps.spec_errors import SpecError, _show
+from sweeps.spec_errors import Problems, SpecError, _show
 
 
 class _Strict(BaseModel):
@@ -38,9 +38,11 @@ class _Strict(BaseModel):
     def _check_keys(cls, data: Any) -> Any:
         data = cls._shorthand(data)
         if isinstance(data, dict):
+            problems = Problems()
             for key in data:
                 if key not in cls.model_fields:
-                    raise SpecError(str(key), f"unknown key; allowed keys: {', '.join(cls.model_fields)}")
+                    problems.add(str(key), f"unknown key; allowed keys: {', '.join(cls.model_fields)}")
+            problems.raise_any()
         return data
 
     @classmethod
@@ -97,14 +99,17 @@ class DatasetSpec(_Named):
         if self.name not in names:
             raise SpecError("name", f"{_show(self.name)} is not allowed: dataset must be one of: {', '.join(names)}")
         defaults, fixed = _dataset_info(self.name)
-        checked = {}
+        checked, problems = {}, Problems()
         for key, value in self.params.items():
             if key not in defaults:
                 allowed = ", ".join(["name", "val_fraction", *defaults])
                 why = f" ({self.name} is bundled, with {fixed} samples)" if fixed is not None else ""
-                raise SpecError(str(key), f"unknown key for dataset {self.name}{why}; allowed keys: {allowed}")
+                problems.add(str(key), f"unknown key for dataset {self.name}{why}; allowed keys: {allowed}")
+                continue
             domain = _DATASET_PARAMS.get(key) or _Domain("float" if isinstance(defaults[key], float) else "int")
-            checked[key] = domain.check(key, value, key)
+            with problems.collect():
+                checked[key] = domain.check(key, value, key)
+        problems.raise_any()
         self.params = defaults | checked
         p = self.params
         if self.name == "classification":
@@ -137,9 +142,11 @@ class ModelSpec(_Strict):
     @field_validator("hidden")
     @classmethod
     def _check_hidden(cls, hidden: list[int]) -> list[int]:
+        problems = Problems()
         for i, units in enumerate(hidden):
             if units < 1:
-                raise SpecError(f"[{i}]", f"{units} is not allowed: layer sizes must be ≥ 1")
+                problems.add(f"[{i}]", f"{units} is not allowed: layer sizes must be ≥ 1")
+        problems.raise_any()
         return hidden
 
 

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import AfterValidator
 
-from sweeps.spec_errors import SpecError, _show
+from sweeps.spec_errors import Problems, SpecError, _show
 
 # ---------------------------------------------------------------------------------------------------------
 # Names the spec is checked against. optcore's registries are the truth; until optcore exports them, the
@@ -250,9 +250,13 @@ def _resolve_args(block: str, table: dict, name: str, given: Mapping[str, object
     """The block's arguments with defaults filled in; unknown names and arguments are SpecErrors."""
     if name not in table:
         raise SpecError("name", f"{_show(name)} is not allowed: {block} must be one of: {', '.join(table)}")
-    schema = table[name]
+    schema, problems, resolved = table[name], Problems(), {}
     for key in given:
         if key not in schema:
             allowed = ", ".join(["name", *schema])
-            raise SpecError(str(key), f"unknown key for the {name} {block}; allowed keys: {allowed}")
-    return {k: dom.check(k, given[k], k) if k in given else default for k, (dom, default) in schema.items()}
+            problems.add(str(key), f"unknown key for the {name} {block}; allowed keys: {allowed}")
+    for key, (domain, default) in schema.items():
+        with problems.collect():
+            resolved[key] = domain.check(key, given[key], key) if key in given else default
+    problems.raise_any()
+    return resolved

@@ -5,14 +5,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, model_serializer, model_validator
 
 from sweeps.spec_blocks import _Strict
 from sweeps.spec_domains import HYPERPARAMETERS
-from sweeps.spec_errors import SpecError, _join, _show
+from sweeps.spec_errors import Problems, SpecError, _join, _show
 
 
 def _scalar(value: Any) -> Any:
@@ -162,13 +162,16 @@ def _fit_domain(name: str, entry: Entry) -> Entry:
     domain = HYPERPARAMETERS[name]
     if entry.kind in ("int", "float") and domain.kind in ("bool", "name"):
         raise SpecError(name, f"a low/high range is not allowed: {name} takes choices or a value")
-    if entry.kind == "categorical":
-        update = {"choices": [domain.check(name, v, _join(name, key)) for key, v in _values(entry)]}
-    else:
-        update = {key: domain.check(name, v, _join(name, key)) for key, v in _values(entry)}
+    problems = Problems()
+    checked = {}
+    for key, v in _values(entry):
+        with problems.collect():
+            checked[key] = domain.check(name, v, _join(name, key))
+    if entry.step is not None and domain.kind == "int" and not isinstance(entry.step, int):
+        problems.add(_join(name, "step"), f"{_show(entry.step)} is not allowed: {name} takes integer steps")
+    problems.raise_any()
+    update: dict[str, Any] = {"choices": list(checked.values())} if entry.kind == "categorical" else checked
     if entry.step is not None:
-        if domain.kind == "int" and not isinstance(entry.step, int):
-            raise SpecError(_join(name, "step"), f"{_show(entry.step)} is not allowed: {name} takes integer steps")
         update["step"] = float(entry.step) if domain.kind == "float" else entry.step
     return entry.model_copy(update=update)
 
@@ -179,26 +182,73 @@ def _check_when(name: str, entry: Entry, search: Mapping[str, Entry]) -> None:
     Values it cannot take alongside ones it can are fine: ``--set search.optimizer.value=adam`` must not
     break ``when: {optimizer: [momentum, adam]}``.
     """
+    problems = Problems()
     for target, values in (entry.when or {}).items():
-        path = f"{name}.when.{target}"
-        if target == name:
-            raise SpecError(path, f"{name} cannot depend on itself; a condition names another parameter")
-        if target not in search:
-            others = ", ".join(n for n in search if n != name)
-            raise SpecError(path, f"unknown parameter {_show(target)}; a condition may name: {others}")
-        t = search[target]
-        if t.kind == "float":
-            raise SpecError(
-                path,
-                f"{target} is a continuous range; a condition needs a parameter with "
-                "choices, a value, or an integer range",
-            )
-        if not values:
-            raise SpecError(path, f"empty list; name the values of {target} for which {name} exists")
-        for i, v in enumerate(values):  # a typo is an error …
+        with problems.collect():
+            _check_condition(name, target, values, search)
+    problems.raise_any()
+
+
+def _check_condition(name: str, target: str, values: list, search: Mapping[str, Entry]) -> None:
+    path = f"{name}.when.{target}"
+    if target == name:
+        raise SpecError(path, f"{name} cannot depend on itself; a condition names another parameter")
+    if target not in search:
+        others = ", ".join(n for n in search if n != name)
+        raise SpecError(path, f"unknown parameter {_show(target)}; a condition may name: {others}")
+    t = search[target]
+    if t.kind == "float":
+        raise SpecError(
+            path,
+            f"{target} is a continuous range; a condition needs a parameter with choices, a value, or an integer range",
+        )
+    if not values:
+        raise SpecError(path, f"empty list; name the values of {target} for which {name} exists")
+    problems = Problems()
+    for i, v in enumerate(values):  # a typo is an error …
+        with problems.collect():
             HYPERPARAMETERS[target].check(target, v, f"{path}[{i}]")
-        if not any(t.can_take(v) for v in values):  # … and so is an entry that can never exist
-            raise SpecError(path, f"{_show(values)} is not allowed: {target} {_takes(t)}, so {name} never exists")
+    problems.raise_any()
+    if not any(t.can_take(v) for v in values):  # … and so is an entry that can never exist
+        raise SpecError(path, f"{_show(values)} is not allowed: {target} {_takes(t)}, so {name} never exists")
+
+
+def _unreachable(search: Mapping[str, Entry], overridden: Callable[[str], bool]) -> dict[str, str]:
+    """Entries that overrides left in no trial: ``{entry: the overridden parameter that did it}``.
+
+    An entry goes when its ``when`` names a parameter an override changed (``--set
+    search.schedule.value=cosine``, ``--set '~search.schedule'``) and that parameter can no longer take any
+    of the listed values, or names an entry that went. Such an entry would exist in no trial, so dropping it
+    changes no trial. A condition the file (or an override of the condition itself) states impossibly stays
+    an error: it is a mistake, not a consequence.
+    """
+    gone: dict[str, str] = {}
+    changed = True
+    while changed:
+        changed = False
+        for name, entry in search.items():
+            if name in gone or overridden(f"{name}.when"):
+                continue
+            for target, values in (entry.when or {}).items():
+                cut_off = target != name and overridden(target) and _never(target, search.get(target), values)
+                if target in gone or cut_off:
+                    gone[name] = gone.get(target, target)
+                    changed = True
+                    break
+    return gone
+
+
+def _never(name: str, target: Entry | None, values: list) -> bool:
+    """Whether a declared, discrete ``target`` can take none of ``values``, all valid values of its domain
+    (a typo among them stays an error for :func:`_check_when` to report)."""
+    if target is None or target.kind == "float" or not values:
+        return False
+    try:
+        for v in values:
+            HYPERPARAMETERS[name].check(name, v)
+    except SpecError:
+        return False
+    return not any(target.can_take(v) for v in values)
 
 
 def _takes(entry: Entry) -> str:

@@ -368,3 +368,208 @@ def test_spec_model_is_strict_about_types() -> None:
     with pytest.raises(SpecError, match=r"^model\.l2: '0\.1' is not allowed: l2 must be a number"):
         load_spec(data)
     assert isinstance(load_spec(MINIMAL), Spec)
+
+
+# -- deleting keys, and entries an override leaves in no trial ---------------------------------------------
+
+
+def test_tilde_override_deletes_a_key(quickstart: Path) -> None:
+    spec = load_spec(quickstart, ["~search.beta1", "~dataset.noise", "~pruner.warmup_epochs"])
+    assert "beta1" not in spec.search
+    assert spec.dataset.params["noise"] == 0.2  # the dataset's default again
+    assert spec.pruner.args["warmup_epochs"] == 0
+    assert spec.search["beta2"].when == {"optimizer": ["rmsprop", "adam"]}
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("~search.beta3", "search.beta3: not in the spec, so there is nothing to delete (set by --set ~search.beta3)"),
+        ("~model.hidden.x", "model.hidden: is [32, 32], not a mapping"),
+        ("~sampler.n_startup_trials", "sampler.n_startup_trials: not in the spec"),
+        ("~trials=3", "--set ~trials=3: ~key.path deletes a key and takes no value"),
+        (
+            "~search.lr",
+            "search.lr: missing; batch_size, optimizer, lr are required (give choices, low/high, or value) "
+            "(set by --set ~search.lr)",
+        ),
+    ],
+)
+def test_bad_deletions(quickstart: Path, override: str, message: str) -> None:
+    with pytest.raises(SpecError) as info:
+        load_spec(quickstart, [override])
+    assert message in str(info.value)
+
+
+def test_fixing_a_parameter_drops_the_entries_it_leaves_in_no_trial(quickstart: Path, caplog) -> None:
+    """The quickstart's schedule children exist only for schedules a fixed `cosine` rules out: they go, with a
+    note, instead of failing as conditions that can never hold."""
+    with caplog.at_level("WARNING", logger="sweeps.spec"):
+        spec = load_spec(quickstart, ["search.schedule.value=cosine", "search.optimizer.value=momentum"])
+    assert set(spec.search) == {"batch_size", "optimizer", "lr", "beta1", "schedule"}
+    assert caplog.messages == [  # in the order the search declares the entries
+        "note: after --set search.optimizer.value=momentum, no trial meets the `when` of search.beta2, "
+        "so it is dropped from the search",
+        "note: after --set search.schedule.value=cosine, no trial meets the `when` of search.decay_rate, "
+        "search.step_size, search.gamma, search.warmup_epochs, so they are dropped from the search",
+    ]
+    # Deleting the schedule brings back its default, constant, with the same effect.
+    assert "gamma" not in load_spec(quickstart, ["~search.schedule"]).search
+
+
+def test_an_entry_conditioned_on_a_dropped_entry_goes_too() -> None:
+    text = MINIMAL + (
+        "  schedule: {choices: [constant, step]}\n"
+        "  step_size: {choices: [5, 10], when: {schedule: [step]}}\n"
+        "  gamma: {low: 0.1, high: 0.9, when: {step_size: [5]}}\n"
+    )
+    assert {"step_size", "gamma"} <= set(load_spec(text).search)
+    spec = load_spec(text, ["search.schedule.value=constant"])
+    assert "step_size" not in spec.search and "gamma" not in spec.search
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        # the file states the impossible condition: a mistake, not a consequence of an override
+        ([], "search.gamma.when.schedule: ['step'] is not allowed: schedule is fixed to 'constant'"),
+        # an override of the condition itself is taken as meant, so it is refused rather than dropped
+        (["search.schedule.value=cosine", "search.gamma.when.schedule=[step]"], "gamma never exists"),
+        # a typo in the condition stays an error even when the parameter it names was overridden
+        (["search.schedule.value=cosine", "search.gamma.when.schedule=[stepp]"], "schedule must be one of"),
+    ],
+)
+def test_impossible_conditions_not_caused_by_an_override_stay_errors(overrides, message) -> None:
+    text = MINIMAL + "  schedule: constant\n  gamma: {low: 0.1, high: 0.9, when: {schedule: [step]}}\n"
+    with pytest.raises(SpecError, match=re.escape(message)):
+        load_spec(text, overrides)
+
+
+# -- every mistake at once ------------------------------------------------------------------------------------
+
+
+def test_every_mistake_is_reported_at_once(quickstart: Path) -> None:
+    overrides = ["trials=0", "model.hidden=[0,-1]", "search.lr.low=-1", "sampler.foo=1", "dataset.noise=-1"]
+    with pytest.raises(SpecError) as info:
+        load_spec(quickstart, overrides)
+    paths = [e.path for e in info.value.errors]
+    assert paths == [
+        "trials",
+        "dataset.noise",
+        "model.hidden[0]",
+        "model.hidden[1]",
+        "search.lr.low",
+        "sampler.foo",
+    ]
+    lines = str(info.value).splitlines()
+    assert lines[0] == "6 mistakes in the spec:"
+    assert lines[1] == "  trials: 0 is not allowed: trials must be in [1, 1000000] (set by --set trials=0)"
+    assert len(lines) == 7
+    # the group reads as its first mistake where one is expected
+    assert (info.value.path, info.value.message) == ("trials", lines[1].split(": ", 1)[1])
+
+
+def test_checks_across_blocks_report_every_mistake() -> None:
+    text = MINIMAL.replace("{epochs: 2}", "{epochs: 2, objective: [final_val_cost, train_seconds]}").replace(
+        "batch_size: 16", "batch_size: {choices: [16, 500]}"
+    )
+    with pytest.raises(SpecError) as info:
+        load_spec(text + "sampler: cmaes\npruner: median\n")
+    assert [e.path for e in info.value.errors] == ["search.batch_size.choices[1]", "sampler.name", "pruner.name"]
+
+
+def test_bad_overrides_are_all_reported(quickstart: Path) -> None:
+    with pytest.raises(SpecError) as info:
+        load_spec(quickstart, ["trials", "~nope", "search.lr.choices=[0.1,"])
+    assert len(info.value.errors) == 3
+
+
+def test_a_long_list_of_mistakes_is_cut_short() -> None:
+    data = yaml.safe_load(MINIMAL)
+    data["model"]["hidden"] = [0] * 50
+    with pytest.raises(SpecError) as info:
+        load_spec(data)
+    lines = str(info.value).splitlines()
+    assert len(info.value.errors) == 50 and lines[0] == "50 mistakes in the spec:"
+    assert len(lines) == 22 and lines[-1] == "  … and 30 more"
+
+
+# -- bounds: hostile and absurd specs -------------------------------------------------------------------------
+
+
+def _bomb(levels: int) -> list:
+    value: list = ["lol"] * 9
+    for _ in range(levels):
+        value = [value] * 9  # shared, as YAML aliases are: 9**levels leaves in a few hundred bytes
+    return value
+
+
+def test_show_never_walks_more_than_it_prints() -> None:
+    from sweeps.spec_errors import _show
+
+    text = _show(_bomb(30))  # 9**31 leaves: walking them all would never finish
+    assert len(text) == 60 and text.startswith("[[[[") and text.endswith("...")
+    loop: list = []
+    loop.append(loop)
+    assert "..." in _show(loop)
+    assert _show({"a": [1, "x"]}) == "{'a': [1, 'x']}"
+
+
+def test_a_huge_value_given_as_data_gets_a_short_message() -> None:
+    data = yaml.safe_load(MINIMAL)
+    data["search"]["schedule"] = {"choices": _bomb(30)}
+    data["name"] = _bomb(30)
+    with pytest.raises(SpecError) as info:
+        load_spec(data)
+    assert info.value.errors[0].path == "name"
+    assert all(len(str(e)) < 300 for e in info.value.errors)
+
+
+def test_yaml_aliases_that_expand_too_far_are_refused() -> None:
+    levels = "\n".join(f"  - &l{i} [*l{i - 1}, *l{i - 1}, *l{i - 1}, *l{i - 1}]" for i in range(1, 12))
+    with pytest.raises(SpecError, match="line 11: too large: this value expands to more than 100,000 values"):
+        load_spec(f"name: x\nbomb:\n  - &l0 [a, b, c, d]\n{levels}\n")
+    with pytest.raises(SpecError, match="an alias refers to a value that contains it"):
+        load_spec("name: x\nloop: &a [*a]\n")
+    small = "\n".join(f"  - &l{i} [*l{i - 1}, *l{i - 1}]" for i in range(1, 4))  # aliases within reason are fine
+    with pytest.raises(SpecError, match="bomb: unknown key"):
+        load_spec(MINIMAL + f"bomb:\n  - &l0 [a, b]\n{small}\n")
+
+
+def test_oversized_text_is_refused() -> None:
+    with pytest.raises(SpecError, match="spec text: too large: a spec is at most 64 KiB"):
+        load_spec(MINIMAL + "".join(f"# padding {i}\n" for i in range(10_000)))
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("trials=1000001", "trials: 1000001 is not allowed: trials must be in [1, 1000000]"),
+        ("dataset.n_samples=10000000000", "dataset.n_samples: 10000000000 is not allowed: the moons dataset would"),
+        ("model.hidden=[100000000]", "model.hidden: [100000000] is not allowed: the network would take"),
+        ("model.hidden=[100000,100000,100000]", "20,000,600,001 parameters"),
+    ],
+)
+def test_absurd_sizes_are_refused(quickstart: Path, override: str, message: str) -> None:
+    with pytest.raises(SpecError) as info:
+        load_spec(quickstart, [override])
+    assert len(info.value.errors) == 1
+    assert message in str(info.value)
+
+
+def test_memory_estimate_follows_its_formula(quickstart: Path) -> None:
+    """The network check refuses exactly when P·s·4 + rows·Σwidths·s·2 exceeds the machine's memory."""
+    from sweeps.spec_limits import machine_memory
+
+    limit, _ = machine_memory()
+
+    # widths [2, h, 1]: P = 3h + h + 1; rows = max(n_val 800, batch 512) = 800; float64: s = 8
+    def need(h: int) -> int:
+        return (4 * h + 1) * 8 * 4 + 800 * (h + 1) * 8 * 2
+
+    h = next(h for h in (10**k for k in range(3, 12)) if need(h) > limit)
+    fits = max(1, int((limit - 800 * 8 * 2 - 32) / (4 * 8 * 4 + 800 * 8 * 2)) - 1)
+    assert need(fits) <= limit < need(h)
+    load_spec(quickstart, [f"model.hidden=[{fits}]", "model.dtype=float64"])
+    with pytest.raises(SpecError, match=r"^model\.hidden: "):
+        load_spec(quickstart, [f"model.hidden=[{h}]", "model.dtype=float64"])
