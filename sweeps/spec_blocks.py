@@ -6,10 +6,20 @@ the allowed keys. The whole spec, :class:`~sweeps.spec.Spec`, joins them with th
 
 from __future__ import annotations
 
+import difflib
 import math
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from sweeps.spec_domains import (
     _BETA,
@@ -26,6 +36,7 @@ from sweeps.spec_domains import (
     _within,
 )
 from sweeps.spec_errors import Problems, SpecError, _show
+from sweeps.spec_parse import _errors
 
 
 class _Strict(BaseModel):
@@ -33,21 +44,35 @@ class _Strict(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    @model_validator(mode="before")
+    @model_validator(mode="wrap")
     @classmethod
-    def _check_keys(cls, data: Any) -> Any:
+    def _check_keys(cls, data: Any, handler: ModelWrapValidatorHandler) -> Any:
+        """Unknown keys, each with the allowed ones, reported together with the block's other mistakes."""
         data = cls._shorthand(data)
-        if isinstance(data, dict):
-            problems = Problems()
-            for key in data:
-                if key not in cls.model_fields:
-                    problems.add(str(key), f"unknown key; allowed keys: {', '.join(cls.model_fields)}")
-            problems.raise_any()
-        return data
+        unknown = [key for key in data if key not in cls.model_fields] if isinstance(data, dict) else []
+        if not unknown:
+            return handler(data)
+        problems = Problems()
+        for key in unknown:
+            guess = difflib.get_close_matches(str(key), list(cls.model_fields), n=1, cutoff=0.75)
+            hint = f" (did you mean {guess[0]!r}?)" if guess and guess[0] not in data else ""
+            problems.add(str(key), f"unknown key{hint}; allowed keys: {', '.join(cls.model_fields)}")
+        try:
+            handler({k: v for k, v in data.items() if k in cls.model_fields})
+        except ValidationError as e:
+            problems.errors += [err for err in _errors(e) if not _meant(err, problems)]
+        problems.raise_any()
 
     @classmethod
     def _shorthand(cls, data: Any) -> Any:
         return data
+
+
+def _meant(error: SpecError, unknown: Problems) -> bool:
+    """Whether ``error`` is a missing key that one of the ``unknown`` keys was meant to be (it says so)."""
+    return error.message.startswith("missing") and any(
+        f"(did you mean {error.path!r}?)" in e.message for e in unknown.errors
+    )
 
 
 class _Named(_Strict):

@@ -197,7 +197,7 @@ SAMPLER_ARGS: dict[str, dict[str, tuple[_Domain, object]]] = {
     # space into the subspaces trials actually saw); constant_liar keeps parallel workers apart.
     "tpe": {
         "n_startup_trials": (_int(0), 10),
-        "n_ei_candidates": (_int(1), 24),
+        "n_ei_candidates": (_int(1, 10_000), 24),  # candidates are drawn every trial: bounded, as memory is
         "multivariate": (_BOOL, True),
         "group": (_BOOL, True),
         "constant_liar": (_BOOL, True),
@@ -207,7 +207,7 @@ SAMPLER_ARGS: dict[str, dict[str, tuple[_Domain, object]]] = {
     "gp": {"n_startup_trials": (_int(0), 10), "deterministic_objective": (_BOOL, False)},
     "cmaes": {"n_startup_trials": (_int(0), 1), "with_margin": (_BOOL, False)},
     "nsga2": {
-        "population_size": (_int(2), 50),
+        "population_size": (_int(2, 100_000), 50),
         "crossover_prob": (_PROBABILITY, 0.9),
         "swapping_prob": (_PROBABILITY, 0.5),
     },

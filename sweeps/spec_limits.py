@@ -37,7 +37,12 @@ def machine_memory() -> tuple[int, str]:
 
 
 def _gib(n_bytes: float) -> str:
-    return f"{n_bytes / 2**30:,.1f} GiB"
+    gib = n_bytes / 2**30
+    return f"{gib:,.1f} GiB" if gib < 1e6 else f"{gib:.1e} GiB"
+
+
+def _count(n: int) -> str:
+    return f"{n:,}" if n < 10**15 else f"{n:.1e}"
 
 
 def check_memory(spec) -> list[SpecError]:
@@ -52,7 +57,8 @@ def check_memory(spec) -> list[SpecError]:
 
     data = dataset.size * (n_features + n_outputs) * 8 * 3
     if data > limit:
-        blame = "n_samples" if dataset.size >= n_features else "n_features"
+        sizes = {k: params[k] for k in ("n_samples", "n_features", "n_classes") if k in params}
+        blame = max(sizes, key=sizes.__getitem__)  # the largest factor of the product
         problems.append(
             SpecError(
                 f"dataset.{blame}",
@@ -74,8 +80,8 @@ def check_memory(spec) -> list[SpecError]:
             SpecError(
                 "model.hidden",
                 f"{_show(spec.model.hidden)} is not allowed: the network would take ~{_gib(network)} "
-                f"({n_params:,} parameters with their gradients and optimizer moments, and the activations of "
-                f"{rows:,} rows), more than {source} ({_gib(limit)})",
+                f"({_count(n_params)} parameters with their gradients and optimizer moments, and the activations of "
+                f"{_count(rows)} rows), more than {source} ({_gib(limit)})",
             )
         )
     return problems

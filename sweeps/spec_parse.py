@@ -163,9 +163,7 @@ def _read(source: str | os.PathLike | Mapping) -> dict:
 
 def _check_length(n_bytes: int, origin: str) -> None:
     if n_bytes > MAX_SPEC_BYTES:
-        raise SpecError(
-            "", f"{origin}: too large: a spec is at most {MAX_SPEC_BYTES // 1024} KiB (a page of settings)"
-        )
+        raise SpecError("", f"{origin}: too large: a spec is at most {MAX_SPEC_BYTES // 1024} KiB (a page of settings)")
 
 
 _FORM_OF = {"choices": "choices", "value": "value", **dict.fromkeys(("low", "high", "log", "step"), "range")}

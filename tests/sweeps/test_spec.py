@@ -573,3 +573,26 @@ def test_memory_estimate_follows_its_formula(quickstart: Path) -> None:
     load_spec(quickstart, [f"model.hidden=[{fits}]", "model.dtype=float64"])
     with pytest.raises(SpecError, match=r"^model\.hidden: "):
         load_spec(quickstart, [f"model.hidden=[{h}]", "model.dtype=float64"])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("sampler.n_ei_candidates=1000000000000", "sampler.n_ei_candidates: 1000000000000 is not allowed"),
+        ("sampler={name: nsga2, population_size: 1000000000}", "population_size must be in [2, 100000]"),
+        ("dataset={name: blobs, n_classes: 1000000000000}", "dataset.n_classes: 1000000000000 is not allowed"),
+    ],
+)
+def test_other_absurd_sizes_are_refused(quickstart: Path, override: str, message: str) -> None:
+    with pytest.raises(SpecError, match=re.escape(message)):
+        load_spec(quickstart, [override])
+
+
+def test_an_unknown_key_does_not_hide_the_blocks_other_mistakes(quickstart: Path) -> None:
+    with pytest.raises(SpecError) as info:
+        load_spec(quickstart, ["~trials", "trails=3", "search.lr.low=-1", "model.hiden=[3]"])
+    messages = [str(e) for e in info.value.errors]
+    assert [e.path for e in info.value.errors] == ["trails", "model.hiden", "search.lr.low"]
+    # the typo of a required key is named as such, not also reported as a missing key
+    assert messages[0].startswith("trails: unknown key (did you mean 'trials'?); allowed keys: name, seed, trials")
+    assert messages[1].startswith("model.hiden: unknown key; allowed keys: hidden")  # hidden is there already
