@@ -9,11 +9,13 @@ Each search entry is data::
     nesterov:  {value: true}                           # fixed, not searched (shorthand: `nesterov: true`)
     beta1:     {low: 0.8, high: 0.99, when: {optimizer: [momentum, adam]}}   # exists only when …
 
-:func:`load_spec` reads a file (or YAML text), applies ``--set key.path=value`` overrides and validates.
-Every mistake becomes one :class:`SpecError` naming the field path, the bad value and what is allowed.
+:func:`load_spec` reads a file (or YAML text), applies ``--set key.path=value`` (and ``~key.path``) overrides
+and validates. Every mistake becomes one line naming the field path, the bad value and what is allowed, and all
+of them are raised together as one :class:`SpecError`.
 
 The pieces live next door: value domains and argument tables in ``spec_domains``, the blocks in ``spec_blocks``,
-search entries and their checks in ``spec_search``, reading and overrides in ``spec_parse``, errors in ``spec_errors``.
+search entries and their checks in ``spec_search``, reading and overrides in ``spec_parse``, errors in ``spec_errors``,
+size bounds in ``spec_limits``.
 """
 
 from __future__ import annotations

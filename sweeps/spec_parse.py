@@ -187,7 +187,8 @@ def _apply_override(data: dict, item: str, shown: str) -> str:
         raise SpecError(
             "", f"{shown}: expected key.path=value or ~key.path, e.g. --set training.epochs=2 or --set '~search.beta1'"
         )
-    node, last = _parent(data, parts, shown, create=not delete), parts[-1]
+    key, last = ".".join(parts), parts[-1]
+    node = _parent(data, parts, shown, create=not delete)
     if delete:
         if node is None or last not in node:
             raise SpecError(key, f"not in the spec, so there is nothing to delete (set by {shown})")
