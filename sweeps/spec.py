@@ -222,6 +222,7 @@ def load_spec(path_or_text: str | os.PathLike | Mapping, overrides: Iterable[str
     keys, problems = [], Problems()
     for item in overrides:
         text, shown = item if isinstance(item, tuple) else (item, f"--set {item}")
+        shown = shown if len(shown) <= 100 else shown[:97] + "..."  # an error names it on one short line
         with problems.collect():
             keys.append((shown, _apply_override(data, text, shown)))
     problems.raise_any()

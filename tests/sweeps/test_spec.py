@@ -596,3 +596,12 @@ def test_an_unknown_key_does_not_hide_the_blocks_other_mistakes(quickstart: Path
     # the typo of a required key is named as such, not also reported as a missing key
     assert messages[0].startswith("trails: unknown key (did you mean 'trials'?); allowed keys: name, seed, trials")
     assert messages[1].startswith("model.hiden: unknown key; allowed keys: hidden")  # hidden is there already
+
+
+def test_an_override_value_is_bounded_like_a_file() -> None:
+    levels = ", ".join(f"&l{i} [*l{i - 1}, *l{i - 1}, *l{i - 1}, *l{i - 1}]" for i in range(1, 12))
+    with pytest.raises(SpecError, match=r"^--set search\.schedule\.choices=.*: too large: this value expands"):
+        load_spec(MINIMAL, [f"search.schedule.choices=[&l0 [a, b, c, d], {levels}]"])
+    with pytest.raises(SpecError) as info:
+        load_spec(MINIMAL, [f"search.schedule.choices=[&l0 [a, b, c, d], {levels}]"])
+    assert len(str(info.value)) < 250  # the override is named, cut short
