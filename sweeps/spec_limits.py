@@ -19,9 +19,13 @@ from __future__ import annotations
 
 import itertools
 import os
+from typing import TYPE_CHECKING
 
 from sweeps.spec_errors import SpecError, _show
 from sweeps.spec_search import _values
+
+if TYPE_CHECKING:
+    from sweeps.spec import Spec
 
 MAX_TRIALS = 1_000_000  # far more than any sweep runs; Optuna's storages slow down long before
 FALLBACK_MEMORY = 16 * 2**30
@@ -45,43 +49,39 @@ def _count(n: int) -> str:
     return f"{n:,}" if n < 10**15 else f"{n:.1e}"
 
 
-def check_memory(spec) -> list[SpecError]:
-    """The mistakes of a spec whose data or network would not fit in memory (see the module's formulas)."""
+def check_memory(spec: Spec) -> list[SpecError]:
+    """The mistake of a spec whose data or network would not fit in memory (see the module's formulas)."""
     limit, source = machine_memory()
+    beyond = f"more than {source} ({_gib(limit)})"
     dataset, params = spec.dataset, spec.dataset.params
     generated = "n_samples" in params
     n_features = params.get("n_features", 2) if generated else BUNDLED_WIDTH
     n_outputs = max(params.get("n_classes", 1), 1 if generated else 10)
-    n_val = dataset.size - dataset.n_train
-    problems = []
 
     data = dataset.size * (n_features + n_outputs) * 8 * 3
-    if data > limit:
+    if data > limit:  # (and then the network would be blamed for the same rows again)
         sizes = {k: params[k] for k in ("n_samples", "n_features", "n_classes") if k in params}
         blame = max(sizes, key=sizes.__getitem__)  # the largest factor of the product
-        problems.append(
+        return [
             SpecError(
                 f"dataset.{blame}",
                 f"{params[blame]} is not allowed: the {dataset.name} dataset would take ~{_gib(data)} as float64 "
-                f"arrays (n_samples × (n_features + outputs) × 8 bytes, 3 copies), more than {source} "
-                f"({_gib(limit)})",
+                f"arrays (n_samples × (n_features + outputs) × 8 bytes, 3 copies), {beyond}",
             )
-        )
+        ]
 
-    if problems:  # the network's rows would count the same oversized data again
-        return problems
     widths = [n_features, *spec.model.hidden, n_outputs]
     size = 4 if spec.model.dtype == "float32" else 8
     n_params = sum((a + 1) * b for a, b in itertools.pairwise(widths))
-    rows = max([n_val, *(v for _, v in _values(spec.search["batch_size"]))])
+    rows = max([dataset.size - dataset.n_train, *(v for _, v in _values(spec.search["batch_size"]))])
     network = n_params * size * 4 + rows * sum(widths[1:]) * size * 2
     if network > limit:
-        problems.append(
+        return [
             SpecError(
                 "model.hidden",
                 f"{_show(spec.model.hidden)} is not allowed: the network would take ~{_gib(network)} "
-                f"({_count(n_params)} parameters with their gradients and optimizer moments, and the activations of "
-                f"{_count(rows)} rows), more than {source} ({_gib(limit)})",
+                f"({_count(n_params)} parameters with their gradients and optimizer moments, and the activations "
+                f"of {_count(rows)} rows), {beyond}",
             )
-        )
-    return problems
+        ]
+    return []

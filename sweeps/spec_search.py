@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, model_serializer, model_validator
 
 from sweeps.spec_blocks import _Strict
-from sweeps.spec_domains import HYPERPARAMETERS
+from sweeps.spec_domains import HYPERPARAMETERS, REQUIRED
 from sweeps.spec_errors import Problems, SpecError, _join, _show
 
 
@@ -227,8 +227,8 @@ def _unreachable(search: Mapping[str, Entry], overridden: Callable[[str], bool])
     while changed:
         changed = False
         for name, entry in search.items():
-            if name in gone or overridden(f"{name}.when"):
-                continue
+            if name in gone or name in REQUIRED or overridden(f"{name}.when"):
+                continue  # (a required entry with a condition is refused as such)
             for target, values in (entry.when or {}).items():
                 cut_off = target != name and overridden(target) and _never(target, search.get(target), values)
                 if target in gone or cut_off:

@@ -428,6 +428,13 @@ def test_an_entry_conditioned_on_a_dropped_entry_goes_too() -> None:
     assert "step_size" not in spec.search and "gamma" not in spec.search
 
 
+def test_a_required_entry_is_never_dropped() -> None:
+    text = MINIMAL.replace("lr: {low: 1.0e-3, high: 0.1, log: true}", "lr: {value: 0.1, when: {optimizer: [adam]}}")
+    with pytest.raises(SpecError) as info:
+        load_spec(text, ["search.optimizer.value=gd"])
+    assert str(info.value.errors[0]).startswith("search.lr.when: lr is needed in every trial")
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
