@@ -451,6 +451,11 @@ def _log_parent(sweep, spec: Spec, report: BatchSizeReport) -> None:
             [r.ci_high for r in rows],
             folder / "plots" / "final_cost.png",
         )
+        if report.chosen is not None:
+            finals = {s: [r.final_val_cost for r in rs] for s, rs in by_size.items()}
+            plots.plot_paired_differences(
+                finals, report.chosen, report.tied, folder / "plots" / "paired_differences.png"
+            )
         with_retries(sweep.client.log_artifacts, sweep.run_id, str(folder), what="upload the batch-size report")
 
 

@@ -238,7 +238,8 @@ def test_runs_are_laid_out_in_mlflow(epochs_run):
     history = c.get_metric_history(report.parent_run_id, "mean_final_val_cost")
     assert {m.step: m.value for m in history} == pytest.approx({r.batch_size: r.mean_cost for r in report.rows})
     artifacts = {a.path for a in c.list_artifacts(report.parent_run_id, "plots")}
-    assert artifacts == {f"plots/{n}.png" for n in ("val_cost_curves", "throughput", "cost_vs_seconds", "final_cost")}
+    names = ("val_cost_curves", "throughput", "cost_vs_seconds", "final_cost", "paired_differences")
+    assert artifacts == {f"plots/{n}.png" for n in names}
     saved = json.loads(Path(c.download_artifacts(report.parent_run_id, "batch_size_report.json")).read_text())
     assert saved["chosen"] == report.chosen and len(saved["runs"]) == 4
 
