@@ -3,7 +3,9 @@
 Every other hyperparameter is held fixed: at the spec's fixed values (a searched entry is an error that
 names it), or with ``from_best`` at the best setting of the spec's sweep. Repeat r trains every size with
 the same seed, ``trial_seed(spec.seed, r)``, and the runs are interleaved (all sizes of repeat 1, then of
-repeat 2, …) so that a machine slowing down or warming up affects every size alike.
+repeat 2, …) so that a machine slowing down or warming up affects every size alike. Sharing seeds makes
+the comparison paired: sizes are told apart on per-seed differences, Holm-corrected over all pairs
+(:mod:`sweeps.comparison`).
 
 MLflow: experiment ``<name>-batch-size``, one parent run per invocation (role ``sweep``), one child run per
 (size, repeat) named ``bs-0128-seed-1`` with tags ``batch_size`` and ``repeat``; the parent holds the
@@ -297,6 +299,11 @@ def select_batch_size(
         notes.append(
             f"the sweep has {len(spec.objectives)} objectives: held the setting of its Pareto-optimal trial with "
             f"the lowest {spec.objectives[0]}"
+        )
+    if repeats == 2:
+        notes.append(
+            "with 2 seeds per size each test has 1 degree of freedom, so only large differences are found; "
+            "--repeats 3 or more tells sizes apart sooner"
         )
     settings = {s: held_setting(spec, s, best) for s in sizes}
     epochs = int(budget.amount) if budget.kind == "epochs" else MAX_EPOCHS

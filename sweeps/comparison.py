@@ -15,8 +15,8 @@ together by Holm's method; a setting is *tied* with the best when its corrected 
 ≥ alpha. Why all pairs, not only the K−1 comparisons with the best: the best is chosen by looking at the
 data, so "best vs j" is whichever pair the noise made look most different. Correcting for K−1 tests only
 lets the error grow with K (simulated with no true difference and 0.98 seed correlation: wrongly
-distinguishing a setting in 7% of draws with 4 settings, 8% with 8); over all pairs it stays below alpha
-(3% with 4 or 8 settings), and with clear differences elsewhere Holm's step-down costs little power.
+distinguishing a setting in 7–8% of draws with 4 settings, up to 12% with 8); over all pairs it stays
+below alpha (about 3%), and when the other pairs differ clearly, Holm's step-down costs little power.
 
 **Degenerate cases.** A NaN or infinite value is a run that diverged (or is missing): its setting is not
 *eligible* — it cannot be the best, is not tested and is not tied — and its mean and interval are over its
@@ -226,7 +226,8 @@ class Comparison:
         if not self.distinguishable:
             if math.isfinite(runner.p_holm):
                 p += f" ≥ {self.alpha:g}"
-            return f"{lead}, but is within noise of the runner-up {runner.label} ({p}) {method}; tied with it: {tied}"
+            within = f"within noise of the runner-up {runner.label} ({p}; {self.method})"
+            return f"{lead}, but is {within}; tied with it: {tied}"
         if not others:
             rest = f" and from every other {noun}" if sum(r.eligible for r in self.rows) > 2 else ""
             return f"{lead}, distinguishable from the runner-up {runner.label} ({p} < {self.alpha:g}){rest} {method}"

@@ -178,6 +178,7 @@ def test_equal_epochs_every_run_trains_the_same_epochs(epochs_run):
     assert all(r.epochs_run == 3 and r.failed is None for r in report.runs)
     assert [r.seed for r in report.runs] == [trial_seed(7, 1)] * 2 + [trial_seed(7, 2)] * 2
     assert report.to_dict()["budget"]["text"] == "equal epochs: 3 per run"
+    assert any("2 seeds per size each test has 1 degree of freedom" in note for note in report.notes)
 
 
 def test_the_statistics_agree_with_scipy(epochs_run):

@@ -159,8 +159,8 @@ def test_within_noise_of_the_runner_up_lists_the_tied_settings():
     assert (result.best, result.runner_up, result.distinguishable, result.tied) == (0, 1, False, (0, 1))
     p = result.row(1).p_holm
     assert result.verdict() == (
-        f"setting 0 has the lowest mean objective, but is within noise of the runner-up 1 (p = {p:.3g} ≥ 0.05) "
-        "(paired t-test on per-seed differences, Holm-corrected over 3 pairs, alpha 0.05); tied with it: 0, 1"
+        f"setting 0 has the lowest mean objective, but is within noise of the runner-up 1 (p = {p:.3g} ≥ 0.05; "
+        "paired t-test on per-seed differences, Holm-corrected over 3 pairs, alpha 0.05); tied with it: 0, 1"
     )
 
 
