@@ -211,43 +211,45 @@ def _count(value: float) -> str:
     return f"{value:,.0f}" if math.isfinite(value) else "—"
 
 
+def _cells(report: BatchSizeReport, r: SizeStats, p_column: str) -> dict[str, str]:
+    """One size's row of the table, by column name."""
+    cells = {
+        "size": str(r.batch_size),
+        "cost mean ± std": f"{_cost(r.mean_cost)} ± {_cost(r.std_cost)}",
+        "95% interval": f"[{_cost(r.ci_low)}, {_cost(r.ci_high)}]",
+        p_column: _num(report.comparison.row(r.batch_size).p_holm, 2),
+        "samples/s": _count(r.throughput),
+        "epochs": _num(r.epochs_run),
+        "seconds": _num(r.train_seconds),
+        "runs": f"{r.n_runs - r.n_failed}/{r.n_runs}",
+        "": report.marks(r.batch_size),
+    }
+    if report.target_cost is not None:
+        cells |= {
+            f"≤ {report.target_cost:g}": f"{r.n_reached}/{r.n_runs - r.n_failed}",
+            "epochs to it": _num(r.epochs_to_target),
+            "seconds to it": _num(r.seconds_to_target),
+        }
+    return cells
+
+
 def _tables(report: BatchSizeReport, split: bool) -> list[Any]:
-    """The report's table, or with ``split`` two narrower ones: cost and its test, then time."""
+    """The report's table, or with ``split`` two narrower ones: the cost and its test, then time."""
     from rich.table import Table
 
-    def column(r: SizeStats, name: str) -> str:
-        compared = report.comparison.row(r.batch_size)
-        cells = {
-            "size": str(r.batch_size),
-            "cost mean ± std": f"{_cost(r.mean_cost)} ± {_cost(r.std_cost)}",
-            "95% interval": f"[{_cost(r.ci_low)}, {_cost(r.ci_high)}]",
-            f"p vs {report.chosen}": _num(compared.p_holm, 2),
-            "samples/s": _count(r.throughput),
-            "epochs": _num(r.epochs_run),
-            "seconds": _num(r.train_seconds),
-            "runs": f"{r.n_runs - r.n_failed}/{r.n_runs}",
-            "": report.marks(r.batch_size),
-        }
-        if report.target_cost is not None:
-            cells |= {
-                f"≤ {report.target_cost:g}": f"{r.n_reached}/{r.n_runs - r.n_failed}",
-                "epochs to it": _num(r.epochs_to_target),
-                "seconds to it": _num(r.seconds_to_target),
-            }
-        return cells[name]
-
-    cost = ["size", "cost mean ± std", "95% interval", f"p vs {report.chosen}", ""]
+    p_column = "p" if report.chosen is None else f"p vs {report.chosen}"  # Holm-corrected, as in the verdict
+    cost = ["size", "cost mean ± std", "95% interval", p_column, ""]
     time = ["size", "samples/s", "epochs", "seconds", "runs"]
     if report.target_cost is not None:
         time += [f"≤ {report.target_cost:g}", "epochs to it", "seconds to it"]
-    layouts = [cost, time] if split else [[*cost[:-1], *time[1:], ""]]
+    rows = [_cells(report, r, p_column) for r in report.rows]
     tables = []
-    for names in layouts:
+    for names in [cost, time] if split else [[*cost[:-1], *time[1:], ""]]:
         table = Table(box=None, pad_edge=False, header_style="bold")
         for name in names:
             table.add_column(name, justify="right" if name else "left", no_wrap=True)
-        for r in report.rows:
-            table.add_row(*(column(r, name) for name in names))
+        for cells in rows:
+            table.add_row(*(cells[name] for name in names))
         tables.append(table)
     return tables
 
@@ -285,15 +287,19 @@ def print_report(report: BatchSizeReport, workdir_hint: str = "", console: Conso
 
 
 def print_csv(report: BatchSizeReport, stream=None) -> None:
-    """The table as CSV on stdout: one row per size, every value at full precision, empty for none."""
+    """The table as CSV on ``stream`` (default stdout): one row per size, the fields of ``--json``'s rows
+    (the interval as ``ci95_low``, ``ci95_high``) plus ``chosen`` and ``fastest_tied``; full precision,
+    empty for none."""
     rows = []
     for row in report.row_dicts():
-        low, high = row.pop("ci95")
-        at = list(row).index("p_vs_chosen")
-        items = list(row.items())
-        rows.append(dict([*items[:at], ("ci95_low", low), ("ci95_high", high), *items[at:]]))
-        rows[-1]["chosen"] = row["batch_size"] == report.chosen
-        rows[-1]["fastest_tied"] = row["batch_size"] == report.fastest_tied
+        flat: dict[str, Any] = {}
+        for key, value in row.items():
+            if key == "ci95":
+                flat["ci95_low"], flat["ci95_high"] = value
+            else:
+                flat[key] = value
+        size = row["batch_size"]
+        rows.append(flat | {"chosen": size == report.chosen, "fastest_tied": size == report.fastest_tied})
     writer = csv.DictWriter(stream or sys.stdout, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
     for row in rows:
