@@ -3,7 +3,9 @@
 Every other hyperparameter is held fixed: at the spec's fixed values (a searched entry is an error that
 names it), or with ``from_best`` at the best setting of the spec's sweep. Repeat r trains every size with
 the same seed, ``trial_seed(spec.seed, r)``, and the runs are interleaved (all sizes of repeat 1, then of
-repeat 2, …) so that a machine slowing down or warming up affects every size alike.
+repeat 2, …) so that a machine slowing down or warming up affects every size alike. Sharing seeds makes
+the comparison paired: sizes are told apart on per-seed differences, Holm-corrected over all pairs
+(:mod:`sweeps.comparison`).
 
 MLflow: experiment ``<name>-batch-size``, one parent run per invocation (role ``sweep``), one child run per
 (size, repeat) named ``bs-0128-seed-1`` with tags ``batch_size`` and ``repeat``; the parent holds the
@@ -18,15 +20,14 @@ from __future__ import annotations
 import math
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import numpy as np
-
 from sweeps import interrupts, threads
 from sweeps import report as out
-from sweeps.batch_stats import ALPHA, CONFIDENCE, RunResult, SizeStats, choose, size_stats
+from sweeps.batch_size_report import BatchSizeReport, print_csv, print_report
+from sweeps.batch_stats import RunResult, choose, size_stats
 from sweeps.errors import Interrupted, SweepError, UsageError
 from sweeps.spec import Entry, Spec, SpecError
 
@@ -205,131 +206,6 @@ def _check_runs(setup, settings: Mapping[int, Mapping[str, object]], budget: Bud
 
 
 @dataclass
-class BatchSizeReport:
-    """The outcome of :func:`select_batch_size`: one row per size and the choice (see ``batch_stats.Choice``)."""
-
-    name: str
-    budget: Budget
-    repeats: int
-    held_from: str  # "spec" or "best"
-    held_params: dict[str, object]
-    rows: list[SizeStats]
-    chosen: int | None
-    runner_up: int | None
-    p_value: float | None
-    distinguishable: bool | None
-    tied: list[int]
-    fastest_tied: int | None
-    runs: list[RunResult]
-    target_cost: float | None
-    experiment: str
-    parent_run_id: str
-    tracking_uri: str
-    alpha: float = ALPHA
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def sizes(self) -> list[int]:
-        return [row.batch_size for row in self.rows]
-
-    def verdict(self) -> str:
-        """One sentence: what was chosen and whether the data can tell it from the runner-up."""
-        if self.chosen is None:
-            return "no batch size finished all its runs (each size had a run whose cost diverged)"
-        if self.runner_up is None:
-            return f"batch size {self.chosen} is the only size that finished all its runs; nothing to compare"
-        lead = f"batch size {self.chosen} has the lowest mean validation cost"
-        test = f"Welch's t-test p = {self.p_value:.3g}"
-        if self.distinguishable:
-            return f"{lead}, distinguishable from the runner-up {self.runner_up} ({test} < {self.alpha:g})"
-        fastest = next(r for r in self.rows if r.batch_size == self.fastest_tied)
-        return (
-            f"{lead}, but within noise of the runner-up {self.runner_up} ({test} ≥ {self.alpha:g}); "
-            f"sizes within noise of it: {', '.join(map(str, self.tied))}, of which {self.fastest_tied} is the "
-            f"fastest ({_count(fastest.throughput)} samples/s)"
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON data (NaN becomes null) for ``--json`` and the parent run's report artifact."""
-        rows = [
-            {
-                "batch_size": r.batch_size,
-                "runs": r.n_runs,
-                "failed": r.n_failed,
-                "mean_final_val_cost": r.mean_cost,
-                "std_final_val_cost": r.std_cost,
-                "ci95": [r.ci_low, r.ci_high],
-                "throughput": r.throughput,
-                "mean_epochs": r.epochs_run,
-                "mean_train_seconds": r.train_seconds,
-            }
-            | (
-                {}
-                if self.target_cost is None
-                else {
-                    "reached_target": r.n_reached,
-                    "epochs_to_target": r.epochs_to_target,
-                    "seconds_to_target": r.seconds_to_target,
-                }
-            )
-            for r in self.rows
-        ]
-        runs = [
-            {
-                "batch_size": r.batch_size,
-                "repeat": r.repeat,
-                "seed": r.seed,
-                "run_id": r.run_id,
-                "final_val_cost": r.final_val_cost,
-                "epochs": r.epochs_trained,
-                "samples": r.samples_seen,
-                "train_seconds": r.train_seconds,
-                "throughput": r.throughput,
-                "failed": r.failed,
-            }
-            for r in self.runs
-        ]
-        return _plain(
-            {
-                "name": self.name,
-                "budget": {"kind": self.budget.kind, "amount": self.budget.amount, "text": self.budget.describe()},
-                "repeats": self.repeats,
-                "sizes": self.sizes,
-                "held_from": self.held_from,
-                "held_params": self.held_params,
-                "target_cost": self.target_cost,
-                "alpha": self.alpha,
-                "confidence": CONFIDENCE,
-                "rows": rows,
-                "chosen": self.chosen,
-                "runner_up": self.runner_up,
-                "p_value": self.p_value,
-                "distinguishable": self.distinguishable,
-                "tied": self.tied,
-                "fastest_tied": self.fastest_tied,
-                "verdict": self.verdict(),
-                "notes": self.notes,
-                "experiment": self.experiment,
-                "parent_run_id": self.parent_run_id,
-                "tracking_uri": self.tracking_uri,
-                "runs": runs,
-            }
-        )
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
-
-
-@dataclass
 class _Epochs:
     """The epoch callback: live curves to the child run."""
 
@@ -424,6 +300,11 @@ def select_batch_size(
             f"the sweep has {len(spec.objectives)} objectives: held the setting of its Pareto-optimal trial with "
             f"the lowest {spec.objectives[0]}"
         )
+    if repeats == 2:
+        notes.append(
+            "with 2 seeds per size each test has 1 degree of freedom, so only large differences are found; "
+            "--repeats 3 or more tells sizes apart sooner"
+        )
     settings = {s: held_setting(spec, s, best) for s in sizes}
     epochs = int(budget.amount) if budget.kind == "epochs" else MAX_EPOCHS
     setup = replace(setup_from_spec(spec), epochs=epochs)
@@ -470,29 +351,24 @@ def select_batch_size(
                 if on_run is not None:
                     on_run(result, len(runs), total)
         rows = [size_stats(s, [r for r in runs if r.batch_size == s], target_cost) for s in sizes]
-        costs = {s: [r.final_val_cost for r in runs if r.batch_size == s and r.failed is None] for s in sizes}
-        choice = choose(rows, costs)
+        # one cost per repeat, in repeat order (NaN for a diverged run): repeat r used seed r for every size
+        costs = {s: [r.final_val_cost for r in runs if r.batch_size == s] for s in sizes}
+        choice = choose(rows, costs, paired=True)
         if budget.kind == "seconds" and any(r.samples_seen >= epochs * r.n_train for r in runs):
             notes.append(f"some runs reached the cap of {epochs} epochs before spending the time budget")
-        held = {k: v for k, v in settings[sizes[0]].items() if k != "batch_size"}
         result = BatchSizeReport(
-            spec.name,
-            budget,
-            repeats,
-            "best" if from_best else "spec",
-            held,
-            rows,
-            choice.chosen,
-            choice.runner_up,
-            choice.p_value,
-            choice.distinguishable,
-            list(choice.tied),
-            choice.fastest_tied,
-            runs,
-            target_cost,
-            experiment,
-            sweep.run_id,
-            tracking.redact(stores.tracking_uri),
+            name=spec.name,
+            budget=budget,
+            repeats=repeats,
+            held_from="best" if from_best else "spec",
+            held_params={k: v for k, v in settings[sizes[0]].items() if k != "batch_size"},
+            rows=rows,
+            choice=choice,
+            runs=runs,
+            target_cost=target_cost,
+            experiment=experiment,
+            parent_run_id=sweep.run_id,
+            tracking_uri=tracking.redact(stores.tracking_uri),
             notes=notes,
         )
         _log_parent(sweep, spec, result)
@@ -520,11 +396,13 @@ def _log_parent(sweep, spec: Spec, report: BatchSizeReport) -> None:
         "budget": report.budget.label,
         "target_cost": report.target_cost,
         "held_from": report.held_from,
+        "alpha": report.alpha,
         **report.held_params,
     }
     tags = {
         "chosen_batch_size": report.chosen,
         "runner_up": report.runner_up,
+        "test": report.comparison.method,
         "p_value": report.p_value,
         "within_noise": None if report.distinguishable is None else not report.distinguishable,
         "tied_sizes": ",".join(map(str, report.tied)),
@@ -537,6 +415,7 @@ def _log_parent(sweep, spec: Spec, report: BatchSizeReport) -> None:
         "std_final_val_cost": lambda r: r.std_cost,
         "ci95_low": lambda r: r.ci_low,
         "ci95_high": lambda r: r.ci_high,
+        "p_vs_chosen_holm": lambda r: report.comparison.row(r.batch_size).p_holm,
         "throughput": lambda r: r.throughput,
         "epochs_to_target": lambda r: r.epochs_to_target,
         "seconds_to_target": lambda r: r.seconds_to_target,
@@ -579,62 +458,12 @@ def _log_parent(sweep, spec: Spec, report: BatchSizeReport) -> None:
             [r.ci_high for r in rows],
             folder / "plots" / "final_cost.png",
         )
+        if report.chosen is not None:
+            finals = {s: [r.final_val_cost for r in rs] for s, rs in by_size.items()}
+            plots.plot_paired_differences(
+                finals, report.chosen, report.tied, folder / "plots" / "paired_differences.png"
+            )
         with_retries(sweep.client.log_artifacts, sweep.run_id, str(folder), what="upload the batch-size report")
-
-
-def _num(value: float | None) -> str:
-    return "—" if value is None or not math.isfinite(value) else f"{value:.4g}"
-
-
-def _count(value: float) -> str:
-    return f"{value:,.0f}" if math.isfinite(value) else "—"
-
-
-def print_report(report: BatchSizeReport, workdir_hint: str = "") -> None:
-    """The table of sizes, the budget, what was held fixed, the verdict and where the runs are tracked."""
-    from rich.table import Table
-
-    table = Table(title_justify="left", box=None, pad_edge=False, header_style="bold")
-    columns = ["batch size", "val cost mean ± std", "95% interval", "samples/s", "epochs", "seconds", "runs"]
-    if report.target_cost is not None:
-        columns += [f"≤ {report.target_cost:g}", "epochs to it", "seconds to it"]
-    for name in [*columns, ""]:
-        table.add_column(name, justify="right" if name else "left")
-    for r in report.rows:
-        mark = "chosen" if r.batch_size == report.chosen else ""
-        if r.batch_size == report.fastest_tied and report.distinguishable is False:
-            mark = ", ".join(m for m in (mark, "fastest within noise") if m)
-        cells = [
-            str(r.batch_size),
-            f"{_num(r.mean_cost)} ± {_num(r.std_cost)}",
-            f"[{_num(r.ci_low)}, {_num(r.ci_high)}]",
-            _count(r.throughput),
-            _num(r.epochs_run),
-            _num(r.train_seconds),
-            f"{r.n_runs - r.n_failed}/{r.n_runs}",
-        ]
-        if report.target_cost is not None:
-            cells += [f"{r.n_reached}/{r.n_runs - r.n_failed}", _num(r.epochs_to_target), _num(r.seconds_to_target)]
-        table.add_row(*cells, mark)
-    console = out.out
-    if not console.is_terminal:  # a pipe or a file has no width to fit; wrapping would only garble the table
-        from rich.console import Console
-
-        console = Console(soft_wrap=True, width=250)
-    console.print(table)
-    held = ", ".join(f"{k}={out.fmt(v)}" for k, v in report.held_params.items())
-    source = "the best trial of the spec's sweep" if report.held_from == "best" else "the spec"
-    console.print(f"\nbudget: {report.budget.describe()}; {report.repeats} seeds per size", highlight=False)
-    console.print(f"held fixed (from {source}): {held}", highlight=False)
-    for note in report.notes:
-        console.print(f"note: {note}", highlight=False)
-    console.print(f"chosen batch size: {report.chosen if report.chosen is not None else 'none'}", highlight=False)
-    console.print(report.verdict(), highlight=False)
-    console.print(
-        f"\nMLflow experiment '{report.experiment}', parent run {report.parent_run_id}, at {report.tracking_uri}"
-    )
-    if not report.tracking_uri.startswith("http"):
-        console.print(f"open the UI: sweeps ui{workdir_hint}   (then http://127.0.0.1:5000)")
 
 
 def _progress(result: RunResult, done: int, total: int) -> None:
@@ -650,6 +479,8 @@ def cmd_batch_size(args) -> int:
     """``sweeps batch-size SPEC …``: exit 0 with a chosen size, 1 when no size finished all its runs."""
     from sweeps.commands import _workdir_hint, load
 
+    if args.json and args.csv:
+        raise UsageError("--json and --csv: give one of them, not both")
     spec = load(args)
     result = select_batch_size(
         spec,
@@ -665,6 +496,8 @@ def cmd_batch_size(args) -> int:
     )
     if args.json:
         out.print_json(result.to_dict())
+    elif args.csv:
+        print_csv(result)
     else:
         print_report(result, _workdir_hint(args))
     return 0 if result.chosen is not None else 1

@@ -1,8 +1,10 @@
 """The statistics of a batch-size comparison: per-size summaries over seeds and the noise-aware choice.
 
 Plain functions of plain numbers (no MLflow, no Optuna), so each one can be checked against its formula.
-A size's runs are its repeats: the same setting trained with different seeds. The rule is a screening rule,
-not a corrected multiple-comparison procedure: the best mean is tested against each other size in turn.
+A size's runs are its repeats: the same setting trained with different seeds, seed r for repeat r of every
+size, so the sizes are compared pairwise on per-seed differences (:mod:`sweeps.comparison` holds the test,
+Holm's correction and the tied set; this module adds what is particular to batch sizes: throughput, epochs
+and seconds to a target cost, and the fastest of the tied sizes).
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-ALPHA = 0.05
-CONFIDENCE = 0.95
+from sweeps.comparison import ALPHA, CONFIDENCE, Comparison, compare, mean_interval
+
+__all__ = ["ALPHA", "CONFIDENCE", "Choice", "RunResult", "SizeStats", "choose", "first_reaching", "size_stats"]
 
 
 @dataclass(frozen=True)
@@ -98,63 +101,11 @@ class SizeStats:
 
 @dataclass(frozen=True)
 class Choice:
-    """The chosen size (lowest mean cost), how it compares with the runner-up, and the sizes tied with it.
+    """The sizes compared on their final validation costs (see :class:`sweeps.comparison.Comparison`) and
+    ``fastest_tied``: the size tied with the best that has the highest pooled throughput."""
 
-    ``p_value`` is Welch's two-sided p between the chosen size and the runner-up (None with one size);
-    ``tied`` are the sizes not distinguishable from the chosen one (itself included), ``fastest_tied`` the
-    one of them with the highest throughput.
-    """
-
-    chosen: int | None
-    runner_up: int | None
-    p_value: float | None
-    distinguishable: bool | None
-    tied: tuple[int, ...]
+    comparison: Comparison
     fastest_tied: int | None
-
-
-def mean_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float, float, float]:
-    """``(mean, s, low, high)``: the sample mean, its standard deviation (ddof 1) and the t-interval
-
-        mean ± t_{(1+confidence)/2, n-1} · s / √n.
-
-    One value has no spread: s and the interval are NaN. Zero spread gives the interval (mean, mean).
-    """
-    from scipy import stats
-
-    x = np.asarray(values, dtype=float)
-    if x.size == 0:
-        return math.nan, math.nan, math.nan, math.nan
-    mean = float(x.mean())
-    if x.size < 2:
-        return mean, math.nan, math.nan, math.nan
-    s = float(x.std(ddof=1))
-    half = float(stats.t.ppf((1 + confidence) / 2, x.size - 1)) * s / math.sqrt(x.size)
-    return mean, s, mean - half, mean + half
-
-
-def welch_p_value(a: Sequence[float], b: Sequence[float]) -> float:
-    """Welch's two-sided p-value for equal means of ``a`` and ``b`` (variances not assumed equal):
-
-        t = (ā − b̄) / √(s_a²/n_a + s_b²/n_b),
-        ν = (s_a²/n_a + s_b²/n_b)² / ((s_a²/n_a)²/(n_a − 1) + (s_b²/n_b)²/(n_b − 1)),
-        p = 2 · P(T_ν > |t|).
-
-    Both samples without spread: p is 1.0 when the means are equal and 0.0 otherwise (no noise to hide a
-    difference). Raises ValueError when a sample has fewer than 2 values.
-    """
-    from scipy import stats
-
-    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if x.size < 2 or y.size < 2:
-        raise ValueError(f"Welch's t-test needs at least 2 values per sample; got {x.size} and {y.size}")
-    va, vb = x.var(ddof=1) / x.size, y.var(ddof=1) / y.size
-    diff = float(x.mean() - y.mean())
-    if va + vb == 0:
-        return 1.0 if diff == 0 else 0.0
-    t = diff / math.sqrt(va + vb)
-    df = (va + vb) ** 2 / (va**2 / (x.size - 1) + vb**2 / (y.size - 1))
-    return float(2 * stats.t.sf(abs(t), df))
 
 
 def first_reaching(
@@ -206,28 +157,18 @@ def size_stats(batch_size: int, runs: Sequence[RunResult], target_cost: float | 
     )
 
 
-def choose(stats: Sequence[SizeStats], costs: Mapping[int, Sequence[float]], alpha: float = ALPHA) -> Choice:
-    """Pick the eligible size with the lowest mean final cost (ties: the smaller size) and test it.
+def choose(
+    stats: Sequence[SizeStats], costs: Mapping[int, Sequence[float]], *, paired: bool, alpha: float = ALPHA
+) -> Choice:
+    """Compare the sizes' final costs and name the fastest of those tied with the best.
 
-    ``costs`` maps each size to its repeats' final validation costs. The chosen size is distinguishable
-    from the runner-up (second-lowest mean) when Welch's p < ``alpha``; every size with p ≥ ``alpha``
-    against the chosen one is tied with it, and the fastest tied size has the highest (pooled) throughput.
+    ``costs`` maps each size to its repeats' final validation costs, NaN for a run that diverged (its size
+    cannot be chosen), in repeat order; ``paired`` says repeat r used the same seed for every size. The best
+    has the lowest mean (ties: the smaller size); the fastest tied size has the highest pooled throughput
+    (ties: the smaller size).
     """
-    ranked = sorted((s for s in stats if s.eligible), key=lambda s: (s.mean_cost, s.batch_size))
-    if not ranked:
-        return Choice(None, None, None, None, (), None)
-    best = ranked[0]
-    if len(ranked) == 1 or len(costs[best.batch_size]) < 2:
-        return Choice(best.batch_size, None, None, None, (best.batch_size,), best.batch_size)
-    p = {s.batch_size: welch_p_value(costs[best.batch_size], costs[s.batch_size]) for s in ranked[1:]}
-    runner_up = ranked[1].batch_size
-    tied = [best] + [s for s in ranked[1:] if not p[s.batch_size] < alpha]
-    fastest = max(tied, key=lambda s: (s.throughput if math.isfinite(s.throughput) else -math.inf, -s.batch_size))
-    return Choice(
-        chosen=best.batch_size,
-        runner_up=runner_up,
-        p_value=p[runner_up],
-        distinguishable=p[runner_up] < alpha,
-        tied=tuple(sorted(s.batch_size for s in tied)),
-        fastest_tied=fastest.batch_size,
-    )
+    sizes = sorted(s.batch_size for s in stats)
+    comparison = compare([costs[s] for s in sizes], paired=paired, labels=sizes, alpha=alpha)
+    speed = {s.batch_size: s.throughput if math.isfinite(s.throughput) else -math.inf for s in stats}
+    fastest = max(comparison.tied, key=lambda s: (speed[s], -s), default=None)
+    return Choice(comparison, fastest)

@@ -121,6 +121,7 @@ def _add_batch_size(p):
         help="hold the other hyperparameters at the best setting of the spec's sweep",
     )
     p.add_argument("--json", action="store_true", help="print JSON for machines")
+    p.add_argument("--csv", action="store_true", help="print the table of sizes as CSV")
     _store_options(p)
 
 

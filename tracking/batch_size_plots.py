@@ -129,6 +129,44 @@ def plot_final_cost(
     )
 
 
+def plot_paired_differences(
+    final_costs: Mapping[int, Sequence[float]], chosen: int, tied: Sequence[int], path: Path
+) -> Path:
+    """Each size's final cost minus the chosen size's, seed by seed: one thin line per seed across the sizes,
+    and their mean as a thick one, against a zero line.
+
+    ``final_costs[size][r]`` is repeat r's final cost (seed r for every size; NaN for a diverged run). This is
+    what the paired test looks at: a seed's luck moves every size alike and cancels here, so sizes whose own
+    intervals overlap can still be told apart when every seed's line stays on one side of zero. Sizes tied
+    with the chosen one are drawn as hollow markers.
+    """
+    figure, ax = _figure()
+    sizes = sorted(final_costs)
+    base = np.asarray(final_costs[chosen], dtype=float)
+    diffs = np.array([np.asarray(final_costs[s], dtype=float) - base for s in sizes])  # (sizes, seeds)
+    for r in range(diffs.shape[1]):
+        ax.plot(sizes, diffs[:, r], color="tab:gray", alpha=0.6, linewidth=1, label="one seed" if r == 0 else None)
+    finite = np.isfinite(diffs)
+    count = finite.sum(axis=1)
+    total = np.where(finite, diffs, 0.0).sum(axis=1)
+    mean = np.divide(total, count, out=np.full(len(sizes), np.nan), where=count > 0)  # over the finished seeds
+    ax.plot(sizes, mean, color="tab:red", linewidth=2, label="mean over seeds")
+    for s, m in zip(sizes, mean, strict=True):
+        hollow = s in tied and s != chosen
+        ax.plot([s], [m], "o", color="tab:red", markerfacecolor="white" if hollow else "tab:red", markersize=7)
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    if sizes and min(sizes) > 0:
+        _log2_sizes(ax, sizes)
+    return _finish(
+        figure,
+        ax,
+        path,
+        xlabel="batch size",
+        ylabel=f"final cost − batch size {chosen}'s",
+        title=f"Paired differences from {chosen} (hollow: tied with it)",
+    )
+
+
 def _positive_span(series: Series) -> bool:
     """Whether every finite value is positive and they span more than a decade (then a log axis reads best)."""
     values = np.asarray([v for runs in series.values() for r in runs for v in r], dtype=float)

@@ -3,6 +3,8 @@ against a real MLflow SQLite store (and a real Optuna journal for --from-best)."
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import shutil
 from pathlib import Path
@@ -10,6 +12,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
+from rich.console import Console
 from scipy import stats
 
 import tracking
@@ -23,6 +26,7 @@ from sweeps.batch_size import (
     parse_sizes,
     select_batch_size,
 )
+from sweeps.batch_size_report import print_report
 from sweeps.errors import SweepError, UsageError
 from sweeps.spec import SpecError, load_spec
 from sweeps.trainer import trial_seed
@@ -174,6 +178,7 @@ def test_equal_epochs_every_run_trains_the_same_epochs(epochs_run):
     assert all(r.epochs_run == 3 and r.failed is None for r in report.runs)
     assert [r.seed for r in report.runs] == [trial_seed(7, 1)] * 2 + [trial_seed(7, 2)] * 2
     assert report.to_dict()["budget"]["text"] == "equal epochs: 3 per run"
+    assert any("2 seeds per size each test has 1 degree of freedom" in note for note in report.notes)
 
 
 def test_the_statistics_agree_with_scipy(epochs_run):
@@ -197,10 +202,20 @@ def test_the_statistics_agree_with_scipy(epochs_run):
         assert row.seconds_to_target == (pytest.approx(np.mean(to_seconds)) if hits else None)
     chosen, other = sorted(SIZES, key=lambda s: np.mean(costs[s]))
     assert (report.chosen, report.runner_up) == (chosen, other)
-    p = stats.ttest_ind(costs[chosen], costs[other], equal_var=False).pvalue
+    # repeat r trained both sizes with seed r: the paired test on per-seed differences (one pair: Holm is a no-op)
+    p = stats.ttest_rel(costs[chosen], costs[other]).pvalue
     assert report.p_value == pytest.approx(p)
     assert report.distinguishable == (p < 0.05)
     assert report.tied == ([chosen] if p < 0.05 else sorted(SIZES))
+    test = report.to_dict()["test"]
+    assert test == {
+        "name": "paired t-test on per-seed differences",
+        "paired": True,
+        "correction": "holm",
+        "pairs": 1,
+        "text": "paired t-test on per-seed differences, Holm-corrected over 1 pair, alpha 0.05",
+    }
+    assert test["text"] in report.verdict()
 
 
 def test_the_same_seeds_give_the_same_choice(epochs_run):
@@ -218,11 +233,14 @@ def test_runs_are_laid_out_in_mlflow(epochs_run):
     assert parent.info.status == "FINISHED" and parent.data.tags["role"] == "sweep"
     assert parent.data.tags["chosen_batch_size"] == str(report.chosen)
     assert parent.data.tags["budget"] == "epochs=3"
+    assert parent.data.tags["test"] == "paired t-test on per-seed differences, Holm-corrected over 1 pair, alpha 0.05"
+    assert parent.data.params["alpha"] == "0.05"
     assert parent.data.params["sizes"] == "16,64" and parent.data.params["lr"] == "0.02"
     history = c.get_metric_history(report.parent_run_id, "mean_final_val_cost")
     assert {m.step: m.value for m in history} == pytest.approx({r.batch_size: r.mean_cost for r in report.rows})
     artifacts = {a.path for a in c.list_artifacts(report.parent_run_id, "plots")}
-    assert artifacts == {f"plots/{n}.png" for n in ("val_cost_curves", "throughput", "cost_vs_seconds", "final_cost")}
+    names = ("val_cost_curves", "throughput", "cost_vs_seconds", "final_cost", "paired_differences")
+    assert artifacts == {f"plots/{n}.png" for n in names}
     saved = json.loads(Path(c.download_artifacts(report.parent_run_id, "batch_size_report.json")).read_text())
     assert saved["chosen"] == report.chosen and len(saved["runs"]) == 4
 
@@ -308,3 +326,48 @@ def test_cli_names_the_searched_entries(tiny_spec, tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: search: optimizer, lr, beta1, schedule are searched")
     assert not (tmp_path / "wd").exists()
+
+
+def test_cli_csv_is_the_table_at_full_precision(tiny_spec, tmp_path, template_db, epochs_run):
+    _, report, _ = epochs_run
+    wd = new_workdir(tmp_path / "wd", template_db)
+    fixed = [arg for item in FIXED for arg in ("--set", item)]
+    args = ["batch-size", tiny_spec, *fixed, "--sizes", "16,64", "--repeats", "2", "--budget", "epochs=3"]
+    proc = run_cli(*args, "--target-cost", "0.45", "--csv", "--workdir", wd, cwd=tmp_path, check=True)
+    rows = list(csv.DictReader(io.StringIO(proc.stdout)))
+    assert list(rows[0]) == [
+        "batch_size", "runs", "failed", "mean_final_val_cost", "std_final_val_cost", "ci95_low", "ci95_high",
+        "p_vs_chosen", "p_vs_chosen_holm", "tied", "throughput", "mean_epochs", "mean_train_seconds",
+        "reached_target", "epochs_to_target", "seconds_to_target", "chosen", "fastest_tied",
+    ]  # fmt: skip
+    # the same seeds as the in-process comparison: the same costs, to the last digit printed
+    for row, expected in zip(rows, report.rows, strict=True):
+        assert int(row["batch_size"]) == expected.batch_size and row["runs"] == "2"
+        assert float(row["mean_final_val_cost"]) == pytest.approx(expected.mean_cost, rel=1e-9)
+        assert float(row["ci95_low"]) == pytest.approx(expected.ci_low, rel=1e-9)
+        assert row["chosen"] == str(expected.batch_size == report.chosen)
+        assert (row["p_vs_chosen"] == "") == (expected.batch_size == report.chosen)  # no test against itself
+
+
+def test_cli_json_and_csv_together_is_a_usage_error(tiny_spec, tmp_path):
+    proc = run_cli("batch-size", tiny_spec, "--json", "--csv", "--workdir", tmp_path / "wd", cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr == "error: --json and --csv: give one of them, not both\n"
+    assert not (tmp_path / "wd").exists()
+
+
+@pytest.mark.parametrize("width", [80, 100, 250])
+def test_the_table_fits_the_terminal_without_cutting_a_cell(epochs_run, width):
+    _, report, _ = epochs_run
+    console = Console(file=io.StringIO(), width=width, force_terminal=True, color_system=None)
+    print_report(report, console=console)
+    text = console.file.getvalue()
+    lines = text.splitlines()
+    assert max(map(len, lines)) <= width and "…" not in text
+    for row in report.rows:  # every size's cells, whole
+        line = next(line for line in lines if line.lstrip().startswith(f"{row.batch_size} "))
+        assert f"{row.mean_cost:#.3g} ± {row.std_cost:#.3g}" in line
+        assert f"{row.throughput:,.0f}" in text
+    assert " ".join(report.verdict().split()) in " ".join(text.split())  # wrapped at words, whole
+    # one table when it fits (size, cost, interval, p, time columns, targets), two when it does not
+    headers = [line for line in lines if line.startswith("size ")]
+    assert text.count("samples/s ") == 1 and len(headers) == (1 if width == 250 else 2)

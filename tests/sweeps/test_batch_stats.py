@@ -1,7 +1,9 @@
-"""The batch-size statistics: intervals and Welch's test against scipy, targets, and the noise-aware choice."""
+"""The batch-size statistics: per-size summaries, targets, and the choice of a size (the test itself, Holm's
+correction and the tied set are checked in test_comparison.py)."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -10,64 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from sweeps.batch_stats import (
-    RunResult,
-    SizeStats,
-    choose,
-    first_reaching,
-    mean_interval,
-    size_stats,
-    welch_p_value,
-)
-
-SAMPLES = [
-    [0.31, 0.29, 0.35],
-    [1.0, 2.0],
-    [0.123, 0.125, 0.124, 0.2, 0.05],
-    list(np.random.default_rng(0).normal(0.4, 0.05, size=8)),
-]
-
-
-@pytest.mark.parametrize("values", SAMPLES)
-def test_mean_interval_is_scipys_t_interval(values):
-    mean, s, low, high = mean_interval(values)
-    n = len(values)
-    assert mean == pytest.approx(np.mean(values))
-    assert s == pytest.approx(np.std(values, ddof=1))
-    expected = stats.t.interval(0.95, n - 1, loc=np.mean(values), scale=stats.sem(values))
-    assert (low, high) == pytest.approx(expected)
-
-
-def test_mean_interval_of_one_value_has_no_spread_and_of_equal_values_no_width():
-    mean, s, low, high = mean_interval([0.5])
-    assert mean == 0.5 and math.isnan(s) and math.isnan(low) and math.isnan(high)
-    assert mean_interval([0.25, 0.25, 0.25]) == (0.25, 0.0, 0.25, 0.25)
-
-
-@pytest.mark.parametrize(("a", "b"), [(SAMPLES[0], SAMPLES[2]), (SAMPLES[1], SAMPLES[3]), ([0.1, 0.3], [0.2, 0.21])])
-def test_welch_p_value_is_scipys(a, b):
-    expected = stats.ttest_ind(a, b, equal_var=False).pvalue
-    assert welch_p_value(a, b) == pytest.approx(expected, rel=1e-9)
-    assert welch_p_value(b, a) == pytest.approx(expected, rel=1e-9)
-
-
-@settings(max_examples=50, deadline=None)
-@given(
-    st.lists(st.floats(0.0, 10.0), min_size=2, max_size=6),
-    st.lists(st.floats(0.0, 10.0), min_size=2, max_size=6),
-)
-def test_welch_p_value_matches_scipy_wherever_scipy_defines_it(a, b):
-    if min(np.var(a), np.var(b)) < 1e-9:
-        return  # (near) zero spread: scipy's p is NaN or rests on rounding error; ours is defined (below)
-    expected = stats.ttest_ind(a, b, equal_var=False).pvalue
-    assert welch_p_value(a, b) == pytest.approx(expected, rel=1e-6, abs=1e-12)
-
-
-def test_welch_without_spread_is_certain_and_needs_two_values():
-    assert welch_p_value([0.2, 0.2], [0.2, 0.2]) == 1.0
-    assert welch_p_value([0.2, 0.2], [0.3, 0.3]) == 0.0
-    with pytest.raises(ValueError, match="at least 2 values"):
-        welch_p_value([0.2], [0.3, 0.4])
+from sweeps.batch_stats import RunResult, SizeStats, choose, first_reaching, size_stats
+from sweeps.comparison import holm, mean_interval
 
 
 @pytest.mark.parametrize(
@@ -118,47 +64,63 @@ def test_a_time_budget_run_counts_the_samples_of_its_partial_last_epoch():
     assert size_stats(32, [run], target_cost=0.4).epochs_to_target == 2
 
 
-def _stats(size: int, costs, throughput: float, failed: int = 0) -> SizeStats:
-    mean, s, low, high = mean_interval(costs)
-    return SizeStats(size, len(costs) + failed, failed, mean, s, low, high, throughput, 10, 1.0)
+def _stats(size: int, costs, throughput: float) -> SizeStats:
+    done = [c for c in costs if math.isfinite(c)]
+    mean, s, low, high = mean_interval(done)
+    return SizeStats(size, len(costs), len(costs) - len(done), mean, s, low, high, throughput, 10, 1.0)
 
 
-def test_a_clear_winner_is_distinguishable():
-    costs = {64: [0.10, 0.11, 0.12], 128: [0.30, 0.31, 0.29], 256: [0.50, 0.52, 0.51]}
-    rows = [_stats(64, costs[64], 1e4), _stats(128, costs[128], 2e4), _stats(256, costs[256], 4e4)]
-    choice = choose(rows, costs)
-    assert (choice.chosen, choice.runner_up, choice.distinguishable) == (64, 128, True)
-    assert choice.p_value == pytest.approx(stats.ttest_ind(costs[64], costs[128], equal_var=False).pvalue)
-    assert choice.tied == (64,) and choice.fastest_tied == 64
+# The README's example (digits, seeds 1-3, the same seed for every size in a repeat).
+DIGITS = {
+    64: [0.13519694010416666, 0.14946492513020834, 0.18992919921875],
+    128: [0.15658637152777777, 0.17808430989583332, 0.20557047526041666],
+    256: [0.21364237467447916, 0.2348202175564236, 0.24872538248697917],
+    512: [0.34178738064236114, 0.3636847601996528, 0.3584072536892361],
+}
+
+
+def test_the_paired_seeds_tell_the_winner_from_the_faster_runner_up():
+    rows = [_stats(s, c, t) for (s, c), t in zip(DIGITS.items(), (4e5, 6.6e5, 8.9e5, 1.2e6), strict=True)]
+    choice = choose(rows, DIGITS, paired=True)
+    c = choice.comparison
+    assert (c.best, c.runner_up, c.distinguishable, c.tied, choice.fastest_tied) == (64, 128, True, (64,), 64)
+    # the p-value is the paired t-test's, Holm-corrected over the 6 pairs (here the largest raw p is 64 vs 128)
+    raw = [stats.ttest_rel(DIGITS[a], DIGITS[b]).pvalue for a, b in itertools.combinations(DIGITS, 2)]
+    assert c.row(128).p_holm == pytest.approx(max(holm(raw)))
+    assert c.row(128).p_holm == pytest.approx(stats.ttest_rel(DIGITS[64], DIGITS[128]).pvalue)
+    # as independent samples (Welch) 128 and 256 would be tied with 64, and the faster 256 recommended
+    unpaired = choose(rows, DIGITS, paired=False)
+    assert unpaired.comparison.tied == (64, 128, 256) and unpaired.fastest_tied == 256
 
 
 def test_within_noise_the_fastest_tied_size_is_named():
-    costs = {64: [0.20, 0.30, 0.25], 128: [0.21, 0.33, 0.27], 256: [0.24, 0.31, 0.26], 512: [0.9, 0.91, 0.92]}
+    costs = {64: [0.20, 0.30, 0.25], 128: [0.23, 0.26, 0.29], 256: [0.24, 0.31, 0.24], 512: [0.9, 0.91, 0.92]}
     rows = [_stats(s, c, t) for (s, c), t in zip(costs.items(), (1e4, 2e4, 3e4, 9e4), strict=True)]
-    choice = choose(rows, costs)
-    assert choice.chosen == 64 and choice.distinguishable is False
-    assert choice.p_value > 0.05
-    assert choice.tied == (64, 128, 256)  # 512 is clearly worse, so its throughput does not count
+    choice = choose(rows, costs, paired=True)
+    assert choice.comparison.best == 64 and choice.comparison.distinguishable is False
+    assert sorted(choice.comparison.tied) == [64, 128, 256]  # 512 is clearly worse: its speed does not count
     assert choice.fastest_tied == 256
 
 
 def test_sizes_with_a_diverged_run_cannot_be_chosen():
-    costs = {64: [0.1, 0.1], 128: [0.3, 0.31], 256: [0.5, 0.52]}
-    rows = [_stats(64, costs[64], 1e4, failed=1), _stats(128, costs[128], 2e4), _stats(256, costs[256], 3e4)]
-    assert choose(rows, costs).chosen == 128
-    assert choose(rows[:1], costs).chosen is None
-    single = choose(rows[1:2], costs)
-    assert (single.chosen, single.runner_up, single.p_value, single.distinguishable) == (128, None, None, None)
+    costs = {64: [0.1, math.nan], 128: [0.3, 0.31], 256: [0.5, 0.52]}
+    rows = [_stats(s, c, t) for (s, c), t in zip(costs.items(), (1e4, 2e4, 3e4), strict=True)]
+    assert not rows[0].eligible
+    choice = choose(rows, costs, paired=True)
+    assert (choice.comparison.best, choice.comparison.runner_up) == (128, 256) and 64 not in choice.comparison.tied
+    single = choose(rows[:2], costs, paired=True)
+    assert (single.comparison.best, single.comparison.runner_up, single.fastest_tied) == (128, None, 128)
+    assert choose(rows[:1], costs, paired=True).fastest_tied is None
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.lists(st.floats(0.01, 5.0), min_size=2, max_size=4), min_size=1, max_size=5))
-def test_the_chosen_size_has_the_lowest_mean_and_the_fastest_is_tied(samples):
+@given(st.lists(st.lists(st.floats(0.01, 5.0), min_size=3, max_size=3), min_size=1, max_size=5))
+def test_the_fastest_size_is_tied_with_the_chosen_one(samples):
     costs = {8 * (i + 1): c for i, c in enumerate(samples)}
     rows = [_stats(s, c, float(1000 + s * (i % 3))) for i, (s, c) in enumerate(costs.items())]
-    choice = choose(rows, costs)
+    choice = choose(rows, costs, paired=True)
     means = {r.batch_size: r.mean_cost for r in rows}
-    assert means[choice.chosen] == min(means.values())
-    assert choice.chosen in choice.tied and choice.fastest_tied in choice.tied
+    assert means[choice.comparison.best] == min(means.values())
+    assert choice.fastest_tied in choice.comparison.tied
     speed = {r.batch_size: r.throughput for r in rows}
-    assert speed[choice.fastest_tied] == max(speed[s] for s in choice.tied)
+    assert speed[choice.fastest_tied] == max(speed[s] for s in choice.comparison.tied)
