@@ -16,9 +16,11 @@ import numpy as np
 class EpochRecord:
     """What one epoch produced; handed to the epoch callback and appended to the History.
 
-    ``train_cost`` is the mean of the epoch's mini-batch costs weighted by batch size (what was minimised,
-    the L2 term included); ``val_cost`` is the data loss on the validation set (no L2 term), so trials with
-    different ``l2`` compare fairly. ``val_metric`` is accuracy (classification) or R² (regression).
+    ``train_cost`` is the mean of the epoch's mini-batch costs J_B weighted by batch size (what was
+    minimised): the mean data loss over the epoch's rows plus the L2 term (λ/2m)·Σ‖W‖² once, averaged over
+    the steps, so it is on the scale of the full-batch J whatever the batch size; ``val_cost`` is the data
+    loss on the validation set (no L2 term), so trials with different ``l2`` compare fairly. ``val_metric``
+    is accuracy (classification) or R² (regression).
     """
 
     epoch: int

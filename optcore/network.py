@@ -6,7 +6,13 @@ and ``b_l`` of shape ``(fan_out,)``; parameters travel as the flat list ``[W_1, 
     Z_l = A_{l−1} W_l + b_l,   A_l = g(Z_l) (hidden layers),   Z_L = logits
     J   = (1/m)·Σ_i L(ŷ_i, y_i) + (λ/2m)·Σ_l ‖W_l‖²_F           (biases are not penalised)
 
-Backward, per layer (dZ_L = ∂L/∂Z_L / m from the loss table):
+with m the number of training rows. A mini-batch B of b rows estimates J by
+
+    J_B = (1/b)·Σ_{i∈B} L(ŷ_i, y_i) + (λ/2m)·Σ_l ‖W_l‖²_F       (m still the training-set size, ``n_train``)
+
+whose gradient is an unbiased estimate of ∇J: the L2 term and its decay (λ/m)·W per step are the same
+for every batch size, a 1-row last batch included. Backward, per layer (dZ_L = ∂L/∂Z_L / b from the loss
+table):
 
     dW_l = A_{l−1}ᵀ dZ_l + (λ/m) W_l,   db_l = Σ_rows dZ_l,   dZ_{l−1} = (dZ_l W_lᵀ) ⊙ g'(Z_{l−1})
 """
@@ -114,15 +120,16 @@ class Network:
         return self.loss.predict(self.logits(params, X))
 
     def penalty(self, params: Sequence[np.ndarray], m: int) -> float:
-        """The L2 term (λ/2m)·Σ‖W‖²."""
+        """The L2 term (λ/2m)·Σ‖W‖², ``m`` the training-set size."""
         if self.l2 == 0.0:
             return 0.0
         return self.l2 / (2 * m) * sum(float(np.vdot(w, w)) for w in params[0::2])
 
-    def cost(self, params: Sequence[np.ndarray], X: np.ndarray, Y: np.ndarray) -> float:
-        """J on ``(X, Y)``, the L2 term included."""
-        m = X.shape[0]
-        return self.loss.total(self.logits(params, X), Y) / m + self.penalty(params, m)
+    def cost(self, params: Sequence[np.ndarray], X: np.ndarray, Y: np.ndarray, n_train: int | None = None) -> float:
+        """J_B on the rows ``(X, Y)``, the L2 term included with ``m = n_train`` (default: the rows given,
+        i.e. J when ``X`` is the whole training set)."""
+        b = X.shape[0]
+        return self.loss.total(self.logits(params, X), Y) / b + self.penalty(params, n_train or b)
 
     def evaluate(self, params: Sequence[np.ndarray], X: np.ndarray, Y: np.ndarray) -> tuple[float, float]:
         """(data cost without the L2 term, metric) on ``(X, Y)``; the metric is accuracy or R²."""
@@ -148,16 +155,19 @@ class Network:
         X: np.ndarray,
         Y: np.ndarray,
         grads: list[np.ndarray] | None = None,
+        n_train: int | None = None,
     ) -> tuple[float, list[np.ndarray]]:
-        """J and ∂J/∂params on one batch. ``grads`` (from :meth:`new_grads`) is overwritten and returned.
+        """J_B and ∂J_B/∂params on one batch. ``grads`` (from :meth:`new_grads`) is overwritten and returned.
 
-        ``X`` is ``(m, n_features)``, ``Y`` is ``(m, n_outputs)``, both of the network's dtype.
+        ``X`` is ``(b, n_features)``, ``Y`` is ``(b, n_outputs)``, both of the network's dtype. ``n_train``
+        is m, the training-set size that scales the L2 term (default b: the batch is the whole set).
         Intermediate arrays live in a workspace reused for every batch of the same size.
         """
-        m = X.shape[0]
+        b = X.shape[0]
+        m = n_train or b
         if grads is None:
             grads = self.new_grads(params)
-        acts, deltas, ones = self._workspace(m)
+        acts, deltas, ones = self._workspace(b)
         last = self.n_layers - 1
         a = X
         for l in range(self.n_layers):
@@ -165,10 +175,10 @@ class Network:
             np.matmul(a, params[2 * l], out=z)
             z += params[2 * l + 1]
             a = self.activation.forward(z) if l < last else z
-        cost = self.loss.total(a, Y) / m + self.penalty(params, m)
+        cost = self.loss.total(a, Y) / b + self.penalty(params, m)
 
         dz = self.loss.gradient(a, Y, deltas[last])
-        dz *= 1.0 / m
+        dz *= 1.0 / b
         for l in range(last, -1, -1):
             a_prev = acts[l - 1] if l > 0 else X
             gw, gb = grads[2 * l], grads[2 * l + 1]

@@ -8,7 +8,8 @@
     cosine            α(t) = α_min + (α₀ − α_min)·(1 + cos(π·min(t, N)/N))/2   torch CosineAnnealingLR (t ≤ N)
     cosine_restarts   cosine over periods T₀, T₀·m, T₀·m², …              torch CosineAnnealingWarmRestarts
     warmup_<name>     α₀·(f + (1 − f)·t/W) for t < W, then <name> at t − W over N − W steps
-                      torch SequentialLR(LinearLR(f, total_iters=W), <name>, milestones=[W])
+                      torch SequentialLR(LinearLR(f, total_iters=W), <name>, milestones=[W]); every <name>
+                      above has one (warmup_constant is torch's LinearLR alone: a ramp, then α₀)
 
 Every schedule is a frozen dataclass: calling it with ``t`` gives the rate; it keeps no state.
 """
@@ -206,7 +207,7 @@ WARMUP_PREFIX = "warmup_"
 
 def schedule_names() -> list[str]:
     """Every name :func:`make_schedule` accepts, warmup variants included."""
-    return [*SCHEDULES, *(WARMUP_PREFIX + n for n in SCHEDULES if n != "constant")]
+    return [*SCHEDULES, *(WARMUP_PREFIX + n for n in SCHEDULES)]
 
 
 def schedule_parameters(name: str) -> list[str]:
@@ -219,7 +220,7 @@ def schedule_parameters(name: str) -> list[str]:
 def _split(name: str) -> tuple[str, bool]:
     warmup = name.startswith(WARMUP_PREFIX)
     base = name[len(WARMUP_PREFIX) :] if warmup else name
-    if base not in SCHEDULES or name == WARMUP_PREFIX + "constant":
+    if base not in SCHEDULES:
         raise UnknownNameError("schedule", name, schedule_names())
     return base, warmup
 

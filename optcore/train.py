@@ -48,7 +48,8 @@ def train(
     """Train ``network`` on ``dataset`` with ``optimizer`` and return the :class:`History`.
 
     Each epoch reshuffles the training set (``seed`` fixes the order and the initial parameters, so the same
-    seed gives a bit-identical History) and takes ⌈m / batch_size⌉ steps. The learning rate is
+    seed gives a bit-identical History) and takes ⌈m / batch_size⌉ steps, each on the batch's cost J_B
+    with the L2 term scaled by the training-set size m (:mod:`optcore.network`). The learning rate is
     ``schedule(t)`` with ``t`` the epochs (or iterations, ``schedule_unit="iteration"``) completed before
     the step; without a schedule it is the optimizer's ``lr``. ``params`` starts from a copy of
     given parameters instead of fresh ones; the final parameters are ``history.params``.
@@ -90,7 +91,7 @@ def train(
         lr = epoch_lr
         total, rows = 0.0, 0
         for xb, yb in minibatches(data.X_train, data.Y_train, batch_size, shuffle_rng):
-            cost, _ = network.cost_and_grad(params, xb, yb, grads)
+            cost, _ = network.cost_and_grad(params, xb, yb, grads, n_train=data.n_train)
             iteration += 1
             if not math.isfinite(cost):
                 raise DivergenceError(epoch, iteration, cost, history)

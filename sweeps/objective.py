@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import optcore
 from optcore import EpochRecord, History
+from sweeps import threads
 from sweeps.errors import Interrupted
 from sweeps.spec import Spec
 from sweeps.trainer import TrainingSetup, train_trial, trial_seed
@@ -100,7 +101,12 @@ def run_trial(spec: Spec, study, trial, sweep_run, setup: TrainingSetup, tags: d
 
     hp = suggest(trial, spec)
     seed = trial_seed(spec.seed, trial.number)
+    # The BLAS thread count changes the round-off; `sweeps reproduce` retrains under the same count.
+    blas_threads = threads.current()
+    blas = {threads.TAG: str(blas_threads)} if blas_threads is not None else {}
     trial.set_user_attr(SEED_ATTR, seed)
+    if blas_threads is not None:
+        trial.set_user_attr(threads.TAG, blas_threads)
     trial.set_user_attr(WORKER_ATTR, worker_name())
     trial.set_user_attr(PARAMS_ATTR, hp)
     # A retried trial carries its predecessor's attributes; only a run of this very trial is reused.
@@ -109,7 +115,7 @@ def run_trial(spec: Spec, study, trial, sweep_run, setup: TrainingSetup, tags: d
         trial.number,
         hp,
         seed=seed,
-        tags={**tags, "trial_number": str(trial.number)},
+        tags={**tags, "trial_number": str(trial.number), **blas},
         existing_run_id=existing,
         metric_name=optcore.LOSSES[setup.load().task].metric_name,
         new=existing is None,  # the trial comes from study.ask(): a trial number is never asked twice

@@ -1,9 +1,11 @@
 """Retrain one tracked trial from its logged params and seed, and compare the new curve with the logged one.
 
-The trial's run holds every hyperparameter and the training seed; its parent run holds the resolved spec
-(``spec.yaml``) with the data, model and training length. Training is deterministic for a seed, so on the
-same machine the curves agree to the last bit; across machines BLAS round-off may differ slightly, which
-``rtol`` allows for.
+The trial's run holds every hyperparameter, the training seed and the BLAS thread count it trained with
+(tag ``blas_threads``); its parent run holds the resolved spec (``spec.yaml``) with the data, model and
+training length. Training is deterministic for a seed and a thread count, so retrained under the logged
+count on the same machine the curves agree to the last bit, whichever way the sweep ran (one process or
+``--workers K``); across machines BLAS round-off may differ slightly, which ``rtol`` allows for. A run
+logged before the count was recorded is retrained with the threads a one-process sweep uses here.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ class Reproduction:
     rtol: float
     logged_failure: str | None = None
     failure: str | None = None
+    blas_threads: int | None = None  # the BLAS threads of the retraining
+    threads_logged: bool = True  # whether they are the trial's own, read from its run
 
     @property
     def matches(self) -> bool:
@@ -40,6 +44,9 @@ class Reproduction:
         diffs = ", ".join(f"{k} max relative difference {v:.3g}" for k, v in self.max_rel_diff.items())
         verdict = "matches" if self.matches else "DOES NOT match"
         what = f"retrained {self.epochs} epochs"
+        if self.blas_threads is not None:
+            source = "as logged" if self.threads_logged else "none logged; a one-process sweep's count here"
+            what += f" with {self.blas_threads} BLAS thread{'s' if self.blas_threads != 1 else ''} ({source})"
         if self.logged_failure or self.failure:
             what += f"; logged: {self.logged_failure or 'no divergence'}; now: {self.failure or 'no divergence'}"
         return (
@@ -66,9 +73,25 @@ def parse_param(text: str) -> object:
     return {"True": True, "False": False}.get(text, text)
 
 
+def check_rtol(rtol: float) -> float:
+    """``rtol`` if it is a usable relative tolerance (finite, ≥ 0), else a :class:`UsageError`."""
+    from sweeps.errors import UsageError
+
+    if not (math.isfinite(rtol) and rtol >= 0):
+        raise UsageError(f"--rtol {rtol:g} is not allowed: rtol must be a finite number ≥ 0, e.g. 1e-9")
+    return rtol
+
+
 def reproduce(run_id: str, *, tracking_uri: str, rtol: float = 1e-9) -> Reproduction:
+    """Retrain the trial of MLflow run ``run_id`` under its logged BLAS thread count and compare curves.
+
+    Raises :class:`UsageError` for a negative or non-finite ``rtol`` (before reading any store) and
+    :class:`TrackingError` when the run is missing or is not a sweep trial.
+    """
+    check_rtol(rtol)
     import optcore
     import tracking
+    from sweeps import threads
     from sweeps.objective import setup_from_spec
     from sweeps.spec import load_spec
     from sweeps.trainer import train_trial
@@ -96,17 +119,23 @@ def reproduce(run_id: str, *, tracking_uri: str, rtol: float = 1e-9) -> Reproduc
     def stop_when_logged_length(record, history):
         return record.epoch >= epochs  # a pruned or interrupted trial stopped early: retrain as far as it went
 
+    tag = run.data.tags.get(threads.TAG, "")
+    logged_threads = int(tag) if tag.isdigit() and int(tag) >= 1 else None
     failure = None
-    try:  # a diverged trial's curve ends before the epoch that diverged: train on until it does again
-        history = train_trial(
-            setup_from_spec(spec), hp, seed, callback=None if logged_failure else stop_when_logged_length
-        )
-    except optcore.DivergenceError as e:
-        history, failure = e.history, str(e)
+    with threads.exactly(logged_threads) if logged_threads else threads.limited():
+        used_threads = threads.current()
+        try:  # a diverged trial's curve ends before the epoch that diverged: train on until it does again
+            history = train_trial(
+                setup_from_spec(spec), hp, seed, callback=None if logged_failure else stop_when_logged_length
+            )
+        except optcore.DivergenceError as e:
+            history, failure = e.history, str(e)
     new = {"train_cost": history.train_cost, "val_cost": history.val_cost}
     diffs = {k: _max_rel_diff(logged[k], new[k]) for k in CURVES}
     number = run.data.tags.get("trial_number", "?")
-    return Reproduction(run_id, number, epochs, diffs, rtol, logged_failure, failure)
+    return Reproduction(
+        run_id, number, epochs, diffs, rtol, logged_failure, failure, used_threads, logged_threads is not None
+    )
 
 
 def _max_rel_diff(a: list[float], b: list[float]) -> float:

@@ -5,6 +5,10 @@ other busy process (the tracking writer loading MLflow, the loopback MLflow serv
 2 cores that made the quickstart's training 2.4× slower with tracking on. So a training process gets
 ``max(1, (cores - 1) // workers)`` threads, leaving one core for the stores' processes. A user's own
 ``OMP_NUM_THREADS``/``OPENBLAS_NUM_THREADS``/``MKL_NUM_THREADS``/``BLIS_NUM_THREADS`` always wins.
+
+The thread count changes the round-off: an OpenBLAS kernel may split a product's sums differently with
+another count (1e-7 apart in float32 on AVX2 kernels). So each trial records the count it trained with
+(:data:`TAG`, from :func:`current`) and ``sweeps reproduce`` retrains under :func:`exactly` that count.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import os
 from collections.abc import Iterator
 
 BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
+TAG = "blas_threads"  # the MLflow tag and Optuna user attribute holding a trial's thread count
 
 
 def blas_threads(workers: int = 1, cores: int | None = None) -> int:
@@ -36,4 +41,23 @@ def limited(workers: int = 1) -> Iterator[None]:
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(blas_threads(workers), user_api="blas"):
+        yield
+
+
+def current() -> int | None:
+    """The BLAS threads this process's matrix products use now (the fewest over its BLAS libraries, which
+    are normally one: NumPy's); None when no BLAS library is visible to threadpoolctl."""
+    import numpy  # noqa: F401 — its BLAS must be loaded to be seen
+    from threadpoolctl import threadpool_info
+
+    counts = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    return min(counts) if counts else None
+
+
+@contextlib.contextmanager
+def exactly(n: int) -> Iterator[None]:
+    """Run with ``n`` BLAS threads whatever the environment says (to retrain as a trial was trained)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(int(n), user_api="blas"):
         yield

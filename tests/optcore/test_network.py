@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from optcore import ACTIVATIONS, Network, gradient_check
+from optcore import ACTIVATIONS, Network, OptcoreError, gradient_check
 from optcore.losses import LOSSES
 
 
@@ -84,3 +84,67 @@ def test_he_and_xavier_scales():
     assert W.std() == pytest.approx(np.sqrt(2 / 400), rel=0.02)
     W = Network([400, 300, 1], init="xavier", dtype=np.float64).init(rng)[0]
     assert W.std() == pytest.approx(np.sqrt(2 / 700), rel=0.02)
+
+
+def test_gradient_check_refuses_a_float32_network():
+    X, Y = _batch("binary")
+    net = Network([4, 5, 1], activation="tanh", task="binary", dtype=np.float32)
+    params = net.init(np.random.default_rng(0))
+    with pytest.raises(OptcoreError, match="gradient checking needs float64, got float32"):
+        gradient_check(net, params, X.astype(np.float32), Y.astype(np.float32))
+    # float32 parameters handed to a float64 network are refused too
+    net64 = Network([4, 5, 1], activation="tanh", task="binary", dtype=np.float64)
+    with pytest.raises(OptcoreError, match="got float32"):
+        gradient_check(net64, params, X, Y)
+
+
+# -- L2 on mini-batches: the penalty is scaled by the training-set size m, not the batch size b ------------
+
+
+def _l2_problem(m=23, l2=2.0):
+    X, Y = _batch("multiclass", m=m, k=3, seed=4)
+    net = Network([4, 6, 3], activation="tanh", task="multiclass", l2=l2, dtype=np.float64)
+    params = net.init(np.random.default_rng(5))
+    for b in params[1::2]:
+        b[:] = np.random.default_rng(6).standard_normal(b.shape) * 0.1
+    return net, params, X, Y
+
+
+@pytest.mark.parametrize("batch_size", [1, 4, 10, 23])
+def test_minibatch_gradients_average_to_the_full_batch_gradient(batch_size):
+    # Σ_B (b_B/m)·∇J_B = ∇J for any partition (here with a short last batch): the mini-batch gradient is an
+    # unbiased estimate of the full one, the L2 part included.
+    net, params, X, Y = _l2_problem()
+    m = X.shape[0]
+    full_cost, full = net.cost_and_grad(params, X, Y)
+    assert full_cost == pytest.approx(net.cost(params, X, Y), rel=1e-13)
+    average = [np.zeros_like(p) for p in params]
+    for start in range(0, m, batch_size):
+        xb, yb = X[start : start + batch_size], Y[start : start + batch_size]
+        _, g = net.cost_and_grad(params, xb, yb, n_train=m)
+        for acc, gi in zip(average, g, strict=True):
+            acc += gi * (xb.shape[0] / m)
+    for a, f in zip(average, full, strict=True):
+        np.testing.assert_allclose(a, f, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("rows", [1, 5, 23])
+def test_l2_decay_per_step_does_not_depend_on_the_batch_size(rows):
+    net, params, X, Y = _l2_problem(l2=2.0)
+    plain = Network(net.sizes, activation="tanh", task="multiclass", l2=0.0, dtype=np.float64)
+    _, with_l2 = net.cost_and_grad(params, X[:rows], Y[:rows], n_train=23)
+    with_l2 = [g.copy() for g in with_l2]
+    _, without = plain.cost_and_grad(params, X[:rows], Y[:rows], n_train=23)
+    for i, (g, g0) in enumerate(zip(with_l2, without, strict=True)):
+        expected = (2.0 / 23) * params[i] if i % 2 == 0 else np.zeros_like(params[i])  # biases not penalised
+        np.testing.assert_allclose(g - g0, expected, rtol=1e-12, atol=1e-15)
+    # and the batch's cost carries the penalty (λ/2m)·Σ‖W‖² once, whatever the batch size
+    c, _ = net.cost_and_grad(params, X[:rows], Y[:rows], n_train=23)
+    c0, _ = plain.cost_and_grad(params, X[:rows], Y[:rows], n_train=23)
+    assert c - c0 == pytest.approx(2.0 / (2 * 23) * sum((w**2).sum() for w in params[0::2]), rel=1e-12)
+
+
+@pytest.mark.parametrize("rows", [1, 5])
+def test_gradient_check_of_a_minibatch_cost(rows):
+    net, params, X, Y = _l2_problem(l2=0.7)
+    assert gradient_check(net, params, X[:rows], Y[:rows], n_train=23) < 1e-7

@@ -110,3 +110,10 @@ def test_schedule_is_pure():
     assert [s(t) for t in (5, 0, 5, 3)] == [s(5), s(0), s(5), s(3)]
     with pytest.raises(AttributeError):
         s.lr = 2.0  # frozen
+
+
+def test_warmup_constant_ramps_then_holds():
+    s = make_schedule("warmup_constant", lr=LR, total_steps=10, warmup_steps=4, warmup_start_factor=0.2)
+    expected = [LR * (0.2 + 0.8 * t / 4) for t in range(4)] + [LR] * 8
+    assert [s(t) for t in range(12)] == pytest.approx(expected, rel=1e-15)
+    assert "warmup_constant" in schedule_names()

@@ -9,6 +9,7 @@ offsetting them. Schedules are compared value by value with torch's schedulers s
     rmsprop (α, β₂, ε)      ↔ RMSprop(lr=α, alpha=β₂, eps=ε)
     adam / adamw / adagrad  ↔ Adam / AdamW / Adagrad with the same hyperparameters
     gd (α)                  ↔ SGD(lr=α)
+    Network l2 λ, m rows    ↔ weight_decay=λ/m on the weights (not the biases), for any batch size
 """
 
 from __future__ import annotations
@@ -320,3 +321,32 @@ def test_network_cost_and_gradient_match_autograd(task, activation, l2):
     assert cost == pytest.approx(tcost.item(), rel=1e-13)
     for g, tp in zip(grads, tparams, strict=True):
         np.testing.assert_allclose(g, tp.grad.numpy(), rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("optimizer", ["gd", "adam"])
+def test_l2_is_torch_weight_decay_of_lambda_over_m_on_the_weights(optimizer):
+    # optcore's L2 λ on a training set of m rows is torch's coupled weight_decay = λ/m on the weights only
+    # (biases in a group without decay), whatever the batch size: three steps on batches of 16, 16 and 1 row.
+    rng = np.random.default_rng(8)
+    m, l2, lr = 33, 2.0, 0.05
+    net = optcore.Network([6, 9, 1], activation="tanh", task="binary", l2=l2, dtype=np.float64)
+    plain = optcore.Network([6, 9, 1], activation="tanh", task="binary", l2=0.0, dtype=np.float64)
+    params = net.init(rng)
+    X, Y = rng.standard_normal((m, 6)), (rng.random((m, 1)) < 0.5).astype(float)
+    hp = {"lr": lr, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
+    ours = optcore.make_optimizer(optimizer, **({"lr": lr} if optimizer == "gd" else hp))
+    flat, views = optcore.network.pack(params)
+    flat_grads, grads = optcore.network.pack(net.new_grads(views))
+    state = ours.init([flat])
+
+    theirs = [torch.tensor(p, requires_grad=True) for p in params]
+    groups = [{"params": theirs[0::2], "weight_decay": l2 / m}, {"params": theirs[1::2], "weight_decay": 0.0}]
+    topt = torch.optim.SGD(groups, lr=lr) if optimizer == "gd" else torch.optim.Adam(groups, lr=lr, betas=(0.9, 0.999))
+    for rows in (slice(0, 16), slice(16, 32), slice(32, 33)):
+        net.cost_and_grad(views, X[rows], Y[rows], grads, n_train=m)
+        state = ours.update([flat], [flat_grads], state)
+        topt.zero_grad()
+        _torch_cost(plain, theirs, X[rows], Y[rows]).backward()  # the mean data loss, no penalty
+        topt.step()
+    for p, tp in zip(views, theirs, strict=True):
+        np.testing.assert_allclose(p, tp.detach().numpy(), rtol=1e-12, atol=1e-14)

@@ -201,3 +201,16 @@ def test_multiclass_digits_learns():
     net = Network.for_dataset(ds, hidden=[32])
     h = train(ds, net, make_optimizer("adam", lr=0.01), epochs=5, batch_size=64)
     assert h.val_metric[-1] > 0.85
+
+
+@pytest.mark.parametrize("batch_size", [1, 16, 450])
+def test_train_cost_with_l2_is_on_the_full_batch_scale_for_any_batch_size(moons, batch_size):
+    # A step too small to move the parameters: every batch size must then report J(θ₀) on the training set,
+    # the L2 term (λ/2m)·Σ‖W‖² counted once (not ⌈m/b⌉ times, as a per-batch (λ/2b) penalty would).
+    data = moons.astype(np.float64)
+    net = Network.for_dataset(data, hidden=[8], l2=2.0, dtype=np.float64)
+    start = net.init(np.random.default_rng(0))
+    full = net.cost(start, data.X_train, data.Y_train)
+    assert net.penalty(start, data.n_train) > 0.01 * full  # the L2 term matters in this comparison
+    h = train(data, net, make_optimizer("gd", lr=1e-12), epochs=1, batch_size=batch_size, params=start)
+    assert h.train_cost[0] == pytest.approx(full, rel=1e-6)

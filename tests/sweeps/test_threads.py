@@ -38,3 +38,17 @@ def test_a_thread_count_set_by_the_user_is_left_alone(monkeypatch):
     before = _numpy_blas_threads()
     with threads.limited():
         assert _numpy_blas_threads() == before
+
+
+def test_current_reports_the_count_in_effect():
+    with threads.exactly(1):
+        assert threads.current() == _numpy_blas_threads() == 1
+
+
+def test_exactly_overrides_the_users_setting_and_restores_it(monkeypatch):
+    # reproduce retrains under the trial's own count, even where the environment limits BLAS otherwise
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
+    before = _numpy_blas_threads()
+    with threads.exactly(2):
+        assert threads.current() == 2
+    assert _numpy_blas_threads() == before
