@@ -70,7 +70,9 @@ def load_table(
 
 def prepare(table: Table, *, seed: int, val_fraction: float, task: str | None, impute: str | None) -> Dataset:
     """Split ``table`` (stratified for classification), fit the column transformer on the training rows and
-    fill the float64 arrays chunk by chunk (so a large table is copied into them once)."""
+    fill the float64 arrays chunk by chunk. It consumes ``table``: the raw rows are let go once split, so a
+    large table costs about its raw rows plus the arrays made from them, not copies of copies.
+    """
     features, y = table.features, table.y
     _refuse_missing_targets(table)
     inferred = None
@@ -81,21 +83,26 @@ def prepare(table: Table, *, seed: int, val_fraction: float, task: str | None, i
     if impute is None:
         _refuse_missing(table)
     rows_train, rows_val = _split(table, task, val_fraction, seed)
-
-    transformer = column_transformer(features, impute)
-    transformer.fit(features.iloc[rows_train] if hasattr(features, "iloc") else features[rows_train])
     columns = tuple(str(c) for c in features.columns) if hasattr(features, "columns") else None
+    n_columns = features.shape[1]
+
+    take = features.iloc.__getitem__ if hasattr(features, "iloc") else features.__getitem__
+    raw_train, raw_val = take(rows_train), take(rows_val)
+    table.features = features = take = None  # the split copies are all that is kept from here on
+    transformer = column_transformer(raw_train, impute).fit(raw_train)
     width = len(transformer.get_feature_names_out())
     X_train, X_val = np.empty((len(rows_train), width)), np.empty((len(rows_val), width))
-    fill(transformer, features, rows_train, X_train)
-    fill(transformer, features, rows_val, X_val)
+    fill(transformer, raw_train, np.arange(len(rows_train)), X_train)
+    del raw_train
+    fill(transformer, raw_val, np.arange(len(rows_val)), X_val)
+    del raw_val
 
     y_train = y[rows_train]
     scaling = {}
     if task == "regression":
         y_train = y_train.astype(np.float64)
         scaling = {"target_mean": float(y_train.mean()), "target_std": float(y_train.std() or 1.0)}
-    pre = Preprocessor(task, transformer, columns, features.shape[1], classes, **scaling)
+    pre = Preprocessor(task, transformer, columns, n_columns, classes, **scaling)
     Y_train, Y_val = pre.encode(y[rows_train]), pre.encode(y[rows_val])
     params = {**table.params, "task": task, "impute": impute, "val_fraction": val_fraction}
     if inferred is not None:
@@ -190,20 +197,28 @@ def column_transformer(features: Any, impute: str | None) -> Any:
     if hasattr(features, "columns"):
         import pandas as pd
 
-        numeric = [c for c in features.columns if pd.api.types.is_numeric_dtype(features[c])]
-        categorical = [c for c in features.columns if c not in set(numeric)]
-    else:  # a numeric array: every column by position
+        numeric = [i for i, c in enumerate(features.columns) if pd.api.types.is_numeric_dtype(features[c])]
+        categorical = sorted(set(range(features.shape[1])) - set(numeric))
+    else:  # a numeric array
         numeric, categorical = list(range(features.shape[1])), []
+    numeric, categorical = _positions(numeric), _positions(categorical)
     impute_numbers = [SimpleImputer(strategy=impute)] if impute else []
     # Categories have no mean or median; their missing values take the most frequent category.
     impute_categories = [SimpleImputer(strategy="most_frequent")] if impute else []
     parts = []
-    if numeric:
+    if numeric != []:
         parts.append(("numeric", make_pipeline(*impute_numbers, StandardScaler()), numeric))
-    if categorical:
+    if categorical != []:
         encoder = OneHotEncoder(handle_unknown="ignore", sparse_output=False, dtype=np.float64)
         parts.append(("categorical", make_pipeline(*impute_categories, encoder), categorical))
     return ColumnTransformer(parts, sparse_threshold=0.0, verbose_feature_names_out=False)
+
+
+def _positions(indices: list[int]) -> list[int] | slice:
+    """Column positions, as a slice when they are consecutive: a slice selects without copying the columns."""
+    if indices and indices == list(range(indices[0], indices[-1] + 1)):
+        return slice(indices[0], indices[-1] + 1)
+    return indices
 
 
 def table_fingerprint(features: Any, y: np.ndarray, target: str) -> str:

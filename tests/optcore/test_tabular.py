@@ -2,6 +2,7 @@
 
 import pickle
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -62,6 +63,28 @@ def test_chunked_filling_equals_one_transform(csv, monkeypatch):
     chunked = load_dataset(path=str(csv))
     np.testing.assert_array_equal(whole.X_train, chunked.X_train)
     np.testing.assert_array_equal(whole.X_val, chunked.X_val)
+
+
+def test_csv_chunks_read_alike_whether_numeric_mixed_or_switching_midway(tmp_path, monkeypatch):
+    from optcore import sources
+
+    rng = np.random.default_rng(2)
+    numeric = pd.DataFrame(rng.normal(size=(50, 3)), columns=["a", "b", "c"]).assign(y=rng.integers(0, 2, 50))
+    numeric.to_csv(tmp_path / "numeric.csv", index=False)
+    switching = numeric.astype({"b": object})
+    switching.loc[45, "b"] = "unknown"  # a text value in a late chunk: the numeric block falls back to frames
+    switching.to_csv(tmp_path / "switching.csv", index=False)
+    whole = {name: load_dataset(path=str(tmp_path / f"{name}.csv")) for name in ("numeric", "switching")}
+    monkeypatch.setattr(sources, "TEXT_CHUNK_ROWS", 8)
+    for name, expected in whole.items():
+        chunked = load_dataset(path=str(tmp_path / f"{name}.csv"))
+        assert chunked.fingerprint == expected.fingerprint
+        np.testing.assert_array_equal(chunked.X_train, expected.X_train)
+        np.testing.assert_array_equal(chunked.Y_val, expected.Y_val)
+    assert whole["switching"].n_features > whole["numeric"].n_features  # "b" became a categorical column
+    table = sources.from_path(tmp_path / "numeric.csv")
+    np.testing.assert_array_equal(table.features.to_numpy(), numeric[["a", "b", "c"]].to_numpy())
+    np.testing.assert_array_equal(table.y, numeric["y"].to_numpy())
 
 
 def test_missing_values_are_refused_naming_the_column_and_rows_or_imputed_when_asked(tmp_path):
@@ -233,6 +256,20 @@ def test_a_class_with_one_row_and_a_missing_target_are_refused(tmp_path):
     frame.to_csv(tmp_path / "gap.csv", index=False)
     with pytest.raises(OptcoreError, match=r"target 'label' is missing in 2 rows"):
         load_dataset(path=str(tmp_path / "gap.csv"), impute="median")
+
+
+def test_the_example_csv_is_what_its_script_writes_and_loads_with_its_categories(tmp_path):
+    import importlib.util
+
+    folder = Path(__file__).parents[2] / "examples" / "data"
+    spec = importlib.util.spec_from_file_location("make_csv", folder / "make_csv.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(tmp_path / "again.csv")
+    assert (tmp_path / "again.csv").read_bytes() == (folder / "wine_colour.csv").read_bytes()
+    ds = load_dataset(path=str(folder / "wine_colour.csv"))
+    assert ds.task == "multiclass" and list(ds.preprocess.classes) == ["class_0", "class_1", "class_2"]
+    assert ds.n_features == 12 + 3  # twelve numeric columns, colour one-hot over pale/medium/deep
 
 
 # -- the Model -------------------------------------------------------------------------------------------------
