@@ -146,8 +146,9 @@ def _sweep_tags(spec: Spec, stores: Stores) -> dict[str, str]:
 
     data = setup_from_spec(spec).load()
     return {
-        "dataset": spec.dataset.name,
+        "dataset": data.name,
         "dataset_fingerprint": data.fingerprint,
+        "dataset_task": data.task,
         "spec_hash": spec.spec_hash(),
         "search_hash": search_hash(spec),
         "optuna_storage": stores.describe_storage() if stores.embedded else redact(stores.storage_url),
@@ -239,6 +240,7 @@ def run(
     from sweeps.samplers import check_available
 
     check_available(spec)  # before any store is created
+    setup_from_spec(spec).load()  # so is the data: a bad table file stops the sweep with nothing written
     stores = resolve_stores(workdir, storage, tracking_uri)
     check_stores(stores)
     import tracking

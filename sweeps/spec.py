@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -98,9 +99,9 @@ class Spec(_Strict):
 
     @model_validator(mode="after")
     def _check_across(self) -> Spec:
-        n_train = self.dataset.n_train
+        n_train = self.dataset.n_train  # None for a table file: its size is known once it is read
         for path, v in _values(self.search["batch_size"]):
-            if v > n_train:
+            if n_train is not None and v > n_train:
                 raise SpecError(
                     _join("search.batch_size", path),
                     f"{v} is not allowed: batch_size must be in "
@@ -190,6 +191,18 @@ class Spec(_Strict):
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
+def _resolve_data_path(data: dict, source: object) -> None:
+    """A relative ``dataset.path`` is read from the spec file's folder, wherever the command runs."""
+    dataset = data.get("dataset")
+    if not isinstance(dataset, dict) or not isinstance(dataset.get("path"), str) or isinstance(source, Mapping):
+        return
+    if "\n" in str(source) or not os.path.isfile(source):  # YAML text: relative to the working folder
+        return
+    path = Path(dataset["path"]).expanduser()
+    if not path.is_absolute():
+        dataset["path"] = str(Path(source).resolve().parent / path)
+
+
 def load_spec(path_or_text: str | os.PathLike | Mapping, overrides: Iterable[str | tuple[str, str]] = ()) -> Spec:
     """Read, override and validate a spec.
 
@@ -206,6 +219,7 @@ def load_spec(path_or_text: str | os.PathLike | Mapping, overrides: Iterable[str
     for item in overrides:
         text, shown = item if isinstance(item, tuple) else (item, f"--set {item}")
         keys.append((shown, _apply_override(data, text)))
+    _resolve_data_path(data, path_or_text)
     try:
         return Spec.model_validate(data)
     except ValidationError as exc:

@@ -7,6 +7,7 @@ the allowed keys. The whole spec, :class:`~sweeps.spec.Spec`, joins them with th
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
@@ -26,6 +27,8 @@ from sweeps.spec_domains import (
     _within,
 )
 from sweeps.spec_errors import SpecError, _show
+
+TABLE_KEYS = ("path", "target", "task", "impute")
 
 
 class _Strict(BaseModel):
@@ -74,25 +77,71 @@ class _Named(_Strict):
 
 
 class DatasetSpec(_Named):
-    """``name``, the dataset's own parameters (defaults filled in), and the validation fraction."""
+    """``name`` and the dataset's own parameters (defaults filled in), or a table file: ``path`` with
+    ``target``, ``task`` and ``impute`` (see :mod:`optcore.tabular`); and the validation fraction."""
 
     extras: ClassVar[str] = "params"
-    name: str
+    name: str | None = None
+    path: str | None = None
+    target: str | None = None
+    task: Literal["binary", "multiclass", "regression"] | None = None
+    impute: Literal["mean", "median", "most_frequent"] | None = None
     val_fraction: Annotated[float, _within(_float(0, 1, open_low=True, open_high=True))] = 0.2
     params: dict[str, Any] = Field(default_factory=dict)
 
     @property
-    def size(self) -> int:
+    def size(self) -> int | None:
+        """Samples in the dataset; None for a table file (known once it is read)."""
+        if self.path is not None:
+            return None
         fixed = _dataset_info(self.name)[1]
         return fixed if fixed is not None else self.params["n_samples"]
 
     @property
-    def n_train(self) -> int:
+    def n_train(self) -> int | None:
         """Training split size: scikit-learn's ``train_test_split`` rounds the validation part up."""
+        if self.size is None:
+            return None
         return self.size - math.ceil(round(self.size * self.val_fraction, 9))
+
+    def load_kwargs(self) -> dict[str, Any]:
+        """What ``optcore.load_dataset`` takes besides the name, seed and validation fraction."""
+        table = {k: getattr(self, k) for k in TABLE_KEYS if getattr(self, k) is not None}
+        return table | self.params
+
+    @model_serializer
+    def _dump(self) -> dict[str, Any]:  # keys left unset stay out, so registry specs keep their hash
+        out = {k: getattr(self, k) for k in type(self).model_fields if k != self.extras}
+        return {k: v for k, v in out.items() if v is not None} | self.params
+
+    @model_validator(mode="after")
+    def _check_table(self) -> DatasetSpec:
+        if self.path is None:
+            for key in TABLE_KEYS[1:]:
+                if getattr(self, key) is not None:
+                    raise SpecError(key, "applies to a table file (path), not to a named dataset; use path: …")
+            if self.name is None:
+                raise SpecError("name", "missing; give a dataset name or a path to a table file")
+            return self
+        if self.name is not None:
+            raise SpecError("path", "give either name or path, not both")
+        if self.params:
+            allowed = ", ".join(["path", *TABLE_KEYS[1:], "val_fraction"])
+            raise SpecError(next(iter(self.params)), f"unknown key for a table file; allowed keys: {allowed}")
+        from optcore.sources import COMPRESSIONS, READERS
+
+        path = Path(self.path)
+        suffixes = [x.lower() for x in path.suffixes if x.lower() not in COMPRESSIONS]
+        if not suffixes or suffixes[-1] not in READERS:
+            raise SpecError("path", f"{_show(self.path)} is not allowed: the file must end in {', '.join(READERS)}")
+        if not path.is_file():
+            raise SpecError("path", f"{_show(self.path)}: no such file")
+        return self
 
     @model_validator(mode="after")
     def _check_params(self) -> DatasetSpec:
+        if self.path is not None:
+            return self
         names = _registry_names("DATASETS")
         if self.name not in names:
             raise SpecError("name", f"{_show(self.name)} is not allowed: dataset must be one of: {', '.join(names)}")

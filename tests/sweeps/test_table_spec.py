@@ -1,0 +1,97 @@
+"""A sweep over the user's own table: the spec's ``dataset: {path: …}`` block, end to end through the CLI."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+import optcore
+from sweeps.spec import SpecError, load_spec
+from tests.conftest import TINY_SPEC, run_cli
+
+HERE = Path(__file__).parent
+
+
+def _table(path: Path, n: int = 160, gap: bool = False) -> Path:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=n)
+    shade = rng.choice(["light", "dark"], n)
+    frame = pd.DataFrame({"x": x, "shade": shade, "kind": np.where((x > 0) ^ (shade == "dark"), "a", "b")})
+    if gap:
+        frame.loc[[4, 9], "x"] = np.nan
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False)
+    return path
+
+
+def _spec(folder: Path, dataset: dict, **changes) -> Path:
+    data = yaml.safe_load(TINY_SPEC) | {"dataset": dataset, "trials": 2, "training": {"epochs": 2}} | changes
+    path = folder / "spec.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_a_relative_path_is_read_from_the_spec_files_folder(tmp_path, monkeypatch):
+    _table(tmp_path / "specs" / "data" / "t.csv")
+    spec_file = _spec(tmp_path / "specs", {"path": "data/t.csv", "target": "kind", "impute": "median"})
+    monkeypatch.chdir(tmp_path)  # another folder than the spec's
+    spec = load_spec(spec_file)
+    assert spec.dataset.path == str((tmp_path / "specs" / "data" / "t.csv").resolve())
+    assert spec.resolved()["dataset"] == {
+        "path": spec.dataset.path,
+        "target": "kind",
+        "impute": "median",
+        "val_fraction": 0.2,
+    }
+    assert spec.dataset.n_train is None  # known once read: the batch-size bound is checked by training
+    assert load_spec(spec.resolved()).spec_hash() == spec.spec_hash()  # the stored spec loads back to itself
+
+
+@pytest.mark.parametrize(
+    "dataset, field, message",
+    [
+        ({"path": "t.csv", "name": "moons"}, "dataset.path", "give either name or path, not both"),
+        ({"path": "t.xlsx"}, "dataset.path", "the file must end in .csv, .tsv, .parquet"),
+        ({"path": "absent.csv"}, "dataset.path", "no such file"),
+        ({"path": "t.csv", "noise": 0.1}, "dataset.noise", "unknown key for a table file; allowed keys: path, target"),
+        ({"path": "t.csv", "task": "ranking"}, "dataset.task", "ranking"),
+        ({"name": "moons", "target": "y"}, "dataset.target", "applies to a table file (path)"),
+    ],
+)
+def test_bad_table_blocks_name_the_field(tmp_path, dataset, field, message):
+    _table(tmp_path / "t.csv")
+    with pytest.raises(SpecError, match=re.escape(message)) as info:
+        load_spec(_spec(tmp_path, dataset))
+    assert str(info.value).startswith(field)
+
+
+def test_sweep_a_csv_from_the_cli_and_a_bad_table_writes_nothing(tmp_path):
+    _table(tmp_path / "t.csv")
+    spec_file = _spec(tmp_path, {"path": "t.csv", "val_fraction": 0.25})
+    proc = run_cli("run", spec_file, "--workdir", tmp_path / "wd", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "dataset t.csv: task binary: target 'kind' holds 2 distinct labels (a, b)" in proc.stdout
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'wd' / 'mlflow.db'}")
+    parent = client.search_runs(
+        [client.get_experiment_by_name("tiny").experiment_id], "tags.mlflow.parentRunId IS NULL"
+    )[0]
+    expected = optcore.load_dataset(path=str(tmp_path / "t.csv"), seed=7, val_fraction=0.25)
+    assert parent.data.tags["dataset"] == "t.csv"
+    assert parent.data.tags["dataset_fingerprint"] == expected.fingerprint
+
+    _table(tmp_path / "bad" / "t.csv", gap=True)
+    bad = _spec(tmp_path / "bad", {"path": "t.csv"})
+    proc = run_cli("run", bad, "--workdir", tmp_path / "bad" / "wd", cwd=tmp_path / "bad")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "error: t.csv: column 'x' has missing values in 2 rows; fill them in, or set impute to one of mean, "
+        "median, most_frequent"
+    )
+    assert not (tmp_path / "bad" / "wd").exists()
