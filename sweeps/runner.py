@@ -24,6 +24,7 @@ log = logging.getLogger("sweeps")
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 SPEC_HASH_ATTR = "spec_hash"
 SPEC_ATTR = "spec"
+DATA_ATTR = "dataset_fingerprint"
 
 
 @dataclass
@@ -129,14 +130,22 @@ def open_study(spec: Spec, stores: Stores, stale_trial_callback: Callable | None
         load_if_exists=True,
     )
     stored = study.user_attrs.get(SPEC_HASH_ATTR)
+    data = setup_from_spec(spec).load()
     if stored is None:
         study.set_user_attr(SPEC_HASH_ATTR, search_hash(spec))
         study.set_user_attr(SPEC_ATTR, spec.resolved())
+        study.set_user_attr(DATA_ATTR, data.fingerprint)
     elif stored != search_hash(spec):
         raise SweepError(
             f"the sweep {spec.name!r} in {stores.describe_storage()} was started from a different spec "
             f"(search hash {stored}, this spec {search_hash(spec)}); only `trials` may change when resuming. "
             "Rename the sweep (`name:`) or use another --workdir/--storage."
+        )
+    elif study.user_attrs.get(DATA_ATTR, data.fingerprint) != data.fingerprint:  # older sweeps did not store it
+        raise SweepError(
+            f"the sweep {spec.name!r} was run on other data: dataset {data.name!r} has fingerprint "
+            f"{data.fingerprint}, the sweep's was {study.user_attrs[DATA_ATTR]} (has the file changed?). "
+            "Rename the sweep (`name:`) or use another --workdir/--storage to sweep the new data."
         )
     return study
 

@@ -86,6 +86,17 @@ def test_sweep_a_csv_from_the_cli_and_a_bad_table_writes_nothing(tmp_path):
     assert parent.data.tags["dataset"] == "t.csv"
     assert parent.data.tags["dataset_fingerprint"] == expected.fingerprint
 
+    # The same file elsewhere is the same data; a changed value is not: no resume, no reproduction.
+    frame = pd.read_csv(tmp_path / "t.csv")
+    frame.loc[0, "x"] += 1.0
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    proc = run_cli("run", spec_file, "--set", "trials=3", "--workdir", tmp_path / "wd", cwd=tmp_path)
+    assert proc.returncode == 2 and "the sweep 'tiny' was run on other data: dataset 't.csv'" in proc.stderr
+    trial_run = client.search_runs([parent.info.experiment_id], "tags.mlflow.parentRunId IS NOT NULL")[0]
+    proc = run_cli("reproduce", trial_run.info.run_id, "--workdir", tmp_path / "wd", cwd=tmp_path)
+    assert proc.returncode == 2 and "the data has changed since run" in proc.stderr
+    assert len(client.search_runs([parent.info.experiment_id])) == 3  # nothing was added
+
     _table(tmp_path / "bad" / "t.csv", gap=True)
     bad = _spec(tmp_path / "bad", {"path": "t.csv"})
     proc = run_cli("run", bad, "--workdir", tmp_path / "bad" / "wd", cwd=tmp_path / "bad")
