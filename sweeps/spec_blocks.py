@@ -28,7 +28,9 @@ from sweeps.spec_domains import (
 )
 from sweeps.spec_errors import SpecError, _show
 
-TABLE_KEYS = ("path", "target", "task", "impute")
+SOURCE_KEYS = ("name", "path", "loader", "openml")
+TABLE_KEYS = ("target", "task", "impute")
+TABLE_PARAMS = {"path": (), "openml": ("version", "data_home"), "loader": None}  # None: the function's own
 
 
 class _Strict(BaseModel):
@@ -77,12 +79,16 @@ class _Named(_Strict):
 
 
 class DatasetSpec(_Named):
-    """``name`` and the dataset's own parameters (defaults filled in), or a table file: ``path`` with
-    ``target``, ``task`` and ``impute`` (see :mod:`optcore.tabular`); and the validation fraction."""
+    """``name`` and the dataset's own parameters (defaults filled in); or a table from ``path`` (a file),
+    ``loader`` (``"package.module:function"``, its keyword arguments as the other keys) or ``openml`` (a
+    name or id; ``version``, ``data_home``), with ``target``, ``task`` and ``impute`` (see
+    :mod:`optcore.tabular`); and the validation fraction."""
 
     extras: ClassVar[str] = "params"
     name: str | None = None
     path: str | None = None
+    loader: str | None = None
+    openml: str | int | None = None
     target: str | None = None
     task: Literal["binary", "multiclass", "regression"] | None = None
     impute: Literal["mean", "median", "most_frequent"] | None = None
@@ -90,9 +96,14 @@ class DatasetSpec(_Named):
     params: dict[str, Any] = Field(default_factory=dict)
 
     @property
+    def source(self) -> str:
+        """Which of ``name``, ``path``, ``loader``, ``openml`` the block gives."""
+        return next((k for k in SOURCE_KEYS if getattr(self, k) is not None), "name")
+
+    @property
     def size(self) -> int | None:
-        """Samples in the dataset; None for a table file (known once it is read)."""
-        if self.path is not None:
+        """Samples in the dataset; None for a table (known once it is read)."""
+        if self.source != "name":
             return None
         fixed = _dataset_info(self.name)[1]
         return fixed if fixed is not None else self.params["n_samples"]
@@ -106,7 +117,7 @@ class DatasetSpec(_Named):
 
     def load_kwargs(self) -> dict[str, Any]:
         """What ``optcore.load_dataset`` takes besides the name, seed and validation fraction."""
-        table = {k: getattr(self, k) for k in TABLE_KEYS if getattr(self, k) is not None}
+        table = {k: getattr(self, k) for k in SOURCE_KEYS[1:] + TABLE_KEYS if getattr(self, k) is not None}
         return table | self.params
 
     @model_serializer
@@ -116,31 +127,34 @@ class DatasetSpec(_Named):
 
     @model_validator(mode="after")
     def _check_table(self) -> DatasetSpec:
-        if self.path is None:
-            for key in TABLE_KEYS[1:]:
+        given = [k for k in SOURCE_KEYS if getattr(self, k) is not None]
+        if len(given) != 1:
+            where = given[1] if given else "name"
+            raise SpecError(where, f"give exactly one of {', '.join(SOURCE_KEYS)}; got {', '.join(given) or 'none'}")
+        if self.source == "name":
+            for key in TABLE_KEYS:
                 if getattr(self, key) is not None:
-                    raise SpecError(key, "applies to a table file (path), not to a named dataset; use path: …")
-            if self.name is None:
-                raise SpecError("name", "missing; give a dataset name or a path to a table file")
+                    raise SpecError(key, "applies to a table (path, loader or openml), not to a named dataset")
             return self
-        if self.name is not None:
-            raise SpecError("path", "give either name or path, not both")
-        if self.params:
-            allowed = ", ".join(["path", *TABLE_KEYS[1:], "val_fraction"])
-            raise SpecError(next(iter(self.params)), f"unknown key for a table file; allowed keys: {allowed}")
-        from optcore.sources import COMPRESSIONS, READERS
+        allowed = TABLE_PARAMS[self.source]
+        if allowed is not None and set(self.params) - set(allowed):
+            key = next(k for k in self.params if k not in allowed)
+            keys = ", ".join([self.source, *TABLE_KEYS, "val_fraction", *allowed])
+            raise SpecError(key, f"unknown key for a {self.source} dataset; allowed keys: {keys}")
+        if self.path is not None:
+            from optcore.sources import COMPRESSIONS, READERS
 
-        path = Path(self.path)
-        suffixes = [x.lower() for x in path.suffixes if x.lower() not in COMPRESSIONS]
-        if not suffixes or suffixes[-1] not in READERS:
-            raise SpecError("path", f"{_show(self.path)} is not allowed: the file must end in {', '.join(READERS)}")
-        if not path.is_file():
-            raise SpecError("path", f"{_show(self.path)}: no such file")
+            path = Path(self.path)
+            suffixes = [x.lower() for x in path.suffixes if x.lower() not in COMPRESSIONS]
+            if not suffixes or suffixes[-1] not in READERS:
+                raise SpecError("path", f"{_show(self.path)} is not allowed: the file must end in {', '.join(READERS)}")
+            if not path.is_file():
+                raise SpecError("path", f"{_show(self.path)}: no such file")
         return self
 
     @model_validator(mode="after")
     def _check_params(self) -> DatasetSpec:
-        if self.path is not None:
+        if self.source != "name":
             return self
         names = _registry_names("DATASETS")
         if self.name not in names:

@@ -55,12 +55,26 @@ def test_a_relative_path_is_read_from_the_spec_files_folder(tmp_path, monkeypatc
 @pytest.mark.parametrize(
     "dataset, field, message",
     [
-        ({"path": "t.csv", "name": "moons"}, "dataset.path", "give either name or path, not both"),
+        (
+            {"path": "t.csv", "name": "moons"},
+            "dataset.path",
+            "exactly one of name, path, loader, openml; got name",
+        ),
+        ({"val_fraction": 0.3}, "dataset.name", "give exactly one of name, path, loader, openml; got none"),
         ({"path": "t.xlsx"}, "dataset.path", "the file must end in .csv, .tsv, .parquet"),
         ({"path": "absent.csv"}, "dataset.path", "no such file"),
-        ({"path": "t.csv", "noise": 0.1}, "dataset.noise", "unknown key for a table file; allowed keys: path, target"),
+        (
+            {"path": "t.csv", "noise": 0.1},
+            "dataset.noise",
+            "unknown key for a path dataset; allowed keys: path",
+        ),
+        (
+            {"openml": "adult", "sep": ";"},
+            "dataset.sep",
+            "keys: openml, target, task, impute, val_fraction, version",
+        ),
         ({"path": "t.csv", "task": "ranking"}, "dataset.task", "ranking"),
-        ({"name": "moons", "target": "y"}, "dataset.target", "applies to a table file (path)"),
+        ({"name": "moons", "target": "y"}, "dataset.target", "applies to a table (path, loader or openml)"),
     ],
 )
 def test_bad_table_blocks_name_the_field(tmp_path, dataset, field, message):
@@ -68,6 +82,17 @@ def test_bad_table_blocks_name_the_field(tmp_path, dataset, field, message):
     with pytest.raises(SpecError, match=re.escape(message)) as info:
         load_spec(_spec(tmp_path, dataset))
     assert str(info.value).startswith(field)
+
+
+def test_a_loader_takes_the_blocks_other_keys_as_its_arguments(tmp_path):
+    from sweeps.objective import setup_from_spec
+
+    spec = load_spec(_spec(tmp_path, {"loader": "sklearn.datasets:make_moons", "n_samples": 120, "noise": 0.1}))
+    data = setup_from_spec(spec).load()
+    assert (data.name, data.task, data.n_train + data.X_val.shape[0]) == ("sklearn.datasets:make_moons", "binary", 120)
+    assert data.params["noise"] == 0.1 and spec.resolved()["dataset"]["loader"] == "sklearn.datasets:make_moons"
+    spec = load_spec(_spec(tmp_path, {"openml": 61, "version": 1, "data_home": str(tmp_path / "cache")}))
+    assert spec.dataset.load_kwargs() == {"openml": 61, "version": 1, "data_home": str(tmp_path / "cache")}
 
 
 def test_sweep_a_csv_from_the_cli_and_a_bad_table_writes_nothing(tmp_path):
