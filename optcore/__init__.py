@@ -8,6 +8,10 @@ It imports neither Optuna nor MLflow. The public entry points are few and stable
     opt = optcore.make_optimizer("adam", lr=1e-2, beta1=0.9, beta2=0.999)
     sched = optcore.make_schedule("cosine", lr=1e-2, total_steps=30)
     history = optcore.train(ds, net, opt, epochs=30, batch_size=64, schedule=sched, seed=0)
+    model = optcore.Model.from_training(ds, net, history.params)   # predicts on raw rows
+
+Besides registry names, ``load_dataset`` reads a table: ``load_dataset(path="data.csv", target="label")``,
+``loader="package.module:function"`` or ``openml="adult"`` (see optcore.tabular).
 """
 
 from optcore.activations import ACTIVATIONS
@@ -18,8 +22,10 @@ from optcore.ewa import RunningEWA, bias_correction, ewa, ewa_update
 from optcore.gradcheck import gradient_check, numerical_gradient
 from optcore.history import EpochRecord, History
 from optcore.losses import LOSSES
+from optcore.model import Model
 from optcore.network import INITS, Network
 from optcore.optimizers import OPTIMIZERS, Optimizer, OptState, hyperparameter_names, make_optimizer
+from optcore.preprocess import Preprocessor
 from optcore.schedules import SCHEDULES, Schedule, make_schedule, schedule_names, schedule_parameters
 from optcore.train import SCHEDULE_UNITS, EpochCallback, seeded_generators, train
 
@@ -36,10 +42,12 @@ __all__ = [
     "EpochCallback",
     "EpochRecord",
     "History",
+    "Model",
     "Network",
     "OptState",
     "OptcoreError",
     "Optimizer",
+    "Preprocessor",
     "RunningEWA",
     "Schedule",
     "UnknownNameError",

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from optcore.errors import OptcoreError, UnknownNameError
+from optcore.preprocess import Preprocessor, standard_scaler
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,8 @@ class Dataset:
     params: dict = field(default_factory=dict)
     seed: int = 0
     fingerprint: str = ""
+    # How raw rows become X and outputs become labels (see optcore.preprocess); compared by identity.
+    preprocess: Preprocessor | None = field(default=None, compare=False, repr=False)
 
     @property
     def n_features(self) -> int:
@@ -178,7 +181,7 @@ def fingerprint(*arrays: np.ndarray) -> str:
     for a in arrays:
         a = np.ascontiguousarray(a)
         h.update(f"{a.shape}{a.dtype}".encode())
-        h.update(a.tobytes())
+        h.update(a.data)  # the buffer itself: no copy of a large array
     return h.hexdigest()[:16]
 
 
@@ -195,15 +198,51 @@ def resolve_params(name: str, params: dict) -> dict:
     return {**info.defaults, **params}
 
 
-def load_dataset(name: str, seed: int = 0, val_fraction: float = 0.2, **params) -> Dataset:
-    """Load dataset ``name``, split off ``val_fraction`` for validation and standardise it.
+def load_dataset(
+    name: str | None = None,
+    seed: int = 0,
+    val_fraction: float = 0.2,
+    *,
+    path: str | None = None,
+    loader: str | None = None,
+    openml: str | int | None = None,
+    target: str | None = None,
+    task: str | None = None,
+    impute: str | None = None,
+    **params,
+) -> Dataset:
+    """Load a dataset, split off ``val_fraction`` for validation and standardise it with the training split.
 
-    Raises :class:`UnknownNameError` for an unknown name and :class:`OptcoreError` for an unknown parameter
-    or a ``val_fraction`` outside (0, 1).
+    Exactly one source: ``name`` (a registry dataset, ``params`` its parameters), or one of ``path`` (a CSV,
+    TSV, Parquet, ``.npz`` or svmlight file), ``loader`` (``"package.module:function"``, ``params`` its
+    keyword arguments) or ``openml`` (a name or data id, ``params``: ``version``, ``data_home``), which
+    :func:`optcore.tabular.load_table` reads with ``target``, ``task`` and ``impute``.
+
+    Raises :class:`UnknownNameError` for an unknown name and :class:`OptcoreError` for an unknown parameter,
+    a ``val_fraction`` outside (0, 1), or anything a table source refuses.
     """
-    resolved = resolve_params(name, params)
+    sources = {"name": name, "path": path, "loader": loader, "openml": openml}
+    given = [k for k, v in sources.items() if v is not None]
+    if len(given) != 1:
+        raise OptcoreError(f"give exactly one dataset source of {', '.join(sources)}; got {', '.join(given) or 'none'}")
     if not 0.0 < val_fraction < 1.0:
         raise OptcoreError(f"val_fraction must be in (0, 1); got {val_fraction}")
+    if name is None:
+        from optcore.tabular import load_table
+
+        kind = given[0]
+        return load_table(
+            kind, sources[kind], seed=seed, val_fraction=val_fraction, target=target, task=task, impute=impute, **params
+        )
+    table_options = {"target": target, "task": task, "impute": impute}
+    if any(v is not None for v in table_options.values()):
+        key = next(k for k, v in table_options.items() if v is not None)
+        raise OptcoreError(f"{key} applies to path, loader and openml datasets, not to the registry dataset {name!r}")
+    return _load_registry(name, seed, val_fraction, params)
+
+
+def _load_registry(name: str, seed: int, val_fraction: float, params: dict) -> Dataset:
+    resolved = resolve_params(name, params)
     info = DATASETS[name]
     task = info.task(resolved)
     X, y = info.load(seed, **resolved)
@@ -227,7 +266,19 @@ def load_dataset(name: str, seed: int = 0, val_fraction: float = 0.2, **params) 
         params={**resolved, "val_fraction": val_fraction},
         seed=seed,
         fingerprint=fingerprint(*arrays),
+        preprocess=_registry_preprocessor(task, mean, std, y, y_tr),
     )
+
+
+def _registry_preprocessor(task: str, mean: np.ndarray, std: np.ndarray, y: np.ndarray, y_tr: np.ndarray):
+    """The same standardisation (and target scaling) as :func:`_load_registry`, for new rows."""
+    kwargs = {}
+    if task == "regression":
+        y_tr = y_tr.astype(np.float64)
+        kwargs = {"target_mean": float(y_tr.mean()), "target_std": float(y_tr.std() or 1.0)}
+    else:
+        kwargs = {"classes": np.unique(y)}
+    return Preprocessor(task, standard_scaler(mean, std), None, mean.shape[0], **kwargs)
 
 
 def _targets(task: str, y_tr: np.ndarray, y_va: np.ndarray, y_all: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

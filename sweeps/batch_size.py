@@ -282,7 +282,7 @@ def select_batch_size(
     from sweeps.storage import resolve_stores
     from sweeps.trainer import train_trial, trial_seed
 
-    n_train, notes = spec.dataset.n_train, []
+    n_train, notes = spec.dataset.n_train or setup_from_spec(spec).load().n_train, []
     if sizes is None:
         sizes = [s for s in DEFAULT_SIZES if s <= n_train] or [n_train]
         if len(sizes) < len(DEFAULT_SIZES):
@@ -323,7 +323,7 @@ def select_batch_size(
         tracking_uri=stores.tracking_uri,
         study_name=experiment,
         tags={
-            "dataset": spec.dataset.name,
+            "dataset": data.name,
             "dataset_fingerprint": data.fingerprint,
             "spec_hash": spec.spec_hash(),
             "budget": budget.label,

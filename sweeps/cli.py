@@ -195,7 +195,12 @@ def _exit_for(e: BaseException, command: str) -> int:
         return e.exit_code
     if isinstance(e, SystemExit):
         raise e
-    if isinstance(e, SpecError | UsageError | SweepError):
+    from optcore import DivergenceError, OptcoreError
+
+    # optcore's errors for what the user gave (a table file, its columns, a loader) are usage errors too.
+    if isinstance(e, SpecError | UsageError | SweepError) or (
+        isinstance(e, OptcoreError) and not isinstance(e, DivergenceError)
+    ):
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
     from tracking import TrackingError, redact

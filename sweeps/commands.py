@@ -35,6 +35,7 @@ def cmd_run(args) -> int:
     spec = load(args)
     if args.workers < 1:
         raise UsageError(f"--workers must be ≥ 1; got {args.workers}")
+    _say_inferred_task(spec, quiet=args.quiet)
     if args.workers > 1:
         from sweeps.parallel import run_parallel
 
@@ -52,6 +53,15 @@ def cmd_run(args) -> int:
         result = _run_here(spec, args)
     report.print_summary(spec, result, _workdir_hint(args))
     return 0
+
+
+def _say_inferred_task(spec, quiet: bool) -> None:
+    """Load the data before any store is opened (a bad table file writes nothing) and say what was inferred."""
+    from sweeps.objective import setup_from_spec
+
+    data = setup_from_spec(spec).load()
+    if "task_inferred" in data.params and not quiet:
+        print(f"dataset {data.name}: task {data.params['task_inferred']} (set dataset.task to choose)")
 
 
 def cmd_worker(args) -> int:

@@ -53,7 +53,7 @@ def objective_values(spec: Spec, history: History) -> list[float]:
 def setup_from_spec(spec: Spec) -> TrainingSetup:
     return TrainingSetup(
         dataset=spec.dataset.name,
-        dataset_params=tuple(sorted(spec.dataset.params.items())),
+        dataset_params=tuple(sorted(spec.dataset.load_kwargs().items())),
         val_fraction=spec.dataset.val_fraction,
         data_seed=spec.seed,
         hidden=tuple(spec.model.hidden),

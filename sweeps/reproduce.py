@@ -108,6 +108,14 @@ def reproduce(run_id: str, *, tracking_uri: str, rtol: float = 1e-9) -> Reproduc
     with tempfile.TemporaryDirectory() as tmp:
         path = client.download_artifacts(parent_id, "spec.yaml", tmp)
         spec = load_spec(yaml.safe_load(Path(path).read_text()))
+    data, logged_data = setup_from_spec(spec).load(), client.get_run(parent_id).data.tags.get("dataset_fingerprint")
+    if logged_data is not None and logged_data != data.fingerprint:
+        from sweeps.errors import SweepError
+
+        raise SweepError(
+            f"the data has changed since run {run_id} was trained: dataset {data.name!r} has fingerprint "
+            f"{data.fingerprint}, the sweep logged {logged_data}; there is nothing to compare against"
+        )
     hp = {k: parse_param(v) for k, v in run.data.params.items() if k != "seed"}
     seed = int(run.data.params["seed"])
     logged = {k: [m.value for m in sorted(client.get_metric_history(run_id, k), key=lambda m: m.step)] for k in CURVES}

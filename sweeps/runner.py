@@ -24,6 +24,7 @@ log = logging.getLogger("sweeps")
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 SPEC_HASH_ATTR = "spec_hash"
 SPEC_ATTR = "spec"
+DATA_ATTR = "dataset_fingerprint"
 
 
 @dataclass
@@ -129,15 +130,23 @@ def open_study(spec: Spec, stores: Stores, stale_trial_callback: Callable | None
         load_if_exists=True,
     )
     stored = study.user_attrs.get(SPEC_HASH_ATTR)
+    data = setup_from_spec(spec).load()
     if stored is None:
         study.set_user_attr(SPEC_HASH_ATTR, search_hash(spec))
         study.set_user_attr(SPEC_ATTR, spec.resolved())
+        study.set_user_attr(DATA_ATTR, data.fingerprint)
     elif stored != search_hash(spec):
         raise SweepError(
             f"the sweep {spec.name!r} in {stores.describe_storage()} was started from a different spec "
             f"(search hash {stored}, this spec {search_hash(spec)}); only `trials` may change when resuming. "
             f"To start a separate sweep, give it its own name (--set name={spec.name}-2, or `name:` in the spec) "
             "or another --workdir/--storage; to continue this one, run the spec it started from."
+        )
+    elif study.user_attrs.get(DATA_ATTR, data.fingerprint) != data.fingerprint:  # older sweeps did not store it
+        raise SweepError(
+            f"the sweep {spec.name!r} was run on other data: dataset {data.name!r} has fingerprint "
+            f"{data.fingerprint}, the sweep's was {study.user_attrs[DATA_ATTR]} (has the file changed?). "
+            "Rename the sweep (`name:`) or use another --workdir/--storage to sweep the new data."
         )
     return study
 
@@ -147,8 +156,9 @@ def _sweep_tags(spec: Spec, stores: Stores) -> dict[str, str]:
 
     data = setup_from_spec(spec).load()
     return {
-        "dataset": spec.dataset.name,
+        "dataset": data.name,
         "dataset_fingerprint": data.fingerprint,
+        "dataset_task": data.task,
         "spec_hash": spec.spec_hash(),
         "search_hash": search_hash(spec),
         "optuna_storage": stores.describe_storage() if stores.embedded else redact(stores.storage_url),
@@ -240,6 +250,7 @@ def run(
     from sweeps.samplers import check_available
 
     check_available(spec)  # before any store is created
+    setup_from_spec(spec).load()  # so is the data: a bad table file stops the sweep with nothing written
     stores = resolve_stores(workdir, storage, tracking_uri)
     check_stores(stores)
     import tracking

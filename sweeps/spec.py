@@ -25,6 +25,7 @@ import json
 import logging
 import os
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -111,9 +112,9 @@ class Spec(_Strict):
     @model_validator(mode="after")
     def _check_across(self) -> Spec:
         problems = Problems()
-        n_train = self.dataset.n_train
+        n_train = self.dataset.n_train  # None for a table file: its size is known once it is read
         for path, v in _values(self.search["batch_size"]):
-            if v > n_train:
+            if n_train is not None and v > n_train:
                 problems.add(
                     _join("search.batch_size", path),
                     f"{v} is not allowed: batch_size must be in "
@@ -205,6 +206,18 @@ class Spec(_Strict):
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
+def _resolve_data_path(data: dict, source: object) -> None:
+    """A relative ``dataset.path`` is read from the spec file's folder, wherever the command runs."""
+    dataset = data.get("dataset")
+    if not isinstance(dataset, dict) or not isinstance(dataset.get("path"), str) or isinstance(source, Mapping):
+        return
+    if "\n" in str(source) or not os.path.isfile(source):  # YAML text: relative to the working folder
+        return
+    path = Path(dataset["path"]).expanduser()
+    if not path.is_absolute():
+        dataset["path"] = str(Path(source).resolve().parent / path)
+
+
 def load_spec(path_or_text: str | os.PathLike | Mapping, overrides: Iterable[str | tuple[str, str]] = ()) -> Spec:
     """Read, override and validate a spec.
 
@@ -226,6 +239,7 @@ def load_spec(path_or_text: str | os.PathLike | Mapping, overrides: Iterable[str
         with problems.collect():
             keys.append((shown, _apply_override(data, text, shown)))
     problems.raise_any()
+    _resolve_data_path(data, path_or_text)
     context: dict[str, Any] = {"overrides": keys, "notes": []}
     try:
         spec = Spec.model_validate(data, context=context)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import math
+from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -37,6 +38,10 @@ from sweeps.spec_domains import (
 )
 from sweeps.spec_errors import Problems, SpecError, _show
 from sweeps.spec_parse import _errors
+
+SOURCE_KEYS = ("name", "path", "loader", "openml")
+TABLE_KEYS = ("target", "task", "impute")
+TABLE_PARAMS = {"path": (), "openml": ("version", "data_home"), "loader": None}  # None: the function's own
 
 
 class _Strict(BaseModel):
@@ -101,25 +106,83 @@ class _Named(_Strict):
 
 
 class DatasetSpec(_Named):
-    """``name``, the dataset's own parameters (defaults filled in), and the validation fraction."""
+    """``name`` and the dataset's own parameters (defaults filled in); or a table from ``path`` (a file),
+    ``loader`` (``"package.module:function"``, its keyword arguments as the other keys) or ``openml`` (a
+    name or id; ``version``, ``data_home``), with ``target``, ``task`` and ``impute`` (see
+    :mod:`optcore.tabular`); and the validation fraction."""
 
     extras: ClassVar[str] = "params"
-    name: str
+    name: str | None = None
+    path: str | None = None
+    loader: str | None = None
+    openml: str | int | None = None
+    target: str | None = None
+    task: Literal["binary", "multiclass", "regression"] | None = None
+    impute: Literal["mean", "median", "most_frequent"] | None = None
     val_fraction: Annotated[float, _within(_float(0, 1, open_low=True, open_high=True))] = 0.2
     params: dict[str, Any] = Field(default_factory=dict)
 
     @property
-    def size(self) -> int:
+    def source(self) -> str:
+        """Which of ``name``, ``path``, ``loader``, ``openml`` the block gives."""
+        return next((k for k in SOURCE_KEYS if getattr(self, k) is not None), "name")
+
+    @property
+    def size(self) -> int | None:
+        """Samples in the dataset; None for a table (known once it is read)."""
+        if self.source != "name":
+            return None
         fixed = _dataset_info(self.name)[1]
         return fixed if fixed is not None else self.params["n_samples"]
 
     @property
-    def n_train(self) -> int:
+    def n_train(self) -> int | None:
         """Training split size: scikit-learn's ``train_test_split`` rounds the validation part up."""
+        if self.size is None:
+            return None
         return self.size - math.ceil(round(self.size * self.val_fraction, 9))
+
+    def load_kwargs(self) -> dict[str, Any]:
+        """What ``optcore.load_dataset`` takes besides the name, seed and validation fraction."""
+        table = {k: getattr(self, k) for k in SOURCE_KEYS[1:] + TABLE_KEYS if getattr(self, k) is not None}
+        return table | self.params
+
+    @model_serializer
+    def _dump(self) -> dict[str, Any]:  # keys left unset stay out, so registry specs keep their hash
+        out = {k: getattr(self, k) for k in type(self).model_fields if k != self.extras}
+        return {k: v for k, v in out.items() if v is not None} | self.params
+
+    @model_validator(mode="after")
+    def _check_table(self) -> DatasetSpec:
+        given = [k for k in SOURCE_KEYS if getattr(self, k) is not None]
+        if len(given) != 1:
+            where = given[1] if given else "name"
+            raise SpecError(where, f"give exactly one of {', '.join(SOURCE_KEYS)}; got {', '.join(given) or 'none'}")
+        if self.source == "name":
+            for key in TABLE_KEYS:
+                if getattr(self, key) is not None:
+                    raise SpecError(key, "applies to a table (path, loader or openml), not to a named dataset")
+            return self
+        allowed = TABLE_PARAMS[self.source]
+        if allowed is not None and set(self.params) - set(allowed):
+            key = next(k for k in self.params if k not in allowed)
+            keys = ", ".join([self.source, *TABLE_KEYS, "val_fraction", *allowed])
+            raise SpecError(key, f"unknown key for a {self.source} dataset; allowed keys: {keys}")
+        if self.path is not None:
+            from optcore.sources import COMPRESSIONS, READERS
+
+            path = Path(self.path)
+            suffixes = [x.lower() for x in path.suffixes if x.lower() not in COMPRESSIONS]
+            if not suffixes or suffixes[-1] not in READERS:
+                raise SpecError("path", f"{_show(self.path)} is not allowed: the file must end in {', '.join(READERS)}")
+            if not path.is_file():
+                raise SpecError("path", f"{_show(self.path)}: no such file")
+        return self
 
     @model_validator(mode="after")
     def _check_params(self) -> DatasetSpec:
+        if self.source != "name":
+            return self
         names = _registry_names("DATASETS")
         if self.name not in names:
             raise SpecError("name", f"{_show(self.name)} is not allowed: dataset must be one of: {', '.join(names)}")
