@@ -19,6 +19,7 @@ from optcore.gradcheck import gradient_check, numerical_gradient
 from optcore.history import EpochRecord, History
 from optcore.losses import LOSSES
 from optcore.network import INITS, Network
+from optcore.noise import NoiseScale, noise_estimates
 from optcore.optimizers import OPTIMIZERS, Optimizer, OptState, hyperparameter_names, make_optimizer
 from optcore.schedules import SCHEDULES, Schedule, make_schedule, schedule_names, schedule_parameters
 from optcore.train import SCHEDULE_UNITS, EpochCallback, seeded_generators, train
@@ -37,6 +38,7 @@ __all__ = [
     "EpochRecord",
     "History",
     "Network",
+    "NoiseScale",
     "OptState",
     "OptcoreError",
     "Optimizer",
@@ -53,6 +55,7 @@ __all__ = [
     "make_schedule",
     "minibatches",
     "n_batches",
+    "noise_estimates",
     "numerical_gradient",
     "resolve_params",
     "schedule_names",
