@@ -15,6 +15,9 @@ for every batch size, a 1-row last batch included. Backward, per layer (dZ_L = �
 table):
 
     dW_l = A_{l−1}ᵀ dZ_l + (λ/m) W_l,   db_l = Σ_rows dZ_l,   dZ_{l−1} = (dZ_l W_lᵀ) ⊙ g'(Z_{l−1})
+
+:meth:`Network.cost_grad_and_norms` also gives each example's squared gradient norm from the same arrays,
+for the gradient noise scale (:mod:`optcore.noise`).
 """
 
 from __future__ import annotations
