@@ -24,6 +24,7 @@ from optcore.history import EpochRecord, History
 from optcore.losses import LOSSES
 from optcore.model import Model
 from optcore.network import INITS, Network
+from optcore.noise import NoiseScale, noise_estimates
 from optcore.optimizers import OPTIMIZERS, Optimizer, OptState, hyperparameter_names, make_optimizer
 from optcore.preprocess import Preprocessor
 from optcore.schedules import SCHEDULES, Schedule, make_schedule, schedule_names, schedule_parameters
@@ -44,6 +45,7 @@ __all__ = [
     "History",
     "Model",
     "Network",
+    "NoiseScale",
     "OptState",
     "OptcoreError",
     "Optimizer",
@@ -61,6 +63,7 @@ __all__ = [
     "make_schedule",
     "minibatches",
     "n_batches",
+    "noise_estimates",
     "numerical_gradient",
     "resolve_params",
     "schedule_names",

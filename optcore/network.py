@@ -15,6 +15,9 @@ for every batch size, a 1-row last batch included. Backward, per layer (dZ_L = �
 table):
 
     dW_l = A_{l−1}ᵀ dZ_l + (λ/m) W_l,   db_l = Σ_rows dZ_l,   dZ_{l−1} = (dZ_l W_lᵀ) ⊙ g'(Z_{l−1})
+
+:meth:`Network.cost_grad_and_norms` also gives each example's squared gradient norm from the same arrays,
+for the gradient noise scale (:mod:`optcore.noise`).
 """
 
 from __future__ import annotations
@@ -85,6 +88,7 @@ class Network:
         if self.dtype not in (np.float32, np.float64):
             raise OptcoreError(f"dtype must be float32 or float64; got {self.dtype}")
         self._workspaces: dict[int, tuple[list[np.ndarray], list[np.ndarray], np.ndarray]] = {}
+        self._norm_workspaces: dict[int, _RowNorms] = {}  # only when the gradient noise scale is measured
 
     @classmethod
     def for_dataset(cls, dataset, hidden: Sequence[int] = (), **kwargs) -> Network:
@@ -163,6 +167,39 @@ class Network:
         is m, the training-set size that scales the L2 term (default b: the batch is the whole set).
         Intermediate arrays live in a workspace reused for every batch of the same size.
         """
+        cost, grads, _ = self._forward_backward(params, X, Y, grads, n_train, None)
+        return cost, grads
+
+    def cost_grad_and_norms(
+        self,
+        params: Sequence[np.ndarray],
+        X: np.ndarray,
+        Y: np.ndarray,
+        grads: list[np.ndarray] | None = None,
+        n_train: int | None = None,
+    ) -> tuple[float, list[np.ndarray], np.ndarray, float]:
+        """:meth:`cost_and_grad` plus the squared norms of the data term's gradients: ``(cost, grads,
+        per_example_sq, batch_sq)``, without forming a per-example gradient.
+
+        Example i's gradient of its loss Lᵢ is, per layer, the outer product ∂Wₗ = aᵢδᵢᵀ and ∂bₗ = δᵢ
+        (aᵢ the row of A_{l−1}, δᵢ = b·(row i of dZ_l), dZ being the batch mean's), so
+
+            ‖gᵢ‖² = Σ_l (‖aᵢ‖² + 1)·‖δᵢ‖²                  per_example_sq, shape (b,)
+            ‖g_B‖² = Σ_l ‖A_{l−1}ᵀ dZ_l‖² + ‖1ᵀ dZ_l‖²       batch_sq, g_B = (1/b)·Σᵢ gᵢ
+
+        The L2 term is left out of both (its gradient is the same for every example, so it is not
+        noise; ``grads`` still includes it). ``per_example_sq`` is a workspace buffer, overwritten by the
+        next call with the same batch size. For :class:`optcore.noise.NoiseScale`.
+        """
+        b = X.shape[0]
+        rows = self._norm_workspaces.get(b)
+        if rows is None:
+            rows = self._norm_workspaces[b] = _RowNorms(b, self.sizes, self.dtype)
+        cost, grads, batch_sq = self._forward_backward(params, X, Y, grads, n_train, rows)
+        return cost, grads, rows.per_example(), batch_sq
+
+    def _forward_backward(self, params, X, Y, grads, n_train, rows: _RowNorms | None):
+        """(J_B, grads, ‖g_B‖² of the data term, or 0.0 when ``rows`` is None): see the two methods above."""
         b = X.shape[0]
         m = n_train or b
         if grads is None:
@@ -177,16 +214,20 @@ class Network:
             a = self.activation.forward(z) if l < last else z
         cost = self.loss.total(a, Y) / b + self.penalty(params, m)
 
+        batch_sq = 0.0
         dz = self.loss.gradient(a, Y, deltas[last])
         dz *= 1.0 / b
         for l in range(last, -1, -1):
             a_prev = acts[l - 1] if l > 0 else X
             gw, gb = grads[2 * l], grads[2 * l + 1]
             np.matmul(a_prev.T, dz, out=gw)
+            if rows is not None:
+                batch_sq += float(np.vdot(gw, gw))  # before the L2 term is added: it is not noise
             if self.l2:
                 gw += (self.l2 / m) * params[2 * l]
             # db = Σ_rows dZ as the product 1ᵀ dZ: BLAS's gemv is ~3× faster than np.sum over axis 0.
             np.matmul(ones, dz, out=gb)
+            dz_l = dz
             if l > 0:
                 da = deltas[l - 1]
                 # With one output unit dZ W_lᵀ is an outer product, which BLAS's gemm does 2–4× slower than
@@ -194,4 +235,38 @@ class Network:
                 product = np.multiply if dz.shape[1] == 1 else np.matmul
                 product(dz, params[2 * l].T, out=da)
                 dz = self.activation.backward(a_prev, da)
-        return cost, grads
+            if rows is not None:
+                batch_sq += float(np.vdot(gb, gb))
+                rows.add_layer(l, a_prev, dz_l)
+        return cost, grads, batch_sq
+
+
+class _RowNorms:
+    """Buffers for :meth:`Network.cost_grad_and_norms` at one batch size b: the row norms ‖aᵢ‖² and
+    ‖dZᵢ‖² of every layer, ``(n_layers, b)`` each, and the per-example result ``(b,)``."""
+
+    def __init__(self, b: int, sizes: Sequence[int], dtype: np.dtype):
+        self.b = b
+        self.a_sq = np.empty((len(sizes) - 1, b), dtype=dtype)
+        self.dz_sq = np.empty_like(self.a_sq)
+        self.x_sq = np.empty((b, sizes[0]), dtype=dtype)  # X is the caller's: squared into a copy
+        self.ones = {n: np.ones(n, dtype=dtype) for n in sizes}
+        self.ones_layers = np.ones(len(sizes) - 1, dtype=dtype)
+        self.result = np.empty(b, dtype=dtype)
+
+    def add_layer(self, l: int, a_prev: np.ndarray, dz: np.ndarray) -> None:
+        """Row norms of layer l's input and of its dZ. Both are spent once the backward pass has moved to
+        layer l − 1, so they are squared in place (layer 0's input, X, into a buffer); a row sum is the
+        product with ones, which BLAS's gemv does faster than np.sum over axis 1."""
+        a_sq = np.multiply(a_prev, a_prev, out=self.x_sq if l == 0 else a_prev)
+        np.matmul(a_sq, self.ones[a_sq.shape[1]], out=self.a_sq[l])
+        np.multiply(dz, dz, out=dz)
+        np.matmul(dz, self.ones[dz.shape[1]], out=self.dz_sq[l])
+
+    def per_example(self) -> np.ndarray:
+        """‖gᵢ‖² = b²·Σ_l (‖aᵢ‖² + 1)·‖dZᵢ‖², from the layers added since the last call."""
+        self.a_sq += 1
+        self.a_sq *= self.dz_sq
+        np.matmul(self.ones_layers, self.a_sq, out=self.result)
+        self.result *= float(self.b) ** 2
+        return self.result

@@ -14,6 +14,7 @@ from optcore.errors import DivergenceError, OptcoreError
 from optcore.ewa import RunningEWA
 from optcore.history import EpochRecord, History
 from optcore.network import Network, pack
+from optcore.noise import NoiseScale
 from optcore.optimizers import Optimizer
 from optcore.schedules import Schedule
 
@@ -44,6 +45,7 @@ def train(
     ewa_beta: float = 0.9,
     callback: EpochCallback | None = None,
     max_seconds: float | None = None,
+    noise_scale: bool = False,
 ) -> History:
     """Train ``network`` on ``dataset`` with ``optimizer`` and return the :class:`History`.
 
@@ -57,6 +59,10 @@ def train(
     (``history.stopped_early``). ``max_seconds`` is a time budget for the training steps (evaluation
     excluded): training stops after the step that spends it, mid-epoch if need be, and that last, partial
     epoch is recorded and evaluated like any other (``history.samples_seen`` counts the rows trained on).
+    ``noise_scale=True`` measures the gradient noise scale B_simple = tr Σ / |G|² at every step from the
+    per-example gradient norms (:mod:`optcore.noise`; its |G|² and tr Σ smoothed with ``ewa_beta``) and
+    records its value at the end of each epoch (``history.noise_scale``, ``noise_grad_sq``,
+    ``noise_trace_sigma``); the same seed trains the same parameters with or without it.
 
     Raises :class:`DivergenceError` (with the History so far) when a cost becomes NaN or infinite.
     """
@@ -80,6 +86,7 @@ def train(
     lr_at: Callable[[int], float] = schedule if schedule is not None else (lambda t: optimizer.lr)
     per_iteration = schedule_unit == "iteration"
     smoother = RunningEWA(ewa_beta)
+    noise = NoiseScale(ewa_beta) if noise_scale else None
     history = History(network.loss.metric_name)
     iteration = 0
     spent = 0.0  # seconds of training steps in the epochs before this one
@@ -91,7 +98,13 @@ def train(
         lr = epoch_lr
         total, rows = 0.0, 0
         for xb, yb in minibatches(data.X_train, data.Y_train, batch_size, shuffle_rng):
-            cost, _ = network.cost_and_grad(params, xb, yb, grads, n_train=data.n_train)
+            if noise is None:
+                cost, _ = network.cost_and_grad(params, xb, yb, grads, n_train=data.n_train)
+            else:
+                cost, _, per_example_sq, batch_sq = network.cost_grad_and_norms(
+                    params, xb, yb, grads, n_train=data.n_train
+                )
+                noise.update(per_example_sq, batch_sq)
             iteration += 1
             if not math.isfinite(cost):
                 raise DivergenceError(epoch, iteration, cost, history)
@@ -112,7 +125,8 @@ def train(
         val_cost, metric = network.evaluate(params, data.X_val, data.Y_val)
         if not math.isfinite(val_cost):
             raise DivergenceError(epoch, iteration, val_cost, history)
-        record = EpochRecord(epoch, total / rows, val_cost, metric, float(epoch_lr), seconds)
+        measured = {} if noise is None else noise.record_fields()
+        record = EpochRecord(epoch, total / rows, val_cost, metric, float(epoch_lr), seconds, **measured)
         history.append(record)
         if callback is not None and callback(record, history):
             history.stopped_early = True

@@ -65,6 +65,7 @@ def setup_from_spec(spec: Spec) -> TrainingSetup:
         schedule_unit=spec.training.schedule_unit,
         record_minibatch=spec.training.record_minibatch,
         ewa_beta=spec.training.ewa_beta,
+        noise_scale=spec.training.noise_scale,
     )
 
 

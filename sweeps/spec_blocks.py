@@ -246,6 +246,7 @@ class TrainingSpec(_Strict):
     schedule_unit: Literal["epoch", "iteration"] = "epoch"
     record_minibatch: bool = False
     ewa_beta: Annotated[float, _within(_BETA)] = 0.9
+    noise_scale: bool = False  # measure the gradient noise scale per epoch (optcore.train's noise_scale)
 
     @field_validator("objective", mode="before")
     @classmethod

@@ -50,6 +50,7 @@ class TrainingSetup:
     schedule_unit: str = "epoch"
     record_minibatch: bool = False
     ewa_beta: float = 0.9
+    noise_scale: bool = False
 
     def load(self) -> Dataset:
         return _load(self.dataset, self.data_seed, self.val_fraction, self.dataset_params)
@@ -122,4 +123,5 @@ def train_trial(
             ewa_beta=setup.ewa_beta,
             callback=interrupts.shield(callback) if callback is not None else None,
             max_seconds=max_seconds,
+            noise_scale=setup.noise_scale,
         )

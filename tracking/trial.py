@@ -108,14 +108,7 @@ class TrialRun:
         with self._lock:
             if record.epoch <= self._last_epoch:
                 return  # already in the run (a reused run, or the same epoch logged twice)
-            values = {
-                "train_cost": record.train_cost,
-                "val_cost": record.val_cost,
-                self.metric_name: record.val_metric,
-                "lr": record.lr,
-                "epoch_seconds": record.seconds,
-            }
-            self._add_epoch(record.epoch, values, minibatch_costs, minibatch_ewa)
+            self._add_epoch(record.epoch, record.values(self.metric_name), minibatch_costs, minibatch_ewa)
             if self._pending_epochs >= self.flush_every and not self._writer_starting():
                 self._flush_locked(raise_errors=False)
 

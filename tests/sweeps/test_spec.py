@@ -120,6 +120,7 @@ def test_defaults_are_resolved() -> None:
         "schedule_unit": "epoch",
         "record_minibatch": False,
         "ewa_beta": 0.9,
+        "noise_scale": False,
     }
     assert r["dataset"] == {"name": "iris", "val_fraction": 0.2}
     assert r["search"]["schedule"] == {"value": "constant"}  # the default, as a fixed entry
