@@ -412,18 +412,21 @@ def wait_for_text(path: Path, text: str, timeout: float = 30) -> None:
         time.sleep(0.2)
 
 
-def test_ui_refuses_a_port_out_of_range_or_taken(tmp_path):
-    import http.server
-    import threading
-
-    from tracking.server import free_port
-
+def test_ui_refuses_a_port_out_of_range_at_once(tmp_path):
     proc = run_cli("ui", "--port", "99999", "--workdir", tmp_path / "wd", cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr == "error: --port must be a TCP port from 1 to 65535; got 99999\n"
     assert not (tmp_path / "wd").exists()
 
-    # Another web server holds the port and answers /health: `ui` must not take it for its own MLflow server.
+
+def test_ui_refuses_a_port_another_server_holds(tmp_path):
+    """Another web server holds the port and answers /health: `ui` must not take it for its own MLflow
+    server (it used to report success, then exit when its server could not bind)."""
+    import http.server
+    import threading
+
+    from tracking.server import free_port
+
     (tmp_path / "wd").mkdir()
     (tmp_path / "wd" / "mlflow.db").touch()
     (tmp_path / "site").mkdir()
