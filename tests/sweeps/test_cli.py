@@ -505,6 +505,7 @@ def test_ui_keeps_the_database_password_out_of_the_process_list(tmp_path):
         ui.send_signal(signal.SIGINT)
         assert ui.wait(60) == 130
         assert password not in (tmp_path / "ui.log").read_text()
+        assert password not in (tmp_path / "wd" / "mlflow-ui.log").read_text()  # nor in the server's log
     finally:
         if ui.poll() is None:
             ui.kill()
