@@ -141,7 +141,7 @@ def cmd_ui(args) -> int:
     uri = stores.tracking_uri
     if uri.startswith("http"):
         report.out.print(f"this sweep is tracked by a server: {redact(uri)}")
-        _print_runs(uri, experiments(uri), shown=redact(uri), open_=args.open)
+        _print_runs(uri, experiments(uri), open_=args.open)
         return 0
     path = sqlite_path(uri)
     if path is not None and not path.exists():
@@ -149,21 +149,21 @@ def cmd_ui(args) -> int:
     log = stores.workdir / "mlflow-ui.log"
     with MlflowServer(uri, stores.workdir / "mlartifacts", port=args.port, log_file=log) as server:
         report.out.print(f"MLflow UI on {server.url} (Ctrl-C stops it)")
-        _print_runs(server.url, experiments(server.url), shown=server.url, open_=args.open)
+        _print_runs(server.url, experiments(server.url), open_=args.open)
         while server.process is not None and server.process.poll() is None:
             time.sleep(0.5)
         raise server.stopped_by_itself()
 
 
-def _print_runs(url: str, found: list[tuple[str, str]], *, shown: str, open_: bool) -> None:
-    """One line per sweep (MLflow experiment) with the address of its runs; open one in a browser if asked:
-    the only sweep, or the list of experiments when there are several."""
+def _print_runs(url: str, found: list[tuple[str, str]], *, open_: bool) -> None:
+    """One line per sweep (MLflow experiment) with the address of its runs (credentials left out); open one
+    in a browser if asked: the only sweep, or the list of experiments when there are several."""
     from tracking.server import experiments_url, runs_url
 
     for experiment_id, name in found:
-        report.out.print(f"  {name}: {runs_url(shown, experiment_id)}")
+        report.out.print(f"  {name}: {runs_url(url, experiment_id)}")
     if not found:
-        report.out.print(f"  no sweep tracked yet: {experiments_url(shown)}")
+        report.out.print(f"  no sweep tracked yet: {experiments_url(url)}")
     if open_:
         import webbrowser
 

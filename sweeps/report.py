@@ -85,7 +85,7 @@ def print_summary(spec, result, workdir_hint: str) -> None:
     out.print(f"MLflow experiment '{spec.name}' in {redact(uri)}\n  parent run {result.parent_run_id}")
     if uri.startswith("http"):
         experiment_id = _experiment_id(uri, spec.name)
-        out.print(f"open the UI at\n  {runs_url(redact(uri), experiment_id)}")
+        out.print(f"open the UI at\n  {runs_url(uri, experiment_id)}")
     else:
         out.print(f"open the UI: sweeps ui{workdir_hint}   (it prints where the runs are)")
 

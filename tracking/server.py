@@ -20,6 +20,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from tracking.errors import TrackingUnavailable
 from tracking.redact import redact
@@ -65,14 +66,21 @@ _MODEL_TRAINING = "workflowType=machine_learning"
 
 def runs_url(base_url: str, experiment_id: str | None) -> str:
     """The address of an experiment's runs in the MLflow UI at ``base_url`` (the list of experiments when
-    the id is unknown)."""
+    the id is unknown), without the URL's credentials: a browser asks for them."""
     if experiment_id is None:
         return experiments_url(base_url)
-    return f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs?{_MODEL_TRAINING}"
+    return f"{_without_credentials(base_url)}/#/experiments/{experiment_id}/runs?{_MODEL_TRAINING}"
 
 
 def experiments_url(base_url: str) -> str:
-    return f"{base_url.rstrip('/')}/#/experiments?{_MODEL_TRAINING}"
+    return f"{_without_credentials(base_url)}/#/experiments?{_MODEL_TRAINING}"
+
+
+def _without_credentials(url: str) -> str:
+    """``url`` without ``user:password@``, query and fragment, and without a trailing slash."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit(parts._replace(netloc=netloc, path=parts.path.rstrip("/"), query="", fragment=""))
 
 
 def experiments(base_url: str, timeout: float = 10.0) -> list[tuple[str, str]]:
