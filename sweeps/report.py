@@ -129,12 +129,12 @@ def _plain(value: Any) -> Any:
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
-def print_trials(result, fmt_: str = "table") -> None:
+def print_trials(result, form: str = "table") -> None:
     """All trials: ``table`` fits the terminal, ``csv`` and ``json`` hold every column (run id, reason)."""
     columns, records = trial_records(result)
-    if fmt_ == "json":
+    if form == "json":
         print(json.dumps(records))
-    elif fmt_ == "csv":
+    elif form == "csv":
         print_csv(columns, records)
     else:
         print_table(trials_table(result, records))
