@@ -75,15 +75,21 @@ def _add_worker(p):
     _store_options(p)
 
 
+def _output_format(p: argparse.ArgumentParser, json_help: str) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--json", action="store_true", help=json_help)
+    g.add_argument("--csv", action="store_true", help="print CSV (every column, full precision) instead of a table")
+
+
 def _add_best(p):
     _spec_arg(p)
-    p.add_argument("--json", action="store_true", help="print JSON for machines")
+    _output_format(p, "print JSON for machines (with the winning trial's number and MLflow run id)")
     _store_options(p)
 
 
 def _add_trials(p):
     _spec_arg(p)
-    p.add_argument("--json", action="store_true", help="print JSON records instead of a table")
+    _output_format(p, "print JSON records instead of a table")
     _store_options(p)
 
 
@@ -95,6 +101,7 @@ def _add_reproduce(p):
 
 def _add_ui(p):
     p.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1 (default 5000)")
+    p.add_argument("--open", action="store_true", help="open the sweep's runs in a web browser")
     _store_options(p)
 
 
@@ -151,10 +158,20 @@ def build_parser() -> argparse.ArgumentParser:
         description="Reproducible, tracked Optuna sweeps of batch size, optimizer betas, learning rate and "
         "decay schedule, trained with optcore and logged to MLflow.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (help_text, add, _) in COMMANDS.items():
         add(sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + "."))
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("optsweep")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def _on_sigterm(signum, frame):
@@ -195,6 +212,9 @@ def _exit_for(e: BaseException, command: str) -> int:
         return e.exit_code
     if isinstance(e, SystemExit):
         raise e
+    if isinstance(e, BrokenPipeError):  # `sweeps trials --json | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return EXIT_FAILURE
     from optcore import DivergenceError, OptcoreError
 
     # optcore's errors for what the user gave (a table file, its columns, a loader) are usage errors too.

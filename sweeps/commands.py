@@ -6,7 +6,7 @@ from __future__ import annotations
 import shlex
 import time
 
-from sweeps import report
+from sweeps import progress, report
 
 
 def load(args):
@@ -38,17 +38,20 @@ def cmd_run(args) -> int:
     _say_inferred_task(spec, quiet=args.quiet)
     if args.workers > 1:
         from sweeps.parallel import run_parallel
+        from sweeps.runner import study_counts_for, target_total
 
-        result = run_parallel(
-            spec,
-            args.workers,
-            workdir=args.workdir,
-            storage=args.storage,
-            tracking_uri=args.tracking_uri,
-            spec_file=args.spec,
-            overrides=_overrides(args),
-            quiet=args.quiet,
-        )
+        done = study_counts_for(spec, args.workdir, args.storage)
+        with progress.ProgressBar(target_total(spec), done, enabled=not args.quiet) as bar:
+            result = run_parallel(
+                spec,
+                args.workers,
+                workdir=args.workdir,
+                storage=args.storage,
+                tracking_uri=args.tracking_uri,
+                spec_file=args.spec,
+                overrides=_overrides(args),
+                on_trial=None if args.quiet else bar,
+            )
     else:
         result = _run_here(spec, args)
     report.print_summary(spec, result, _workdir_hint(args))
@@ -83,7 +86,7 @@ def _run_here(spec, args, finalize: bool = True, worker: bool = False):
     from sweeps.runner import run, study_counts_for, target_total
 
     done = study_counts_for(spec, args.workdir, args.storage)
-    with report.ProgressBar(target_total(spec), done, enabled=not args.quiet) as bar:
+    with progress.ProgressBar(target_total(spec), done, enabled=not args.quiet) as bar:
         return run(
             spec,
             workdir=args.workdir,
@@ -101,17 +104,9 @@ def cmd_best(args) -> int:
     spec = load(args)
     result = load_result(spec, workdir=args.workdir, storage=args.storage, tracking_uri=args.tracking_uri)
     if args.json:
-        report.print_json(
-            {
-                "name": spec.name,
-                "objectives": spec.objectives,
-                "best_params": result.best_params,
-                "best_value": result.best_value,
-                "pareto": result.pareto,
-                "parent_run_id": result.parent_run_id,
-                "n_trials": len(result.trials),
-            }
-        )
+        report.print_json(report.best_json(spec, result))
+    elif args.csv:
+        report.print_best_csv(result)
     else:
         report.print_summary(spec, result, _workdir_hint(args))
     return 0 if result.best_params is not None else 1
@@ -122,7 +117,7 @@ def cmd_trials(args) -> int:
 
     spec = load(args)
     result = load_result(spec, workdir=args.workdir, storage=args.storage, tracking_uri=args.tracking_uri)
-    report.print_trials(result.trials, args.json)
+    report.print_trials(result, "json" if args.json else "csv" if args.csv else "table")
     return 0
 
 
@@ -142,23 +137,44 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_ui(args) -> int:
-    """The MLflow UI over the sweep's store, on 127.0.0.1 only, until Ctrl-C."""
+    """The MLflow UI over the sweep's store, on 127.0.0.1 only, until Ctrl-C; prints (and with ``--open``
+    opens) the address of each sweep's runs, in the UI's "Model training" view."""
     from sweeps.errors import UsageError
     from sweeps.storage import resolve_stores
     from tracking import redact
-    from tracking.server import MlflowServer
+    from tracking.server import MlflowServer, experiments
     from tracking.store import sqlite_path
 
+    if not 1 <= args.port <= 65535:
+        raise UsageError(f"--port must be a TCP port from 1 to 65535; got {args.port}")
     stores = resolve_stores(args.workdir, args.storage, args.tracking_uri)
     uri = stores.tracking_uri
     if uri.startswith("http"):
-        report.out.print(f"this sweep is tracked by a server: open {redact(uri)}")
+        report.out.print(f"this sweep is tracked by a server: {redact(uri)}")
+        _print_runs(uri, experiments(uri), open_=args.open)
         return 0
     path = sqlite_path(uri)
     if path is not None and not path.exists():
         raise UsageError(f"no MLflow store at {path}; run `sweeps run SPEC` first (or pass --workdir)")
-    with MlflowServer(uri, stores.workdir / "mlartifacts", port=args.port) as server:
+    log = stores.workdir / "mlflow-ui.log"
+    with MlflowServer(uri, stores.workdir / "mlartifacts", port=args.port, log_file=log) as server:
         report.out.print(f"MLflow UI on {server.url} (Ctrl-C stops it)")
+        _print_runs(server.url, experiments(server.url), open_=args.open)
         while server.process is not None and server.process.poll() is None:
             time.sleep(0.5)
-    return 1  # the server stopped by itself
+        raise server.stopped_by_itself()
+
+
+def _print_runs(url: str, found: list[tuple[str, str]], *, open_: bool) -> None:
+    """One line per sweep (MLflow experiment) with the address of its runs (credentials left out); open one
+    in a browser if asked: the only sweep, or the list of experiments when there are several."""
+    from tracking.server import experiments_url, runs_url
+
+    for experiment_id, name in found:
+        report.out.print(f"  {name}: {runs_url(url, experiment_id)}")
+    if not found:
+        report.out.print(f"  no sweep tracked yet: {experiments_url(url)}")
+    if open_:
+        import webbrowser
+
+        webbrowser.open(runs_url(url, found[0][0]) if len(found) == 1 else experiments_url(url))

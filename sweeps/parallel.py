@@ -20,7 +20,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from sweeps import interrupts, threads
 from sweeps.errors import Interrupted
@@ -127,9 +129,12 @@ def run_parallel(
     workdir: str | Path | None = None,
     storage: str | None = None,
     tracking_uri: str | None = None,
-    quiet: bool = False,
+    on_trial: Callable[[Any, int, int], None] | None = None,
 ) -> SweepResult:
-    """Run ``spec`` with ``workers`` processes; return when ``spec.trials`` count in total."""
+    """Run ``spec`` with ``workers`` processes; return when ``spec.trials`` count in total.
+
+    ``on_trial(study, done, total)`` is called whenever a trial starts or ends (the progress display, as
+    for :func:`sweeps.runner.run`); None reads the study only to replace dead workers."""
     from sweeps.samplers import check_available
     from tracking.server import MlflowServer
     from tracking.store import sqlite_path
@@ -144,6 +149,8 @@ def run_parallel(
     finally:
         lock.close()
     total = target_total(spec)
+    if on_trial is not None:  # a resumed sweep's best and counts at once, before the server and workers start
+        on_trial(study, counts(study)[0], total)
 
     server = None
     worker_uri = stores.tracking_uri
@@ -156,7 +163,7 @@ def run_parallel(
     env = worker_env(workers, storage, worker_uri)
     procs: list[subprocess.Popen] = []
     respawns_left = 3 * workers
-    last_done = -1
+    last_seen: tuple[int, int, int] | None = None
     try:
         procs = [_spawn(spec_file, overrides, stores, env) for _ in range(workers)]
         while procs:
@@ -178,12 +185,12 @@ def run_parallel(
                 if (done + running < total or waiting) and respawns_left > 0:
                     respawns_left -= 1
                     procs.append(_spawn(spec_file, overrides, stores, env))
-            if quiet:
+            if on_trial is None:
                 continue  # reading the study costs CPU that the workers' training could use
-            done = counts(study)[0]
-            if done != last_done:
-                print(f"trials {min(done, total)}/{total} ({len(procs)} workers)", file=sys.stderr, flush=True)
-                last_done = done
+            seen = counts(study)
+            if seen != last_seen:
+                on_trial(study, seen[0], total)
+                last_seen = seen
     except (KeyboardInterrupt, Interrupted) as e:
         sig = signal.SIGTERM if isinstance(e, Interrupted) else signal.SIGINT
         _stop_workers(procs, sig)

@@ -4,10 +4,14 @@ SQLite takes one writer at a time; several worker processes each opening ``mlflo
 ("database is locked"). One server process owning the database serialises their writes, so workers talk
 HTTP to it instead. ``--workers 1``: with uvicorn's default of several workers each request pays ~45 ms on a
 small machine, with one it pays under 1 ms.
+
+The backend store URI reaches the server through its environment (``MLFLOW_BACKEND_STORE_URI``), never its
+command line: a PostgreSQL URL's password would otherwise be in the process list, readable by every local user.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -16,6 +20,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from tracking.errors import TrackingUnavailable
 from tracking.redact import redact
@@ -37,6 +42,61 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a server already listens on ``host:port`` (binding as uvicorn does, with SO_REUSEADDR, so a
+    port whose last connections linger in TIME_WAIT counts as free)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def next_free_port(port: int) -> int:
+    """The first free port after ``port`` (a suggestion for people: 5001 after 5000), else any free one."""
+    return next((p for p in range(port + 1, min(port + 50, 65536)) if not port_in_use(p)), None) or free_port()
+
+
+# The MLflow 3 UI opens on the GenAI view (traces), where a sweep shows nothing; ``workflowType`` selects its
+# "Model training" view, where the runs are. Routes read from MLflow 3.17's UI bundle.
+_MODEL_TRAINING = "workflowType=machine_learning"
+
+
+def runs_url(base_url: str, experiment_id: str | None) -> str:
+    """The address of an experiment's runs in the MLflow UI at ``base_url`` (the list of experiments when
+    the id is unknown), without the URL's credentials: a browser asks for them."""
+    if experiment_id is None:
+        return experiments_url(base_url)
+    return f"{_without_credentials(base_url)}/#/experiments/{experiment_id}/runs?{_MODEL_TRAINING}"
+
+
+def experiments_url(base_url: str) -> str:
+    return f"{_without_credentials(base_url)}/#/experiments?{_MODEL_TRAINING}"
+
+
+def _without_credentials(url: str) -> str:
+    """``url`` without ``user:password@``, query and fragment, and without a trailing slash."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit(parts._replace(netloc=netloc, path=parts.path.rstrip("/"), query="", fragment=""))
+
+
+def experiments(base_url: str, timeout: float = 10.0) -> list[tuple[str, str]]:
+    """(id, name) of the experiments on the tracking server at ``base_url``, most recently updated first,
+    without MLflow's own ``Default``; empty when the server does not answer (the caller then shows the list)."""
+    from tracking.store import http_request
+
+    url = base_url.rstrip("/") + "/api/2.0/mlflow/experiments/search?max_results=1000&order_by=last_update_time+DESC"
+    try:
+        with urllib.request.urlopen(http_request(url), timeout=timeout) as response:
+            found = json.load(response).get("experiments", [])
+    except (OSError, ValueError):
+        return []
+    return [(e["experiment_id"], e["name"]) for e in found if e.get("name") != "Default"]
+
+
 class MlflowServer:
     """``with MlflowServer(backend_uri, artifacts_dir) as server: server.url`` — started on a free port,
     bound to 127.0.0.1, stopped (with its whole process group) on exit."""
@@ -49,20 +109,26 @@ class MlflowServer:
         self.port = port or free_port()
         self.log_file = log_file
         self.process: subprocess.Popen | None = None
+        self._log_offset = 0
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 90.0) -> MlflowServer:
+        """Start the server and wait until it answers. Raises TrackingUnavailable at once when the port is
+        taken, when the server exits while starting (with the last line of its log), or after ``timeout``."""
+        if port_in_use(self.port):
+            raise TrackingUnavailable(
+                f"port {self.port} on 127.0.0.1 is already in use (another MLflow UI?); "
+                f"choose another with --port, e.g. --port {next_free_port(self.port)}"
+            )
         self.artifacts_dir.mkdir(parents=True, exist_ok=True)
         cmd = [
             sys.executable,
             "-m",
             "mlflow",
             "server",
-            "--backend-store-uri",
-            self.backend_store_uri,
             "--default-artifact-root",
             self.artifacts_dir.resolve().as_uri(),
             "--host",
@@ -73,8 +139,14 @@ class MlflowServer:
             "1",
         ]
         # No job runner: it starts a pool of background consumers that sweeps never uses (GenAI jobs).
-        env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        env = {
+            **os.environ,
+            "MLFLOW_BACKEND_STORE_URI": self.backend_store_uri,
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        }
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115 — owned by Popen
+        self._log_offset = out.tell() if self.log_file else 0  # the log is appended to: read only this run's part
         self.process = subprocess.Popen(
             cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
         )
@@ -92,11 +164,33 @@ class MlflowServer:
         except BaseException:  # Ctrl-C while starting: `with` would not call __exit__, so stop it here
             self.stop()
             raise
+        status = self.process.poll()
         self.stop()
-        raise TrackingUnavailable(
-            f"the MLflow server for {redact(self.backend_store_uri)} did not start within {timeout:.0f} s"
-            + (f"; see {self.log_file}" if self.log_file else "")
+        what = (
+            f"exited with status {status} while starting"
+            if status is not None
+            else f"did not start within {timeout:.0f} s"
         )
+        raise TrackingUnavailable(f"the MLflow server for {redact(self.backend_store_uri)} {what}{self._log_hint()}")
+
+    def _log_hint(self) -> str:
+        """``: <the log's last error line>; see <log>`` — the line usually says why (a port taken, a bad URI)."""
+        if not self.log_file:
+            return ""
+        try:
+            with open(self.log_file, "rb") as f:
+                f.seek(self._log_offset)
+                lines = [line.strip() for line in f.read().decode(errors="replace").splitlines()]
+        except OSError:
+            lines = []
+        errors = [line for line in lines if "ERROR" in line or "Error" in line] or [line for line in lines if line]
+        return (f": {redact(errors[-1])[:200]}" if errors else "") + f"; see {self.log_file}"
+
+    def stopped_by_itself(self) -> TrackingUnavailable:
+        """The error for a server that exited while it was serving (killed, or it lost its port to another
+        server started at the same moment: uvicorn then exits with status 0)."""
+        status = self.process.returncode if self.process is not None else None
+        return TrackingUnavailable(f"the MLflow server stopped by itself (status {status}){self._log_hint()}")
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM to the server's process group, then wait until every process of it is gone (SIGKILL after

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -98,7 +99,9 @@ def check_separate_databases(tracking_uri: str, storage_url: str) -> None:
         )
 
 
-def _http_request(url: str) -> urllib.request.Request:
+def http_request(url: str) -> urllib.request.Request:
+    """A request for ``url`` with the credentials of the URL (moved to a Basic header) or of MLflow's
+    ``MLFLOW_TRACKING_USERNAME``/``PASSWORD``/``TOKEN`` variables."""
     parts = urlsplit(url)
     netloc = parts.hostname or ""
     if parts.port:
@@ -115,13 +118,26 @@ def _http_request(url: str) -> urllib.request.Request:
     return request
 
 
-def _check_http(uri: str, timeout: float) -> None:
+# Answers that may mean "not up yet" (a server starting, a proxy before it): worth asking again.
+_TRANSIENT_HTTP = (502, 503, 504)
+WAIT_VAR = "SWEEPS_TRACKING_WAIT_SECONDS"
+DEFAULT_WAIT_SECONDS = 30.0
+
+
+class _NotYet(Exception):
+    """A failure that waiting may cure: no connection, a timeout, 502/503/504."""
+
+
+def _ask_http(uri: str, timeout: float) -> None:
+    """One API request; raises _NotYet for a transient failure and TrackingUnavailable for a final one."""
     shown = redact(uri)
     url = uri.rstrip("/") + "/api/2.0/mlflow/experiments/search?max_results=1"
     try:
-        with urllib.request.urlopen(_http_request(url), timeout=timeout) as response:
+        with urllib.request.urlopen(http_request(url), timeout=timeout) as response:
             json.load(response)
     except urllib.error.HTTPError as e:
+        if e.code in _TRANSIENT_HTTP:
+            raise _NotYet(f"HTTP {e.code}") from None
         if e.code in (401, 403):
             raise TrackingUnavailable(
                 f"the MLflow tracking server at {shown} refused the credentials (HTTP {e.code}); put them in "
@@ -132,27 +148,58 @@ def _check_http(uri: str, timeout: float) -> None:
             "(`mlflow server`)?"
         ) from None
     except (urllib.error.URLError, OSError) as e:
-        reason = getattr(e, "reason", e)
-        raise TrackingUnavailable(
-            f"cannot reach the MLflow tracking server at {shown} ({redact(str(reason))}); start it "
-            "(`mlflow server --host 127.0.0.1 --port 5000`) or pass another tracking URI"
-        ) from None
+        raise _NotYet(redact(str(getattr(e, "reason", e)))) from None
     except ValueError:
         raise TrackingUnavailable(
             f"{shown} answered an MLflow API request with something other than JSON; is it an MLflow tracking server?"
         ) from None
 
 
-def check_reachable(tracking_uri: str | None = None, timeout: float = 5.0) -> None:
+def _wait_seconds() -> float:
+    try:
+        return max(0.0, float(os.environ.get(WAIT_VAR, DEFAULT_WAIT_SECONDS)))
+    except ValueError:
+        return DEFAULT_WAIT_SECONDS
+
+
+def _check_http(uri: str, timeout: float, wait: float) -> None:
+    """Ask until the server answers, for up to ``wait`` seconds: workers started together with their
+    tracking server (or many at once against a busy one) must not give up at the first refusal. The pauses
+    double from 0.5 s up to 8 s, so a server that comes up is found within seconds and a dead one costs
+    about ``wait`` seconds, ending in one line."""
+    start = time.monotonic()
+    pause, attempts = 0.5, 0
+    while True:
+        attempts += 1
+        try:
+            _ask_http(uri, timeout)
+            return
+        except _NotYet as e:
+            reason = str(e)
+        left = wait - (time.monotonic() - start)
+        if left <= 0:
+            break
+        time.sleep(min(pause, left))
+        pause = min(pause * 2, 8.0)
+    waited = f"after {time.monotonic() - start:.0f} s and {attempts} attempts" if attempts > 1 else "at once"
+    raise TrackingUnavailable(
+        f"cannot reach the MLflow tracking server at {redact(uri)} ({reason}; {waited}); start it "
+        f"(`mlflow server --host 127.0.0.1 --port 5000`), pass another tracking URI, or wait longer ({WAIT_VAR})"
+    )
+
+
+def check_reachable(tracking_uri: str | None = None, timeout: float = 5.0, wait: float | None = None) -> None:
     """Raise TrackingUnavailable, with what to do about it, unless the tracking store answers.
 
-    Call it before any training starts. For ``http(s)://`` it sends one API request with ``timeout`` seconds
-    and no retries; for an SQLite URI it creates the database's folder and opens (or creates) the database;
-    for any other URI it asks the store for one experiment.
+    Call it before any training starts. For ``http(s)://`` it sends API requests of up to ``timeout`` seconds
+    each, again and again with growing pauses while the answer may be transient (no connection, timeout,
+    502/503/504) for up to ``wait`` seconds (None: ``$SWEEPS_TRACKING_WAIT_SECONDS``, default 30); refused
+    credentials or a server that is not MLflow fail at once. For an SQLite URI it creates the database's
+    folder and opens (or creates) the database; for any other URI it asks the store for one experiment.
     """
     uri = resolved_uri(tracking_uri)
     if uri.startswith(("http://", "https://")):
-        _check_http(uri, timeout)
+        _check_http(uri, timeout, _wait_seconds() if wait is None else wait)
         return
     db = sqlite_path(uri)
     try:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import mlflow
@@ -13,7 +16,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, requires_postgres, run_cli
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -55,7 +58,7 @@ def test_quickstart_shrunk_then_best_trials_and_resume(tmp_path):
     quick = ["--set", "trials=3", "--set", "training.epochs=3", "--set", "search.warmup_epochs.high=2"]
     quick += ["--set", "dataset.n_samples=1000", "--workdir", wd]
     proc = run_cli("run", ROOT / "examples" / "quickstart.yaml", *quick, cwd=tmp_path, check=True)
-    assert "best of 3 trials: final_val_cost = " in proc.stdout
+    assert "best of 3 completed trials: final_val_cost = " in proc.stdout
     # without a terminal: a progress line per trial, with the time left once a trial has set the pace
     lines = [line for line in proc.stderr.splitlines() if line.startswith("trials ")]
     assert [line.split(" · ")[0] for line in lines] == ["trials 1/3", "trials 2/3", "trials 3/3"]
@@ -88,7 +91,7 @@ def test_quickstart_shrunk_then_best_trials_and_resume(tmp_path):
     assert best["best_value"] == pytest.approx(winner.value)
     assert {k: best["best_params"][k] for k in winner.params} == winner.params
     table = run_cli("trials", ROOT / "examples" / "quickstart.yaml", *quick, cwd=tmp_path, check=True).stdout
-    assert "COMPLETE" in table and "batch_size" in table
+    assert "completed" in table and "batch_size" in table
 
     # Resume: the same spec with a larger total continues the study and reuses the parent run.
     run_cli("run", ROOT / "examples" / "quickstart.yaml", *quick, "--trials", "5", cwd=tmp_path, check=True)
@@ -152,9 +155,10 @@ search:
 sampler: {name: grid}
 pruner: {name: median, n_startup_trials: 1, warmup_epochs: 0}
 """)
-    run_cli("run", spec, "--workdir", tmp_path / "wd", cwd=tmp_path, check=True)
+    ran = run_cli("run", spec, "--workdir", tmp_path / "wd", cwd=tmp_path, check=True)
     s = study(tmp_path / "wd", "prune-and-diverge")
     c, runs = child_runs(tmp_path / "wd", "prune-and-diverge")
+    check_counts_and_best_trial(ran, s, spec, tmp_path)
     by_number = {int(r.data.tags["trial_number"]): r for r in runs}
     states = {t.number: t.state for t in s.trials}
     assert len(s.trials) == 6 and len(runs) == 6
@@ -191,6 +195,87 @@ pruner: {name: median, n_startup_trials: 1, warmup_epochs: 0}
             )
             proc = run_cli("reproduce", by_number[t.number].info.run_id, "--workdir", tmp_path / "wd", cwd=tmp_path)
             assert proc.returncode == 1 and "DOES NOT match" in proc.stdout, proc.stdout
+
+
+def check_counts_and_best_trial(ran, s, spec, tmp_path):
+    """The summary, the progress lines, `best` and `trials` say what became of every trial (issue 10.8, 10.9,
+    10.11, 17.8): counts by outcome with the epochs pruned trials stopped at, and the winning trial's number and
+    MLflow run id — the input of `sweeps reproduce`."""
+    by_state = {state: [t for t in s.trials if t.state == state] for state in TrialState}
+    complete, pruned, failed = by_state[TrialState.COMPLETE], by_state[TrialState.PRUNED], by_state[TrialState.FAIL]
+    winner = min(complete, key=lambda t: (t.value, t.number))
+    epochs = sorted(t.last_step for t in pruned)
+    span = f"epoch {epochs[0]}" if epochs[0] == epochs[-1] else f"epochs {epochs[0]}–{epochs[-1]}"
+    counts = f"{len(complete)} completed, {len(pruned)} pruned (at {span}), {len(failed)} failed"
+    assert f"{len(s.trials)} trials: {counts}" in ran.stdout
+    assert f"best of {len(complete)} completed trials: final_val_cost = " in ran.stdout
+    assert f"trial {winner.number}, MLflow run {winner.user_attrs['mlflow_run_id']}" in ran.stdout
+    progress = [line for line in ran.stderr.splitlines() if line.startswith("trials ")]
+    assert progress[-1].startswith(f"trials 6/6 · best {winner.value:.6g} · {len(pruned)} pruned, ")
+
+    wd = ["--workdir", tmp_path / "wd"]
+    best = json.loads(run_cli("best", spec, *wd, "--json", cwd=tmp_path, check=True).stdout)
+    assert (best["best_trial"], best["best_run_id"]) == (winner.number, winner.user_attrs["mlflow_run_id"])
+    assert best["counts"]["completed"] == len(complete) and best["counts"]["pruned"] == len(pruned)
+    assert best["counts"]["failed"] == len(failed) and sorted(best["counts"]["pruned_at_epochs"]) == epochs
+    rows = list(csv.DictReader(io.StringIO(run_cli("best", spec, *wd, "--csv", cwd=tmp_path, check=True).stdout)))
+    assert [(r["trial"], r["run_id"], r["batch_size"]) for r in rows] == [
+        (str(winner.number), winner.user_attrs["mlflow_run_id"], str(winner.params["batch_size"]))
+    ]
+
+    # Every trial as JSON and CSV: integers stay integers, every column is there.
+    records = json.loads(run_cli("trials", spec, *wd, "--json", cwd=tmp_path, check=True).stdout)
+    assert [r["batch_size"] for r in records] == [t.params["batch_size"] for t in s.trials]
+    assert all(type(r["batch_size"]) is int and type(r["number"]) is int for r in records)
+    assert [r["pruned_at_epoch"] for r in records] == [t.last_step if t in pruned else None for t in s.trials]
+    table = run_cli("trials", spec, *wd, "--csv", cwd=tmp_path, check=True).stdout
+    rows = list(csv.DictReader(io.StringIO(table)))
+    assert [r["batch_size"] for r in rows] == [str(t.params["batch_size"]) for t in s.trials]
+    assert [r["run_id"] for r in rows] == [t.user_attrs["mlflow_run_id"] for t in s.trials]
+    assert {r["fail_reason"] for r in rows if r["state"] == "FAIL"} == {t.user_attrs["fail_reason"] for t in failed}
+
+    # The table fits 80 columns; failure reasons follow it, one line each.
+    shown = run_cli("trials", spec, *wd, cwd=tmp_path, check=True, env={"COLUMNS": "80"}).stdout.splitlines()
+    assert max(map(len, shown)) <= 80, "\n".join(shown)
+    for t in pruned:
+        assert any(line.split()[:2] == [str(t.number), f"pruned@{t.last_step}"] for line in shown)
+    for t in failed:
+        assert f"trial {t.number} failed: {t.user_attrs['fail_reason']}" in shown
+
+
+def test_tables_fit_80_columns_with_many_parameters(tmp_path):
+    """The quickstart's ten parameters do not fit a column each in 80 columns: the table then shows one
+    wrapped `setting` column, naming only the parameters that applied to each trial."""
+    wd = tmp_path / "wd"
+    quick = ["--set", "trials=3", "--set", "training.epochs=3", "--set", "search.warmup_epochs.high=2"]
+    quick += ["--set", "dataset.n_samples=1000", "--workdir", wd]
+    run_cli("run", ROOT / "examples" / "quickstart.yaml", *quick, cwd=tmp_path, check=True)
+    s = study(wd, "moons-quickstart")
+    for columns in (80, 60):
+        lines = run_cli(
+            "trials",
+            ROOT / "examples" / "quickstart.yaml",
+            *quick,
+            cwd=tmp_path,
+            check=True,
+            env={"COLUMNS": str(columns)},
+        ).stdout.splitlines()
+        assert max(map(len, lines)) <= columns, "\n".join(lines)
+        assert lines[0].split() == ["#", "outcome", "value", "setting"]
+        text = " ".join(lines[1:])
+        for t in s.trials:
+            assert all(f"{k}=" in text for k in t.params)
+    wide = run_cli(
+        "trials", ROOT / "examples" / "quickstart.yaml", *quick, cwd=tmp_path, check=True, env={"COLUMNS": "400"}
+    ).stdout.splitlines()
+    assert wide[0].split()[:4] == ["#", "outcome", "value", "batch_size"]  # a column each when there is room
+
+
+def test_version_is_the_package_version():
+    from importlib.metadata import version
+
+    proc = run_cli("--version", cwd=ROOT)
+    assert proc.returncode == 0 and proc.stdout.strip() == f"sweeps {version('optsweep')}"
 
 
 def test_reproduce_retrains_a_tracked_trial(tmp_path, tiny_spec):
@@ -253,7 +338,7 @@ def test_two_objectives_give_a_pareto_set(tmp_path, tiny_spec):
         wd,
     ]
     proc = run_cli("run", tiny_spec, *moo, cwd=tmp_path, check=True)
-    assert "Pareto set of 6 trials (final_val_cost & train_seconds)" in proc.stdout
+    assert "Pareto set of 6 completed trials (final_val_cost & train_seconds)" in proc.stdout
     best = json.loads(run_cli("best", tiny_spec, *moo, "--json", cwd=tmp_path, check=True).stdout)
     s = study(wd, "tiny")
     complete = [t for t in s.trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -265,9 +350,12 @@ def test_two_objectives_give_a_pareto_set(tmp_path, tiny_spec):
 
     front = sorted(t.number for t in complete if not dominated(t))
     assert [p["number"] for p in best["pareto"]] == front
+    by_number = {t.number: t for t in complete}
+    assert [p["run_id"] for p in best["pareto"]] == [by_number[n].user_attrs["mlflow_run_id"] for n in front]
     # the one setting for machines (and for batch-size --from-best): the Pareto trial with the lowest cost
     lowest = min((t for t in complete if t.number in front), key=lambda t: (t.values[0], t.number))
     assert best["best_value"] == lowest.values
+    assert (best["best_trial"], best["best_run_id"]) == (lowest.number, lowest.user_attrs["mlflow_run_id"])
     parent = s.user_attrs["mlflow_parent_run_id"]
     assert "plots/pareto_front.png" in {a.path for a in client(wd).list_artifacts(parent, "plots")}
 
@@ -296,7 +384,11 @@ def test_ui_serves_the_store_on_loopback_and_stops_on_ctrl_c(tmp_path, tiny_spec
         experiments = urllib.request.urlopen(
             f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name?experiment_name=tiny", timeout=5
         )
-        assert json.load(experiments)["experiment"]["name"] == "tiny"
+        experiment = json.load(experiments)["experiment"]
+        assert experiment["name"] == "tiny"
+        # The address of the sweep's runs in the UI's "Model training" view (not MLflow 3's GenAI traces page).
+        runs = f"http://127.0.0.1:{port}/#/experiments/{experiment['experiment_id']}/runs?workflowType=machine_learning"
+        wait_for_text(tmp_path / "ui.log", f"  tiny: {runs}")
         listening = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True).stdout
         local_addresses = {line.split()[3] for line in listening.splitlines()}
         assert local_addresses == {f"127.0.0.1:{port}"}
@@ -311,6 +403,115 @@ def test_ui_serves_the_store_on_loopback_and_stops_on_ctrl_c(tmp_path, tiny_spec
                 ui.kill()
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0  # the server went with it
+
+
+def wait_for_text(path: Path, text: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in path.read_text():
+        assert time.monotonic() < deadline, f"{text!r} not in:\n{path.read_text()}"
+        time.sleep(0.2)
+
+
+def test_ui_refuses_a_port_out_of_range_at_once(tmp_path):
+    proc = run_cli("ui", "--port", "99999", "--workdir", tmp_path / "wd", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr == "error: --port must be a TCP port from 1 to 65535; got 99999\n"
+    assert not (tmp_path / "wd").exists()
+
+
+def test_ui_refuses_a_port_another_server_holds(tmp_path):
+    """Another web server holds the port and answers /health: `ui` must not take it for its own MLflow
+    server (it used to report success, then exit when its server could not bind)."""
+    import http.server
+    import threading
+
+    from tracking.server import free_port
+
+    (tmp_path / "wd").mkdir()
+    (tmp_path / "wd" / "mlflow.db").touch()
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "health").write_text("ok")
+    port = free_port()
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "site"))
+    other = http.server.HTTPServer(("127.0.0.1", port), handler)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        proc = run_cli("ui", "--port", port, "--workdir", tmp_path / "wd", cwd=tmp_path, timeout=60)
+    finally:
+        other.shutdown()
+        other.server_close()
+    assert proc.returncode == 1 and "MLflow UI on" not in proc.stdout
+    assert proc.stderr.startswith(f"error: port {port} on 127.0.0.1 is already in use") and proc.stderr.count("\n") == 1
+
+
+def _processes_with(text: str) -> list[str]:
+    """The command lines (arguments joined by spaces) of every process whose command line contains ``text``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if text in cmdline:
+                found.append(cmdline)
+    return found
+
+
+@requires_postgres
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the command lines of processes in /proc")
+def test_ui_keeps_the_database_password_out_of_the_process_list(tmp_path):
+    """`sweeps ui` over a PostgreSQL tracking store given with a password: the `mlflow server` it starts, and
+    that server's uvicorn child, must not show the password in their command lines (issue 17.4)."""
+    import signal
+    import urllib.request
+    import uuid
+
+    import psycopg
+
+    from tests.conftest import postgres_url, start_cli
+    from tracking.server import free_port
+
+    admin = postgres_url().replace("postgresql+psycopg://", "postgresql://")
+    name = f"optsweep_ui_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    password = "Pw" + uuid.uuid4().hex[:12]  # trust authentication: the server ignores it
+    uri = f"postgresql+psycopg://postgres:{password}@127.0.0.1:5432/{name}"
+    port = free_port()
+    ui = start_cli(
+        "ui",
+        "--port",
+        port,
+        "--workdir",
+        tmp_path / "wd",
+        cwd=tmp_path,
+        env={"SWEEPS_TRACKING_URI": uri},
+        log=tmp_path / "ui.log",
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                    assert r.status == 200
+                    break
+            except OSError:
+                assert time.monotonic() < deadline and ui.poll() is None, (tmp_path / "ui.log").read_text()
+                time.sleep(0.5)
+        servers = _processes_with(f"--port {port}")
+        assert any("mlflow server" in c for c in servers) and any("uvicorn" in c for c in servers), servers
+        assert not _processes_with(password)
+        ui.send_signal(signal.SIGINT)
+        assert ui.wait(60) == 130
+        assert password not in (tmp_path / "ui.log").read_text()
+        assert password not in (tmp_path / "wd" / "mlflow-ui.log").read_text()  # nor in the server's log
+    finally:
+        if ui.poll() is None:
+            ui.kill()
+            ui.wait(30)
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_python_api_mirrors_the_cli(tmp_path, tiny_spec):
@@ -332,8 +533,10 @@ def test_unreachable_tracking_server_fails_before_any_training(tmp_path, tiny_sp
     from tracking.server import free_port
 
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    proc = run_cli("run", tiny_spec, "--tracking-uri", url, "--workdir", tmp_path / "wd", cwd=tmp_path)
+    wait = {"SWEEPS_TRACKING_WAIT_SECONDS": "2"}  # how long to keep asking (default 30 s)
+    proc = run_cli("run", tiny_spec, "--tracking-uri", url, "--workdir", tmp_path / "wd", cwd=tmp_path, env=wait)
     assert proc.returncode == 1
-    assert proc.stderr.startswith(f"error: cannot reach the MLflow tracking server at {url}")
+    assert proc.stderr.startswith(f"error: cannot reach the MLflow tracking server at {url} (")
+    assert " attempts); start it" in proc.stderr and proc.stderr.count("\n") == 1
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "wd").exists()  # no study, no trial

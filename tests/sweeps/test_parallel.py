@@ -64,7 +64,7 @@ def assert_settled(workdir: Path, name: str, total: int):
 
 def test_two_local_workers_share_one_study_and_one_parent_run(tmp_path, tiny_spec):
     wd = tmp_path / "wd"
-    run_cli(
+    proc = run_cli(
         "run",
         tiny_spec,
         "--workers",
@@ -79,6 +79,13 @@ def test_two_local_workers_share_one_study_and_one_parent_run(tmp_path, tiny_spe
         check=True,
     )
     s, runs = assert_settled(wd, "tiny", 20)
+    # The same progress display as one process (issue 10.10): a line per finished trial with the best so far,
+    # ending at the total, and the time left once a trial has set the pace.
+    lines = [line.split(" · ") for line in proc.stderr.splitlines() if line.startswith("trials ")]
+    done = [int(parts[0].split()[1].split("/")[0]) for parts in lines]
+    assert done == sorted(set(done)) and done[-1] == 20 and all(parts[0].endswith("/20") for parts in lines)
+    best = min(t.value for t in s.trials if t.state == optuna.trial.TrialState.COMPLETE)
+    assert lines[-1][1] == f"best {best:.6g}" and lines[-1][-1].endswith(" left")
     assert len(s.trials) == 20 and len(runs) == 20
     assert len({t.user_attrs["worker"] for t in s.trials}) == 2  # both workers trained
     # Each worker's sampler is reseeded: with the spec's seed both would propose the same settings.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -88,10 +90,39 @@ def test_reachability_check(server_uri, sqlite_uri):
     tracking.check_reachable(server_uri)
     tracking.check_reachable(sqlite_uri)
     with pytest.raises(tracking.TrackingUnavailable, match=r"cannot reach .*alice:\*\*\*@127.0.0.1:9") as error:
-        tracking.check_reachable("http://alice:s3cret@127.0.0.1:9", timeout=2)
+        tracking.check_reachable("http://alice:s3cret@127.0.0.1:9", timeout=2, wait=1.5)
     assert "s3cret" not in str(error.value)
+    assert " attempts)" in str(error.value)  # it asked again before giving up
     with pytest.raises(tracking.TrackingUnavailable, match="HTTP 404"):
         tracking.check_reachable(server_uri + "/not-mlflow")
+
+
+def test_reachability_check_waits_for_a_server_that_is_starting(tmp_path, template_db):
+    """Workers started together with their tracking server: the first requests are refused while it starts,
+    and the check must keep asking (issue 17.5) rather than fail at the first refusal."""
+    import shutil
+    import subprocess
+    import sys
+
+    from tracking.server import free_port
+
+    shutil.copy(template_db, tmp_path / "mlflow.db")
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        env={**os.environ, "MLFLOW_BACKEND_STORE_URI": tracking.default_tracking_uri(tmp_path)},
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        tracking.check_reachable(uri, wait=180)  # returns once the server answers
+        assert server.poll() is None
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(30)
 
 
 def test_reachability_check_on_an_unusable_sqlite_path(tmp_path):
