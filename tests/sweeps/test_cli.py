@@ -301,8 +301,16 @@ def test_reading_a_missing_sweep_creates_nothing(tmp_path, tiny_spec):
 def test_gp_without_torch_fails_before_creating_any_store(tmp_path, tiny_spec):
     hide = tmp_path / "no_torch"
     hide.mkdir()
-    # Python reads sitecustomize at start-up: torch then looks uninstalled, as on a machine without the extra.
-    (hide / "sitecustomize.py").write_text("import sys\nsys.modules['torch'] = None\n")
+    # Python reads sitecustomize at start-up: an import hook then refuses torch, as on a machine without the
+    # extra. (A None in sys.modules would not do: scipy looks torch up there and trips over the None.)
+    (hide / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class NoTorch:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'torch':\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, NoTorch())\n"
+    )
     wd = tmp_path / "wd"
     proc = run_cli(
         "run", tiny_spec, "--set", "sampler=gp", "--workdir", wd, cwd=tmp_path, env={"PYTHONPATH": str(hide)}
