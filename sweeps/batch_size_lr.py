@@ -8,15 +8,16 @@ B_ref the reference size (``--lr-reference``, else the spec's fixed batch size, 
     fixed   η(B) = η₀                          the same rate for every size (the lecture's rule)
     linear  η(B) = η₀ · B / B_ref              Goyal et al. 2017, for SGD with momentum
     sqrt    η(B) = η₀ · √(B / B_ref)           Krizhevsky 2014; keeps the update's noise level (Adam)
-    tuned   η(B) = argmin of N trials of a log-uniform search of lr over [lo, hi], one search per size
+    tuned   η(B) = the best of N trials of a search of log lr over [lo, hi], one search per size
 
 ``tuned`` is the fair comparison of Shallue et al. 2018 (every size at its own best rate). [lo, hi] is the
 spec's lr range when lr is declared as one, else one decade either side of η₀, [η₀/10, 10 η₀]. Each size's
-search is an Optuna study (in memory; every trial is a tracked child run of the batch-size parent) with a
-TPE sampler seeded with the spec's seed, so the same command finds the same rates, and every size starts from
-the same random rates. A search trial trains once under the comparison's budget with seed
-``trial_seed(seed, 0)``, which no repeat uses: the repeats then judge the chosen rates on fresh seeds, free of
-the luck that picked them.
+search is an Optuna study (in memory; every trial is a tracked child run of the batch-size parent): its first
+⌈N/2⌉ trials are a grid, the centres of ⌈N/2⌉ equal cells of log lr, the same for every size (a paired start,
+spread over the whole range as a few random draws are not), and the rest are proposed by a TPE sampler seeded
+with the spec's seed around the best so far, so the same command finds the same rates. A search trial trains
+once under the comparison's budget with seed ``trial_seed(seed, 0)``, which no repeat uses: the repeats then
+judge the chosen rates on fresh seeds, free of the luck that picked them.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ LR_RULES: dict[str, LrRule] = {
     "fixed": LrRule("η(B) = η₀", lambda size, reference: 1.0),
     "linear": LrRule("η(B) = η₀ · B / B_ref", lambda size, reference: size / reference, needs_reference=True),
     "sqrt": LrRule("η(B) = η₀ · √(B / B_ref)", lambda size, reference: math.sqrt(size / reference), True),
-    "tuned": LrRule("η(B) = the best of N log-uniform trials of lr in [lo, hi], per size", None),
+    "tuned": LrRule("η(B) = the best of N trials of an Optuna search of log lr, per size", None),
 }
 
 
@@ -94,6 +95,11 @@ class LrPlan:
         """The rates a size may train at: its one rate, or the ends of the searched range."""
         return [self.low, self.high] if self.searched else [self.rate(size)]
 
+    def grid(self) -> list[float]:
+        """The search's first trials: ``lo · (hi/lo)^((i + ½)/k)`` for i < k = ⌈N/2⌉."""
+        k = (self.trials + 1) // 2
+        return [self.low * (self.high / self.low) ** ((i + 0.5) / k) for i in range(k)]
+
     def describe(self) -> str:
         text = f"{self.rule}, {LR_RULES[self.rule].formula}"
         if self.held_lr is not None and self.rule != "tuned":
@@ -103,8 +109,8 @@ class LrPlan:
         if self.searched:
             source = "the spec's lr range" if self.range_from == "spec" else f"a decade either side of {self.held_lr:g}"
             text += (
-                f"; {self.trials} trials per size over [{self.low:.3g}, {self.high:.3g}] ({source}), "
-                f"TPE sampler seed {self.seed}"
+                f"; {self.trials} trials per size over [{self.low:.3g}, {self.high:.3g}] ({source}): a grid of "
+                f"{len(self.grid())}, then TPE with sampler seed {self.seed}"
             )
         return text
 
@@ -206,6 +212,10 @@ class LrChoice:
         data["text"] = p.describe()
         return data
 
+    def search_by_size(self) -> dict[int, list[tuple[float, float]]]:
+        """Each size's search trials as ``(lr, final validation cost)`` pairs, in the order they ran."""
+        return {s: [(t.lr, t.final_val_cost) for t in self.trials if t.batch_size == s] for s in self.rates}
+
     def params(self) -> dict[str, object]:
         """The parent run's params (None values are left out by the caller)."""
         p = self.plan
@@ -243,9 +253,10 @@ def choose_rates(plan: LrPlan, sizes: Sequence[int], train: TrainOne | None = No
     for size in sizes:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            # half the trials random (the same rates for every size: one seed), then TPE refines
-            sampler = optuna.samplers.TPESampler(seed=plan.seed, n_startup_trials=max(1, (plan.trials + 1) // 2))
+            sampler = optuna.samplers.TPESampler(seed=plan.seed, n_startup_trials=len(plan.grid()))
         study = optuna.create_study(direction="minimize", sampler=sampler, study_name=f"lr-bs-{size}")
+        for lr in plan.grid():  # the same start for every size; TPE refines after it
+            study.enqueue_trial({"lr": lr})
         for number in range(plan.trials):
             trial = study.ask(distribution)
             lr = float(trial.params["lr"])
