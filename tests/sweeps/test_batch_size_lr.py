@@ -252,8 +252,6 @@ def test_linear_scales_every_run_and_the_report_says_so(tmp_path, template_db):
             "error: --lr-rule tuned: the spec's lr is searched over choices [0.01, 0.1]",
         ),
         (FIXED, ["--lr-rule", "linear"], "error: --lr-rule linear: scales the held lr from the batch size it suits"),
-        (FIXED, ["--lr-trials", "3"], "error: --lr-trials: applies to --lr-rule tuned only"),
-        (FIXED, ["--lr-rule", "best"], "error: --lr-rule: 'best' is not a rule; give one of fixed, linear, sqrt"),
     ],
 )
 def test_cli_bad_lr_options_write_nothing(tiny_spec, tmp_path, overrides, extra, message):
