@@ -526,10 +526,7 @@ def _log_parent(sweep, spec: Spec, report: BatchSizeReport) -> None:
                 finals, report.chosen, report.tied, folder / "plots" / "paired_differences.png"
             )
         if report.lr is not None and report.lr.trials:
-            search = {
-                s: [(t.lr, t.final_val_cost) for t in report.lr.trials if t.batch_size == s] for s in report.sizes
-            }
-            plots.plot_lr_search(search, report.lr.rates, folder / "plots" / "lr_search.png")
+            plots.plot_lr_search(report.lr.search_by_size(), report.lr.rates, folder / "plots" / "lr_search.png")
         with_retries(sweep.client.log_artifacts, sweep.run_id, str(folder), what="upload the batch-size report")
 
 
