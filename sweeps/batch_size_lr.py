@@ -47,7 +47,9 @@ class LrRule:
 LR_RULES: dict[str, LrRule] = {
     "fixed": LrRule("η(B) = η₀", lambda size, reference: 1.0),
     "linear": LrRule("η(B) = η₀ · B / B_ref", lambda size, reference: size / reference, needs_reference=True),
-    "sqrt": LrRule("η(B) = η₀ · √(B / B_ref)", lambda size, reference: math.sqrt(size / reference), True),
+    "sqrt": LrRule(
+        "η(B) = η₀ · √(B / B_ref)", lambda size, reference: math.sqrt(size / reference), needs_reference=True
+    ),
     "tuned": LrRule("η(B) = the best of N trials of an Optuna search of log lr, per size", None),
 }
 
@@ -66,6 +68,7 @@ def free_names(rule: str) -> tuple[str, ...]:
 
 
 def check_rule(rule: str) -> str:
+    """``rule`` if it is a known rule name; UsageError listing the names otherwise."""
     if rule not in LR_RULES:
         raise UsageError(f"--lr-rule: {rule!r} is not a rule; give one of {', '.join(LR_RULES)}")
     return rule
