@@ -8,6 +8,8 @@ Exit codes: 0 success, 2 bad spec or usage, 130 interrupted (SIGINT), 143 termin
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import os
 import signal
 import sys
@@ -180,8 +182,24 @@ def _on_sigterm(signum, frame):
     raise Interrupted("SIGTERM", EXIT_SIGTERM)
 
 
+_interrupted_exit: list[int] = []  # set when the command ends interrupted
+
+
+def _skip_teardown() -> None:
+    """The last exit handler: an interrupted command ends here, after the others (the tracking writer's
+    flush among them) and without tearing down the interpreter, which with MLflow, SQLAlchemy and pandas
+    loaded takes 1-4 s that a process manager's grace period (Kubernetes: 30 s) should not pay."""
+    if _interrupted_exit:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(_interrupted_exit[0])
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if argv is None:  # the command line, not a call from Python code
+        atexit.register(_skip_teardown)  # registered first, so it runs last
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no internet here; MLflow would try
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # not "Creating initial MLflow database tables"
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -194,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(handler(args) or 0)
     except KeyboardInterrupt:
         print(f"\ninterrupted (SIGINT){_resume_hint(args.command)}", file=sys.stderr)
+        _interrupted_exit.append(EXIT_SIGINT)
         return EXIT_SIGINT
     except BaseException as e:  # every exit below is deliberate
         return _exit_for(e, args.command)
@@ -209,6 +228,7 @@ def _exit_for(e: BaseException, command: str) -> int:
 
     if isinstance(e, Interrupted):
         print(f"\ninterrupted ({e.signal_name}){_resume_hint(command)}", file=sys.stderr)
+        _interrupted_exit.append(e.exit_code)
         return e.exit_code
     if isinstance(e, SystemExit):
         raise e

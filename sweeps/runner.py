@@ -112,6 +112,7 @@ def target_total(spec: Spec) -> int:
     return spec.trials
 
 
+@interrupts.shield  # its writes (study, spec and data attributes) are made whole or not at all
 def open_study(spec: Spec, stores: Stores, stale_trial_callback: Callable | None = None):
     """Create the study named ``spec.name`` or load it; refuse one created from a different search."""
     import optuna
@@ -165,6 +166,7 @@ def _sweep_tags(spec: Spec, stores: Stores) -> dict[str, str]:
     }
 
 
+@interrupts.shield  # never a parent run in MLflow whose id the study did not get
 def open_parent_run(spec: Spec, study, stores: Stores, lock: TrialLock):
     """The sweep's MLflow parent run: the one whose id the study keeps, or a new one (created once, under
     the trial lock, so workers starting together share it)."""
@@ -243,26 +245,31 @@ def run(
     thread, it takes SIGINT and SIGTERM at safe points only (:mod:`sweeps.interrupts`).
     """
 
-    if not isinstance(spec, Spec):
-        from sweeps.spec import load_spec
+    # Start-up (imports, data, creating the stores, probing a server: up to tens of seconds) gives way to a
+    # signal at once; only its writes to the stores are shielded (each is short), and the MLflow store is
+    # created whole or not at all.
+    with interrupts.interruptible():
+        if not isinstance(spec, Spec):
+            from sweeps.spec import load_spec
 
-        spec = load_spec(spec)
-    from sweeps.samplers import check_available
+            spec = load_spec(spec)
+        from sweeps.samplers import check_available
 
-    check_available(spec)  # before any store is created
-    setup_from_spec(spec).load()  # so is the data: a bad table file stops the sweep with nothing written
-    stores = resolve_stores(workdir, storage, tracking_uri)
-    check_stores(stores)
-    import tracking
+        check_available(spec)  # before any store is created
+        setup_from_spec(spec).load()  # so is the data: a bad table file stops the sweep with nothing written
+        stores = resolve_stores(workdir, storage, tracking_uri)
+        check_stores(stores)
+        import tracking
 
-    tracking.start_writer(stores.tracking_uri)  # it loads MLflow while the study and parent run are opened
-    study = open_study(spec, stores, close_stale_runs(stores))
-    if worker:
-        study.sampler.reseed_rng()
-    elif existing := len(study.get_trials(deepcopy=False)):
-        from sweeps.samplers import build_sampler
+        with interrupts.shielded():  # it loads MLflow while the study and parent run are opened
+            tracking.start_writer(stores.tracking_uri)
+        study = open_study(spec, stores, close_stale_runs(stores))
+        if worker:
+            study.sampler.reseed_rng()
+        elif existing := len(study.get_trials(deepcopy=False)):
+            from sweeps.samplers import build_sampler
 
-        study.sampler = build_sampler(spec.model_copy(update={"seed": resume_seed(spec.seed, existing)}))
+            study.sampler = build_sampler(spec.model_copy(update={"seed": resume_seed(spec.seed, existing)}))
     lock = TrialLock(stores, spec.name)
     try:
         sweep_run = open_parent_run(spec, study, stores, lock)
