@@ -3,6 +3,7 @@ total is reached — by this process alone or together with other workers on the
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 import warnings
@@ -15,7 +16,15 @@ import pandas as pd
 
 from sweeps import interrupts, threads
 from sweeps.errors import SweepError
-from sweeps.objective import COUNTED_OUTCOMES, OUTCOME_ATTR, PARAMS_ATTR, RUN_ID_ATTR, run_trial, setup_from_spec
+from sweeps.objective import (
+    COUNTED_OUTCOMES,
+    OUTCOME_ATTR,
+    PARAMS_ATTR,
+    REASON_ATTR,
+    RUN_ID_ATTR,
+    run_trial,
+    setup_from_spec,
+)
 from sweeps.spec import Spec
 from sweeps.storage import Stores, TrialLock, heartbeat, open_storage, resolve_stores
 
@@ -25,6 +34,7 @@ PARENT_RUN_ATTR = "mlflow_parent_run_id"
 SPEC_HASH_ATTR = "spec_hash"
 SPEC_ATTR = "spec"
 DATA_ATTR = "dataset_fingerprint"
+STALE_REASON = "worker stopped responding (no heartbeat); retried by another worker"
 
 
 @dataclass
@@ -198,8 +208,11 @@ def close_stale_runs(stores: Stores) -> Callable:
     def callback(study, trial) -> None:
         run_id = trial.user_attrs.get(RUN_ID_ATTR)
         if run_id:
-            fail_run(stores, run_id, "worker stopped responding (no heartbeat); retried by another worker")
-        retry(study, trial)
+            fail_run(stores, run_id, STALE_REASON)
+        # The retry starts afresh: not "lost" and without the reason its predecessor failed for.
+        retry_of = copy.copy(trial)
+        retry_of.user_attrs = {k: v for k, v in trial.user_attrs.items() if k not in (OUTCOME_ATTR, REASON_ATTR)}
+        retry(study, retry_of)
 
     return callback
 
@@ -328,12 +341,27 @@ def _beats(study) -> int | None:
 
 
 def _fail_stale(study) -> None:
-    """Fail trials whose worker stopped beating (a no-op for storages without heartbeats)."""
+    """Fail trials whose worker stopped beating, as ``optuna.storages.fail_stale_trials`` does, but with
+    outcome ``lost`` and a ``fail_reason`` recorded first (a finished trial takes no attributes), then run
+    the storage's stale-trial callback (:func:`close_stale_runs`). A no-op for storages without heartbeats."""
     import optuna
+    from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
+    storage = study._storage
+    if not isinstance(storage, BaseHeartbeat) or not is_heartbeat_enabled(storage):
+        return
+    failed = []
+    for trial_id in storage._get_stale_trial_ids(study._study_id):
+        try:
+            storage.set_trial_user_attr(trial_id, OUTCOME_ATTR, "lost")
+            storage.set_trial_user_attr(trial_id, REASON_ATTR, STALE_REASON)
+            if storage.set_trial_state_values(trial_id, state=optuna.trial.TrialState.FAIL):
+                failed.append(trial_id)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # another worker failed it first
+    callback = storage.get_heartbeat_stale_trial_callback()
+    for trial_id in failed if callback is not None else ():
+        callback(study, storage.get_trial(trial_id))
 
 
 def _ask(study):
