@@ -1,8 +1,10 @@
 """The ``sweeps`` command line. Parsing only imports argparse, so ``sweeps --help`` answers at once; each
 command imports what it needs when it runs.
 
-Exit codes: 0 success, 2 bad spec or usage, 130 interrupted (SIGINT), 143 terminated (SIGTERM), 129 hung up
-(SIGHUP, during a sweep), 1 any other failure. User mistakes get one line on stderr, never a traceback.
+Exit codes: 0 success, 2 bad spec or usage (a store URL that cannot work included), 3 the sweep ended without
+a completed trial (every trial failed, diverged or was pruned), 130 interrupted (SIGINT), 143 terminated
+(SIGTERM), 129 hung up (SIGHUP, during a sweep), 1 any other failure. User mistakes get one line on stderr,
+never a traceback.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import signal
 import sys
 from collections.abc import Callable
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 2, 130, 143
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_NO_RESULT, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 2, 3, 130, 143
 
 
 def _store_options(p: argparse.ArgumentParser) -> None:
@@ -244,7 +246,11 @@ def _exit_for(e: BaseException, command: str) -> int:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
     from tracking import TrackingError, redact
+    from tracking.errors import BadStoreUrl
 
+    if isinstance(e, BadStoreUrl):  # the URL as given cannot work: a usage error
+        print(f"error: {redact(str(e))}", file=sys.stderr)
+        return EXIT_USAGE
     if isinstance(e, TrackingError):
         print(f"error: {redact(str(e))}", file=sys.stderr)
         return EXIT_FAILURE

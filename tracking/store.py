@@ -208,6 +208,10 @@ def check_reachable(tracking_uri: str | None = None, timeout: float = 5.0, wait:
         _check_http(uri, timeout, _wait_seconds() if wait is None else wait)
         return
     db = sqlite_path(uri)
+    if db is None and not uri.startswith(("file:", "/")) and "://" in uri:  # a database server (PostgreSQL, …)
+        from tracking.db_url import check_database_url
+
+        check_database_url(uri, "tracking URI")  # before MLflow's fifteen retries
     try:
         if db is not None:
             db.parent.mkdir(parents=True, exist_ok=True)
