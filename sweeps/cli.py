@@ -256,7 +256,16 @@ def _exit_for(e: BaseException, command: str) -> int:
         return EXIT_FAILURE
     if os.environ.get("SWEEPS_DEBUG"):
         raise e
-    print(f"error: {type(e).__name__}: {redact(str(e))} (set SWEEPS_DEBUG=1 for the traceback)", file=sys.stderr)
+    from tracking.disk_full import disk_full
+
+    if full := disk_full(e):
+        print(
+            f"error: the disk is full ({redact(full)}); free some space, then run the same command again to resume",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+    first = (redact(str(e)).strip().splitlines() or [""])[0]  # library texts go on for lines (SQL, parameters)
+    print(f"error: {type(e).__name__}: {first} (set SWEEPS_DEBUG=1 for the traceback)", file=sys.stderr)
     return EXIT_FAILURE
 
 

@@ -60,7 +60,10 @@ def make_client(tracking_uri: str | None = None) -> MlflowClient:
     """
     from mlflow import MlflowClient
 
+    from tracking.disk_full import quiet_reraised_database_errors
+
     install_log_redaction()
+    quiet_reraised_database_errors()
     if tracking_uri is not None and redact(tracking_uri) != tracking_uri:
         os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
     db = sqlite_path(tracking_uri) if tracking_uri is not None else None

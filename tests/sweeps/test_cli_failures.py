@@ -3,9 +3,13 @@ completed trial, a full disk. One line on stderr each, an exit code a script can
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
 import time
 
-from tests.conftest import postgres_url, requires_postgres, run_cli
+import pytest
+
+from tests.conftest import postgres_url, requires_postgres, run_cli, start_cli
 
 ALL_DIVERGE = """\
 name: diverge
@@ -61,3 +65,43 @@ def test_a_sweep_whose_every_trial_diverged_exits_3(tmp_path):
         "error: no trial of the sweep completed (0 completed, 0 pruned, 2 failed; 2 diverged); exit 3"
     )
     assert "no trial of 2 completed" in ran.stdout
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 16 MiB tmpfs (needs root, as in CI's container; skipped otherwise), unmounted afterwards."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_disk_that_fills_up_mid_sweep_ends_it_in_one_line(tmp_path, tiny_spec, small_disk):
+    work = small_disk / "w"
+    log = tmp_path / "log"
+    proc = start_cli("run", tiny_spec, "--trials", "40", "--workdir", work, "--quiet", cwd=tmp_path, log=log)
+    try:
+        deadline = time.monotonic() + 120
+        journal = work / "optuna.journal"
+        while proc.poll() is None and time.monotonic() < deadline:  # until a trial has completed
+            if journal.exists() and '"state":1' in journal.read_text():
+                break
+            time.sleep(0.1)
+        with open(small_disk / "filler", "wb") as filler, contextlib.suppress(OSError):
+            while True:  # every last block
+                filler.write(b"\0" * 65536)
+                filler.flush()
+        returned = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    output = log.read_text()
+    assert returned == 1, output
+    # before: ~380 lines with 8 tracebacks (MLflow's ERROR records, retries, SQLAlchemy's text)
+    assert "Traceback" not in output and len(output.splitlines()) == 1, output
+    assert output.startswith("error: the disk is full (") and "run the same command again to resume" in output
