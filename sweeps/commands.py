@@ -55,7 +55,30 @@ def cmd_run(args) -> int:
     else:
         result = _run_here(spec, args)
     report.print_summary(spec, result, _workdir_hint(args))
-    return 0
+    return _outcome_code(result)
+
+
+def _outcome_code(result) -> int:
+    """0, or EXIT_NO_RESULT (with one line on stderr) when the sweep ended with no completed trial and none
+    still running elsewhere: every trial failed, diverged or was pruned, and a script must be able to see it."""
+    import sys
+
+    from sweeps.cli import EXIT_NO_RESULT
+    from sweeps.tally import Tally
+
+    tally = Tally.of(result.study)
+    if result.best_params is not None or tally.counts.get("running") or tally.counts.get("waiting"):
+        return 0
+    diverged = sum(1 for t in result.study.get_trials(deepcopy=False) if _diverged(t))
+    detail = f"{tally.describe()}" + (f"; {diverged} diverged" if diverged else "")
+    print(f"error: no trial of the sweep completed ({detail}); exit {EXIT_NO_RESULT}", file=sys.stderr)
+    return EXIT_NO_RESULT
+
+
+def _diverged(trial) -> bool:
+    from sweeps.objective import REASON_ATTR
+
+    return str(trial.user_attrs.get(REASON_ATTR, "")).startswith("cost diverged")
 
 
 def _say_inferred_task(spec, quiet: bool) -> None:
@@ -73,8 +96,8 @@ def cmd_worker(args) -> int:
         from sweeps.parallel import follow_coordinator
 
         follow_coordinator()
-    _run_here(spec, args, finalize=not args.coordinated, worker=True)
-    return 0
+    result = _run_here(spec, args, finalize=not args.coordinated, worker=True)
+    return 0 if args.coordinated else _outcome_code(result)
 
 
 def _overrides(args) -> list[str]:

@@ -20,6 +20,7 @@ insists. SIGINT raises KeyboardInterrupt; SIGTERM and SIGHUP (the terminal close
 from __future__ import annotations
 
 import contextlib
+import functools
 import signal
 import sys
 import threading
@@ -141,8 +142,10 @@ def shielded() -> Iterator[None]:
 
 
 def shield(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``fn`` run as a :func:`shielded` section (for callbacks called from interruptible code)."""
+    """``fn`` run as a :func:`shielded` section (for callbacks called from interruptible code, and as a
+    decorator of functions that write to a store)."""
 
+    @functools.wraps(fn)
     def shielded_call(*args: Any, **kwargs: Any) -> Any:
         with shielded():
             return fn(*args, **kwargs)

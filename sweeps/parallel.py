@@ -139,26 +139,29 @@ def run_parallel(
     from tracking.server import MlflowServer
     from tracking.store import sqlite_path
 
-    check_available(spec)
-    stores = resolve_stores(workdir, storage, tracking_uri)
-    check_stores(stores)
-    study = open_study(spec, stores, close_stale_runs(stores))
-    lock = TrialLock(stores, spec.name)
-    try:
-        sweep_run = open_parent_run(spec, study, stores, lock)
-    finally:
-        lock.close()
-    total = target_total(spec)
-    if on_trial is not None:  # a resumed sweep's best and counts at once, before the server and workers start
-        on_trial(study, counts(study)[0], total)
+    # Start-up gives way to a signal at once (open_study and open_parent_run shield their writes; a server
+    # interrupted while starting is stopped), as in sweeps.runner.run.
+    with interrupts.interruptible():
+        check_available(spec)
+        stores = resolve_stores(workdir, storage, tracking_uri)
+        check_stores(stores)
+        study = open_study(spec, stores, close_stale_runs(stores))
+        lock = TrialLock(stores, spec.name)
+        try:
+            sweep_run = open_parent_run(spec, study, stores, lock)
+        finally:
+            lock.close()
+        total = target_total(spec)
+        if on_trial is not None:  # a resumed sweep's best and counts at once, before the server and workers
+            on_trial(study, counts(study)[0], total)
 
-    server = None
-    worker_uri = stores.tracking_uri
-    if sqlite_path(stores.tracking_uri) is not None:
-        server = MlflowServer(
-            stores.tracking_uri, stores.workdir / "mlartifacts", log_file=stores.workdir / "mlflow-server.log"
-        ).start()
-        worker_uri = server.url
+        server = None
+        worker_uri = stores.tracking_uri
+        if sqlite_path(stores.tracking_uri) is not None:
+            server = MlflowServer(
+                stores.tracking_uri, stores.workdir / "mlartifacts", log_file=stores.workdir / "mlflow-server.log"
+            ).start()
+            worker_uri = server.url
     served = Stores(stores.workdir, stores.storage_url, worker_uri)
     env = worker_env(workers, storage, worker_uri)
     procs: list[subprocess.Popen] = []

@@ -3,6 +3,7 @@ total is reached — by this process alone or together with other workers on the
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 import warnings
@@ -15,7 +16,15 @@ import pandas as pd
 
 from sweeps import interrupts, threads
 from sweeps.errors import SweepError
-from sweeps.objective import COUNTED_OUTCOMES, OUTCOME_ATTR, PARAMS_ATTR, RUN_ID_ATTR, run_trial, setup_from_spec
+from sweeps.objective import (
+    COUNTED_OUTCOMES,
+    OUTCOME_ATTR,
+    PARAMS_ATTR,
+    REASON_ATTR,
+    RUN_ID_ATTR,
+    run_trial,
+    setup_from_spec,
+)
 from sweeps.spec import Spec
 from sweeps.storage import Stores, TrialLock, heartbeat, open_storage, resolve_stores
 
@@ -25,6 +34,7 @@ PARENT_RUN_ATTR = "mlflow_parent_run_id"
 SPEC_HASH_ATTR = "spec_hash"
 SPEC_ATTR = "spec"
 DATA_ATTR = "dataset_fingerprint"
+STALE_REASON = "worker stopped responding (no heartbeat); retried by another worker"
 
 
 @dataclass
@@ -112,6 +122,7 @@ def target_total(spec: Spec) -> int:
     return spec.trials
 
 
+@interrupts.shield  # its writes (study, spec and data attributes) are made whole or not at all
 def open_study(spec: Spec, stores: Stores, stale_trial_callback: Callable | None = None):
     """Create the study named ``spec.name`` or load it; refuse one created from a different search."""
     import optuna
@@ -179,6 +190,7 @@ def _sweep_tags(spec: Spec, stores: Stores) -> dict[str, str]:
     }
 
 
+@interrupts.shield  # never a parent run in MLflow whose id the study did not get
 def open_parent_run(spec: Spec, study, stores: Stores, lock: TrialLock):
     """The sweep's MLflow parent run: the one whose id the study keeps, or a new one (created once, under
     the trial lock, so workers starting together share it)."""
@@ -210,8 +222,11 @@ def close_stale_runs(stores: Stores) -> Callable:
     def callback(study, trial) -> None:
         run_id = trial.user_attrs.get(RUN_ID_ATTR)
         if run_id:
-            fail_run(stores, run_id, "worker stopped responding (no heartbeat); retried by another worker")
-        retry(study, trial)
+            fail_run(stores, run_id, STALE_REASON)
+        # The retry starts afresh: not "lost" and without the reason its predecessor failed for.
+        retry_of = copy.copy(trial)
+        retry_of.user_attrs = {k: v for k, v in trial.user_attrs.items() if k not in (OUTCOME_ATTR, REASON_ATTR)}
+        retry(study, retry_of)
 
     return callback
 
@@ -257,26 +272,31 @@ def run(
     thread, it takes SIGINT and SIGTERM at safe points only (:mod:`sweeps.interrupts`).
     """
 
-    if not isinstance(spec, Spec):
-        from sweeps.spec import load_spec
+    # Start-up (imports, data, creating the stores, probing a server: up to tens of seconds) gives way to a
+    # signal at once; only its writes to the stores are shielded (each is short), and the MLflow store is
+    # created whole or not at all.
+    with interrupts.interruptible():
+        if not isinstance(spec, Spec):
+            from sweeps.spec import load_spec
 
-        spec = load_spec(spec)
-    from sweeps.samplers import check_available
+            spec = load_spec(spec)
+        from sweeps.samplers import check_available
 
-    check_available(spec)  # before any store is created
-    setup_from_spec(spec).load()  # so is the data: a bad table file stops the sweep with nothing written
-    stores = resolve_stores(workdir, storage, tracking_uri)
-    check_stores(stores)
-    import tracking
+        check_available(spec)  # before any store is created
+        setup_from_spec(spec).load()  # so is the data: a bad table file stops the sweep with nothing written
+        stores = resolve_stores(workdir, storage, tracking_uri)
+        check_stores(stores)
+        import tracking
 
-    tracking.start_writer(stores.tracking_uri)  # it loads MLflow while the study and parent run are opened
-    study = open_study(spec, stores, close_stale_runs(stores))
-    if worker:
-        study.sampler.reseed_rng()
-    elif existing := len(study.get_trials(deepcopy=False)):
-        from sweeps.samplers import build_sampler
+        with interrupts.shielded():  # it loads MLflow while the study and parent run are opened
+            tracking.start_writer(stores.tracking_uri)
+        study = open_study(spec, stores, close_stale_runs(stores))
+        if worker:
+            study.sampler.reseed_rng()
+        elif existing := len(study.get_trials(deepcopy=False)):
+            from sweeps.samplers import build_sampler
 
-        study.sampler = build_sampler(spec.model_copy(update={"seed": resume_seed(spec.seed, existing)}))
+            study.sampler = build_sampler(spec.model_copy(update={"seed": resume_seed(spec.seed, existing)}))
     lock = TrialLock(stores, spec.name)
     try:
         sweep_run = open_parent_run(spec, study, stores, lock)
@@ -335,12 +355,27 @@ def _beats(study) -> int | None:
 
 
 def _fail_stale(study) -> None:
-    """Fail trials whose worker stopped beating (a no-op for storages without heartbeats)."""
+    """Fail trials whose worker stopped beating, as ``optuna.storages.fail_stale_trials`` does, but with
+    outcome ``lost`` and a ``fail_reason`` recorded first (a finished trial takes no attributes), then run
+    the storage's stale-trial callback (:func:`close_stale_runs`). A no-op for storages without heartbeats."""
     import optuna
+    from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
+    storage = study._storage
+    if not isinstance(storage, BaseHeartbeat) or not is_heartbeat_enabled(storage):
+        return
+    failed = []
+    for trial_id in storage._get_stale_trial_ids(study._study_id):
+        try:
+            storage.set_trial_user_attr(trial_id, OUTCOME_ATTR, "lost")
+            storage.set_trial_user_attr(trial_id, REASON_ATTR, STALE_REASON)
+            if storage.set_trial_state_values(trial_id, state=optuna.trial.TrialState.FAIL):
+                failed.append(trial_id)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # another worker failed it first
+    callback = storage.get_heartbeat_stale_trial_callback()
+    for trial_id in failed if callback is not None else ():
+        callback(study, storage.get_trial(trial_id))
 
 
 def _ask(study):

@@ -94,6 +94,9 @@ def open_storage(stores: Stores, stale_trial_callback: Callable | None = None):
         return optuna.storages.JournalStorage(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))
 
     url = sqlalchemy_url(stores.storage_url)
+    from tracking.db_url import check_database_url
+
+    check_database_url(url, "--storage")  # a bad URL: one line, exit 2, before anything is written
     with _schema_lock(url), warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.storages.RDBStorage(

@@ -42,7 +42,12 @@ _TRANSIENT_CODES = frozenset(
 
 
 def is_transient(exc: BaseException) -> bool:
-    """True for failures that may go away on retry: connection and timeout errors, busy stores."""
+    """True for failures that may go away on retry: connection and timeout errors, busy stores; never a
+    full disk."""
+    from tracking.disk_full import disk_full
+
+    if disk_full(exc):
+        return False
     error_code = getattr(exc, "error_code", None)
     if error_code is not None:  # MlflowException and its REST subclass
         return error_code in _TRANSIENT_CODES

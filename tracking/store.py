@@ -54,14 +54,23 @@ def artifact_location_for(tracking_uri: str) -> str | None:
 def make_client(tracking_uri: str | None = None) -> MlflowClient:
     """An ``MlflowClient`` bound to ``tracking_uri`` (None: ``MLFLOW_TRACKING_URI`` or MLflow's default).
 
-    Also makes sure MLflow's own log records have passwords masked (see ``install_log_redaction``) and,
-    for a URI with a password, that MLflow does not print its "View run at <URI>" lines.
+    Also makes sure MLflow's own log records have passwords masked (see ``install_log_redaction``),
+    for a URI with a password, that MLflow does not print its "View run at <URI>" lines, and, for an
+    SQLite file, that it is created whole or not at all (:mod:`tracking.sqlite_store`).
     """
     from mlflow import MlflowClient
 
+    from tracking.disk_full import quiet_reraised_database_errors
+
     install_log_redaction()
+    quiet_reraised_database_errors()
     if tracking_uri is not None and redact(tracking_uri) != tracking_uri:
         os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+    db = sqlite_path(tracking_uri) if tracking_uri is not None else None
+    if db is not None:
+        from tracking.sqlite_store import ensure_complete
+
+        ensure_complete(db)
 
     return MlflowClient(tracking_uri=tracking_uri)
 
@@ -202,10 +211,16 @@ def check_reachable(tracking_uri: str | None = None, timeout: float = 5.0, wait:
         _check_http(uri, timeout, _wait_seconds() if wait is None else wait)
         return
     db = sqlite_path(uri)
+    if db is None and not uri.startswith(("file:", "/")) and "://" in uri:  # a database server (PostgreSQL, …)
+        from tracking.db_url import check_database_url
+
+        check_database_url(uri, "tracking URI")  # before MLflow's fifteen retries
     try:
         if db is not None:
             db.parent.mkdir(parents=True, exist_ok=True)
         make_client(uri).search_experiments(max_results=1)
+    except TrackingError:
+        raise
     except Exception as e:  # any failure to open the store means the same thing to the user
         raise TrackingUnavailable(
             f"cannot open the MLflow tracking store {redact(uri)}: {redact(str(e)).splitlines()[0][:300]}"

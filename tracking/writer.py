@@ -110,7 +110,12 @@ class Writer:
         return value
 
     def close(self, timeout: float = STOP_SECONDS) -> None:
-        """Ask the child to write what it holds and exit; kill it after ``timeout`` seconds."""
+        """Ask the child to write what it holds and exit; kill it after ``timeout`` seconds. A child that was
+        sent nothing has nothing to write: it is left to exit alone (a sweep interrupted while starting
+        does not wait for the child to finish loading MLflow)."""
+        if self._sent == 0:
+            self._abandon(wait=False)
+            return
         if not self.broken:
             try:
                 self.call("stop", None)

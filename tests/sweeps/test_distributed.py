@@ -105,11 +105,13 @@ def test_sigkilled_worker_is_failed_by_heartbeat_and_retried(tmp_path, tiny_spec
     s, c, _runs = assert_settled(url, mlflow_server, 3)
     stale = s.trials[victim.number]
     assert stale.state == optuna.trial.TrialState.FAIL
+    assert stale.user_attrs["outcome"] == "lost" and "no heartbeat" in stale.user_attrs["fail_reason"]  # before: none
     run = c.get_run(victim.user_attrs["mlflow_run_id"])
     assert run.info.status == "FAILED" and "no heartbeat" in run.data.tags["fail_reason"]
     retried = [t for t in s.trials if t.system_attrs.get("failed_trial") == victim.number]
     assert len(retried) == 1 and retried[0].params == victim.params
     assert retried[0].state != optuna.trial.TrialState.RUNNING
+    assert retried[0].user_attrs.get("fail_reason", "") != stale.user_attrs["fail_reason"]  # its own, if any
 
 
 def test_password_never_reaches_mlflow(tmp_path, tiny_spec, fresh_db, mlflow_server):

@@ -124,3 +124,62 @@ def test_a_signal_pending_when_the_sweep_returns_is_raised_then():
         send()
         finished = True  # the sweep's remaining work runs to its end
     assert finished
+
+
+# --- the CLI during start-up ---------------------------------------------------------------------------------
+
+
+def _signal_then_wait(proc, sig, *, started) -> tuple[int, float]:
+    """Wait until ``started()`` says start-up reached the step under test, send ``sig``; (exit code, seconds
+    it took to exit)."""
+    deadline = time.monotonic() + 120
+    while not started() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, "start-up ended before the signal could be sent"
+    sent = time.monotonic()
+    proc.send_signal(sig)
+    try:
+        code = proc.wait(timeout=60)
+    except Exception:
+        proc.kill()
+        raise
+    return code, time.monotonic() - sent
+
+
+def test_sigterm_while_mlflow_db_is_created_ends_the_run_at_once_and_leaves_no_half_store(tmp_path, tiny_spec):
+    """Before, start-up deferred signals to the first trial: 10-30 s while the MLflow store was created (or a
+    server probed), longer than Kubernetes' grace period, after which SIGKILL bricked the store."""
+    from tests.conftest import start_cli
+
+    work = tmp_path / "work"
+    proc = start_cli("run", tiny_spec, "--workdir", work, "--quiet", cwd=tmp_path, log=tmp_path / "log")
+    returned, seconds = _signal_then_wait(proc, signal.SIGTERM, started=lambda: any(work.glob("*mlflow.db*")))
+    assert returned == 143, (tmp_path / "log").read_text()
+    assert seconds < 5, f"took {seconds:.1f} s to honour the signal"  # a bound, not a benchmark: before, 10-30 s
+    left = sorted(p.name for p in work.iterdir())
+    assert not [name for name in left if ".creating-" in name], left
+    if "mlflow.db" in left:  # finished creating just before the signal: whole, or the next run would fail
+        from tracking.sqlite_store import _state
+
+        assert _state(work / "mlflow.db", writable=False) == "complete"
+
+
+def test_sigterm_while_waiting_for_the_tracking_server_ends_the_run_at_once(tmp_path, tiny_spec):
+    """A server that takes connections and never answers (a hung proxy): the probe asks again for a minute."""
+    import select
+    import socket
+
+    from tests.conftest import start_cli
+
+    log = tmp_path / "log"
+    with socket.socket() as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(8)
+        uri = f"http://127.0.0.1:{hung.getsockname()[1]}"
+        env = {"SWEEPS_TRACKING_WAIT_SECONDS": "60"}
+        args = ("run", tiny_spec, "--tracking-uri", uri, "--workdir", tmp_path / "w")
+        proc = start_cli(*args, cwd=tmp_path, env=env, log=log)
+        asked = lambda: bool(select.select([hung], [], [], 0)[0])  # noqa: E731 — the probe has connected
+        returned, seconds = _signal_then_wait(proc, signal.SIGTERM, started=asked)
+    assert returned == 143, log.read_text()
+    assert seconds < 5, f"took {seconds:.1f} s to honour SIGTERM"  # before: until the minute was over
