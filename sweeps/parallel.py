@@ -143,11 +143,12 @@ def run_parallel(
     stores = resolve_stores(workdir, storage, tracking_uri)
     check_stores(stores)
     study = open_study(spec, stores, close_stale_runs(stores))
-    lock = TrialLock(stores, spec.name)
+    lock = TrialLock(stores, spec.name)  # held to fail a dead worker's trials: workers reclaim lost ones too
     try:
         sweep_run = open_parent_run(spec, study, stores, lock)
-    finally:
+    except BaseException:
         lock.close()
+        raise
     total = target_total(spec)
     if on_trial is not None:  # a resumed sweep's best and counts at once, before the server and workers start
         on_trial(study, counts(study)[0], total)
@@ -174,7 +175,8 @@ def run_parallel(
                 if proc.returncode == 0:
                     continue
                 who = f"{worker_name().split(':')[0]}:{proc.pid}"
-                n = fail_lost_trials(study, served, who, f"worker {proc.pid} exited with status {proc.returncode}")
+                with lock.held():
+                    n = fail_lost_trials(study, served, who, f"worker {proc.pid} exited with status {proc.returncode}")
                 log.warning(
                     "worker %d exited with status %d; %d running trial(s) failed and queued again",
                     proc.pid,
@@ -200,6 +202,7 @@ def run_parallel(
         _stop_workers(procs, signal.SIGTERM)
         if server is not None:
             server.stop()
+        lock.close()
     _finish(spec, study, sweep_run, total)
     return summarise(spec, study, sweep_run.run_id, stores)
 

@@ -1,0 +1,191 @@
+"""Which process runs a trial, and whether it still exists: the embedded store's answer to a worker killed
+mid-trial (SIGKILL, the OOM killer, a full disk), where PostgreSQL has heartbeats.
+
+A worker records its owner on each trial it starts (Optuna system attr ``owner``), right after ``ask``
+and under the trial lock: host name, PID, the process's start time and the machine's boot id and PID
+namespace. At the start of a run, and before a run stops with trials still RUNNING, :func:`reclaim` looks
+at every RUNNING trial, under the same lock. A trial whose owner is *provably gone* is failed in Optuna
+(outcome ``lost``, ``fail_reason``) and in MLflow (run FAILED, tag ``fail_reason``), then queued again with
+the same parameters by the retry callback the heartbeat path uses (at most 3 retries of one setting).
+
+Provably gone means: the same host name, and either the machine has restarted since (another boot id), or
+in the same PID namespace the PID is free, a zombie, or held by a process that started at another time
+(the PID was reused). A trial owned by another host, or by a process in another PID namespace (another
+container with the same host name), is left alone: nothing here can tell whether it still runs. A RUNNING
+trial with no owner at all was asked by a process that died before recording one (asking and recording
+happen under the trial lock, which :func:`reclaim` holds too), or by a version of sweeps before owners;
+such a trial is reclaimed when its ``worker`` attr names a gone process of this host, or names none.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import socket
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+from sweeps.objective import OUTCOME_ATTR, REASON_ATTR, RUN_ID_ATTR, RUN_TRIAL_ATTR, WORKER_ATTR
+
+OWNER_ATTR = "owner"  # Optuna trial system attr: Owner.to_attr()
+LOST = "lost"  # the outcome of a trial whose process is gone (also the coordinator's word for it)
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _stat(pid: int) -> tuple[str, str] | None:
+    """(state letter, start time in clock ticks since boot) of ``pid`` from ``/proc``, or None if no such PID."""
+    text = _read(f"/proc/{pid}/stat")
+    if text is None:
+        return None
+    fields = text.rsplit(")", 1)[1].split()  # the command name, in parentheses, may hold spaces
+    return fields[0], fields[19]
+
+
+def _machine() -> tuple[str | None, str | None]:
+    """(boot id, PID namespace) of this process: PIDs are comparable only within both."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        namespace = None
+    return _read("/proc/sys/kernel/random/boot_id"), namespace
+
+
+@dataclass(frozen=True)
+class Owner:
+    """One process on one machine; ``started`` tells it from a later process given the same PID."""
+
+    host: str
+    pid: int
+    started: str | None = None
+    boot: str | None = None
+    namespace: str | None = None
+
+    @classmethod
+    def me(cls) -> Owner:
+        stat = _stat(os.getpid())
+        boot, namespace = _machine()
+        return cls(socket.gethostname(), os.getpid(), stat[1] if stat else None, boot, namespace)
+
+    @classmethod
+    def from_attr(cls, value: object) -> Owner | None:
+        if not isinstance(value, dict):
+            return None
+        try:
+            return cls(**value)
+        except TypeError:
+            return None
+
+    def to_attr(self) -> dict[str, object]:
+        return asdict(self)
+
+    def describe(self) -> str:
+        return f"process {self.pid} on {self.host}"
+
+    def gone(self) -> str | None:
+        """Why this owner provably no longer runs, or None when it may still (or when this cannot tell)."""
+        here = Owner.me()
+        if self.host != here.host:
+            return None
+        if self.boot and here.boot and self.boot != here.boot:
+            return f"{self.host} has restarted since {self.describe()} started it"
+        if self.namespace and here.namespace and self.namespace != here.namespace:
+            return None  # another container with this host name: its PIDs are not ours to look up
+        if self.pid == here.pid:
+            return None if self.started in (None, here.started) else f"{self.describe()} is gone (PID reused)"
+        stat = _stat(self.pid)
+        if stat is None:
+            if os.path.isdir("/proc/self"):
+                return f"{self.describe()} is gone"
+            return _gone_without_proc(self)
+        state, started = stat
+        if state in ("Z", "X"):
+            return f"{self.describe()} is gone (killed or exited)"
+        if self.started is not None and started != self.started:
+            return f"{self.describe()} is gone (its PID now belongs to another process)"
+        return None
+
+
+def _gone_without_proc(owner: Owner) -> str | None:
+    """Where there is no ``/proc`` (macOS): only whether the PID exists (a reused PID is not detected)."""
+    try:
+        os.kill(owner.pid, 0)
+    except ProcessLookupError:
+        return f"{owner.describe()} is gone"
+    except PermissionError:
+        return None
+    return None
+
+
+def _legacy_owner(trial) -> Owner | None:
+    """The owner of a trial started before owners were recorded: its ``worker`` attr, ``host:pid``."""
+    host, _, pid = str(trial.user_attrs.get(WORKER_ATTR, "")).rpartition(":")
+    return Owner(host, int(pid)) if host and pid.isdigit() else None
+
+
+def claim(study, trial) -> None:
+    """Record this process as the owner of ``trial`` (call right after ``ask``, under the trial lock)."""
+    study._storage.set_trial_system_attr(trial._trial_id, OWNER_ATTR, Owner.me().to_attr())
+
+
+def why_lost(trial) -> str | None:
+    """Why the RUNNING ``trial``'s process is provably gone, or None when it may still be running."""
+    owner = Owner.from_attr(trial.system_attrs.get(OWNER_ATTR)) or _legacy_owner(trial)
+    if owner is None:
+        return "its process stopped before recording who ran it"
+    return owner.gone()
+
+
+def reclaim(
+    study, fail_run: Callable[[str, str], None], find_run: Callable[[int], str | None]
+) -> list[tuple[int, str]]:
+    """Fail the RUNNING trials whose process is provably gone, in both stores, and queue them again.
+
+    Call under the trial lock. ``fail_run(run_id, reason)`` ends a trial's MLflow run FAILED;
+    ``find_run(number)`` finds the run of a trial whose process died before recording its id. Returns
+    (number, reason) of each trial failed.
+    """
+    import optuna
+
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        reason = why_lost(trial)
+        if reason is None:
+            continue
+        reason = f"lost: {reason}"
+        storage = study._storage
+        try:
+            storage.set_trial_user_attr(trial._trial_id, OUTCOME_ATTR, LOST)
+            storage.set_trial_user_attr(trial._trial_id, REASON_ATTR, reason)
+            storage.set_trial_state_values(trial._trial_id, state=optuna.trial.TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # it ended meanwhile (its coordinator failed it)
+        # A retried trial carries its predecessor's run id until it records its own.
+        own = trial.user_attrs.get(RUN_TRIAL_ATTR) == trial.number
+        run_id = trial.user_attrs.get(RUN_ID_ATTR) if own else find_run(trial.number)
+        if run_id:
+            fail_run(run_id, reason)
+        _retry(study, trial)
+        failed.append((trial.number, reason))
+    return failed
+
+
+def _retry(study, trial) -> None:
+    """Queue ``trial``'s setting again, as the heartbeat path does (RetryHeartbeatStaleTrialCallback, at most
+    3 retries of a setting, so one that kills its process every time cannot stall the sweep). ``trial`` is
+    the snapshot taken while it ran: the copy carries neither the failure nor its owner."""
+    import optuna
+
+    queued = copy.deepcopy(trial)
+    queued.system_attrs = {k: v for k, v in queued.system_attrs.items() if k != OWNER_ATTR}
+    queued.user_attrs = {k: v for k, v in queued.user_attrs.items() if k != WORKER_ATTR}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)(study, queued)
