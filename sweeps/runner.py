@@ -121,6 +121,10 @@ def open_study(spec: Spec, stores: Stores, stale_trial_callback: Callable | None
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(stores, stale_trial_callback)
+    if spec.name not in {s.study_name for s in storage.get_all_studies()}:
+        from sweeps.journal import refuse_lost_study
+
+        refuse_lost_study(spec.name, stores)
     study = optuna.create_study(
         storage=storage,
         study_name=spec.name,
