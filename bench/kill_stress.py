@@ -31,9 +31,9 @@ SPEC = """\
 name: stress
 seed: 7
 trials: 2
-dataset: {name: moons, n_samples: 400, noise: 0.2, val_fraction: 0.25}
+dataset: {name: moons, n_samples: 1000, noise: 0.2, val_fraction: 0.25}
 model: {hidden: [8], activation: tanh}
-training: {epochs: 6}
+training: {epochs: 30}
 search:
   batch_size: {choices: [16, 32]}
   optimizer: {choices: [momentum, adam]}

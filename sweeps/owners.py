@@ -15,6 +15,7 @@ container with the same host name), is left alone: nothing here can tell whether
 trial with no owner at all was asked by a process that died before recording one (asking and recording
 happen under the trial lock, which :func:`reclaim` holds too), or by a version of sweeps before owners;
 such a trial is reclaimed when its ``worker`` attr names a gone process of this host, or names none.
+A trial of a ``--workers`` worker is left to its coordinator while that lives (it records the exit status).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from dataclasses import asdict, dataclass
 
 from sweeps.objective import OUTCOME_ATTR, REASON_ATTR, RUN_ID_ATTR, RUN_TRIAL_ATTR, WORKER_ATTR
 
-OWNER_ATTR = "owner"  # Optuna trial system attr: Owner.to_attr()
+OWNER_ATTR = "owner"  # Optuna trial system attr: Owner.to_attr(), and the coordinator's under COORDINATOR_KEY
+COORDINATOR_KEY = "coordinator"
 LOST = "lost"  # the outcome of a trial whose process is gone (also the coordinator's word for it)
 
 
@@ -70,16 +72,21 @@ class Owner:
 
     @classmethod
     def me(cls) -> Owner:
-        stat = _stat(os.getpid())
+        return cls.of(os.getpid())
+
+    @classmethod
+    def of(cls, pid: int) -> Owner:
+        """Process ``pid`` of this machine."""
+        stat = _stat(pid)
         boot, namespace = _machine()
-        return cls(socket.gethostname(), os.getpid(), stat[1] if stat else None, boot, namespace)
+        return cls(socket.gethostname(), pid, stat[1] if stat else None, boot, namespace)
 
     @classmethod
     def from_attr(cls, value: object) -> Owner | None:
         if not isinstance(value, dict):
             return None
         try:
-            return cls(**value)
+            return cls(**{k: v for k, v in value.items() if k != COORDINATOR_KEY})
         except TypeError:
             return None
 
@@ -131,16 +138,36 @@ def _legacy_owner(trial) -> Owner | None:
 
 
 def claim(study, trial) -> None:
-    """Record this process as the owner of ``trial`` (call right after ``ask``, under the trial lock)."""
-    study._storage.set_trial_system_attr(trial._trial_id, OWNER_ATTR, Owner.me().to_attr())
+    """Record this process as the owner of ``trial`` (call right after ``ask``, under the trial lock), and
+    its coordinator if it is a worker of ``sweeps run --workers``."""
+    from sweeps.parallel import COORDINATOR_VAR
+
+    attr = Owner.me().to_attr()
+    coordinator = os.environ.get(COORDINATOR_VAR)
+    if coordinator and coordinator == str(os.getppid()):
+        attr[COORDINATOR_KEY] = Owner.of(int(coordinator)).to_attr()
+    study._storage.set_trial_system_attr(trial._trial_id, OWNER_ATTR, attr)
+
+
+def owner_of(trial) -> Owner | None:
+    """The process that runs ``trial``: its ``owner`` attr, else (older trials) its ``worker`` attr."""
+    return Owner.from_attr(trial.system_attrs.get(OWNER_ATTR)) or _legacy_owner(trial)
 
 
 def why_lost(trial) -> str | None:
-    """Why the RUNNING ``trial``'s process is provably gone, or None when it may still be running."""
-    owner = Owner.from_attr(trial.system_attrs.get(OWNER_ATTR)) or _legacy_owner(trial)
+    """Why the RUNNING ``trial``'s process is provably gone, or None when it may still be running.
+
+    A worker's trial is left to its coordinator while that lives: it sees the worker exit and fails the
+    trial with the exit status."""
+    owner = owner_of(trial)
     if owner is None:
         return "its process stopped before recording who ran it"
-    return owner.gone()
+    reason = owner.gone()
+    attr = trial.system_attrs.get(OWNER_ATTR)
+    coordinator = Owner.from_attr(attr.get(COORDINATOR_KEY)) if isinstance(attr, dict) else None
+    if reason is not None and coordinator is not None and coordinator.gone() is None:
+        return None
+    return reason
 
 
 def reclaim(

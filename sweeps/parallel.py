@@ -26,7 +26,7 @@ from typing import Any
 
 from sweeps import interrupts, threads
 from sweeps.errors import Interrupted
-from sweeps.objective import OUTCOME_ATTR, PARAMS_ATTR, REASON_ATTR, RUN_ID_ATTR, WORKER_ATTR, worker_name
+from sweeps.objective import OUTCOME_ATTR, PARAMS_ATTR, REASON_ATTR, RUN_ID_ATTR, worker_name
 from sweeps.runner import (
     SweepResult,
     check_stores,
@@ -106,8 +106,11 @@ def fail_lost_trials(study, stores: Stores, host_pid: str, reason: str) -> int:
     import optuna
 
     lost = 0
+    from sweeps.owners import owner_of
+
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        if t.user_attrs.get(WORKER_ATTR) != host_pid:
+        owner = owner_of(t)  # recorded at `ask`; the worker attr comes later
+        if owner is None or f"{owner.host}:{owner.pid}" != host_pid:
             continue
         study._storage.set_trial_user_attr(t._trial_id, OUTCOME_ATTR, "lost")
         study._storage.set_trial_user_attr(t._trial_id, REASON_ATTR, reason)

@@ -90,3 +90,21 @@ def test_sigkill_mid_trial_then_rerun_fails_and_retries_the_orphans(tmp_path, ti
     assert retry[0].system_attrs["owner"]["pid"] != proc.pid
     c, _ = child_runs(wd, "tiny")
     assert c.get_run(s.user_attrs["mlflow_parent_run_id"]).info.status == "FINISHED"
+
+
+def test_a_workers_trial_is_left_to_its_coordinator_while_that_lives():
+    """The coordinator of `--workers` fails a dead worker's trial with its exit status; others keep off."""
+    from sweeps.owners import why_lost
+
+    me = Owner.me()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    worker = Owner(me.host, dead.pid, "1", me.boot, me.namespace).to_attr()
+
+    def trial(coordinator):
+        attr = worker | ({"coordinator": coordinator.to_attr()} if coordinator else {})
+        return optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING, system_attrs={"owner": attr})
+
+    assert why_lost(trial(me)) is None
+    assert "is gone" in why_lost(trial(Owner(me.host, dead.pid, "1", me.boot, me.namespace)))
+    assert "is gone" in why_lost(trial(None))
