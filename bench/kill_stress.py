@@ -5,7 +5,8 @@
 One uninterrupted first run creates the stores (a kill during their very first creation is another matter:
 mlflow.db's schema). Then, until the time is up, each cycle starts `sweeps run` with a total two trials above
 what is counted, sends SIGKILL (two cycles in three), SIGINT or SIGTERM at a random moment of a run's length
-(that of the last run that was not killed), and waits for it to end (SIGKILL if a signal is not honoured
+(that of the last run that was not killed) in odd cycles, within 3 s of a trial starting in even ones (start-up
+takes most of a run), and waits for it to end (SIGKILL if a signal is not honoured
 within 60 s: counted as a hang). A last uninterrupted run then finishes the sweep. At the end: no trial
 RUNNING or WAITING in Optuna, no run RUNNING in MLflow, the parent run FINISHED, every journal line a JSON
 record, ``PRAGMA integrity_check`` ok on mlflow.db, and every run's exit code one of 0 / killed / 130 / 143.
@@ -61,6 +62,15 @@ def run(spec: Path, wd: Path, trials: int, log: Path) -> subprocess.Popen:
 def counted(wd: Path) -> int:
     study = load_study(wd)
     return sum(t.user_attrs.get("outcome") in ("completed", "pruned", "failed") for t in study.trials)
+
+
+def wait_for_a_running_trial(wd: Path, proc: subprocess.Popen) -> None:
+    """Until this run has a trial RUNNING (or has ended)."""
+    before = {t.number for t in load_study(wd).trials if t.state.name == "RUNNING"}
+    while proc.poll() is None:
+        if {t.number for t in load_study(wd).trials if t.state.name == "RUNNING"} - before:
+            return
+        time.sleep(0.3)
 
 
 def load_study(wd: Path):
@@ -131,7 +141,11 @@ def main() -> int:
         sig = rng.choice(SIGNALS)
         began = time.monotonic()
         proc = run(spec, wd, counted(wd) + 2, log)
-        time.sleep(rng.uniform(0, length))
+        if cycles % 2:  # any moment of a run: start-up (imports, stores) takes most of it
+            time.sleep(rng.uniform(0, length))
+        else:  # a moment while a trial trains
+            wait_for_a_running_trial(wd, proc)
+            time.sleep(rng.uniform(0, 3))
         if proc.poll() is None:
             proc.send_signal(sig)
         try:
