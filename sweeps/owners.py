@@ -191,14 +191,15 @@ def reclaim(
         try:
             storage.set_trial_user_attr(trial._trial_id, OUTCOME_ATTR, LOST)
             storage.set_trial_user_attr(trial._trial_id, REASON_ATTR, reason)
+            # MLflow first: killed between the two, the trial is still RUNNING and the next run does both.
+            # A retried trial carries its predecessor's run id until it records its own.
+            own = trial.user_attrs.get(RUN_TRIAL_ATTR) == trial.number
+            run_id = trial.user_attrs.get(RUN_ID_ATTR) if own else find_run(trial.number)
+            if run_id:
+                fail_run(run_id, reason)
             storage.set_trial_state_values(trial._trial_id, state=optuna.trial.TrialState.FAIL)
         except optuna.exceptions.UpdateFinishedTrialError:
-            continue  # it ended meanwhile (its coordinator failed it)
-        # A retried trial carries its predecessor's run id until it records its own.
-        own = trial.user_attrs.get(RUN_TRIAL_ATTR) == trial.number
-        run_id = trial.user_attrs.get(RUN_ID_ATTR) if own else find_run(trial.number)
-        if run_id:
-            fail_run(run_id, reason)
+            continue  # it ended meanwhile
         _retry(study, trial)
         failed.append((trial.number, reason))
     return failed

@@ -105,9 +105,9 @@ def fail_lost_trials(study, stores: Stores, host_pid: str, reason: str) -> int:
     """
     import optuna
 
-    lost = 0
     from sweeps.owners import owner_of
 
+    lost = 0
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         owner = owner_of(t)  # recorded at `ask`; the worker attr comes later
         if owner is None or f"{owner.host}:{owner.pid}" != host_pid:
