@@ -14,6 +14,7 @@ file and the line.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import logging
@@ -162,11 +163,16 @@ def open_journal(path: Path):
     lock = _Flock(str(path))
     try:
         backend = Backend(str(path), lock_obj=lock)
-        lock.acquire()
         try:
-            repair_tail(path)
-        finally:
-            lock.release()
+            lock.acquire()
+        except OSError as e:  # a folder only readable to us: `sweeps best` still reads it (a torn tail is skipped)
+            if e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+        else:
+            try:
+                repair_tail(path)
+            finally:
+                lock.release()
         return optuna.storages.JournalStorage(backend)
     except OSError as e:
         raise SweepError(f"cannot use the Optuna journal {path}: {e.strerror or e}") from e
