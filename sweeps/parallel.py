@@ -26,7 +26,7 @@ from typing import Any
 
 from sweeps import interrupts, threads
 from sweeps.errors import Interrupted
-from sweeps.objective import OUTCOME_ATTR, PARAMS_ATTR, REASON_ATTR, RUN_ID_ATTR, WORKER_ATTR, worker_name
+from sweeps.objective import OUTCOME_ATTR, PARAMS_ATTR, REASON_ATTR, RUN_ID_ATTR, worker_name
 from sweeps.runner import (
     SweepResult,
     check_stores,
@@ -105,9 +105,12 @@ def fail_lost_trials(study, stores: Stores, host_pid: str, reason: str) -> int:
     """
     import optuna
 
+    from sweeps.owners import owner_of
+
     lost = 0
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        if t.user_attrs.get(WORKER_ATTR) != host_pid:
+        owner = owner_of(t)  # recorded at `ask`; the worker attr comes later
+        if owner is None or f"{owner.host}:{owner.pid}" != host_pid:
             continue
         study._storage.set_trial_user_attr(t._trial_id, OUTCOME_ATTR, "lost")
         study._storage.set_trial_user_attr(t._trial_id, REASON_ATTR, reason)
@@ -146,11 +149,12 @@ def run_parallel(
         stores = resolve_stores(workdir, storage, tracking_uri)
         check_stores(stores)
         study = open_study(spec, stores, close_stale_runs(stores))
-        lock = TrialLock(stores, spec.name)
+        lock = TrialLock(stores, spec.name)  # held to fail a dead worker's trials: workers reclaim lost ones too
         try:
             sweep_run = open_parent_run(spec, study, stores, lock)
-        finally:
+        except BaseException:
             lock.close()
+            raise
         total = target_total(spec)
         if on_trial is not None:  # a resumed sweep's best and counts at once, before the server and workers
             on_trial(study, counts(study)[0], total)
@@ -177,7 +181,8 @@ def run_parallel(
                 if proc.returncode == 0:
                     continue
                 who = f"{worker_name().split(':')[0]}:{proc.pid}"
-                n = fail_lost_trials(study, served, who, f"worker {proc.pid} exited with status {proc.returncode}")
+                with lock.held():
+                    n = fail_lost_trials(study, served, who, f"worker {proc.pid} exited with status {proc.returncode}")
                 log.warning(
                     "worker %d exited with status %d; %d running trial(s) failed and queued again",
                     proc.pid,
@@ -203,6 +208,7 @@ def run_parallel(
         _stop_workers(procs, signal.SIGTERM)
         if server is not None:
             server.stop()
+        lock.close()
     _finish(spec, study, sweep_run, total)
     return summarise(spec, study, sweep_run.run_id, stores)
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from sweeps import interrupts, threads
+from sweeps import interrupts, owners, threads
 from sweeps.errors import SweepError
 from sweeps.objective import (
     COUNTED_OUTCOMES,
@@ -132,6 +132,10 @@ def open_study(spec: Spec, stores: Stores, stale_trial_callback: Callable | None
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(stores, stale_trial_callback)
+    if spec.name not in {s.study_name for s in storage.get_all_studies()}:
+        from sweeps.journal import refuse_lost_study
+
+        refuse_lost_study(spec.name, stores)
     study = optuna.create_study(
         storage=storage,
         study_name=spec.name,
@@ -303,12 +307,21 @@ def run(
         setup = setup_from_spec(spec)
         tags = {**sweep_run.tags}
         total = target_total(spec)
+        starting = True
         while True:
             interrupts.check()
             with lock.held():
                 _fail_stale(study)
                 done, running, waiting = counts(study)
+                # Before trusting RUNNING trials (at the start, and before stopping for them), fail and
+                # queue again those whose process is gone (the embedded store has no heartbeats).
+                stopping = running and not (done + running < total or waiting)
+                if (starting or stopping) and _reclaim(study, stores, sweep_run):
+                    done, running, waiting = counts(study)
+                starting = False
                 trial = _ask(study) if done + running < total or waiting else None
+                if trial is not None:
+                    owners.claim(study, trial)
             if trial is None:
                 if running and _beats(study):
                     # Trials of other workers are still running. If one of them died, its heartbeat stops
@@ -376,6 +389,22 @@ def _fail_stale(study) -> None:
     callback = storage.get_heartbeat_stale_trial_callback()
     for trial_id in failed if callback is not None else ():
         callback(study, storage.get_trial(trial_id))
+
+
+def _reclaim(study, stores: Stores, sweep_run) -> int:
+    """Fail (in both stores) and queue again the trials whose process is provably gone; embedded store only,
+    where no heartbeat does it. Returns how many; call under the trial lock."""
+    if not stores.embedded:
+        return 0
+
+    def find_run(number: int) -> str | None:
+        run = sweep_run.find_trial(number)
+        return run.info.run_id if run is not None else None
+
+    lost = owners.reclaim(study, lambda run_id, reason: fail_run(stores, run_id, reason), find_run)
+    for number, reason in lost:
+        log.warning("trial %d was left RUNNING (%s): failed, and its setting queued again", number, reason)
+    return len(lost)
 
 
 def _ask(study):

@@ -87,11 +87,10 @@ def open_storage(stores: Stores, stale_trial_callback: Callable | None = None):
     import optuna
 
     if stores.embedded:
-        from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+        from sweeps.journal import open_journal
 
         stores.workdir.mkdir(parents=True, exist_ok=True)
-        path = str(stores.journal_path)
-        return optuna.storages.JournalStorage(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))
+        return open_journal(stores.journal_path)
 
     url = sqlalchemy_url(stores.storage_url)
     from tracking.db_url import check_database_url
