@@ -37,7 +37,7 @@ training: {epochs: 20}
 search:
   batch_size: {value: 128}
   optimizer: {value: adam}
-  lr: {value: 0.002}
+  lr: {value: 0.004}
   schedule: {value: constant}
 """,
     "classification": """
@@ -51,7 +51,7 @@ training: {epochs: 20}
 search:
   batch_size: {value: 128}
   optimizer: {value: adam}
-  lr: {value: 0.002}
+  lr: {value: 0.004}
   schedule: {value: constant}
 """,
 }
@@ -73,7 +73,8 @@ def probe_target(spec, epochs: int) -> float:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--problems", nargs="+", choices=list(PROBLEMS), default=list(PROBLEMS))
-    parser.add_argument("--factors", default="0.5,1,2,4", help="lr factors per size (default 0.5,1,2,4)")
+    parser.add_argument("--factors", default="0.5,1,2,4,8", help="lr factors per size (default 0.5,1,2,4,8)")
+    parser.add_argument("--seeds", type=int, default=2, help="seeds per size and rate (default 2)")
     parser.add_argument("--probe-epochs", type=int, default=10)
     parser.add_argument("--cap-epochs", type=int, default=400, help="each run's cap in epochs (default 400)")
     parser.add_argument("--workdir", default=None)
@@ -91,6 +92,7 @@ def main(argv: list[str] | None = None) -> None:
             measure_steps=True,
             lr_factors=factors,
             pilot_size=128,
+            seeds=args.seeds,
             budget=("epochs", args.cap_epochs),
             workdir=workdir,
             on_run=lambda text: print("  " + text, flush=True),

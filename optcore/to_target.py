@@ -11,11 +11,12 @@ length is what is measured).
     result = steps_to_target(ds, net, opt, batch_size=64, target=0.3, max_steps=5000, seed=0)
     result.reached, result.steps, result.samples, result.seconds
 
-With ``noise_scale=True`` the run also measures the gradient noise scale (:mod:`optcore.noise`), smoothed
-with ``noise_beta``, and reports its value averaged over the steps: for a noise scale that changes as
-training goes on, the paper's critical batch size of the whole run is the step-average of the local one
-(McCandlish et al., Appendix D: S_min = Σ_s 1, E_min = Σ_s B_noise(s)). ``target=None`` never evaluates:
-the run trains for ``max_steps`` or ``max_seconds`` (a throughput measurement).
+With ``noise_scale=True`` the run also measures the gradient noise scale (:mod:`optcore.noise`): its
+``noise_scale`` is the ratio of the run's means of the unbiased per-step estimates, mean(tr Σ) / mean(|G|²),
+numerator and denominator averaged separately as the paper advises (a mean of per-step ratios is dominated by
+the steps where the |G|² estimate nears zero, late in a run); the EWA-smoothed value (``noise_beta``) is
+recorded at every check and at the end. ``target=None`` never evaluates: the run trains for ``max_steps`` or
+``max_seconds`` (a throughput measurement).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from optcore.batches import minibatches
 from optcore.data import Dataset
 from optcore.errors import OptcoreError
 from optcore.network import Network, pack
-from optcore.noise import NoiseScale
+from optcore.noise import NoiseScale, noise_estimates
 from optcore.optimizers import Optimizer
 from optcore.train import seeded_generators
 
@@ -42,9 +43,10 @@ class ToTarget:
     ``reached`` says whether the validation cost got to ``target``; then ``steps`` is the first checked step
     where it did, else the steps the run was allowed. ``samples`` are the rows stepped on, ``seconds`` the
     training steps' wall-clock time (evaluation excluded). ``diverged``: the cost became NaN or infinite.
-    ``checks`` holds ``(step, validation cost)`` at every evaluation; ``noise`` ``(step, B_noise)`` at every
-    check once measured. ``noise_scale`` is the step-average of the smoothed B_simple over the steps where it
-    was defined, ``noise_scale_end`` its value at the last step (both NaN when not measured).
+    ``checks`` holds ``(step, validation cost)`` at every evaluation; ``noise`` ``(step, smoothed B_simple)`` at
+    every check when measured. ``noise_scale`` is mean(tr Σ)/mean(|G|²) over the run's steps (NaN when the
+    mean |G|² is not positive), ``noise_scale_end`` the smoothed value at the last step (both NaN when not
+    measured).
     """
 
     batch_size: int
@@ -114,7 +116,7 @@ def steps_to_target(
     state = optimizer.init([flat])
     lr = optimizer.lr
     noise = NoiseScale(noise_beta) if noise_scale else None
-    noise_sum, noise_steps = 0.0, 0
+    sum_grad_sq = sum_trace = 0.0
     checks: list[tuple[int, float]] = []
     noise_curve: list[tuple[int, float]] = []
     step = samples = 0
@@ -133,7 +135,7 @@ def steps_to_target(
             seconds,
             cost,
             diverged,
-            noise_sum / noise_steps if noise_steps else math.nan,
+            sum_trace / sum_grad_sq if sum_grad_sq > 0 else math.nan,
             end,
             tuple(checks),
             tuple(noise_curve),
@@ -149,8 +151,9 @@ def steps_to_target(
                     params, xb, yb, grads, n_train=data.n_train
                 )
                 noise.update(per_example_sq, batch_sq)
-                if math.isfinite(value := noise.value) and value > 0:
-                    noise_sum, noise_steps = noise_sum + value, noise_steps + 1
+                if xb.shape[0] > 1:
+                    grad_sq, trace = noise_estimates(per_example_sq, batch_sq)
+                    sum_grad_sq, sum_trace = sum_grad_sq + grad_sq, sum_trace + trace
             if not math.isfinite(train_cost):
                 return finish(False, diverged=True)
             optimizer.update([flat], [flat_grads], state, lr)

@@ -1,14 +1,16 @@
 """``sweeps batch-size --advise`` and ``--measure-steps``: predict each batch size's time to a target cost from
 the gradient noise scale, then measure it; with ``--measure-steps``, fit the critical batch size.
 
-1. Pilot: one run to the target at the pilot size (default: the middle candidate) at the held learning
-   rate, measuring the gradient noise scale B_noise (:mod:`optcore.noise`, averaged over its steps); and a
-   short timed run per candidate size for its throughput (samples per second, no evaluation).
+1. Pilot: runs to the target at the pilot size (default: the middle candidate), one per rate of the grid,
+   measuring the gradient noise scale (:mod:`optcore.noise`; B_noise = mean tr Σ / mean |G|² over the
+   run); the run of fewest steps is the pilot. Then a short timed run per candidate size for its
+   throughput (samples per second, no evaluation).
 2. Prediction (:mod:`sweeps.batch_tradeoff`): S_min = S_pilot / (1 + B_noise/B_pilot), then per size
    S = S_min·(1 + B_noise/B), E = S·B and seconds = E / throughput; recommended: the least predicted time.
 3. Measurement (Shallue et al. 2018's protocol): every size at every rate of ``lr × lr_factors`` until the
-   target (:func:`optcore.steps_to_target`), each size keeping its rate of fewest steps. The same seed for
-   every run, another than the pilot's.
+   target (:func:`optcore.steps_to_target`), each size keeping its rate of fewest steps (the mean over
+   ``seeds`` seeds, the same for every size and other than the pilot's). A run that has taken ``GIVE_UP``
+   times the steps of its size's fastest so far stops, not reached.
 4. ``measure_steps``: sizes from 8 to 1024 (or the training split) by default, S_min and B_crit fitted to
    the measured steps, and the steps-against-samples (Pareto) plot with the fit and B_noise marked.
 
@@ -39,7 +41,11 @@ from sweeps.spec import Spec
 
 DEFAULT_LR_FACTORS = (0.5, 1.0, 2.0)
 MEASURE_RANGE = (8, 1024)  # --measure-steps sizes: powers of two over this range (capped at the training split)
-THROUGHPUT_SECONDS = 0.5  # of training steps per size in the pilot's throughput measurement
+THROUGHPUT_SECONDS = 0.3
+# A run stops without reaching the target once it has taken this many times the steps of the fastest run of
+# its size so far: it cannot be that size's best rate, and a rate too high for a size can hover just above
+# the target for the whole cap.
+GIVE_UP = 5  # of training steps per size in the pilot's throughput measurement
 
 
 def measure_sizes(n_train: int) -> list[int]:
@@ -110,7 +116,16 @@ class _Runs:
         seconds = self.budget.amount if self.budget.kind == "seconds" else None
         return epochs * optcore.n_batches(self.data.n_train, size), seconds
 
-    def train(self, hp: Mapping[str, object], seed: int, *, target: float | None, noise: bool = False, seconds=None):
+    def train(
+        self,
+        hp: Mapping[str, object],
+        seed: int,
+        *,
+        target: float | None,
+        noise: bool = False,
+        seconds: float | None = None,
+        limit: float = math.inf,
+    ):
         import optcore
         from sweeps.trainer import build_optimizer
 
@@ -131,14 +146,15 @@ class _Runs:
                 build_optimizer(hp),
                 batch_size=size,
                 target=target,
-                max_steps=max_steps,
+                max_steps=int(min(max_steps, limit)),
                 max_seconds=seconds if seconds is not None else max_seconds,
                 seed=seed,
                 noise_scale=noise,
             )
 
-    def tracked(self, hp: Mapping[str, object], seed: int, name: str, noise: bool = False):
-        """Train ``hp`` to the target in a child run named ``name``; returns (result, run id)."""
+    def tracked(self, hp: Mapping[str, object], seed: int, name: str, noise: bool = False, limit: float = math.inf):
+        """Train ``hp`` to the target in a child run named ``name``, for at most ``limit`` steps within the
+        cap; returns (result, run id)."""
         from mlflow.entities import Metric, RunTag
 
         from tracking import schema
@@ -154,7 +170,7 @@ class _Runs:
         )
         self.number += 1
         try:
-            result = self.train(hp, seed, target=self.target, noise=noise)
+            result = self.train(hp, seed, target=self.target, noise=noise, limit=limit)
         except BaseException as e:
             reason = "interrupted" if isinstance(e, KeyboardInterrupt) else f"{type(e).__name__}: {e}"
             log_batched(self.sweep.client, run.run_id, tags=[RunTag(schema.FAIL_REASON, reason[:500])])
@@ -186,6 +202,13 @@ class _Runs:
         return result, run.run_id
 
 
+def _outcome(result) -> str:
+    if result.diverged:
+        return "diverged"
+    what = f"{result.steps:,} steps" if result.reached else f"not reached in {result.steps:,} steps"
+    return f"{what}, {result.seconds:.3g} s"
+
+
 def _now_ms() -> int:
     import time
 
@@ -202,6 +225,7 @@ def advise_batch_size(
     measure_steps: bool = False,
     lr_factors: Sequence[float] | None = None,
     pilot_size: int | None = None,
+    seeds: int = 1,
     budget: tuple[str, float] | None = None,
     from_best: bool = False,
     workdir: str | Path | None = None,
@@ -250,6 +274,8 @@ def advise_batch_size(
             f"--pilot-size: {pilot_size!r} is not allowed; the noise scale needs a whole number of rows in "
             f"[2, {n_train}]"
         )
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise UsageError(f"--seeds: {seeds!r} is not allowed; give a whole number of seeds ≥ 1")
     cap = check_budget(budget, spec)
     stores = resolve_stores(workdir, storage, tracking_uri)
     best = _best_setting(spec, workdir, storage, tracking_uri) if from_best else None
@@ -278,18 +304,25 @@ def advise_batch_size(
     runs = _Runs(sweep, setup, data, cap, target_cost, metric)
     tell = on_run or (lambda text: None)
     try:
-        # 1. the pilot: steps to the target and the noise scale at one size; throughput at every size
-        pilot_hp = settings[pilot_size]
-        result, run_id = runs.tracked(pilot_hp, trial_seed(spec.seed, 0), f"pilot-bs-{pilot_size:04d}", noise=True)
-        if not result.reached or not math.isfinite(result.noise_scale):
-            why = "diverged" if result.diverged else f"did not reach it in {result.steps:,} steps ({cap.label})"
+        # 1. the pilot: the noise scale and the steps to the target at one size, at its best rate of the grid
+        pilots = []
+        for f in factors:
+            hp = {**settings[pilot_size], "lr": held_lr * f}
+            name = f"pilot-bs-{pilot_size:04d}-lr-{held_lr * f:.3g}"
+            limit = GIVE_UP * min((p[0] for p in pilots), default=math.inf)
+            result, run_id = runs.tracked(hp, trial_seed(spec.seed, 0), name, noise=True, limit=limit)
+            tell(f"pilot: batch size {pilot_size}, lr {held_lr * f:.3g}: {_outcome(result)}")
+            if result.reached and math.isfinite(result.noise_scale):
+                pilots.append((result.steps, held_lr * f, result, run_id))
+        if not pilots:
             raise SweepError(
-                f"the pilot at batch size {pilot_size}, lr {held_lr:g} {why}, so there is nothing to predict "
-                "from; give a higher --target-cost, a larger --budget or another held lr"
+                f"no pilot run at batch size {pilot_size} reached the target ({cap.label}), so there is nothing "
+                "to predict from; give a higher --target-cost, a larger --budget or other --lr-factors"
             )
+        _, pilot_lr, result, run_id = min(pilots, key=lambda p: (p[0], p[1]))
         pilot = Pilot(
             pilot_size,
-            held_lr,
+            pilot_lr,
             result.steps,
             result.samples,
             result.seconds,
@@ -297,7 +330,7 @@ def advise_batch_size(
             result.noise_scale_end,
             run_id,
         )
-        tell(f"pilot: batch size {pilot_size}, {result.steps:,} steps to the target, B_noise = {pilot.b_noise:.3g}")
+        tell(f"pilot: B_noise = {pilot.b_noise:.3g} at lr {pilot_lr:.3g}")
         runs.train(settings[sizes[0]], 0, target=None, seconds=0.05)  # first BLAS calls off the first clock
         throughput = {
             s: runs.train(settings[s], trial_seed(spec.seed, 0), target=None, seconds=throughput_seconds).throughput
@@ -306,23 +339,31 @@ def advise_batch_size(
         # 2. the prediction, made before anything is measured
         s_min = s_min_from_pilot(pilot.steps, pilot_size, pilot.b_noise)
         predictions = predict(s_min, pilot.b_noise, sizes, throughput)
-        # 3. the measurement: every size at every rate of the grid, the same seed for all
-        seed = trial_seed(spec.seed, 1)
+        # 3. the measurement: every size at every rate of the grid, over the same seeds (not the pilot's)
         measured: list[Measured] = []
         best_runs: dict[int, Measured | None] = {}
+        fewest: dict[int, list[int]] = {}  # steps of the runs of each size that reached the target
         for size in sizes:
             for f in factors:
                 lr = held_lr * f
                 hp = {**settings[size], "lr": lr}
-                r, run_id = runs.tracked(hp, seed, f"bs-{size:04d}-lr-{lr:.3g}")
-                m = Measured(size, lr, r.reached, r.diverged, r.steps, r.samples, r.seconds, run_id)
-                measured.append(m)
-                outcome = "diverged" if r.diverged else f"{r.steps:,} steps" if r.reached else "not reached"
-                tell(f"batch size {size}, lr {lr:.3g}: {outcome}, {r.seconds:.3g} s")
+                results, ids = [], []
+                for repeat in range(1, seeds + 1):
+                    limit = GIVE_UP * min(fewest.get(size, [math.inf]))
+                    name = f"bs-{size:04d}-lr-{lr:.3g}-seed-{repeat}"
+                    r, run_id = runs.tracked(hp, trial_seed(spec.seed, repeat), name, limit=limit)
+                    if r.reached:
+                        fewest.setdefault(size, []).append(r.steps)
+                    results.append(r)
+                    ids.append(run_id)
+                    tell(f"batch size {size}, lr {lr:.3g}, seed {repeat}: {_outcome(r)}")
+                measured.append(Measured.over_seeds(size, lr, results, ids))
             reached = [m for m in measured if m.batch_size == size and m.reached]
             best_runs[size] = min(reached, key=lambda m: (m.steps, m.seconds)) if reached else None
         edges = (held_lr * factors[0], held_lr * factors[-1])
         at_edge = [s for s, m in best_runs.items() if m is not None and len(factors) > 1 and m.lr in edges]
+        if pilot_lr in edges and len(factors) > 1:
+            at_edge.insert(0, f"{pilot_size} (pilot)")
         if at_edge:
             notes.append(
                 f"the best lr of batch size {', '.join(map(str, at_edge))} is at an edge of the grid, so a rate "
@@ -345,7 +386,8 @@ def advise_batch_size(
             target_cost=target_cost,
             cap=cap.label,
             lr_factors=factors,
-            held_params={k: v for k, v in pilot_hp.items() if k != "batch_size"},
+            seeds=seeds,
+            held_params={k: v for k, v in settings[pilot_size].items() if k != "batch_size"},
             pilot=pilot,
             throughput=throughput,
             s_min=s_min,
@@ -454,6 +496,7 @@ def cmd_advise(args) -> int:
         measure_steps=args.measure_steps,
         lr_factors=parse_factors(args.lr_factors) if args.lr_factors is not None else None,
         pilot_size=args.pilot_size,
+        seeds=args.seeds,
         budget=parse_budget(args.budget) if args.budget is not None else None,
         from_best=args.from_best,
         workdir=args.workdir,

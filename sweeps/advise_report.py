@@ -5,8 +5,11 @@ size; shown as a table, or as JSON for machines."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from sweeps import report as out
 from sweeps.batch_size_report import _plain
@@ -18,22 +21,37 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Measured:
-    """One (size, learning rate) run to the target: steps, samples and training seconds (None: not reached)."""
+    """One (size, learning rate) trained to the target with each seed: the means over the seeds of steps,
+    samples and training seconds; ``reached`` only when every seed reached the target."""
 
     batch_size: int
     lr: float
     reached: bool
     diverged: bool
-    steps: int
-    samples: int
+    steps: float
+    samples: float
     seconds: float
-    run_id: str
+    run_ids: tuple[str, ...]
+
+    @classmethod
+    def over_seeds(cls, batch_size: int, lr: float, results: Sequence[Any], run_ids: Sequence[str]) -> Measured:
+        """From :class:`optcore.ToTarget` results, one per seed."""
+        return cls(
+            batch_size,
+            lr,
+            all(r.reached for r in results),
+            any(r.diverged for r in results),
+            float(np.mean([r.steps for r in results])),
+            float(np.mean([r.samples for r in results])),
+            float(np.mean([r.seconds for r in results])),
+            tuple(run_ids),
+        )
 
 
 @dataclass(frozen=True)
 class Pilot:
     """The pilot run: batch size, learning rate, steps to the target and the noise scale it measured
-    (``b_noise``: averaged over its steps; ``b_noise_end``: at the step that reached the target)."""
+    (``b_noise``: mean tr Σ / mean |G|² over its steps; ``b_noise_end``: smoothed, at the target)."""
 
     batch_size: int
     lr: float
@@ -60,6 +78,7 @@ class AdviceReport:
     target_cost: float
     cap: str
     lr_factors: list[float]
+    seeds: int
     held_params: dict[str, object]
     pilot: Pilot
     throughput: dict[int, float]
@@ -127,6 +146,7 @@ class AdviceReport:
                 "target_cost": self.target_cost,
                 "cap": self.cap,
                 "lr_factors": self.lr_factors,
+                "seeds": self.seeds,
                 "held_params": self.held_params,
                 "pilot": vars(self.pilot),
                 "b_noise": self.b_noise,
@@ -207,12 +227,14 @@ def print_advice(report: AdviceReport, workdir_hint: str = "", console: Console 
     held = ", ".join(f"{k}={out.fmt(v)}" for k, v in report.held_params.items())
     say(f"\ntarget: validation cost ≤ {report.target_cost:g}; each run capped at {report.cap}; held fixed: {held}")
     say(
-        f"pilot: batch size {p.batch_size} at lr {p.lr:g} reached it in {p.steps:,} steps; gradient noise scale "
-        f"B_noise = {_num(p.b_noise)} (averaged over its steps; {_num(p.b_noise_end)} at the target), so "
+        f"pilot: batch size {p.batch_size} at its best lr {p.lr:.3g} reached it in {p.steps:,} steps; "
+        "gradient noise scale "
+        f"B_noise = {_num(p.b_noise)} (mean tr Σ / mean |G|² over its steps; {_num(p.b_noise_end)} at the target), so "
         f"S_min = {_num(report.s_min)} steps, E_min = {_count(report.s_min * p.b_noise)} samples"
     )
     factors = ", ".join(f"{f:g}" for f in report.lr_factors)
-    say(f"measured: each size at the best of lr × ({factors}), fewest steps to the target")
+    seeds = "one seed" if report.seeds == 1 else f"the mean over {report.seeds} seeds"
+    say(f"measured: each size at its best lr of the held lr × ({factors}): fewest steps to the target ({seeds})")
     if report.fit is not None:
         f = report.fit
         say(

@@ -153,6 +153,9 @@ def _advise_options(p):
         help="learning rates tried per size, as multiples of the held lr (default 0.5,1,2)",
     )
     g.add_argument("--pilot-size", type=int, default=None, metavar="B", help="the pilot's batch size (default: middle)")
+    g.add_argument(
+        "--seeds", type=int, default=1, metavar="N", help="seeds per size and rate, steps averaged (default 1)"
+    )
 
 
 # name -> (help, add arguments, "module:function" run lazily)

@@ -24,6 +24,17 @@ def _figure(ncols: int = 1, width: float = 7.5):
     return figure, figure.subplots(1, ncols)
 
 
+def _plain_log_ticks(ax, *axes: str) -> None:
+    """Ticks of a log axis as plain numbers (40, 60, 100), not 4×10¹: steps and seconds read at a glance."""
+    from matplotlib.ticker import FuncFormatter
+
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    for name in axes:
+        axis = ax.xaxis if name == "x" else ax.yaxis
+        axis.set_major_formatter(plain)
+        axis.set_minor_formatter(plain)
+
+
 def _curve(s_min: float, b_crit: float, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     steps = s_min * (1.0 + b_crit / sizes)
     return steps * sizes, steps
@@ -65,6 +76,7 @@ def plot_pareto(
             ax.annotate(str(b), (samples, steps), textcoords="offset points", xytext=(5, 4), fontsize="small")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    _plain_log_ticks(ax, "y")
     goal = f" to validation cost ≤ {target:g}" if target is not None else ""
     ax.set(xlabel="samples E = steps × batch size", ylabel="optimisation steps S", title=f"Steps against samples{goal}")
     ax.grid(alpha=0.3, which="both")
@@ -101,6 +113,7 @@ def plot_prediction(
         ax.set_xticks(list(sizes), [str(s) for s in sizes])
         ax.minorticks_off()
         ax.set_yscale("log")
+        _plain_log_ticks(ax, "y")
         ax.set(xlabel="batch size", ylabel=label, title=f"{label.capitalize()} to the target")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
