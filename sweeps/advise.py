@@ -305,31 +305,27 @@ def advise_batch_size(
     tell = on_run or (lambda text: None)
     try:
         # 1. the pilot: the noise scale and the steps to the target at one size, at its best rate of the grid
-        pilots = []
+        pilots: list[Pilot] = []
+        pilot_seed = trial_seed(spec.seed, 0)  # the pilot's seeds: a stream of their own
         for f in factors:
             hp = {**settings[pilot_size], "lr": held_lr * f}
-            name = f"pilot-bs-{pilot_size:04d}-lr-{held_lr * f:.3g}"
-            limit = GIVE_UP * min((p[0] for p in pilots), default=math.inf)
-            result, run_id = runs.tracked(hp, trial_seed(spec.seed, 0), name, noise=True, limit=limit)
-            tell(f"pilot: batch size {pilot_size}, lr {held_lr * f:.3g}: {_outcome(result)}")
-            if result.reached and math.isfinite(result.noise_scale):
-                pilots.append((result.steps, held_lr * f, result, run_id))
+            results, ids = [], []
+            for repeat in range(1, seeds + 1):
+                name = f"pilot-bs-{pilot_size:04d}-lr-{held_lr * f:.3g}-seed-{repeat}"
+                limit = GIVE_UP * min((p.steps for p in pilots), default=math.inf)
+                r, run_id = runs.tracked(hp, trial_seed(pilot_seed, repeat), name, noise=True, limit=limit)
+                results.append(r)
+                ids.append(run_id)
+                tell(f"pilot: batch size {pilot_size}, lr {held_lr * f:.3g}, seed {repeat}: {_outcome(r)}")
+            if all(r.reached and math.isfinite(r.noise_scale) for r in results):
+                pilots.append(Pilot.over_seeds(pilot_size, held_lr * f, results, ids))
         if not pilots:
             raise SweepError(
                 f"no pilot run at batch size {pilot_size} reached the target ({cap.label}), so there is nothing "
                 "to predict from; give a higher --target-cost, a larger --budget or other --lr-factors"
             )
-        _, pilot_lr, result, run_id = min(pilots, key=lambda p: (p[0], p[1]))
-        pilot = Pilot(
-            pilot_size,
-            pilot_lr,
-            result.steps,
-            result.samples,
-            result.seconds,
-            result.noise_scale,
-            result.noise_scale_end,
-            run_id,
-        )
+        pilot = min(pilots, key=lambda p: (p.steps, p.lr))
+        pilot_lr = pilot.lr
         tell(f"pilot: B_noise = {pilot.b_noise:.3g} at lr {pilot_lr:.3g}")
         runs.train(settings[sizes[0]], 0, target=None, seconds=0.05)  # first BLAS calls off the first clock
         throughput = {

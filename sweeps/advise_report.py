@@ -50,17 +50,36 @@ class Measured:
 
 @dataclass(frozen=True)
 class Pilot:
-    """The pilot run: batch size, learning rate, steps to the target and the noise scale it measured
-    (``b_noise``: mean tr Σ / mean |G|² over its steps; ``b_noise_end``: smoothed, at the target)."""
+    """The pilot: batch size, its best learning rate, the steps, samples and seconds to the target and the noise
+    scale measured, each the mean over the seeds (``b_noise``: mean tr Σ / mean |G|² over a run's steps;
+    ``b_noise_end``: smoothed, at the target)."""
 
     batch_size: int
     lr: float
-    steps: int
-    samples: int
+    steps: float
+    samples: float
     seconds: float
     b_noise: float
     b_noise_end: float
-    run_id: str
+    run_ids: tuple[str, ...]
+
+    @classmethod
+    def over_seeds(cls, batch_size: int, lr: float, results: Sequence[Any], run_ids: Sequence[str]) -> Pilot:
+        """From :class:`optcore.ToTarget` results measured with ``noise_scale=True``, one per seed."""
+
+        def mean(values) -> float:
+            return float(np.mean(list(values)))
+
+        return cls(
+            batch_size,
+            lr,
+            mean(r.steps for r in results),
+            mean(r.samples for r in results),
+            mean(r.seconds for r in results),
+            mean(r.noise_scale for r in results),
+            mean(r.noise_scale_end for r in results),
+            tuple(run_ids),
+        )
 
 
 @dataclass
@@ -227,7 +246,7 @@ def print_advice(report: AdviceReport, workdir_hint: str = "", console: Console 
     held = ", ".join(f"{k}={out.fmt(v)}" for k, v in report.held_params.items())
     say(f"\ntarget: validation cost ≤ {report.target_cost:g}; each run capped at {report.cap}; held fixed: {held}")
     say(
-        f"pilot: batch size {p.batch_size} at its best lr {p.lr:.3g} reached it in {p.steps:,} steps; "
+        f"pilot: batch size {p.batch_size} at its best lr {p.lr:.3g} reached it in {_count(p.steps)} steps; "
         "gradient noise scale "
         f"B_noise = {_num(p.b_noise)} (mean tr Σ / mean |G|² over its steps; {_num(p.b_noise_end)} at the target), so "
         f"S_min = {_num(report.s_min)} steps, E_min = {_count(report.s_min * p.b_noise)} samples"

@@ -106,8 +106,8 @@ def test_measure_steps_predicts_measures_fits_and_tracks(tiny_spec, tmp_path):
         [parent.info.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
     )
     names = sorted(r.data.tags["mlflow.runName"] for r in kids)
-    assert names == [*(f"bs-{b:04d}-lr-0.02-seed-1" for b in (16, 64, 256)), "pilot-bs-0064-lr-0.02"]
-    pilot_run = next(r for r in kids if r.info.run_id == pilot["run_id"])
+    assert names == [*(f"bs-{b:04d}-lr-0.02-seed-1" for b in (16, 64, 256)), "pilot-bs-0064-lr-0.02-seed-1"]
+    pilot_run = next(r for r in kids if r.info.run_id == pilot["run_ids"][0])
     curve = client.get_metric_history(pilot_run.info.run_id, "val_cost")
     assert curve[-1].step == pilot["steps"] and curve[-1].value <= 0.35 < min(p.value for p in curve[:-1])
     assert client.get_metric_history(pilot_run.info.run_id, "noise_scale")
