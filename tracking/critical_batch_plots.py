@@ -25,14 +25,20 @@ def _figure(ncols: int = 1, width: float = 7.5):
 
 
 def _plain_log_ticks(ax, *axes: str) -> None:
-    """Ticks of a log axis as plain numbers (40, 60, 100), not 4×10¹: steps and seconds read at a glance."""
-    from matplotlib.ticker import FuncFormatter
+    """Ticks of a log axis as plain numbers (40, 60, 100), not 4×10¹: steps and seconds read at a glance.
+    Minor ticks at 2× and 5× a power of ten are labelled too on an axis spanning less than 1.5 decades, where
+    the major ticks alone would leave one label or none."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
-    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    def some(value: float, _) -> str:
+        mantissa = round(value / 10 ** math.floor(math.log10(value)), 6) if value > 0 else 0
+        return f"{value:g}" if mantissa in (2, 5) else ""
+
     for name in axes:
         axis = ax.xaxis if name == "x" else ax.yaxis
-        axis.set_major_formatter(plain)
-        axis.set_minor_formatter(plain)
+        low, high = ax.get_xlim() if name == "x" else ax.get_ylim()
+        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        axis.set_minor_formatter(FuncFormatter(some) if high < 30 * low else NullFormatter())
 
 
 def _curve(s_min: float, b_crit: float, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -61,7 +67,7 @@ def plot_pareto(
         ax.plot(*_curve(s_min, b_crit, grid), color="tab:red", linewidth=1.6, label=f"fit: B_crit = {b_crit:.3g}")
         ax.axhline(s_min, color="tab:red", linestyle=":", linewidth=0.9, label=f"S_min = {s_min:.3g} steps")
         ax.axvline(s_min * b_crit, color="tab:red", linestyle="-.", linewidth=0.9, label="E_min = S_min·B_crit")
-        ax.plot([2 * s_min * b_crit], [2 * s_min], "D", color="tab:red", markersize=8)
+        ax.plot([2 * s_min * b_crit], [2 * s_min], "D", color="tab:red", markersize=8, label="B = B_crit")
     ax.plot(
         *_curve(s_min_pilot, b_noise, grid),
         color="tab:green",
