@@ -73,7 +73,7 @@ def probe_target(spec, epochs: int) -> float:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--problems", nargs="+", choices=list(PROBLEMS), default=list(PROBLEMS))
-    parser.add_argument("--factors", default="0.5,1,2,4,8", help="lr factors per size (default 0.5,1,2,4,8)")
+    parser.add_argument("--factors", default="0.5,1,2,4,8,16", help="lr factors per size (default 0.5,1,2,4,8,16)")
     parser.add_argument("--seeds", type=int, default=2, help="seeds per size and rate (default 2)")
     parser.add_argument("--probe-epochs", type=int, default=10)
     parser.add_argument("--cap-epochs", type=int, default=400, help="each run's cap in epochs (default 400)")

@@ -492,7 +492,7 @@ def cmd_advise(args) -> int:
         measure_steps=args.measure_steps,
         lr_factors=parse_factors(args.lr_factors) if args.lr_factors is not None else None,
         pilot_size=args.pilot_size,
-        seeds=args.seeds,
+        seeds=1 if args.seeds is None else args.seeds,
         budget=parse_budget(args.budget) if args.budget is not None else None,
         from_best=args.from_best,
         workdir=args.workdir,

@@ -485,8 +485,8 @@ def cmd_batch_size(args) -> int:
         from sweeps.advise import cmd_advise
 
         return cmd_advise(args)
-    if args.lr_factors is not None or args.pilot_size is not None:
-        raise UsageError("--lr-factors and --pilot-size belong to --advise or --measure-steps; add one of them")
+    if args.lr_factors is not None or args.pilot_size is not None or args.seeds is not None:
+        raise UsageError("--lr-factors, --pilot-size and --seeds belong to --advise or --measure-steps; add one")
     spec = load(args)
     result = select_batch_size(
         spec,

@@ -154,7 +154,11 @@ def _advise_options(p):
     )
     g.add_argument("--pilot-size", type=int, default=None, metavar="B", help="the pilot's batch size (default: middle)")
     g.add_argument(
-        "--seeds", type=int, default=1, metavar="N", help="seeds per size and rate, steps averaged (default 1)"
+        "--seeds",
+        type=int,
+        default=None,
+        metavar="N",
+        help="seeds per size and rate, steps averaged (default 1; --repeats is for the comparison)",
     )
 
 

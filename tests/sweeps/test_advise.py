@@ -32,7 +32,7 @@ def test_advise_without_a_target_fails_before_anything_is_written(tiny_spec, tmp
     assert proc.returncode == 2 and "error: --advise needs --target-cost C" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "wd").exists()
     proc = run_cli("batch-size", tiny_spec, *FIXED, "--lr-factors", "1,2", "--workdir", tmp_path / "wd", cwd=tmp_path)
-    assert proc.returncode == 2 and "belong to --advise or --measure-steps" in proc.stderr
+    assert proc.returncode == 2 and "belong to --advise or --measure-steps; add one" in proc.stderr
     assert not (tmp_path / "wd").exists()
 
 
