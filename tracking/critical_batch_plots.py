@@ -30,14 +30,17 @@ def _plain_log_ticks(ax, *axes: str) -> None:
     the major ticks alone would leave one label or none."""
     from matplotlib.ticker import FuncFormatter, NullFormatter
 
+    def plain(value: float, _) -> str:
+        return f"{value:,.0f}" if value >= 1 else f"{value:g}"
+
     def some(value: float, _) -> str:
         mantissa = round(value / 10 ** math.floor(math.log10(value)), 6) if value > 0 else 0
-        return f"{value:g}" if mantissa in (2, 5) else ""
+        return plain(value, _) if mantissa in (2, 5) else ""
 
     for name in axes:
         axis = ax.xaxis if name == "x" else ax.yaxis
         low, high = ax.get_xlim() if name == "x" else ax.get_ylim()
-        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        axis.set_major_formatter(FuncFormatter(plain))
         axis.set_minor_formatter(FuncFormatter(some) if high < 30 * low else NullFormatter())
 
 
@@ -82,7 +85,7 @@ def plot_pareto(
             ax.annotate(str(b), (samples, steps), textcoords="offset points", xytext=(5, 4), fontsize="small")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    _plain_log_ticks(ax, "y")
+    _plain_log_ticks(ax, "x", "y")
     goal = f" to validation cost ≤ {target:g}" if target is not None else ""
     ax.set(xlabel="samples E = steps × batch size", ylabel="optimisation steps S", title=f"Steps against samples{goal}")
     ax.grid(alpha=0.3, which="both")
