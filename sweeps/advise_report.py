@@ -205,11 +205,12 @@ def print_advice(report: AdviceReport, workdir_hint: str = "", console: Console 
     """The table (predicted beside measured, per size), the pilot, the recommendation and the fit."""
     from rich.table import Table
 
-    console = console or out.out
-    if not console.is_terminal:  # a pipe or a file has no width to fit; wrapping would only garble the table
-        from rich.console import Console
+    if console is None:
+        console = out.out
+        if not console.is_terminal:  # a pipe or a file has no width to fit; wrapping would only garble the table
+            from rich.console import Console
 
-        console = Console(soft_wrap=True, width=250)
+            console = Console(soft_wrap=True, width=250)
     table = Table(box=None, pad_edge=False, header_style="bold")
     names = ["size", "samples/s", "pred. steps", "steps", "pred. samples", "samples", "pred. s", "s", "lr", ""]
     if report.fit is not None:

@@ -111,3 +111,35 @@ def test_measure_steps_predicts_measures_fits_and_tracks(tiny_spec, tmp_path):
     curve = client.get_metric_history(pilot_run.info.run_id, "val_cost")
     assert curve[-1].step == pilot["steps"] and curve[-1].value <= 0.35 < min(p.value for p in curve[:-1])
     assert client.get_metric_history(pilot_run.info.run_id, "noise_scale")
+
+
+def test_advise_from_python_reports_and_prints(tmp_path):
+    from rich.console import Console
+
+    from sweeps.advise_report import print_advice
+
+    spec = load_spec(TINY_SPEC, [a for a in FIXED if a != "--set"])
+    cheap = {"lr_factors": [1], "budget": ("epochs", 60), "throughput_seconds": 0.05}
+    report = advise_batch_size(spec, [16, 64], target_cost=0.35, workdir=tmp_path, **cheap)
+    assert report.mode == "advise" and report.fit is None and report.noise_to_crit is None
+    assert report.recommended in (16, 64) and set(report.best) == {16, 64}
+    console = Console(record=True, width=200)
+    print_advice(report, console=console)
+    text = console.export_text()
+    assert "recommended" in text and f"pilot: batch size {report.pilot.batch_size} at its best lr 0.02" in text
+    assert "fit S = " not in text and report.to_dict()["fit"] is None
+    parent = mlflow.MlflowClient(tracking.default_tracking_uri(tmp_path)).get_run(report.parent_run_id)
+    assert parent.data.tags["mode"] == "advise" and parent.info.status == "FINISHED"
+
+
+def test_a_pilot_that_never_reaches_the_target_is_an_error_and_a_failed_parent(tmp_path):
+    from sweeps.errors import SweepError
+
+    spec = load_spec(TINY_SPEC, [a for a in FIXED if a != "--set"])
+    with pytest.raises(SweepError, match="no pilot run at batch size 64 reached the target \\(epochs=1\\)"):
+        advise_batch_size(spec, [16, 64], target_cost=1e-6, lr_factors=[1], budget=("epochs", 1), workdir=tmp_path)
+    client = mlflow.MlflowClient(tracking.default_tracking_uri(tmp_path))
+    (parent,) = client.search_runs(
+        [client.get_experiment_by_name("tiny-batch-size").experiment_id], filter_string="tags.role = 'sweep'"
+    )
+    assert parent.info.status == "FAILED"
