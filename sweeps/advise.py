@@ -34,10 +34,11 @@ from pathlib import Path
 from sweeps import interrupts, threads
 from sweeps import report as out
 from sweeps.advise_report import AdviceReport, Measured, Pilot, print_advice
-from sweeps.batch_size import DEFAULT_SIZES, MAX_EPOCHS, Budget, check_budget, check_sizes, held_setting
+from sweeps.batch_size import DEFAULT_SIZES, check_budget, check_sizes, held_setting
 from sweeps.batch_tradeoff import fit_steps, predict, s_min_from_pilot
 from sweeps.errors import Interrupted, SweepError, UsageError
 from sweeps.spec import Spec
+from sweeps.target_runs import TargetRuns, now_ms, outcome
 
 DEFAULT_LR_FACTORS = (0.5, 1.0, 2.0)
 MEASURE_RANGE = (8, 1024)  # --measure-steps sizes: powers of two over this range (capped at the training split)
@@ -100,119 +101,6 @@ def _check_held(settings: Mapping[int, Mapping[str, object]], factors: Sequence[
                 build_optimizer({**hp, "lr": float(hp["lr"]) * f})
             except optcore.OptcoreError as e:
                 raise UsageError(f"batch size {size} at lr × {f:g}: {e}") from None
-
-
-class _Runs:
-    """Runs to the target, each in its own child run of ``sweep``; numbers them."""
-
-    def __init__(self, sweep, setup, data, budget: Budget, target: float, metric: str):
-        self.sweep, self.setup, self.data, self.budget = sweep, setup, data, budget
-        self.target, self.metric, self.number = target, metric, 0
-
-    def cap(self, size: int) -> tuple[int, float | None]:
-        import optcore
-
-        epochs = int(self.budget.amount) if self.budget.kind == "epochs" else MAX_EPOCHS
-        seconds = self.budget.amount if self.budget.kind == "seconds" else None
-        return epochs * optcore.n_batches(self.data.n_train, size), seconds
-
-    def train(
-        self,
-        hp: Mapping[str, object],
-        seed: int,
-        *,
-        target: float | None,
-        noise: bool = False,
-        seconds: float | None = None,
-        limit: float = math.inf,
-    ):
-        import optcore
-        from sweeps.trainer import build_optimizer
-
-        size = int(hp["batch_size"])
-        network = optcore.Network.for_dataset(
-            self.data,
-            hidden=self.setup.hidden,
-            activation=self.setup.activation,
-            l2=self.setup.l2,
-            init=self.setup.init,
-            dtype=self.setup.dtype,
-        )
-        max_steps, max_seconds = self.cap(size)
-        with interrupts.interruptible():
-            return optcore.steps_to_target(
-                self.data,
-                network,
-                build_optimizer(hp),
-                batch_size=size,
-                target=target,
-                max_steps=int(min(max_steps, limit)),
-                max_seconds=seconds if seconds is not None else max_seconds,
-                seed=seed,
-                noise_scale=noise,
-            )
-
-    def tracked(self, hp: Mapping[str, object], seed: int, name: str, noise: bool = False, limit: float = math.inf):
-        """Train ``hp`` to the target in a child run named ``name``, for at most ``limit`` steps within the
-        cap; returns (result, run id)."""
-        from mlflow.entities import Metric, RunTag
-
-        from tracking import schema
-        from tracking.batch import log_batched, with_retries
-
-        size = int(hp["batch_size"])
-        run = self.sweep.trial(
-            self.number,
-            hp,
-            seed=seed,
-            tags={"batch_size": size, "mlflow.runName": name, "target_cost": self.target},
-            metric_name=self.metric,
-        )
-        self.number += 1
-        try:
-            result = self.train(hp, seed, target=self.target, noise=noise, limit=limit)
-        except BaseException as e:
-            reason = "interrupted" if isinstance(e, KeyboardInterrupt) else f"{type(e).__name__}: {e}"
-            log_batched(self.sweep.client, run.run_id, tags=[RunTag(schema.FAIL_REASON, reason[:500])])
-            with_retries(self.sweep.client.set_terminated, run.run_id, status="FAILED", what="end a run")
-            raise
-        stamp = _now_ms()
-        metrics = [Metric("val_cost", c, stamp, s) for s, c in result.checks if math.isfinite(c)]
-        metrics += [Metric("noise_scale", v, stamp, s) for s, v in result.noise if math.isfinite(v)]
-        summary = {
-            "reached_target": float(result.reached),
-            "steps_to_target": float(result.steps),
-            "samples_to_target": float(result.samples),
-            "seconds_to_target": result.seconds,
-            "throughput": result.throughput,
-            "final_val_cost": result.cost,
-        }
-        if noise:
-            summary |= {"b_noise": result.noise_scale, "b_noise_end": result.noise_scale_end}
-        metrics += [Metric(k, float(v), stamp, 0) for k, v in summary.items() if math.isfinite(v)]
-        state, status = ("complete", "FINISHED") if not result.diverged else ("fail", "FAILED")
-        tags = [RunTag(schema.TRIAL_STATE, state)]
-        if result.diverged:
-            tags.append(RunTag(schema.FAIL_REASON, f"cost diverged at step {result.steps}"))
-        elif not result.reached:
-            tags.append(RunTag("outcome", f"target not reached in {result.steps} steps"))
-        run.flush()
-        log_batched(self.sweep.client, run.run_id, metrics=metrics, tags=tags)
-        with_retries(self.sweep.client.set_terminated, run.run_id, status=status, what="end a run")
-        return result, run.run_id
-
-
-def _outcome(result) -> str:
-    if result.diverged:
-        return "diverged"
-    what = f"{result.steps:,} steps" if result.reached else f"not reached in {result.steps:,} steps"
-    return f"{what}, {result.seconds:.3g} s"
-
-
-def _now_ms() -> int:
-    import time
-
-    return int(time.time() * 1000)
 
 
 @interrupts.handling()
@@ -301,7 +189,7 @@ def advise_batch_size(
             "mode": mode,
         },
     )
-    runs = _Runs(sweep, setup, data, cap, target_cost, metric)
+    runs = TargetRuns(sweep, setup, data, cap, target_cost, metric)
     tell = on_run or (lambda text: None)
     try:
         # 1. the pilot: the noise scale and the steps to the target at one size, at its best rate of the grid
@@ -316,7 +204,7 @@ def advise_batch_size(
                 r, run_id = runs.tracked(hp, trial_seed(pilot_seed, repeat), name, noise=True, limit=limit)
                 results.append(r)
                 ids.append(run_id)
-                tell(f"pilot: batch size {pilot_size}, lr {held_lr * f:.3g}, seed {repeat}: {_outcome(r)}")
+                tell(f"pilot: batch size {pilot_size}, lr {held_lr * f:.3g}, seed {repeat}: {outcome(r)}")
             if all(r.reached and math.isfinite(r.noise_scale) for r in results):
                 pilots.append(Pilot.over_seeds(pilot_size, held_lr * f, results, ids))
         if not pilots:
@@ -352,7 +240,7 @@ def advise_batch_size(
                         fewest.setdefault(size, []).append(r.steps)
                     results.append(r)
                     ids.append(run_id)
-                    tell(f"batch size {size}, lr {lr:.3g}, seed {repeat}: {_outcome(r)}")
+                    tell(f"batch size {size}, lr {lr:.3g}, seed {repeat}: {outcome(r)}")
                 measured.append(Measured.over_seeds(size, lr, results, ids))
             reached = [m for m in measured if m.batch_size == size and m.reached]
             best_runs[size] = min(reached, key=lambda m: (m.steps, m.seconds)) if reached else None
@@ -437,7 +325,7 @@ def _log_parent(sweep, spec: Spec, report: AdviceReport) -> None:
             "fit_rms_relative_error": report.fit.rms_relative_error,
             "b_noise_over_b_crit": report.noise_to_crit,
         }
-    stamp = _now_ms()
+    stamp = now_ms()
     metrics = [Metric(k, float(v), stamp, 0) for k, v in scalars.items() if math.isfinite(v)]
     for row in report.row_dicts():
         for key, value in row.items():
