@@ -28,6 +28,7 @@ from optcore.noise import NoiseScale, noise_estimates
 from optcore.optimizers import OPTIMIZERS, Optimizer, OptState, hyperparameter_names, make_optimizer
 from optcore.preprocess import Preprocessor
 from optcore.schedules import SCHEDULES, Schedule, make_schedule, schedule_names, schedule_parameters
+from optcore.to_target import ToTarget, steps_to_target
 from optcore.train import SCHEDULE_UNITS, EpochCallback, seeded_generators, train
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "Preprocessor",
     "RunningEWA",
     "Schedule",
+    "ToTarget",
     "UnknownNameError",
     "bias_correction",
     "ewa",
@@ -69,5 +71,6 @@ __all__ = [
     "schedule_names",
     "schedule_parameters",
     "seeded_generators",
+    "steps_to_target",
     "train",
 ]

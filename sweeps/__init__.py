@@ -20,6 +20,7 @@ _EXPORTS = {
     "SpecError": "sweeps.spec",
     "run_parallel": "sweeps.parallel",
     "select_batch_size": "sweeps.batch_size",
+    "advise_batch_size": "sweeps.advise",
     "reproduce": "sweeps.reproduce",
 }
 

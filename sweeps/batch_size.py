@@ -546,6 +546,12 @@ def cmd_batch_size(args) -> int:
 
     if args.json and args.csv:
         raise UsageError("--json and --csv: give one of them, not both")
+    if args.advise or args.measure_steps:
+        from sweeps.advise import cmd_advise
+
+        return cmd_advise(args)
+    if args.lr_factors is not None or args.pilot_size is not None or args.seeds is not None:
+        raise UsageError("--lr-factors, --pilot-size and --seeds belong to --advise or --measure-steps; add one")
     spec = load(args)
     result = select_batch_size(
         spec,

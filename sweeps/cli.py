@@ -148,7 +148,37 @@ def _add_batch_size(p):
     )
     p.add_argument("--json", action="store_true", help="print JSON for machines")
     p.add_argument("--csv", action="store_true", help="print the table of sizes as CSV")
+    _advise_options(p)
     _store_options(p)
+
+
+def _advise_options(p):
+    g = p.add_argument_group("predict, then check: the critical batch size (needs --target-cost)")
+    g.add_argument(
+        "--advise",
+        action="store_true",
+        help="predict each size's steps and time to --target-cost from the gradient noise scale of a pilot run, "
+        "recommend the fastest, then measure every size to check",
+    )
+    g.add_argument(
+        "--measure-steps",
+        action="store_true",
+        help="as --advise over sizes 8…1024 by default, and fit S_min and B_crit to the measured steps",
+    )
+    g.add_argument(
+        "--lr-factors",
+        default=None,
+        metavar="F1,F2,…",
+        help="learning rates tried per size, as multiples of the held lr (default 0.5,1,2)",
+    )
+    g.add_argument("--pilot-size", type=int, default=None, metavar="B", help="the pilot's batch size (default: middle)")
+    g.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        metavar="N",
+        help="seeds per size and rate, steps averaged (default 1; --repeats is for the comparison)",
+    )
 
 
 # name -> (help, add arguments, "module:function" run lazily)

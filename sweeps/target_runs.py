@@ -1,0 +1,127 @@
+"""Runs to a target cost for ``sweeps batch-size --advise``: each trained by :func:`optcore.steps_to_target`
+under the command's budget and recorded as a child run of the batch-size parent (validation cost at
+``step = training step``; for a pilot the smoothed noise scale; summary metrics ``steps_to_target``,
+``samples_to_target``, ``seconds_to_target``, ``reached_target``)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from sweeps import interrupts
+from sweeps.batch_size import MAX_EPOCHS, Budget
+
+
+class TargetRuns:
+    """Runs to a target cost (:func:`optcore.steps_to_target`) under a budget, each in its own child run of
+    ``sweep`` (numbered in order), with its validation-cost curve at ``step = training step``."""
+
+    def __init__(self, sweep, setup, data, budget: Budget, target: float, metric: str):
+        self.sweep, self.setup, self.data, self.budget = sweep, setup, data, budget
+        self.target, self.metric, self.number = target, metric, 0
+
+    def cap(self, size: int) -> tuple[int, float | None]:
+        import optcore
+
+        epochs = int(self.budget.amount) if self.budget.kind == "epochs" else MAX_EPOCHS
+        seconds = self.budget.amount if self.budget.kind == "seconds" else None
+        return epochs * optcore.n_batches(self.data.n_train, size), seconds
+
+    def train(
+        self,
+        hp: Mapping[str, object],
+        seed: int,
+        *,
+        target: float | None,
+        noise: bool = False,
+        seconds: float | None = None,
+        limit: float = math.inf,
+    ):
+        import optcore
+        from sweeps.trainer import build_optimizer
+
+        size = int(hp["batch_size"])
+        network = optcore.Network.for_dataset(
+            self.data,
+            hidden=self.setup.hidden,
+            activation=self.setup.activation,
+            l2=self.setup.l2,
+            init=self.setup.init,
+            dtype=self.setup.dtype,
+        )
+        max_steps, max_seconds = self.cap(size)
+        with interrupts.interruptible():
+            return optcore.steps_to_target(
+                self.data,
+                network,
+                build_optimizer(hp),
+                batch_size=size,
+                target=target,
+                max_steps=int(min(max_steps, limit)),
+                max_seconds=seconds if seconds is not None else max_seconds,
+                seed=seed,
+                noise_scale=noise,
+            )
+
+    def tracked(self, hp: Mapping[str, object], seed: int, name: str, noise: bool = False, limit: float = math.inf):
+        """Train ``hp`` to the target in a child run named ``name``, for at most ``limit`` steps within the
+        cap; returns (result, run id)."""
+        from mlflow.entities import Metric, RunTag
+
+        from tracking import schema
+        from tracking.batch import log_batched, with_retries
+
+        size = int(hp["batch_size"])
+        run = self.sweep.trial(
+            self.number,
+            hp,
+            seed=seed,
+            tags={"batch_size": size, "mlflow.runName": name, "target_cost": self.target},
+            metric_name=self.metric,
+        )
+        self.number += 1
+        try:
+            result = self.train(hp, seed, target=self.target, noise=noise, limit=limit)
+        except BaseException as e:
+            reason = "interrupted" if isinstance(e, KeyboardInterrupt) else f"{type(e).__name__}: {e}"
+            log_batched(self.sweep.client, run.run_id, tags=[RunTag(schema.FAIL_REASON, reason[:500])])
+            with_retries(self.sweep.client.set_terminated, run.run_id, status="FAILED", what="end a run")
+            raise
+        stamp = now_ms()
+        metrics = [Metric("val_cost", c, stamp, s) for s, c in result.checks if math.isfinite(c)]
+        metrics += [Metric("noise_scale", v, stamp, s) for s, v in result.noise if math.isfinite(v)]
+        summary = {
+            "reached_target": float(result.reached),
+            "steps_to_target": float(result.steps),
+            "samples_to_target": float(result.samples),
+            "seconds_to_target": result.seconds,
+            "throughput": result.throughput,
+            "final_val_cost": result.cost,
+        }
+        if noise:
+            summary |= {"b_noise": result.noise_scale, "b_noise_end": result.noise_scale_end}
+        metrics += [Metric(k, float(v), stamp, 0) for k, v in summary.items() if math.isfinite(v)]
+        state, status = ("complete", "FINISHED") if not result.diverged else ("fail", "FAILED")
+        tags = [RunTag(schema.TRIAL_STATE, state)]
+        if result.diverged:
+            tags.append(RunTag(schema.FAIL_REASON, f"cost diverged at step {result.steps}"))
+        elif not result.reached:
+            tags.append(RunTag("outcome", f"target not reached in {result.steps} steps"))
+        run.flush()
+        log_batched(self.sweep.client, run.run_id, metrics=metrics, tags=tags)
+        with_retries(self.sweep.client.set_terminated, run.run_id, status=status, what="end a run")
+        return result, run.run_id
+
+
+def outcome(result) -> str:
+    """One line on how a run to the target ended."""
+    if result.diverged:
+        return "diverged"
+    what = f"{result.steps:,} steps" if result.reached else f"not reached in {result.steps:,} steps"
+    return f"{what}, {result.seconds:.3g} s"
+
+
+def now_ms() -> int:
+    import time
+
+    return int(time.time() * 1000)
