@@ -21,6 +21,7 @@ _EXPORTS = {
     "run_parallel": "sweeps.parallel",
     "select_batch_size": "sweeps.batch_size",
     "reproduce": "sweeps.reproduce",
+    "export": "sweeps.export",
 }
 
 __all__ = sorted(_EXPORTS)
