@@ -21,7 +21,7 @@ _EXPORTS = {
     "run_parallel": "sweeps.parallel",
     "select_batch_size": "sweeps.batch_size",
     "reproduce": "sweeps.reproduce",
-    "export": "sweeps.export",
+    "export_model": "sweeps.export",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -15,6 +15,8 @@ Trials keep no weights, so the network is always trained again from the trial's 
 The export is a run of its own in the sweep's experiment, nested under the sweep's parent run: run name
 ``export-trial-0007``, tags ``role = export``, ``exported_trial``, ``exported_run_id`` (the trial's run) and
 ``retrain``; params the setting, seed and retrain; the model logged to it (see :mod:`tracking.models`).
+The network, data and epochs are those of the spec the sweep stored when it started, whatever ``--set``
+the export is given (the spec given to export names the sweep and its stores).
 Everything a user can get wrong (no completed trial, a trial that did not complete, a bad registry name,
 changed data) is refused before anything is trained or written.
 """
@@ -76,7 +78,7 @@ class Export:
         return "\n".join(lines)
 
 
-def export(
+def export_model(
     spec: Spec | str | Path,
     *,
     trial: int | None = None,
@@ -95,13 +97,12 @@ def export(
     import optcore
     from sweeps import threads
     from sweeps.objective import PARAMS_ATTR, SEED_ATTR, setup_from_spec
-    from sweeps.runner import DATA_ATTR, PARENT_RUN_ATTR, load_result
+    from sweeps.runner import DATA_ATTR, PARENT_RUN_ATTR, SPEC_ATTR, load_result
+    from sweeps.spec import load_spec
     from sweeps.trainer import train_trial
     from tracking.models import check_model_name, log_model, start_export_run
 
     if not isinstance(spec, Spec):
-        from sweeps.spec import load_spec
-
         spec = load_spec(spec)
     if retrain not in RETRAIN:
         raise UsageError(f"--retrain must be one of {', '.join(RETRAIN)}; got {retrain!r}")
@@ -110,7 +111,9 @@ def export(
     result = load_result(spec, workdir=workdir, storage=storage, tracking_uri=tracking_uri)
     _check_tracking_store(result.stores.tracking_uri)
     chosen = choose_trial(spec.name, result, trial)
-    setup = setup_from_spec(spec)
+    # Trained as the sweep trained: with the spec it stored when it started (the one given names the sweep).
+    stored = result.study.user_attrs.get(SPEC_ATTR)
+    setup = setup_from_spec(load_spec(stored) if stored else spec)
     data = setup.load()
     logged = result.study.user_attrs.get(DATA_ATTR)
     if logged is not None and logged != data.fingerprint:
@@ -222,7 +225,7 @@ def cmd_export(args) -> int:
     from sweeps.commands import load
 
     spec = load(args)
-    outcome = export(
+    outcome = export_model(
         spec,
         trial=args.trial,
         retrain=args.retrain,
