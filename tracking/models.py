@@ -17,7 +17,6 @@ optsweep itself is not a requirement (``optcore`` travels with the model).
 from __future__ import annotations
 
 import tempfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -148,9 +147,7 @@ def log_model(model: Any, *, tracking_uri: str, run_id: str, register: str | Non
         folder = model.save(Path(tmp) / ARTIFACT)
         mlflow.set_tracking_uri(tracking_uri)
         try:
-            with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
-                # The signature is given; MLflow's hint to declare it through type hints instead is noise.
-                warnings.filterwarnings("ignore", message=".*type hint", category=UserWarning)
+            with mlflow.start_run(run_id=run_id):
                 info = mlflow.pyfunc.log_model(
                     name=MODEL_NAME,
                     python_model=str(ENTRY),

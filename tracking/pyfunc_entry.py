@@ -13,8 +13,6 @@ format — a DataFrame with the original columns (extra columns ignored), number
 This file imports only MLflow, pandas and optcore: it must run inside the model's own environment.
 """
 
-from __future__ import annotations
-
 import mlflow
 import pandas as pd
 from mlflow.pyfunc import PythonModel
@@ -28,13 +26,14 @@ OUTPUTS = ("labels", "probabilities")
 class OptcoreModel(PythonModel):
     """An :class:`optcore.Model` behind MLflow's pyfunc interface."""
 
-    # No type hints on these two: MLflow would read them as an input schema and warn that they are not one.
     def load_context(self, context):
         import optcore
 
         self.model = optcore.Model.load(context.artifacts[ARTIFACT])
 
-    def predict(self, context, model_input, params=None):
+    # A DataFrame hint: MLflow takes the schema from the logged signature, and does not warn that the hint
+    # could have given one (no __future__ annotations here: MLflow reads the hint as a type, not a string).
+    def predict(self, context, model_input: pd.DataFrame, params=None):
         """Labels (or values) for raw rows; ``params={"output": "probabilities"}`` gives class probabilities
         as a DataFrame whose columns are the class labels, in the model's class order."""
         output = (params or {}).get(OUTPUT_PARAM, OUTPUTS[0])
