@@ -7,11 +7,12 @@ registered in the Model Registry.
 
 What the model holds (see :mod:`tracking.pyfunc_entry`): the entry file (MLflow's "models from code"), a copy
 of the ``optcore`` package as its code, the artifact ``optcore_model`` (``network.json``, ``weights.npz``,
-``preprocess.pkl``), a signature whose inputs are the training table's raw columns, an input example of a
-few raw training rows, and the parameter ``output`` (``labels`` or ``probabilities``). Its requirements
-pin MLflow, NumPy, pandas, scikit-learn and SciPy at the versions that saved it: the preprocessing is a
-pickled scikit-learn transformer, which scikit-learn only promises to read back with the same version.
-optsweep itself is not a requirement (``optcore`` travels with the model).
+``preprocess.pkl``), a signature whose inputs are the training table's raw columns (numbers typed ``Any``,
+see :func:`loose_numbers`), an input example of a few raw training rows, and the parameter ``output``
+(``labels`` or ``probabilities``). Its requirements pin MLflow, NumPy, pandas, scikit-learn and SciPy at the
+versions that saved it: the preprocessing is a pickled scikit-learn transformer, which scikit-learn only
+promises to read back with the same version. optsweep itself is not a requirement (``optcore`` travels with
+the model).
 """
 
 from __future__ import annotations
@@ -131,6 +132,23 @@ def start_export_run(
     return run.info.run_id
 
 
+NUMERIC_TYPES = ("integer", "long", "float", "double")
+
+
+def loose_numbers(schema: Any) -> Any:
+    """``schema`` with its numeric columns typed ``Any``: MLflow refuses an int64 column where the schema says
+    double ("can not safely convert"), and a CSV column of whole numbers reads as int64 — the preprocessing
+    takes either. Columns stay named and required, so a missing column is still refused up front."""
+    from mlflow.types.schema import AnyType, ColSpec, Schema
+
+    return Schema(
+        [
+            ColSpec(AnyType(), c.name, c.required) if getattr(c.type, "name", None) in NUMERIC_TYPES else c
+            for c in schema.inputs
+        ]
+    )
+
+
 def log_model(model: Any, *, tracking_uri: str, run_id: str, register: str | None = None) -> LoggedModel:
     """Log ``model`` (an :class:`optcore.Model`) to run ``run_id`` as a pyfunc model; register it as
     ``register`` when given. The run is ended (FINISHED, or FAILED when logging fails)."""
@@ -142,6 +160,7 @@ def log_model(model: Any, *, tracking_uri: str, run_id: str, register: str | Non
 
     example = input_example(model)
     signature = infer_signature(example, model.predict(example), params={OUTPUT_PARAM: OUTPUTS[0]})
+    signature.inputs = loose_numbers(signature.inputs)
     previous = mlflow.get_tracking_uri()
     with tempfile.TemporaryDirectory() as tmp:
         folder = model.save(Path(tmp) / ARTIFACT)

@@ -76,8 +76,9 @@ def _written(sweep) -> tuple:
 
 
 def _raw_rows() -> pd.DataFrame:
-    """Rows as a user has them: the original columns (in another order) with an extra one, no label."""
-    frame = pd.read_csv(CSV).drop(columns=["cultivar"])
+    """Rows as a user has them: the original columns (in another order) with an extra one, no label, and whole
+    numbers as integers (MLflow would refuse int64 where a signature says double)."""
+    frame = pd.read_csv(CSV).drop(columns=["cultivar"]).astype({"magnesium": int, "proline": int})
     return frame[list(reversed(frame.columns))].assign(note="unused")
 
 
@@ -124,7 +125,7 @@ def test_export_cli_logs_and_registers_a_model_that_predicts_labels_of_raw_rows(
     np.testing.assert_allclose(scaler.scale_, numeric.std(ddof=0).to_numpy(), rtol=1e-12)
 
     # The real `mlflow models predict` on a CSV of raw rows, in this environment.
-    (sweep["folder"] / "rows.csv").write_text(pd.read_csv(CSV).drop(columns=["cultivar"]).head(6).to_csv(index=False))
+    (sweep["folder"] / "rows.csv").write_text(_raw_rows().head(6).to_csv(index=False))  # magnesium 127, not 127.0
     predict = ["models", "predict", "-m", "models:/wine-cultivar/1", "-i", "rows.csv", "-t", "csv"]
     served = subprocess.run(
         [str(Path(sys.executable).parent / "mlflow"), *predict, "--env-manager", "local", "-o", "out.json"],
