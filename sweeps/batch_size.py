@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import math
 import tempfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from sweeps import batch_size_lr as lr_rules
 from sweeps import interrupts, threads
 from sweeps import report as out
 from sweeps.batch_size_report import BatchSizeReport, print_csv, print_report
@@ -129,22 +130,26 @@ def check_sizes(sizes: Iterable[int], n_train: int) -> list[int]:
     return sorted(sizes)
 
 
-def held_setting(spec: Spec, batch_size: int, best: Mapping[str, object] | None = None) -> dict[str, object]:
+def held_setting(
+    spec: Spec, batch_size: int, best: Mapping[str, object] | None = None, free: Collection[str] = ()
+) -> dict[str, object]:
     """Every hyperparameter of a run with ``batch_size``; the others held fixed.
 
     With ``best`` (the best setting of the spec's sweep) those values are used. Otherwise each entry active
     for this batch size must be fixed in the spec; a searched one is a :class:`SpecError` that names it and
-    suggests a value, since any default here would quietly decide the comparison.
+    suggests a value, since any default here would quietly decide the comparison. ``free`` names entries
+    left out, to be set per size by the caller (``lr`` under ``--lr-rule tuned``); what depends on them
+    counts as searched.
     """
     if best is not None:
-        return {"batch_size": batch_size, **{k: v for k, v in best.items() if k != "batch_size"}}
+        return {"batch_size": batch_size, **{k: v for k, v in best.items() if k not in ("batch_size", *free)}}
     hp: dict[str, object] = {"batch_size": batch_size}
     searched: list[str] = []
     for name in spec.search_order():
         entry = spec.search[name]
-        if name == "batch_size":
+        if name == "batch_size" or name in free:
             continue
-        if any(dependency in searched for dependency in entry.when or {}):
+        if any(dependency in searched or dependency in free for dependency in entry.when or {}):
             searched.append(name)  # might exist once its condition's parameter is fixed: say so now
         elif entry.is_active(hp):
             if entry.kind == "fixed":
@@ -218,9 +223,20 @@ class _Epochs:
 
 
 def _train_one(
-    sweep, setup, hp, *, number: int, repeat: int, seed: int, budget: Budget, n_train: int, metric: str
+    sweep,
+    setup,
+    hp,
+    *,
+    number: int,
+    repeat: int,
+    seed: int,
+    budget: Budget,
+    n_train: int,
+    metric: str,
+    tags: Mapping[str, object] | None = None,
 ) -> RunResult:
-    """Train one (size, seed) in its own child run; a diverged cost is recorded, not raised."""
+    """Train one (size, seed) in its own child run; a diverged cost is recorded, not raised. ``tags``
+    replace the repeat's tags and run name (an lr search trial has its own)."""
     import optcore
     from sweeps.trainer import train_trial
 
@@ -229,7 +245,7 @@ def _train_one(
         number,
         hp,
         seed=seed,
-        tags={"batch_size": size, "repeat": repeat, "mlflow.runName": f"bs-{size:04d}-seed-{repeat}"},
+        tags=tags or {"batch_size": size, "repeat": repeat, "mlflow.runName": f"bs-{size:04d}-seed-{repeat}"},
         metric_name=metric,
         flush_every=1 if budget.kind == "epochs" else 10,  # short timed epochs: fewer store round trips
     )
@@ -252,7 +268,9 @@ def _train_one(
     else:
         run.finish("complete", history)
     curves = tuple(history.val_cost), tuple(history.epoch_seconds)
-    return RunResult(size, repeat, seed, run.run_id, n_train, *curves, failed, samples=history.samples_seen)
+    return RunResult(
+        size, repeat, seed, run.run_id, n_train, *curves, failed, samples=history.samples_seen, lr=float(hp["lr"])
+    )
 
 
 @interrupts.handling()
@@ -268,6 +286,9 @@ def select_batch_size(
     storage: str | None = None,
     tracking_uri: str | None = None,
     on_run: Callable[[RunResult, int, int], None] | None = None,
+    lr_rule: str = lr_rules.DEFAULT_LR_RULE,
+    lr_trials: int | None = None,
+    lr_reference: int | None = None,
 ) -> BatchSizeReport:
     """Train every size in ``sizes`` ``repeats`` times under ``budget`` and choose one (module docstring).
 
@@ -276,6 +297,10 @@ def select_batch_size(
     before anything is written: UsageError for bad sizes, repeats (≥ 2: one seed shows no noise), budget or
     target cost; SpecError for a searched entry without ``from_best``; SweepError when ``from_best`` finds
     no finished sweep; TrackingError when MLflow is unreachable.
+
+    ``lr_rule`` sets each size's learning rate (:mod:`sweeps.batch_size_lr`): ``fixed`` (the held rate),
+    ``linear`` or ``sqrt`` (scaled from ``lr_reference``), or ``tuned`` (``lr_trials`` trials of an Optuna
+    search per size, each a child run, before the repeats); its options are checked with the others.
     """
     import tracking
     from sweeps.objective import setup_from_spec
@@ -305,10 +330,17 @@ def select_batch_size(
             "with 2 seeds per size each test has 1 degree of freedom, so only large differences are found; "
             "--repeats 3 or more tells sizes apart sooner"
         )
-    settings = {s: held_setting(spec, s, best) for s in sizes}
+    settings = {s: held_setting(spec, s, best, lr_rules.free_names(lr_rule)) for s in sizes}
+    lr_plan = lr_rules.plan_lr(spec, lr_rule, lr_trials, lr_reference, best)
+    if lr_plan.rule == "fixed" and len(sizes) > 1:
+        notes.append(
+            "every size trains at the same learning rate, which favours small batches; --lr-rule tuned "
+            "compares each size at its own best rate"
+        )
     epochs = int(budget.amount) if budget.kind == "epochs" else MAX_EPOCHS
     setup = replace(setup_from_spec(spec), epochs=epochs)
-    _check_runs(setup, settings, budget, n_train)
+    for end in (0, -1):  # the size's rate, or both ends of the range a search may try
+        _check_runs(setup, {s: {**hp, "lr": lr_plan.extremes(s)[end]} for s, hp in settings.items()}, budget, n_train)
     tracking.check_reachable(stores.tracking_uri)
 
     import optcore
@@ -316,7 +348,7 @@ def select_batch_size(
     data = setup.load()
     metric = optcore.LOSSES[data.task].metric_name
     if budget.kind == "seconds":  # start-up costs (first BLAS calls) must not fall on the first size's clock
-        train_trial(replace(setup, epochs=1), settings[sizes[0]], seed=0)
+        train_trial(replace(setup, epochs=1), {**settings[sizes[0]], "lr": lr_plan.extremes(sizes[0])[0]}, seed=0)
     experiment = f"{spec.name}-batch-size"
     sweep = tracking.start_sweep(
         experiment,
@@ -328,11 +360,36 @@ def select_batch_size(
             "spec_hash": spec.spec_hash(),
             "budget": budget.label,
             "held_from": "best" if from_best else "spec",
+            "lr_rule": lr_plan.rule,
         },
     )
     try:
+        searched: list[RunResult] = []
+        total = len(sizes) * (repeats + (lr_plan.trials or 0))
+
+        def search_trial(size: int, lr: float, number: int) -> tuple[float, str]:
+            result = _train_one(
+                sweep,
+                setup,
+                {**settings[size], "lr": lr},
+                number=len(searched),
+                repeat=0,
+                seed=trial_seed(spec.seed, 0),  # no repeat's seed: the repeats judge the chosen rates afresh
+                budget=budget,
+                n_train=data.n_train,
+                metric=metric,
+                tags={"batch_size": size, "lr_trial": number, "mlflow.runName": f"lr-bs-{size:04d}-trial-{number}"},
+            )
+            searched.append(result)
+            if on_run is not None:
+                on_run(result, len(searched), total)
+            return result.final_val_cost, result.run_id
+
+        lr_choice = lr_rules.choose_rates(lr_plan, sizes, search_trial)
+        notes.extend(lr_choice.notes)
+        held_params = {k: v for k, v in settings[sizes[0]].items() if k != "batch_size"}
+        settings = {s: {**settings[s], "lr": lr_choice.rates[s]} for s in sizes}
         runs: list[RunResult] = []
-        total = len(sizes) * repeats
         for repeat in range(1, repeats + 1):
             seed = trial_seed(spec.seed, repeat)
             for size in sizes:
@@ -340,7 +397,7 @@ def select_batch_size(
                     sweep,
                     setup,
                     settings[size],
-                    number=len(runs),
+                    number=len(searched) + len(runs),
                     repeat=repeat,
                     seed=seed,
                     budget=budget,
@@ -349,7 +406,7 @@ def select_batch_size(
                 )
                 runs.append(result)
                 if on_run is not None:
-                    on_run(result, len(runs), total)
+                    on_run(result, len(searched) + len(runs), total)
         rows = [size_stats(s, [r for r in runs if r.batch_size == s], target_cost) for s in sizes]
         # one cost per repeat, in repeat order (NaN for a diverged run): repeat r used seed r for every size
         costs = {s: [r.final_val_cost for r in runs if r.batch_size == s] for s in sizes}
@@ -361,7 +418,7 @@ def select_batch_size(
             budget=budget,
             repeats=repeats,
             held_from="best" if from_best else "spec",
-            held_params={k: v for k, v in settings[sizes[0]].items() if k != "batch_size"},
+            held_params=held_params if lr_plan.rule == "fixed" else {k: v for k, v in held_params.items() if k != "lr"},
             rows=rows,
             choice=choice,
             runs=runs,
@@ -370,6 +427,7 @@ def select_batch_size(
             parent_run_id=sweep.run_id,
             tracking_uri=tracking.redact(stores.tracking_uri),
             notes=notes,
+            lr=lr_choice,
         )
         _log_parent(sweep, spec, result)
     except BaseException as e:
@@ -398,6 +456,7 @@ def _log_parent(sweep, spec: Spec, report: BatchSizeReport) -> None:
         "held_from": report.held_from,
         "alpha": report.alpha,
         **report.held_params,
+        **(report.lr.params() if report.lr else {}),
     }
     tags = {
         "chosen_batch_size": report.chosen,
@@ -408,6 +467,7 @@ def _log_parent(sweep, spec: Spec, report: BatchSizeReport) -> None:
         "tied_sizes": ",".join(map(str, report.tied)),
         "fastest_tied_size": report.fastest_tied,
         "verdict": report.verdict(),
+        **(report.lr.tags() if report.lr else {}),
     }
     stamp = int(time.time() * 1000)
     per_size = {
@@ -428,6 +488,8 @@ def _log_parent(sweep, spec: Spec, report: BatchSizeReport) -> None:
     ]
     if report.chosen is not None:
         metrics.append(Metric("chosen_batch_size", float(report.chosen), stamp, 0))
+    if report.lr is not None:  # each size's rate, a curve over sizes like the others
+        metrics += [Metric("lr", float(lr), stamp, size) for size, lr in report.lr.rates.items()]
     log_batched(
         sweep.client,
         sweep.run_id,
@@ -463,13 +525,16 @@ def _log_parent(sweep, spec: Spec, report: BatchSizeReport) -> None:
             plots.plot_paired_differences(
                 finals, report.chosen, report.tied, folder / "plots" / "paired_differences.png"
             )
+        if report.lr is not None and report.lr.trials:
+            plots.plot_lr_search(report.lr.search_by_size(), report.lr.rates, folder / "plots" / "lr_search.png")
         with_retries(sweep.client.log_artifacts, sweep.run_id, str(folder), what="upload the batch-size report")
 
 
 def _progress(result: RunResult, done: int, total: int) -> None:
     outcome = f"failed: {result.failed}" if result.failed else f"val cost {out.fmt(result.final_val_cost)}"
+    which = f"lr search at {result.lr:.4g}" if result.repeat == 0 else f"seed {result.repeat}"
     out.err.print(
-        f"[{done}/{total}] batch size {result.batch_size}, seed {result.repeat}: {outcome} "
+        f"[{done}/{total}] batch size {result.batch_size}, {which}: {outcome} "
         f"after {result.epochs_trained:.3g} epochs, {result.train_seconds:.3g} s",
         highlight=False,
     )
@@ -493,6 +558,9 @@ def cmd_batch_size(args) -> int:
         storage=args.storage,
         tracking_uri=args.tracking_uri,
         on_run=_progress,
+        lr_rule=args.lr_rule,
+        lr_trials=args.lr_trials,
+        lr_reference=args.lr_reference,
     )
     if args.json:
         out.print_json(result.to_dict())

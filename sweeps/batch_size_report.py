@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from sweeps.batch_size import Budget
+    from sweeps.batch_size_lr import LrChoice
 
 
 @dataclass
@@ -47,6 +48,12 @@ class BatchSizeReport:
     parent_run_id: str
     tracking_uri: str
     notes: list[str] = field(default_factory=list)
+    lr: LrChoice | None = None  # each size's learning rate and the rule that set it
+
+    @property
+    def varied_lr(self) -> bool:
+        """Whether the sizes trained at rates of their own (any ``--lr-rule`` but ``fixed``)."""
+        return self.lr is not None and self.lr.plan.rule != "fixed"
 
     @property
     def comparison(self) -> Comparison:
@@ -110,8 +117,8 @@ class BatchSizeReport:
         result = []
         for r in self.rows:
             compared = self.comparison.row(r.batch_size)
-            row = {
-                "batch_size": r.batch_size,
+            row = {"batch_size": r.batch_size} | ({"lr": self.lr.rates[r.batch_size]} if self.varied_lr else {})
+            row |= {
                 "runs": r.n_runs,
                 "failed": r.n_failed,
                 "mean_final_val_cost": r.mean_cost,
@@ -147,6 +154,7 @@ class BatchSizeReport:
                 "train_seconds": r.train_seconds,
                 "throughput": r.throughput,
                 "failed": r.failed,
+                "lr": r.lr,
             }
             for r in self.runs
         ]
@@ -159,6 +167,7 @@ class BatchSizeReport:
                 "sizes": self.sizes,
                 "held_from": self.held_from,
                 "held_params": self.held_params,
+                "lr_rule": self.lr.to_dict() if self.lr is not None else None,
                 "target_cost": self.target_cost,
                 "alpha": self.alpha,
                 "confidence": CONFIDENCE,
@@ -215,6 +224,7 @@ def _cells(report: BatchSizeReport, r: SizeStats, p_column: str) -> dict[str, st
     """One size's row of the table, by column name."""
     cells = {
         "size": str(r.batch_size),
+        "lr": _num(report.lr.rates[r.batch_size]) if report.lr is not None else "—",
         "cost mean ± std": f"{_cost(r.mean_cost)} ± {_cost(r.std_cost)}",
         "95% interval": f"[{_cost(r.ci_low)}, {_cost(r.ci_high)}]",
         p_column: _num(report.comparison.row(r.batch_size).p_holm, 2),
@@ -238,7 +248,7 @@ def _tables(report: BatchSizeReport, split: bool) -> list[Any]:
     from rich.table import Table
 
     p_column = "p" if report.chosen is None else f"p vs {report.chosen}"  # Holm-corrected, as in the verdict
-    cost = ["size", "cost mean ± std", "95% interval", p_column, ""]
+    cost = ["size", *(["lr"] if report.varied_lr else []), "cost mean ± std", "95% interval", p_column, ""]
     time = ["size", "samples/s", "epochs", "seconds", "runs"]
     if report.target_cost is not None:
         time += [f"≤ {report.target_cost:g}", "epochs to it", "seconds to it"]
@@ -257,6 +267,8 @@ def _tables(report: BatchSizeReport, split: bool) -> list[Any]:
 def print_report(report: BatchSizeReport, workdir_hint: str = "", console: Console | None = None) -> None:
     """The table of sizes (split in two when the terminal is too narrow), the budget, what was held fixed,
     the verdict (which names the test) and where the runs are tracked; on ``console`` (default: stdout's)."""
+    from rich.markup import escape
+
     console = console or out.out
     if not console.is_terminal:  # a pipe or a file has no width to fit; wrapping would only garble the table
         from rich.console import Console
@@ -277,6 +289,8 @@ def print_report(report: BatchSizeReport, workdir_hint: str = "", console: Conso
     source = "the best trial of the spec's sweep" if report.held_from == "best" else "the spec"
     say(f"\nbudget: {report.budget.describe()}; {report.repeats} seeds per size")
     say(f"held fixed (from {source}): {held}")
+    if report.lr is not None:
+        say(f"learning rate: {escape(report.lr.plan.describe())}")
     for note in report.notes:
         say(f"note: {note}")
     say(f"chosen batch size: {report.chosen if report.chosen is not None else 'none'}")

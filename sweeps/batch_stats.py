@@ -27,7 +27,8 @@ class RunResult:
     ``val_cost`` and ``epoch_seconds`` hold one value per epoch (seconds of training steps only, evaluation
     excluded); ``failed`` is the reason a run did not finish (its cost diverged), else None. ``samples`` is
     the number of training rows stepped on (default: ``n_train`` per epoch; less when a time budget ended
-    the last epoch part-way).
+    the last epoch part-way). ``lr`` is the learning rate it trained at (a repeat of 0 marks an lr search
+    trial of ``--lr-rule tuned``, which is not one of the compared runs).
     """
 
     batch_size: int
@@ -39,6 +40,7 @@ class RunResult:
     epoch_seconds: tuple[float, ...]
     failed: str | None = None
     samples: int | None = None
+    lr: float | None = None
 
     @property
     def epochs_run(self) -> int:

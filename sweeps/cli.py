@@ -127,6 +127,21 @@ def _add_batch_size(p):
         action="store_true",
         help="hold the other hyperparameters at the best setting of the spec's sweep",
     )
+    p.add_argument(
+        "--lr-rule",
+        default="fixed",
+        metavar="fixed|linear|sqrt|tuned",
+        help="each size's learning rate: the held one (default), scaled from --lr-reference linearly or by the "
+        "square root, or tuned per size by a small Optuna search",
+    )
+    p.add_argument("--lr-trials", type=int, default=None, metavar="N", help="lr trials per size for tuned (default 8)")
+    p.add_argument(
+        "--lr-reference",
+        type=int,
+        default=None,
+        metavar="B",
+        help="the batch size the held lr suits, for linear and sqrt (default: the spec's fixed batch size)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON for machines")
     p.add_argument("--csv", action="store_true", help="print the table of sizes as CSV")
     _store_options(p)

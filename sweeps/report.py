@@ -88,6 +88,7 @@ def print_summary(spec, result, workdir_hint: str) -> None:
         out.print(f"open the UI at\n  {runs_url(uri, experiment_id)}")
     else:
         out.print(f"open the UI: sweeps ui{workdir_hint}   (it prints where the runs are)")
+    out.print(f"or Optuna's dashboard (pip install optuna-dashboard):\n  {result.stores.dashboard_command()}")
 
 
 def _experiment_id(tracking_uri: str, name: str) -> str | None:

@@ -129,6 +129,7 @@ def open_study(spec: Spec, stores: Stores, stale_trial_callback: Callable | None
         directions=spec.directions,
         load_if_exists=True,
     )
+    name_objectives(study, spec)
     stored = study.user_attrs.get(SPEC_HASH_ATTR)
     data = setup_from_spec(spec).load()
     if stored is None:
@@ -149,6 +150,19 @@ def open_study(spec: Spec, stores: Stores, stale_trial_callback: Callable | None
             "Rename the sweep (`name:`) or use another --workdir/--storage to sweep the new data."
         )
     return study
+
+
+def name_objectives(study, spec: Spec) -> None:
+    """Name the study's objectives (``final_val_cost``, …) in the storage, so optuna-dashboard and Optuna's
+    plots label them instead of showing "Objective 0"."""
+    import warnings
+
+    import optuna
+
+    if study.metric_names is None:
+        with warnings.catch_warnings():  # experimental since Optuna 3.2, stable in use since
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(list(spec.objectives))
 
 
 def _sweep_tags(spec: Spec, stores: Stores) -> dict[str, str]:

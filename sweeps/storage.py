@@ -49,6 +49,18 @@ class Stores:
 
         return redact(self.storage_url) if self.storage_url else f"journal file {self.journal_path}"
 
+    def dashboard_command(self) -> str:
+        """The optuna-dashboard command that opens this storage as it is (a password masked: the user types
+        it); the journal's path relative to the current folder when it lies under it."""
+        import shlex
+
+        from tracking import redact
+
+        if self.storage_url:
+            return f"optuna-dashboard {shlex.quote(sqlalchemy_url(redact(self.storage_url)))}"
+        path = os.path.relpath(self.journal_path)
+        return f"optuna-dashboard {shlex.quote(str(self.journal_path) if path.startswith('..') else path)}"
+
 
 def resolve_stores(workdir: str | Path | None, storage: str | None, tracking_uri: str | None) -> Stores:
     """Fill in the embedded defaults under ``workdir`` (default ``.sweeps`` in the current directory)."""

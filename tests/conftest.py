@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -89,3 +90,29 @@ requires_postgres = pytest.mark.skipif(
     postgres_url() is None,
     reason="set OPTSWEEP_TEST_POSTGRES_URL (e.g. postgresql://postgres@127.0.0.1:5432/test) to run PostgreSQL tests",
 )
+
+
+def admin_connection():
+    """An autocommit connection to the test server, to create and drop databases and roles."""
+    import psycopg
+
+    return psycopg.connect(postgres_url().replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
+
+
+@pytest.fixture
+def fresh_db():
+    """Factory of new, empty databases on the test server; all dropped afterwards."""
+    made = []
+
+    def make(prefix: str) -> str:
+        name = f"optsweep_{prefix}_{uuid.uuid4().hex[:10]}"
+        with admin_connection() as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        made.append(name)
+        base = postgres_url().rsplit("/", 1)[0]
+        return f"{base}/{name}"
+
+    yield make
+    with admin_connection() as conn:
+        for name in made:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -167,6 +167,35 @@ def plot_paired_differences(
     )
 
 
+def plot_lr_search(
+    trials: Mapping[int, Sequence[tuple[float, float]]], chosen: Mapping[int, float], path: Path
+) -> Path:
+    """Final validation cost against learning rate, one line per batch size through its search trials
+    (``trials[size]`` holds ``(lr, cost)`` pairs; NaN for a diverged trial, left out), each size's chosen rate
+    ringed. Shows whether larger batches want larger rates, and whether a search stopped at its range's edge."""
+    figure, ax = _figure()
+    for i, size in enumerate(sorted(trials)):
+        points = sorted((lr, cost) for lr, cost in trials[size] if np.isfinite(cost))
+        if not points:
+            continue
+        lrs, costs = zip(*points, strict=True)
+        ax.plot(lrs, costs, "o-", color=_color(i), markersize=4, linewidth=1.2, label=f"{size}")
+        best = min(points, key=lambda p: abs(np.log(p[0] / chosen[size]))) if size in chosen else None
+        if best is not None:
+            ax.plot([best[0]], [best[1]], "o", color=_color(i), markersize=11, markerfacecolor="none")
+    ax.set_xscale("log")
+    if _positive_span({s: [[c for _, c in t]] for s, t in trials.items()}):
+        ax.set_yscale("log")
+    return _finish(
+        figure,
+        ax,
+        path,
+        xlabel="learning rate",
+        ylabel="final validation cost (search seed)",
+        title="Learning-rate search per batch size (ringed: chosen)",
+    )
+
+
 def _positive_span(series: Series) -> bool:
     """Whether every finite value is positive and they span more than a decade (then a log axis reads best)."""
     values = np.asarray([v for runs in series.values() for r in runs for v in r], dtype=float)

@@ -5,42 +5,17 @@ from __future__ import annotations
 
 import os
 import signal
-import uuid
 from pathlib import Path
 
 import mlflow
 import optuna
 import pytest
 
-from tests.conftest import postgres_url, requires_postgres, run_cli, start_cli
+from tests.conftest import admin_connection as _admin
+from tests.conftest import requires_postgres, run_cli, start_cli
 from tests.sweeps.test_parallel import SLOW, wait_until
 
 pytestmark = [requires_postgres, pytest.mark.postgres]
-
-
-def _admin():
-    import psycopg
-
-    return psycopg.connect(postgres_url().replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
-
-
-@pytest.fixture
-def fresh_db():
-    """Factory of new, empty databases on the test server; all dropped afterwards."""
-    made = []
-
-    def make(prefix: str) -> str:
-        name = f"optsweep_{prefix}_{uuid.uuid4().hex[:10]}"
-        with _admin() as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        made.append(name)
-        base = postgres_url().rsplit("/", 1)[0]
-        return f"{base}/{name}"
-
-    yield make
-    with _admin() as conn:
-        for name in made:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
