@@ -9,6 +9,7 @@ It imports neither Optuna nor MLflow. The public entry points are few and stable
     sched = optcore.make_schedule("cosine", lr=1e-2, total_steps=30)
     history = optcore.train(ds, net, opt, epochs=30, batch_size=64, schedule=sched, seed=0)
     model = optcore.Model.from_training(ds, net, history.params)   # predicts on raw rows
+    model.save("model/"); optcore.Model.load("model/")               # weights .npz + fitted preprocessing
 
 Besides registry names, ``load_dataset`` reads a table: ``load_dataset(path="data.csv", target="label")``,
 ``loader="package.module:function"`` or ``openml="adult"`` (see optcore.tabular).

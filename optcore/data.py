@@ -16,7 +16,10 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from optcore.errors import OptcoreError, UnknownNameError
-from optcore.preprocess import Preprocessor, standard_scaler
+from optcore.preprocess import EXAMPLE_ROWS, Preprocessor, standard_scaler
+
+# Which rows a model trains on, and its preprocessing is fitted on (load_dataset's ``train_on``).
+TRAIN_ON = ("train", "train+val")
 
 
 @dataclass(frozen=True)
@@ -209,6 +212,7 @@ def load_dataset(
     target: str | None = None,
     task: str | None = None,
     impute: str | None = None,
+    train_on: str = "train",
     **params,
 ) -> Dataset:
     """Load a dataset, split off ``val_fraction`` for validation and standardise it with the training split.
@@ -218,8 +222,13 @@ def load_dataset(
     keyword arguments) or ``openml`` (a name or data id, ``params``: ``version``, ``data_home``), which
     :func:`optcore.tabular.load_table` reads with ``target``, ``task`` and ``impute``.
 
+    ``train_on="train+val"`` is for a final model once the setting is chosen: the same split, but the
+    training arrays hold the training rows followed by the validation rows, and the preprocessing (scaling,
+    encoders, target scaling) is fitted on all of them; ``X_val``/``Y_val`` stay the validation rows, which
+    are then no longer held out. See :data:`TRAIN_ON`.
+
     Raises :class:`UnknownNameError` for an unknown name and :class:`OptcoreError` for an unknown parameter,
-    a ``val_fraction`` outside (0, 1), or anything a table source refuses.
+    a ``val_fraction`` outside (0, 1), an unknown ``train_on``, or anything a table source refuses.
     """
     sources = {"name": name, "path": path, "loader": loader, "openml": openml}
     given = [k for k, v in sources.items() if v is not None]
@@ -227,21 +236,31 @@ def load_dataset(
         raise OptcoreError(f"give exactly one dataset source of {', '.join(sources)}; got {', '.join(given) or 'none'}")
     if not 0.0 < val_fraction < 1.0:
         raise OptcoreError(f"val_fraction must be in (0, 1); got {val_fraction}")
+    if train_on not in TRAIN_ON:
+        raise OptcoreError(f"train_on must be one of {', '.join(TRAIN_ON)}; got {train_on!r}")
     if name is None:
         from optcore.tabular import load_table
 
         kind = given[0]
         return load_table(
-            kind, sources[kind], seed=seed, val_fraction=val_fraction, target=target, task=task, impute=impute, **params
+            kind,
+            sources[kind],
+            seed=seed,
+            val_fraction=val_fraction,
+            target=target,
+            task=task,
+            impute=impute,
+            train_on=train_on,
+            **params,
         )
     table_options = {"target": target, "task": task, "impute": impute}
     if any(v is not None for v in table_options.values()):
         key = next(k for k, v in table_options.items() if v is not None)
         raise OptcoreError(f"{key} applies to path, loader and openml datasets, not to the registry dataset {name!r}")
-    return _load_registry(name, seed, val_fraction, params)
+    return _load_registry(name, seed, val_fraction, params, train_on)
 
 
-def _load_registry(name: str, seed: int, val_fraction: float, params: dict) -> Dataset:
+def _load_registry(name: str, seed: int, val_fraction: float, params: dict, train_on: str = "train") -> Dataset:
     resolved = resolve_params(name, params)
     info = DATASETS[name]
     task = info.task(resolved)
@@ -252,6 +271,9 @@ def _load_registry(name: str, seed: int, val_fraction: float, params: dict) -> D
 
     stratify = y if task != "regression" else None
     X_tr, X_va, y_tr, y_va = train_test_split(X, y, test_size=val_fraction, random_state=seed, stratify=stratify)
+    if train_on == "train+val":
+        X_tr, y_tr = np.concatenate([X_tr, X_va]), np.concatenate([y_tr, y_va])
+    example = X_tr[:EXAMPLE_ROWS].copy()
 
     mean, std = X_tr.mean(axis=0), X_tr.std(axis=0)
     std[std == 0] = 1.0  # constant features (e.g. blank pixels in digits) stay zero, not NaN
@@ -263,14 +285,16 @@ def _load_registry(name: str, seed: int, val_fraction: float, params: dict) -> D
         name,
         task,
         *arrays,
-        params={**resolved, "val_fraction": val_fraction},
+        params={**resolved, "val_fraction": val_fraction, **({"train_on": train_on} if train_on != "train" else {})},
         seed=seed,
         fingerprint=fingerprint(*arrays),
-        preprocess=_registry_preprocessor(task, mean, std, y, y_tr),
+        preprocess=_registry_preprocessor(task, mean, std, y, y_tr, example),
     )
 
 
-def _registry_preprocessor(task: str, mean: np.ndarray, std: np.ndarray, y: np.ndarray, y_tr: np.ndarray):
+def _registry_preprocessor(
+    task: str, mean: np.ndarray, std: np.ndarray, y: np.ndarray, y_tr: np.ndarray, example: np.ndarray | None = None
+):
     """The same standardisation (and target scaling) as :func:`_load_registry`, for new rows."""
     kwargs = {}
     if task == "regression":
@@ -278,7 +302,7 @@ def _registry_preprocessor(task: str, mean: np.ndarray, std: np.ndarray, y: np.n
         kwargs = {"target_mean": float(y_tr.mean()), "target_std": float(y_tr.std() or 1.0)}
     else:
         kwargs = {"classes": np.unique(y)}
-    return Preprocessor(task, standard_scaler(mean, std), None, mean.shape[0], **kwargs)
+    return Preprocessor(task, standard_scaler(mean, std), None, mean.shape[0], example=example, **kwargs)
 
 
 def _targets(task: str, y_tr: np.ndarray, y_va: np.ndarray, y_all: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -13,13 +13,15 @@ gives exactly the inputs the network was trained on:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from optcore.errors import OptcoreError
 
+# Raw training rows a Preprocessor keeps as an example of the input format (an exported model's input example).
+EXAMPLE_ROWS = 5
 # Rows transformed per call when filling a large array: bounds the transformer's temporary copies.
 CHUNK_ROWS = 1 << 16
 
@@ -30,7 +32,8 @@ class Preprocessor:
 
     ``features``: a fitted scikit-learn transformer; ``columns``: the raw feature columns by name, in order
     (``None`` when the data came as a bare array, then rows are read by position); ``n_columns``: how many
-    raw columns a row has; ``classes``: original labels in output order (``None`` for regression).
+    raw columns a row has; ``classes``: original labels in output order (``None`` for regression);
+    ``example``: the first few raw training rows (DataFrame or array), showing the input format.
     """
 
     task: str
@@ -40,6 +43,7 @@ class Preprocessor:
     classes: np.ndarray | None = None
     target_mean: float = 0.0
     target_std: float = 1.0
+    example: Any = field(default=None, compare=False, repr=False)
 
     @property
     def n_features(self) -> int:

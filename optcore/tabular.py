@@ -28,7 +28,7 @@ import numpy as np
 
 from optcore.data import Dataset, fingerprint
 from optcore.errors import OptcoreError
-from optcore.preprocess import Preprocessor, fill
+from optcore.preprocess import EXAMPLE_ROWS, Preprocessor, fill
 from optcore.sources import SOURCES, Table
 
 TASKS = ("binary", "multiclass", "regression")
@@ -47,6 +47,7 @@ def load_table(
     target: str | None = None,
     task: str | None = None,
     impute: str | None = None,
+    train_on: str = "train",
     **params,
 ) -> Dataset:
     """Read ``source`` of ``kind`` (``path``, ``loader`` or ``openml``) and make it a split, encoded Dataset.
@@ -65,12 +66,16 @@ def load_table(
     if impute is not None and impute not in IMPUTE:
         raise OptcoreError(f"impute must be one of {', '.join(IMPUTE)}; got {impute!r}")
     table = SOURCES[kind](source, target=target, **params)
-    return prepare(table, seed=seed, val_fraction=val_fraction, task=task, impute=impute)
+    return prepare(table, seed=seed, val_fraction=val_fraction, task=task, impute=impute, train_on=train_on)
 
 
-def prepare(table: Table, *, seed: int, val_fraction: float, task: str | None, impute: str | None) -> Dataset:
+def prepare(
+    table: Table, *, seed: int, val_fraction: float, task: str | None, impute: str | None, train_on: str = "train"
+) -> Dataset:
     """Split ``table`` (stratified for classification), fit the column transformer on the training rows and
-    fill the float64 arrays chunk by chunk. It consumes ``table``: the raw rows are let go once split, so a
+    fill the float64 arrays chunk by chunk. With ``train_on="train+val"`` the training rows are the
+    training split followed by the validation split, and everything is fitted on them (see
+    :func:`optcore.load_dataset`). It consumes ``table``: the raw rows are let go once split, so a
     large table costs about its raw rows plus the arrays made from them, not copies of copies.
     """
     features, y = table.features, table.y
@@ -83,6 +88,8 @@ def prepare(table: Table, *, seed: int, val_fraction: float, task: str | None, i
     if impute is None:
         _refuse_missing(table)
     rows_train, rows_val = _split(table, task, val_fraction, seed)
+    if train_on == "train+val":
+        rows_train = np.concatenate([rows_train, rows_val])
     columns = tuple(str(c) for c in features.columns) if hasattr(features, "columns") else None
     n_columns = features.shape[1]
 
@@ -90,6 +97,8 @@ def prepare(table: Table, *, seed: int, val_fraction: float, task: str | None, i
     raw_train, raw_val = take(rows_train), take(rows_val)
     table.features = features = take = None  # the split copies are all that is kept from here on
     transformer = column_transformer(raw_train, impute).fit(raw_train)
+    # A few raw rows, the input example of an exported model.
+    example = (raw_train.iloc if hasattr(raw_train, "iloc") else raw_train)[:EXAMPLE_ROWS].copy()
     width = len(transformer.get_feature_names_out())
     X_train, X_val = np.empty((len(rows_train), width)), np.empty((len(rows_val), width))
     fill(transformer, raw_train, np.arange(len(rows_train)), X_train)
@@ -102,11 +111,13 @@ def prepare(table: Table, *, seed: int, val_fraction: float, task: str | None, i
     if task == "regression":
         y_train = y_train.astype(np.float64)
         scaling = {"target_mean": float(y_train.mean()), "target_std": float(y_train.std() or 1.0)}
-    pre = Preprocessor(task, transformer, columns, n_columns, classes, **scaling)
+    pre = Preprocessor(task, transformer, columns, n_columns, classes, example=example, **scaling)
     Y_train, Y_val = pre.encode(y[rows_train]), pre.encode(y[rows_val])
     params = {**table.params, "task": task, "impute": impute, "val_fraction": val_fraction}
     if inferred is not None:
         params["task_inferred"] = inferred
+    if train_on != "train":
+        params["train_on"] = train_on
     return Dataset(table.name, task, X_train, Y_train, X_val, Y_val, params, seed, digest, preprocess=pre)
 
 

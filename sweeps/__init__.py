@@ -3,6 +3,7 @@
     import sweeps
     result = sweeps.run("examples/quickstart.yaml")      # or a Spec from sweeps.load_spec(path, overrides)
     result.best_params, result.best_value, result.parent_run_id, result.trials   # trials: a DataFrame
+    sweeps.export_model("examples/quickstart.yaml").model_uri   # the best trial as an MLflow pyfunc model
 
 Attributes are imported on first use, so ``import sweeps`` (and ``sweeps --help``) stays instant.
 """
@@ -22,6 +23,7 @@ _EXPORTS = {
     "select_batch_size": "sweeps.batch_size",
     "advise_batch_size": "sweeps.advise",
     "reproduce": "sweeps.reproduce",
+    "export_model": "sweeps.export",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -181,6 +181,21 @@ def _advise_options(p):
     )
 
 
+def _add_export(p):
+    _spec_arg(p)
+    p.add_argument("--trial", type=int, default=None, metavar="N", help="export trial N (default: the best trial)")
+    p.add_argument(
+        "--retrain",
+        default="train",
+        metavar="train|train+val",
+        help="train on the trial's training split (default: the trial's own network) or on train+val, with "
+        "the preprocessing refitted on both",
+    )
+    p.add_argument("--register", default=None, metavar="NAME", help="also register the model in the Model Registry")
+    p.add_argument("--json", action="store_true", help="print JSON for machines (with the model URI)")
+    _store_options(p)
+
+
 # name -> (help, add arguments, "module:function" run lazily)
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], str]] = {
     "run": ("run (or resume) a sweep from a spec", _add_run, "sweeps.commands:cmd_run"),
@@ -197,6 +212,11 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], str]] 
         "compare batch sizes with repeats under an equal budget",
         _add_batch_size,
         "sweeps.batch_size:cmd_batch_size",
+    ),
+    "export": (
+        "retrain the best (or a chosen) trial and log it as an MLflow model",
+        _add_export,
+        "sweeps.export:cmd_export",
     ),
 }
 

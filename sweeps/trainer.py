@@ -52,14 +52,23 @@ class TrainingSetup:
     ewa_beta: float = 0.9
     noise_scale: bool = False
 
-    def load(self) -> Dataset:
-        return _load(self.dataset, self.data_seed, self.val_fraction, self.dataset_params)
+    def load(self, train_on: str = "train") -> Dataset:
+        """The sweep's data; ``train_on="train+val"`` trains on both splits (see :func:`optcore.load_dataset`)."""
+        return _load(self.dataset, self.data_seed, self.val_fraction, self.dataset_params, train_on)
+
+    def network(self, data: Dataset) -> optcore.Network:
+        """The spec's network, sized for ``data``."""
+        return optcore.Network.for_dataset(
+            data, hidden=self.hidden, activation=self.activation, l2=self.l2, init=self.init, dtype=self.dtype
+        )
 
 
 @lru_cache(maxsize=8)
-def _load(name: str, seed: int, val_fraction: float, params: tuple[tuple[str, object], ...]) -> Dataset:
+def _load(
+    name: str, seed: int, val_fraction: float, params: tuple[tuple[str, object], ...], train_on: str = "train"
+) -> Dataset:
     # Every trial of a sweep sees the same data; load it once per process.
-    return optcore.load_dataset(name, seed=seed, val_fraction=val_fraction, **dict(params))
+    return optcore.load_dataset(name, seed=seed, val_fraction=val_fraction, train_on=train_on, **dict(params))
 
 
 def trial_seed(sweep_seed: int, trial_number: int) -> int:
@@ -97,16 +106,16 @@ def train_trial(
     seed: int,
     callback: EpochCallback | None = None,
     max_seconds: float | None = None,
+    data: Dataset | None = None,
 ) -> History:
-    """Train one setting (``max_seconds``: a time budget, see :func:`optcore.train`).
+    """Train one setting (``max_seconds``: a time budget, see :func:`optcore.train`) on ``data``, by default
+    the setup's own (``sweeps export --retrain train+val`` passes the dataset it refits on all rows).
 
     Raises :class:`optcore.DivergenceError` when the cost becomes NaN or infinite.
     """
-    data = setup.load()
+    data = setup.load() if data is None else data
     batch_size = int(hp["batch_size"])
-    network = optcore.Network.for_dataset(
-        data, hidden=setup.hidden, activation=setup.activation, l2=setup.l2, init=setup.init, dtype=setup.dtype
-    )
+    network = setup.network(data)
     schedule = build_schedule(hp, setup.epochs, optcore.n_batches(data.n_train, batch_size), setup.schedule_unit)
     # The NumPy loop may be interrupted anywhere; the callback (which writes to the stores) may not.
     with interrupts.interruptible():
