@@ -21,6 +21,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 # run again to do it): noise in a sweep of hundreds of trials.
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
+from tracking.datasets import DatasetRecord, describe_dataset, log_dataset_inputs
 from tracking.errors import NoFinishedTrial, TrackingError, TrackingUnavailable
 from tracking.provenance import git_commit, package_versions, provenance_tags
 from tracking.redact import redact, redact_obj
@@ -38,6 +39,7 @@ from tracking.trial import TrialRun
 from tracking.writer import start_writer
 
 __all__ = [
+    "DatasetRecord",
     "NoFinishedTrial",
     "SweepRun",
     "TrackingError",
@@ -49,9 +51,11 @@ __all__ = [
     "curves",
     "default_artifact_location",
     "default_tracking_uri",
+    "describe_dataset",
     "find_trial_run",
     "get_or_create_experiment",
     "git_commit",
+    "log_dataset_inputs",
     "make_client",
     "package_versions",
     "provenance_tags",
