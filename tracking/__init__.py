@@ -2,10 +2,14 @@
 
 Layout: experiment = the sweep's name; one parent run per study; one child run per trial (``trial-0007``)
 with per-epoch curves (``step = epoch``), per-iteration mini-batch costs (``step = iteration``), summary
-metrics, params and provenance tags. Knows MLflow, pandas and matplotlib, never Optuna; MLflow, pandas and
-matplotlib are imported only when first used, so importing this package is cheap.
+metrics, params, provenance tags and the data as MLflow dataset inputs. Knows MLflow, pandas and
+matplotlib, never Optuna; they are imported only when first used, so importing this package is cheap.
 
-    sweep = start_sweep("adam-betas", tracking_uri=default_tracking_uri(workdir), tags={"dataset": "digits"})
+    splits = {"training": (X_train, Y_train), "validation": (X_val, Y_val)}
+    inputs = describe_dataset("digits", fingerprint, {"name": "digits"}, splits)
+    sweep = start_sweep(
+        "adam-betas", tracking_uri=default_tracking_uri(workdir), tags={"dataset": "digits"}, inputs=inputs
+    )
     run = sweep.trial(7, {"batch_size": 64, "lr": 1e-3}, seed=1234)
     run.log_epoch(record, minibatch_costs, minibatch_ewa)  # from the epoch callback
     run.finish("complete", history)

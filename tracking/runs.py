@@ -297,9 +297,9 @@ def start_sweep(
     fingerprint, spec hash, storage URL, ...) and the package versions and git commit of ``cwd`` go on the
     parent and on every trial; every value is redacted. ``params`` (the sweep's fixed settings, already
     free of secrets) go on the parent, ``trial_params`` on every trial; a resumed run gets those it lacks.
-    ``inputs`` (see
-    :func:`tracking.datasets.describe_dataset`) go on the parent and every trial. Raises TrackingError when
-    ``existing_run_id`` is not a sweep run of this experiment, or holds one of ``params`` with another value.
+    ``inputs`` (:func:`tracking.datasets.describe_dataset`) go on the parent and every trial. Raises
+    TrackingError when ``existing_run_id`` is not a sweep run of this experiment, or holds one of ``params``
+    with another value.
     """
     uri = resolved_uri(tracking_uri)
     client = make_client(uri)
