@@ -64,9 +64,16 @@ def test_bad_digests_and_contexts_are_refused(digest, splits, message):
         describe_dataset("moons", digest, {}, splits)
 
 
-@pytest.mark.parametrize("mode", ["process", "off"], ids=["writer", "direct"])
-def test_parent_and_trials_carry_inputs_and_settings_and_a_resume_relogs_them(sqlite_uri, run_trial, monkeypatch, mode):
+@pytest.mark.parametrize(
+    ("store", "mode"),
+    [("sqlite", "process"), ("sqlite", "off"), ("server", "process")],
+    ids=["writer", "direct", "server"],
+)
+def test_parent_and_trials_carry_inputs_and_settings_and_a_resume_relogs_them(
+    request, run_trial, monkeypatch, store, mode
+):
     monkeypatch.setenv("TRACKING_WRITER", mode)
+    store_uri = request.getfixturevalue(f"{store}_uri")
     inputs = describe_dataset("moons", "0123456789abcdef", {"name": "moons"}, _splits())
     settings = {"model.hidden": "[8]", "training.epochs": "4", "training.objective": "final_val_cost"}
     trial_settings = {k: v for k, v in settings.items() if k != "training.objective"}
@@ -74,7 +81,7 @@ def test_parent_and_trials_carry_inputs_and_settings_and_a_resume_relogs_them(sq
     def start(existing=None, params=settings):
         sweep = tracking.start_sweep(
             "inputs",
-            tracking_uri=sqlite_uri,
+            tracking_uri=store_uri,
             existing_run_id=existing,
             params=params,
             trial_params=trial_settings,
