@@ -30,6 +30,7 @@ CONTEXT_TAG = "mlflow.data.context"  # MLflow's own input tag: the UI shows it b
 SUFFIXES = {TRAINING: "train", VALIDATION: "val"}
 MAX_NAME = 500 - 6  # MLflow's limit on a dataset name, less the suffix
 MAX_DIGEST = 36  # MLflow's limit on a digest
+MAX_SETTING = 500  # characters kept of each setting in a code source (MLflow keeps 64 KiB of a source)
 
 
 @dataclass(frozen=True)
@@ -66,8 +67,9 @@ def describe_dataset(
 
     ``source`` is a file path (MLflow's ``local`` source) or, for data that is generated or loaded by code,
     the settings that produce it (a ``code`` source; values of secret-looking keys are masked, passwords in
-    URLs redacted). ``digest`` (at most 36 characters) identifies the data: the sweep's fingerprint. Raises
-    ValueError for an unknown context or a digest MLflow would refuse.
+    URLs redacted, each value cut to :data:`MAX_SETTING` characters). ``digest`` (at most 36 characters)
+    identifies the data: the sweep's fingerprint. Raises ValueError for an unknown context or a digest
+    MLflow would refuse.
     """
     import mlflow.data
     from mlflow.data.code_dataset_source import CodeDatasetSource
@@ -78,7 +80,7 @@ def describe_dataset(
     if unknown:
         raise ValueError(f"unknown dataset context {unknown[0]!r}; contexts: {', '.join(SUFFIXES)}")
     if isinstance(source, Mapping):
-        origin = CodeDatasetSource({str(k): redact_setting(str(k), v) for k, v in source.items()})
+        origin = CodeDatasetSource({str(k): redact_setting(str(k), v)[:MAX_SETTING] for k, v in source.items()})
     else:
         origin = _file_source(redact(str(source)))
     records = []
