@@ -87,10 +87,20 @@ def summary_update(sweep: tracking.SweepRun, trials: int, epochs: int) -> float:
     return _seconds(lambda: sweep.update_summary({"name": "bench"}))
 
 
-def inputs_and_settings(uri: str, trials: int, epochs: int = 3) -> tuple[float, float]:
-    """Mean seconds per trial (run created, ``epochs`` epochs logged, finished through the writer) of a sweep
-    without, and one with, the data as two dataset inputs and 16 setting params; trials of the two alternate,
-    so that the host's load falls on both alike."""
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def inputs_and_settings(uri: str, trials: int, epochs: int = 3) -> dict[str, tuple[float, float, float]]:
+    """Per trial (run created, ``epochs`` epochs logged, finished through the writer), for a sweep without
+    (``plain``) and one with (``inputs``) the data as two dataset inputs and 16 setting params: mean wall
+    seconds, the trainer's CPU seconds and the writer's CPU seconds. Trials of the two alternate, so that the
+    host's load falls on both alike; CPU seconds depend less on that load than wall seconds."""
     import numpy as np
 
     rng = np.random.default_rng(0)
@@ -102,27 +112,33 @@ def inputs_and_settings(uri: str, trials: int, epochs: int = 3) -> tuple[float, 
     tracking.start_writer(uri)
     while not (shared_writer() is None or shared_writer().ready()):  # a sweep's trials find it up, too
         time.sleep(0.05)
+    writer_pid = shared_writer().child_pid if shared_writer() is not None else None
     settings = {f"setting.{i:02d}": str(i) for i in range(16)}
     stamp = int(time.time())
-    plain = tracking.start_sweep(f"bench-plain-{stamp}", tracking_uri=uri)
-    rich = tracking.start_sweep(
-        f"bench-inputs-{stamp}", tracking_uri=uri, params=settings, trial_params=settings, inputs=inputs
-    )
-    seconds = {id(plain): 0.0, id(rich): 0.0}
+    arms = {
+        "plain": tracking.start_sweep(f"bench-plain-{stamp}", tracking_uri=uri),
+        "inputs": tracking.start_sweep(
+            f"bench-inputs-{stamp}", tracking_uri=uri, params=settings, trial_params=settings, inputs=inputs
+        ),
+    }
+    totals = {name: np.zeros(3) for name in arms}
     for n in range(trials):
-        for sweep in (plain, rich) if n % 2 else (rich, plain):
-            start = time.perf_counter()
+        for name in sorted(arms, reverse=n % 2 == 1):
+            sweep = arms[name]
+            wall, cpu = time.perf_counter(), time.process_time()
+            child = _cpu_seconds(writer_pid) if writer_pid else 0.0
             run = sweep.trial(n, {"batch_size": 64, "optimizer": "adam", "lr": 1e-3}, seed=n, new=True)
             history = History("val_accuracy")
             for e in range(1, epochs + 1):
                 record = EpochRecord(e, 1.0 / e, 1.1 / e, 1 - 1.0 / e, 1e-3, 0.1)
                 history.append(record)
                 run.log_epoch(record)
-            run.finish("complete", history)
-            seconds[id(sweep)] += time.perf_counter() - start
-    plain.finish()
-    rich.finish()
-    return seconds[id(plain)] / trials, seconds[id(rich)] / trials
+            run.finish("complete", history)  # returns once the writer has written the whole run
+            child = (_cpu_seconds(writer_pid) if writer_pid else 0.0) - child
+            totals[name] += (time.perf_counter() - wall, time.process_time() - cpu, child)
+    for sweep in arms.values():
+        sweep.finish()
+    return {name: tuple(total / trials) for name, total in totals.items()}
 
 
 def sweep_without_tracking(spec, workdir: Path) -> _Clock:
@@ -231,11 +247,11 @@ def main() -> None:
         print(f"store: {tracking.redact(uri)}")
         if not args.inputs_only:
             single_operations(uri, args.values)
-        plain, rich = inputs_and_settings(uri, trials=args.inputs_trials)
-        print(
-            f"a trial's run, 3 epochs, finish: {1000 * plain:6.1f} ms; with dataset inputs and 16 setting params: "
-            f"{1000 * rich:6.1f} ms ({1000 * (rich - plain):+.1f} ms)"
-        )
+        arms = inputs_and_settings(uri, trials=args.inputs_trials)
+        print("a trial's run, 3 epochs, finish     wall ms  trainer CPU ms  writer CPU ms")
+        for name, label in (("plain", "as before"), ("inputs", "+ dataset inputs, 16 setting params")):
+            wall, cpu, child = (1000 * x for x in arms[name])
+            print(f"  {label:36s} {wall:7.1f} {cpu:15.1f} {child:14.1f}")
 
 
 def single_operations(uri: str, n_values: int) -> None:
