@@ -116,7 +116,8 @@ def reproduce(run_id: str, *, tracking_uri: str, rtol: float = 1e-9) -> Reproduc
             f"the data has changed since run {run_id} was trained: dataset {data.name!r} has fingerprint "
             f"{data.fingerprint}, the sweep logged {logged_data}; there is nothing to compare against"
         )
-    hp = {k: parse_param(v) for k, v in run.data.params.items() if k != "seed"}
+    # The search space names the hyperparameters; the run's other params are the sweep's fixed settings.
+    hp = {k: parse_param(v) for k, v in run.data.params.items() if k in spec.search}
     seed = int(run.data.params["seed"])
     logged = {k: [m.value for m in sorted(client.get_metric_history(run_id, k), key=lambda m: m.step)] for k in CURVES}
     epochs = len(logged["val_cost"])

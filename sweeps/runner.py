@@ -199,6 +199,7 @@ def open_parent_run(spec: Spec, study, stores: Stores, lock: TrialLock):
     """The sweep's MLflow parent run: the one whose id the study keeps, or a new one (created once, under
     the trial lock, so workers starting together share it)."""
     import tracking
+    from sweeps.run_inputs import dataset_inputs, setting_params
 
     with lock.held():
         parent_id = study.user_attrs.get(PARENT_RUN_ATTR)
@@ -208,6 +209,9 @@ def open_parent_run(spec: Spec, study, stores: Stores, lock: TrialLock):
             study_name=spec.name,
             existing_run_id=parent_id,
             tags=_sweep_tags(spec, stores),
+            params=setting_params(spec),
+            trial_params=setting_params(spec, trial=True),
+            inputs=dataset_inputs(spec, setup_from_spec(spec).load()),
         )
         if sweep_run.run_id != parent_id:
             study.set_user_attr(PARENT_RUN_ATTR, sweep_run.run_id)

@@ -2,10 +2,14 @@
 
 Layout: experiment = the sweep's name; one parent run per study; one child run per trial (``trial-0007``)
 with per-epoch curves (``step = epoch``), per-iteration mini-batch costs (``step = iteration``), summary
-metrics, params and provenance tags. Knows MLflow, pandas and matplotlib, never Optuna; MLflow, pandas and
-matplotlib are imported only when first used, so importing this package is cheap.
+metrics, params, provenance tags and the data as MLflow dataset inputs. Knows MLflow, pandas and
+matplotlib, never Optuna; they are imported only when first used, so importing this package is cheap.
 
-    sweep = start_sweep("adam-betas", tracking_uri=default_tracking_uri(workdir), tags={"dataset": "digits"})
+    splits = {"training": (X_train, Y_train), "validation": (X_val, Y_val)}
+    inputs = describe_dataset("digits", fingerprint, {"name": "digits"}, splits)
+    sweep = start_sweep(
+        "adam-betas", tracking_uri=default_tracking_uri(workdir), tags={"dataset": "digits"}, inputs=inputs
+    )
     run = sweep.trial(7, {"batch_size": 64, "lr": 1e-3}, seed=1234)
     run.log_epoch(record, minibatch_costs, minibatch_ewa)  # from the epoch callback
     run.finish("complete", history)
@@ -21,6 +25,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 # run again to do it): noise in a sweep of hundreds of trials.
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
+from tracking.datasets import DatasetRecord, describe_dataset, log_dataset_inputs
 from tracking.errors import NoFinishedTrial, TrackingError, TrackingUnavailable
 from tracking.provenance import git_commit, package_versions, provenance_tags
 from tracking.redact import redact, redact_obj
@@ -38,6 +43,7 @@ from tracking.trial import TrialRun
 from tracking.writer import start_writer
 
 __all__ = [
+    "DatasetRecord",
     "NoFinishedTrial",
     "SweepRun",
     "TrackingError",
@@ -49,9 +55,11 @@ __all__ = [
     "curves",
     "default_artifact_location",
     "default_tracking_uri",
+    "describe_dataset",
     "find_trial_run",
     "get_or_create_experiment",
     "git_commit",
+    "log_dataset_inputs",
     "make_client",
     "package_versions",
     "provenance_tags",

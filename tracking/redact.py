@@ -32,6 +32,33 @@ def redact(url: str) -> str:
     return _QUERY.sub(lambda m: m["head"] + (MASK if m["secret"] else ""), text)
 
 
+# Setting names whose value is a secret itself (a loader's ``password=...`` keyword argument).
+_SECRET_KEY = re.compile(r"passw|pwd|token|secret|api_?key|credential|private_?key", re.IGNORECASE)
+
+
+def redact_setting(key: str, value: Any) -> str:
+    """A setting's value as text fit to record: masked whole when ``key`` names a secret (``password``,
+    ``api_key``, ``token``, ...), otherwise ``str(value)`` with passwords in URLs redacted; in a mapping, each
+    entry by its own key.
+
+    >>> redact_setting("db_password", "hunter2"), redact_setting("options", {"token": "x", "n": 3})
+    ('***', "{'token': '***', 'n': 3}")
+    """
+    if _SECRET_KEY.search(str(key)):
+        return MASK
+    if isinstance(value, Mapping):
+        return str({k: _masked(str(k), v) for k, v in value.items()})
+    return redact(str(value))
+
+
+def _masked(key: str, value: Any) -> Any:
+    if _SECRET_KEY.search(key):
+        return MASK
+    if isinstance(value, Mapping):
+        return {k: _masked(str(k), v) for k, v in value.items()}
+    return redact(value) if isinstance(value, str) else value
+
+
 def redact_obj(obj: Any) -> Any:
     """A copy of a nested structure of dicts, lists and scalars with every string passed through redact()."""
     if isinstance(obj, str):

@@ -9,13 +9,14 @@ the run's end) waits for the store.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tracking import schema
 from tracking.batch import log_batched, param_value, tag_value, with_retries
+from tracking.datasets import DatasetRecord, log_dataset_inputs
 from tracking.errors import TrackingError
 from tracking.provenance import provenance_tags
 from tracking.redact import redact
@@ -110,7 +111,9 @@ class SweepRun:
     """The parent run of one study; hands out child runs for its trials.
 
     ``tags`` are study-wide tags (dataset, spec hash, package versions, git commit) put on the parent and
-    on every trial.
+    on every trial; ``inputs`` the data every trial trains on (see :mod:`tracking.datasets`), logged to the
+    parent and to every trial; ``trial_params`` params every trial run carries besides its own (the sweep's
+    fixed settings).
     """
 
     client: MlflowClient
@@ -120,6 +123,8 @@ class SweepRun:
     study_name: str
     run_id: str
     tags: dict[str, str] = field(default_factory=dict)
+    inputs: tuple[DatasetRecord, ...] = ()
+    trial_params: dict[str, str] = field(default_factory=dict)
 
     def trial(
         self,
@@ -135,8 +140,9 @@ class SweepRun:
     ) -> TrialRun:
         """The child run of trial ``number``: ``existing_run_id`` if given, else one found by tags, else new.
 
-        ``params`` are all the trial's hyperparameters (fixed ones included); ``seed`` is logged as param
-        ``seed``. A reused run keeps what it holds; only missing params are added. Raises TrackingError when
+        ``params`` are all the trial's hyperparameters (fixed ones included), logged with the sweep's
+        ``trial_params``; ``seed`` is logged as param ``seed``; the sweep's ``inputs`` go with them. A
+        reused run keeps what it holds; only missing params and inputs are added. Raises TrackingError when
         ``existing_run_id`` belongs to another trial or a param would change value. ``new=True`` says that
         the trial was just created (by Optuna's ``ask``), so no run of it can exist: the run is created
         without looking for one first — a store request fewer per trial — except when a first attempt
@@ -162,16 +168,10 @@ class SweepRun:
 
             run = with_retries(find_or_create, what=f"create the run of trial {number}")
         run_id, reused = run.info.run_id, bool(run.data.params or run.data.metrics)
-        values = {k: param_value(v) for k, v in params.items()}
+        values = {**self.trial_params, **{k: param_value(v) for k, v in params.items()}}
         if seed is not None:
             values[schema.SEED] = param_value(seed)
-        changed = sorted(k for k, v in values.items() if run.data.params.get(k, v) != v)
-        if changed:
-            raise TrackingError(
-                f"trial {number}'s MLflow run {run_id} already has "
-                + ", ".join(f"{k}={run.data.params[k]!r} (now {values[k]!r})" for k in changed)
-                + "; MLflow params cannot change: is this the same trial?"
-            )
+        _check_unchanged(run, values, f"trial {number}'s MLflow run {run_id}", "is this the same trial?")
         if run.info.status != "RUNNING":
             with_retries(self.client.update_run, run_id, status="RUNNING", what=f"reopen run {run_id}")
         logged_epochs = _last_step(self.client, run, "val_cost") if reused else 0
@@ -192,7 +192,11 @@ class SweepRun:
             tracking_uri=self.tracking_uri,
         )
         unset = {k: v for k, v in all_tags.items() if run.data.tags.get(k) != v}
-        trial.log_now(params=[(k, v) for k, v in values.items() if k not in run.data.params], tags=list(unset.items()))
+        trial.log_now(
+            params=[(k, v) for k, v in values.items() if k not in run.data.params],
+            tags=list(unset.items()),
+            inputs=_missing_inputs(run, self.inputs),
+        )
         return trial
 
     def find_trial(self, number: int) -> Run | None:
@@ -256,6 +260,23 @@ class SweepRun:
         return redact(self.tracking_uri)
 
 
+def _check_unchanged(run: Run, values: Mapping[str, str], which: str, hint: str) -> None:
+    """TrackingError when ``run`` holds one of ``values``' params with another value (MLflow params are final)."""
+    changed = sorted(k for k, v in values.items() if run.data.params.get(k, v) != v)
+    if changed:
+        raise TrackingError(
+            f"{which} already has "
+            + ", ".join(f"{k}={run.data.params[k]!r} (now {values[k]!r})" for k in changed)
+            + f"; MLflow params cannot change: {hint}"
+        )
+
+
+def _missing_inputs(run: Run, records: Sequence[DatasetRecord]) -> list[DatasetRecord]:
+    """The dataset inputs of ``records`` that ``run`` does not hold yet (a reused run keeps its own)."""
+    held = {(i.dataset.name, i.dataset.digest) for i in getattr(run.inputs, "dataset_inputs", None) or ()}
+    return [r for r in records if r.key not in held]
+
+
 def start_sweep(
     experiment: str,
     *,
@@ -264,6 +285,9 @@ def start_sweep(
     existing_run_id: str | None = None,
     artifact_location: str | None = None,
     tags: Mapping[str, Any] | None = None,
+    params: Mapping[str, Any] | None = None,
+    trial_params: Mapping[str, Any] | None = None,
+    inputs: Sequence[DatasetRecord] = (),
     cwd: Path | None = None,
 ) -> SweepRun:
     """Open the parent run of a sweep: ``existing_run_id`` when resuming, else a new run named ``study_name``.
@@ -271,8 +295,11 @@ def start_sweep(
     The experiment ``experiment`` (the spec's ``name``) is created if missing, with ``artifact_location``
     (default: ``mlartifacts`` beside an SQLite database; the server's choice otherwise). ``tags`` (dataset,
     fingerprint, spec hash, storage URL, ...) and the package versions and git commit of ``cwd`` go on the
-    parent and on every trial; every value is redacted. Raises TrackingError when ``existing_run_id`` is
-    not a sweep run of this experiment.
+    parent and on every trial; every value is redacted. ``params`` (the sweep's fixed settings, already
+    free of secrets) go on the parent, ``trial_params`` on every trial; a resumed run gets those it lacks.
+    ``inputs`` (:func:`tracking.datasets.describe_dataset`) go on the parent and every trial. Raises
+    TrackingError when ``existing_run_id`` is not a sweep run of this experiment, or holds one of ``params``
+    with another value.
     """
     uri = resolved_uri(tracking_uri)
     client = make_client(uri)
@@ -296,10 +323,28 @@ def start_sweep(
         )
     elif run.info.status != "RUNNING":
         with_retries(client.update_run, run.info.run_id, status="RUNNING", what="reopen the sweep run")
+    values = {k: param_value(v) for k, v in (params or {}).items()}
+    _check_unchanged(run, values, f"sweep run {run.info.run_id}", "was the sweep started from another spec?")
     shared = {**provenance_tags(cwd), **{k: tag_value(v) for k, v in (tags or {}).items()}}
-    sweep = SweepRun(client, uri, experiment_id, experiment, study, run.info.run_id, shared)
-    from mlflow.entities import RunTag
+    sweep = SweepRun(
+        client,
+        uri,
+        experiment_id,
+        experiment,
+        study,
+        run.info.run_id,
+        shared,
+        inputs=tuple(inputs),
+        trial_params={k: param_value(v) for k, v in (trial_params or {}).items()},
+    )
+    from mlflow.entities import Param, RunTag
 
     parent_tags = {**shared, schema.TRACKING_URI: tag_value(uri)}
-    log_batched(client, sweep.run_id, tags=[RunTag(k, v) for k, v in parent_tags.items()])
+    log_batched(
+        client,
+        sweep.run_id,
+        params=[Param(k, v) for k, v in values.items() if k not in run.data.params],
+        tags=[RunTag(k, v) for k, v in parent_tags.items()],
+    )
+    log_dataset_inputs(client, sweep.run_id, _missing_inputs(run, sweep.inputs))
     return sweep

@@ -41,14 +41,17 @@ def write_spec(spec: Mapping[str, Any], path: Path) -> Path:
 
 
 def _best_entities(
-    table: pd.DataFrame, params: dict[str, dict[str, str]], metric: str, direction: str
+    table: pd.DataFrame, params: dict[str, dict[str, str]], metric: str, direction: str, own: Mapping[str, str]
 ) -> tuple[dict[str, str], dict[str, float]]:
-    """``best.*`` tags (the params as logged, not as typed by the table) and metrics of the best trial."""
+    """``best.*`` tags (the params as logged, not as typed by the table) and metrics of the best trial.
+
+    Params the parent holds itself with the same value (``own``: the sweep's fixed settings) are not copied."""
     try:
         best = pick_best(table, metric, direction)
     except NoFinishedTrial:
         return {}, {}
-    tags = {f"{schema.BEST_PREFIX}{k}": tag_value(v) for k, v in params[best["run_id"]].items()}
+    mine = {k: v for k, v in params[best["run_id"]].items() if own.get(k) != v}
+    tags = {f"{schema.BEST_PREFIX}{k}": tag_value(v) for k, v in mine.items()}
     tags[f"{schema.BEST_PREFIX}trial_number"] = str(int(best["trial_number"]))
     tags[f"{schema.BEST_PREFIX}run_id"] = best["run_id"]
     metrics = {f"{schema.BEST_PREFIX}{m}": float(best[m]) for m in schema.SUMMARY_METRICS if not math.isnan(best[m])}
@@ -80,7 +83,8 @@ def update_sweep_summary(
     runs = trial_runs(client, [sweep.experiment_id], sweep.run_id)
     table = table_from_runs(runs)
     params = {run.info.run_id: run.data.params for run in runs}
-    best_tags, best_metrics = _best_entities(table, params, metric, direction)
+    parent = with_retries(client.get_run, sweep.run_id, what="get the sweep run").data
+    best_tags, best_metrics = _best_entities(table, params, metric, direction, parent.params)
     best_run_id = best_tags.get(f"{schema.BEST_PREFIX}run_id")
     with tempfile.TemporaryDirectory(prefix="sweep-summary-") as tmp:
         folder = Path(tmp)
@@ -100,8 +104,7 @@ def update_sweep_summary(
     counts = table["state"].value_counts()
     metrics = {**best_metrics, "n_trials": float(step)}
     metrics |= {f"n_{state}": float(counts.get(state, 0)) for state in ("complete", "pruned", "fail")}
-    current = with_retries(client.get_run, sweep.run_id, what="get the sweep run").data.tags
-    for stale in sorted(k for k in current if k.startswith(schema.BEST_PREFIX) and k not in best_tags):
+    for stale in sorted(k for k in parent.tags if k.startswith(schema.BEST_PREFIX) and k not in best_tags):
         with_retries(client.delete_tag, sweep.run_id, stale, what=f"delete tag {stale}")
     log_batched(
         client,

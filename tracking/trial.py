@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
     from optcore.history import EpochRecord, History
+    from tracking.datasets import DatasetRecord
 
 # (key, value, timestamp, step), (key, value), (key, value): cheap to build and to pickle for the writer.
 MetricT = tuple[str, float, int, int]
@@ -71,13 +72,13 @@ class TrialRun:
         self._last_epoch = logged_epochs
         self._iterations = logged_iterations
         self._buffer: list[MetricT] = []
-        self._pairs: tuple[list[Pair], list[Pair]] = ([], [])  # params and tags not yet sent
+        self._pairs: tuple[list[Pair], list[Pair], list[DatasetRecord]] = ([], [], [])  # params, tags, inputs
         self._pending_epochs = 0
         self._lock = threading.Lock()
         self._writer = writer if writer is not None and tracking_uri is not None else None
         self._writer_client, self._uri = client, tracking_uri
-        # Sent to the writer, not yet confirmed to be in the store: metrics, params, tags.
-        self._sent: tuple[list[MetricT], list[Pair], list[Pair]] = ([], [], [])
+        # Sent to the writer, not yet confirmed to be in the store: metrics, params, tags, dataset inputs.
+        self._sent: tuple[list[MetricT], list[Pair], list[Pair], list[DatasetRecord]] = ([], [], [], [])
 
     def __repr__(self) -> str:
         return f"TrialRun(number={self.number}, run_id={self.run_id!r}, epochs={self._last_epoch})"
@@ -131,14 +132,18 @@ class TrialRun:
             except TrackingError as e:
                 raise TrackingError(f"could not log trial {self.number} to MLflow run {self.run_id}: {e}") from None
 
-    def log_now(self, params: Sequence[Pair] = (), tags: Sequence[Pair] = ()) -> None:
-        """Send ``params`` and ``tags`` (already ``param_value``/``tag_value``) with any buffered values, now.
+    def log_now(
+        self, params: Sequence[Pair] = (), tags: Sequence[Pair] = (), inputs: Sequence[DatasetRecord] = ()
+    ) -> None:
+        """Send ``params`` and ``tags`` (already ``param_value``/``tag_value``) and dataset ``inputs`` with any
+        buffered values, now.
 
         Through the writer this does not wait for the store. Raises like ``log_epoch``'s flush.
         """
         with self._lock:
             self._pairs[0].extend(params)
             self._pairs[1].extend(tags)
+            self._pairs[2].extend(inputs)
             if not self._writer_starting():
                 self._flush_locked(raise_errors=False)
 
@@ -239,8 +244,8 @@ class TrialRun:
     def _unsend(self) -> None:
         """Put what the writer did not confirm back in front of the buffers, to be sent again."""
         self._buffer[:0] = self._sent[0]
-        self._pairs[0][:0] = self._sent[1]
-        self._pairs[1][:0] = self._sent[2]
+        for pending, sent in zip(self._pairs, self._sent[1:], strict=True):
+            pending[:0] = sent
         for sent in self._sent:
             sent.clear()
 
@@ -268,22 +273,22 @@ class TrialRun:
         return True
 
     def _flush_locked(self, raise_errors: bool, tags: dict[str, str] | None = None) -> bool:
-        params, run_tags = self._pairs
-        if not self._buffer and not params and not run_tags and not tags:
+        params, run_tags, inputs = self._pairs
+        if not self._buffer and not params and not run_tags and not inputs and not tags:
             return True
         writer = None if tags else self._channel()  # final tags come with finish, which has its own path
         if writer is not None:
             try:
-                writer.send("log", (self._uri, self.run_id, self._buffer, params, run_tags))
+                writer.send("log", (self._uri, self.run_id, self._buffer, params, run_tags, inputs))
             except WriterGone:
                 self._drop_writer()
             else:
-                for sent, values in zip(self._sent, (self._buffer, params, run_tags), strict=True):
+                for sent, values in zip(self._sent, (self._buffer, params, run_tags, inputs), strict=True):
                     sent.extend(values)
-                self._buffer, self._pairs, self._pending_epochs = [], ([], []), 0
+                self._buffer, self._pairs, self._pending_epochs = [], ([], [], []), 0
                 return True
         try:
-            _log(self.client, self.run_id, self._buffer, params, [*run_tags, *(tags or {}).items()])
+            _log(self.client, self.run_id, self._buffer, params, [*run_tags, *(tags or {}).items()], inputs)
         except Exception as e:
             if raise_errors:
                 raise
@@ -299,7 +304,7 @@ class TrialRun:
                 len(self._buffer),
             )
             return False
-        self._buffer, self._pairs, self._pending_epochs = [], ([], []), 0
+        self._buffer, self._pairs, self._pending_epochs = [], ([], [], []), 0
         return True
 
 
@@ -307,8 +312,17 @@ def _metric(key: str, value: float, timestamp: int, step: int) -> MetricT:
     return (key, float(value), timestamp, step)
 
 
-def _log(client: MlflowClient, run_id: str, metrics: Sequence[MetricT], params: Sequence[Pair], tags: Sequence[Pair]):
+def _log(
+    client: MlflowClient,
+    run_id: str,
+    metrics: Sequence[MetricT],
+    params: Sequence[Pair],
+    tags: Sequence[Pair],
+    inputs: Sequence[DatasetRecord] = (),
+):
     from mlflow.entities import Metric, Param, RunTag
+
+    from tracking.datasets import log_dataset_inputs
 
     log_batched(
         client,
@@ -317,3 +331,4 @@ def _log(client: MlflowClient, run_id: str, metrics: Sequence[MetricT], params: 
         params=[Param(*p) for p in params],
         tags=[RunTag(*t) for t in tags],
     )
+    log_dataset_inputs(client, run_id, inputs)

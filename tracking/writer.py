@@ -236,7 +236,7 @@ class _Server:
     def __init__(self, out) -> None:
         self.out = out
         self.clients: dict[str, Any] = {}
-        self.pending: dict[tuple[str, str], tuple[list, list, list]] = {}
+        self.pending: dict[tuple[str, str], tuple[list, list, list, list]] = {}  # metrics, params, tags, inputs
         self.unavailable: dict[tuple[str, str], str] = {}  # why pending values are still pending
         self.refused: dict[tuple[str, str], str] = {}  # values the store rejected, reported at the next request
         self.due: dict[tuple[str, str], float] = {}  # when each run's pending values are to be written
@@ -249,12 +249,13 @@ class _Server:
             self.clients[uri] = make_client(uri)
         return self.clients[uri]
 
-    def add(self, uri: str, run_id: str, metrics=(), params=(), tags=()) -> None:
+    def add(self, uri: str, run_id: str, metrics=(), params=(), tags=(), inputs=()) -> None:
         key = (uri, run_id)
-        m, p, t = self.pending.setdefault(key, ([], [], []))
+        m, p, t, i = self.pending.setdefault(key, ([], [], [], []))
         m += metrics
         p += params
         t += tags
+        i += inputs
         if key not in self.due:
             self.due[key] = max(time.monotonic(), self.written.get(key, -math.inf) + LINGER_SECONDS)
 
@@ -263,11 +264,12 @@ class _Server:
         from mlflow.entities import Metric, Param, RunTag
 
         from tracking.batch import is_transient, log_batched
+        from tracking.datasets import log_dataset_inputs
 
         if key not in self.pending:
             self.due.pop(key, None)
             return
-        metrics, params, tags = self.pending[key]
+        metrics, params, tags, inputs = self.pending[key]
         try:
             log_batched(
                 self.client(key[0]),
@@ -276,6 +278,8 @@ class _Server:
                 params=[Param(*p) for p in params],
                 tags=[RunTag(*t) for t in tags],
             )
+            if inputs:  # what is left is sent again on a transient failure; MLflow keeps one copy of each
+                log_dataset_inputs(self.client(key[0]), key[1], inputs)
         except Exception as e:
             message = f"{type(e).__name__}: {redact(str(e))[:500]}"
             if is_transient(e):
