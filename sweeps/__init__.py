@@ -20,6 +20,8 @@ _EXPORTS = {
     "SpecError": "sweeps.spec",
     "run_parallel": "sweeps.parallel",
     "select_batch_size": "sweeps.batch_size",
+    "confirm": "sweeps.confirm",
+    "load_confirmed": "sweeps.confirm_report",
     "reproduce": "sweeps.reproduce",
 }
 

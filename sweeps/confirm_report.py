@@ -207,6 +207,22 @@ def _marks(record: Mapping[str, Any], trial: int) -> str:
     return ", ".join(words)
 
 
+def _say(console, text: str) -> None:
+    """``text`` wrapped at words to the console's width (80 on a pipe), continuation lines indented."""
+    import textwrap
+
+    for line in text.split("\n"):
+        lead = " " * (len(line) - len(line.lstrip(" ")))
+        wrapped = textwrap.fill(
+            line,
+            width=console.width,
+            subsequent_indent=lead + "  ",
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
+        console.print(wrapped or "", highlight=False, markup=False, soft_wrap=True)
+
+
 def confirm_table(record: Mapping[str, Any]):
     """One row per confirmed trial: its one-seed value in the sweep, the mean ± std and 95% interval over
     the confirm seeds, the Holm-corrected p against the winner, seconds per run, and winner/tied marks."""
@@ -235,7 +251,7 @@ def print_confirm(record: Mapping[str, Any], workdir_hint: str = "", console=Non
     console = console or out.out
 
     def say(text: str) -> None:
-        console.print(text, highlight=False, markup=False, soft_wrap=False)  # wrapped at words
+        _say(console, text)
 
     say(
         f"{record['objective']} of the best {len(record['rows'])} trials of '{record['name']}', "
@@ -248,7 +264,7 @@ def print_confirm(record: Mapping[str, Any], workdir_hint: str = "", console=Non
     for note in record["notes"]:
         say(f"note: {note}")
     say(record["verdict"])
-    say(f"\nMLflow experiment '{record['experiment']}', parent run 'confirm' {record['parent_run_id']}")
+    say(f"\nMLflow experiment '{record['experiment']}', parent run 'confirm'\n  {record['parent_run_id']}")
     if not record["tracking_uri"].startswith("http"):
         say(f"open the UI: sweeps ui{workdir_hint}; retrain any run: sweeps reproduce RUN_ID{workdir_hint}")
 
@@ -259,7 +275,7 @@ def print_confirmed_summary(record: Mapping[str, Any] | None, since: int = 0, co
     console = console or out.out
 
     def say(text: str) -> None:
-        console.print(text, highlight=False, markup=False, soft_wrap=False)  # wrapped at words
+        _say(console, text)
 
     if record is None:
         say("\nnot confirmed over seeds yet: `sweeps confirm SPEC` retrains the best settings with new seeds")
