@@ -96,6 +96,20 @@ def check_budget(budget: str | None, spec: Spec) -> Budget:
     return parsed
 
 
+def check_same_sweep(spec: Spec, study) -> None:
+    """SweepError unless ``spec`` is the one the sweep ran (its search hash, as resuming requires): the
+    settings are retrained with its data, model and training, which must be the trials' own."""
+    from sweeps.runner import SPEC_HASH_ATTR, search_hash
+
+    stored = study.user_attrs.get(SPEC_HASH_ATTR)
+    if stored is not None and stored != search_hash(spec):
+        raise SweepError(
+            f"the sweep {spec.name!r} ran a different spec (search hash {stored}, this spec {search_hash(spec)}); "
+            "confirm retrains its settings as the sweep trained them, so give the spec and --set overrides it "
+            "ran with (only trials may differ; --budget epochs=E changes the epochs)"
+        )
+
+
 def top_trials(study, top: int) -> list[Any]:
     """The ``top`` completed trials with the lowest (first) objective value, best first; ties to the lower
     number. SweepError when none completed."""
@@ -140,6 +154,7 @@ def confirm(
     budget_ = check_budget(budget, spec)
     stores = resolve_stores(workdir, storage, tracking_uri)
     study = load_result(spec, workdir=workdir, storage=storage, tracking_uri=tracking_uri).study
+    check_same_sweep(spec, study)
     chosen = top_trials(study, top)
     objective = spec.objectives[0]
     notes = []
