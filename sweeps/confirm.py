@@ -145,7 +145,7 @@ def confirm(
     import optcore
     import tracking
     from sweeps.objective import PARAMS_ATTR, RUN_ID_ATTR, SEED_ATTR, setup_from_spec
-    from sweeps.runner import load_result
+    from sweeps.runner import DATA_ATTR, load_result
     from sweeps.storage import resolve_stores
     from sweeps.tally import Tally
     from tracking import schema
@@ -170,6 +170,12 @@ def confirm(
     seeds = [confirm_seed(spec.seed, r, trial_seeds) for r in range(1, repeats + 1)]
     setup = replace(setup_from_spec(spec), epochs=int(budget_.amount))
     data = setup.load()
+    if study.user_attrs.get(DATA_ATTR, data.fingerprint) != data.fingerprint:
+        raise SweepError(
+            f"the sweep {spec.name!r} was run on other data: dataset {data.name!r} has fingerprint "
+            f"{data.fingerprint}, the sweep's was {study.user_attrs[DATA_ATTR]}; its settings cannot be confirmed "
+            "on this data"
+        )
     tracking.check_reachable(stores.tracking_uri)
 
     metric = optcore.LOSSES[data.task].metric_name
@@ -238,7 +244,7 @@ def confirm(
             ],
             comparison=comparison,
             runs=[(n, r) for n, r in runs],
-            n_completed=Tally.of(study).counts.get("completed", 0),
+            n_completed=Tally.of(study).completed,
             experiment=spec.name,
             parent_run_id=sweep.run_id,
             tracking_uri=tracking.redact(stores.tracking_uri),

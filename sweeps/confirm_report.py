@@ -184,7 +184,7 @@ def completed_since(record: Mapping[str, Any], study) -> int:
     """Trials completed in the sweep after it was confirmed: their settings were not among the candidates."""
     from sweeps.tally import Tally
 
-    return max(0, Tally.of(study).counts.get("completed", 0) - int(record["n_completed"]))
+    return max(0, Tally.of(study).completed - int(record["n_completed"]))
 
 
 # --- showing it ---------------------------------------------------------------------------------------------
