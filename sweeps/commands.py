@@ -99,11 +99,10 @@ def _run_here(spec, args, finalize: bool = True, worker: bool = False):
 
 
 def cmd_best(args) -> int:
+    from sweeps import confirm_report as confirmed
     from sweeps.runner import load_result
 
     spec = load(args)
-    from sweeps import confirm_report as confirmed
-
     result = load_result(spec, workdir=args.workdir, storage=args.storage, tracking_uri=args.tracking_uri)
     record = confirmed.confirmed(result.study)
     since = confirmed.completed_since(record, result.study) if record else 0
