@@ -207,6 +207,10 @@ def _marks(record: Mapping[str, Any], trial: int) -> str:
     return ", ".join(words)
 
 
+def _trials(n: int) -> str:
+    return "trial" if n == 1 else f"{n} trials"
+
+
 def _say(console, text: str) -> None:
     """``text`` wrapped at words to the console's width (80 on a pipe), continuation lines indented."""
     import textwrap
@@ -254,7 +258,7 @@ def print_confirm(record: Mapping[str, Any], workdir_hint: str = "", console=Non
         _say(console, text)
 
     say(
-        f"{record['objective']} of the best {len(record['rows'])} trials of '{record['name']}', "
+        f"{record['objective']} of the best {_trials(len(record['rows']))} of '{record['name']}', "
         f"retrained with {record['repeats']} new seeds each ({record['budget']['text']}):"
     )
     out.print_table(confirm_table(record))
