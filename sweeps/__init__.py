@@ -22,6 +22,8 @@ _EXPORTS = {
     "run_parallel": "sweeps.parallel",
     "select_batch_size": "sweeps.batch_size",
     "advise_batch_size": "sweeps.advise",
+    "confirm": "sweeps.confirm",
+    "load_confirmed": "sweeps.confirm_report",
     "reproduce": "sweeps.reproduce",
     "export_model": "sweeps.export",
 }

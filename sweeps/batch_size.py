@@ -269,7 +269,16 @@ def _train_one(
         run.finish("complete", history)
     curves = tuple(history.val_cost), tuple(history.epoch_seconds)
     return RunResult(
-        size, repeat, seed, run.run_id, n_train, *curves, failed, samples=history.samples_seen, lr=float(hp["lr"])
+        size,
+        repeat,
+        seed,
+        run.run_id,
+        n_train,
+        *curves,
+        failed,
+        samples=history.samples_seen,
+        lr=float(hp["lr"]),
+        final_train_cost=history.final_train_cost,
     )
 
 

@@ -41,6 +41,7 @@ class RunResult:
     failed: str | None = None
     samples: int | None = None
     lr: float | None = None
+    final_train_cost: float = math.nan  # the last epoch's training cost (an objective a sweep may have)
 
     @property
     def epochs_run(self) -> int:

@@ -196,6 +196,20 @@ def _add_export(p):
     _store_options(p)
 
 
+def _add_confirm(p):
+    _spec_arg(p)
+    p.add_argument("--top", type=int, default=3, metavar="K", help="how many of the best settings (default 3)")
+    p.add_argument("--repeats", type=int, default=5, metavar="R", help="new seeds per setting (default 5)")
+    p.add_argument(
+        "--budget",
+        default=None,
+        metavar="epochs=E",
+        help="epochs per run (default: the spec's, as the trials had)",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON for machines")
+    _store_options(p)
+
+
 # name -> (help, add arguments, "module:function" run lazily)
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], str]] = {
     "run": ("run (or resume) a sweep from a spec", _add_run, "sweeps.commands:cmd_run"),
@@ -217,6 +231,11 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], str]] 
         "retrain the best (or a chosen) trial and log it as an MLflow model",
         _add_export,
         "sweeps.export:cmd_export",
+    ),
+    "confirm": (
+        "retrain the best settings with new seeds and say which cannot be told apart",
+        _add_confirm,
+        "sweeps.confirm:cmd_confirm",
     ),
 }
 

@@ -122,16 +122,21 @@ def _run_here(spec, args, finalize: bool = True, worker: bool = False):
 
 
 def cmd_best(args) -> int:
+    from sweeps import confirm_report as confirmed
     from sweeps.runner import load_result
 
     spec = load(args)
     result = load_result(spec, workdir=args.workdir, storage=args.storage, tracking_uri=args.tracking_uri)
+    record = confirmed.confirmed(result.study)
+    since = confirmed.completed_since(record, result.study) if record else 0
     if args.json:
-        report.print_json(report.best_json(spec, result))
+        confirm = record and {**record, "completed_since": since}
+        report.print_json(report.best_json(spec, result) | {"confirmed": confirm})
     elif args.csv:
         report.print_best_csv(result)
     else:
         report.print_summary(spec, result, _workdir_hint(args))
+        confirmed.print_confirmed_summary(record, since)
     return 0 if result.best_params is not None else 1
 
 

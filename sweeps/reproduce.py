@@ -142,6 +142,8 @@ def reproduce(run_id: str, *, tracking_uri: str, rtol: float = 1e-9) -> Reproduc
     new = {"train_cost": history.train_cost, "val_cost": history.val_cost}
     diffs = {k: _max_rel_diff(logged[k], new[k]) for k in CURVES}
     number = run.data.tags.get("trial_number", "?")
+    if "confirms_trial" in run.data.tags:  # a retraining by `sweeps confirm`: name the trial it confirms
+        number = f"{run.data.tags['confirms_trial']}, confirm seed {run.data.tags.get('repeat', '?')}"
     return Reproduction(
         run_id, number, epochs, diffs, rtol, logged_failure, failure, used_threads, logged_threads is not None
     )

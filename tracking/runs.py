@@ -241,14 +241,15 @@ class SweepRun:
         return run
 
     def _create(self, number: int, tags: dict[str, str]) -> Run:
-        # A caller's own run name (tag mlflow.runName, e.g. batch-size's bs-0128-seed-1) wins over trial-0007.
+        # A caller's own run name (tag mlflow.runName, e.g. batch-size's bs-0128-seed-1) wins over trial-0007,
+        # and its own role (confirm's retrainings) over trial.
         return self.client.create_run(
             self.experiment_id,
             run_name=tags.get("mlflow.runName", schema.trial_run_name(number)),
             tags={
                 **tags,  # in the same request: one round trip fewer per trial
                 schema.PARENT_RUN_ID: self.run_id,
-                schema.ROLE: schema.ROLE_TRIAL,
+                schema.ROLE: tags.get(schema.ROLE, schema.ROLE_TRIAL),
                 schema.STUDY_NAME: self.study_name,
                 schema.TRIAL_NUMBER: str(number),
             },

@@ -10,6 +10,7 @@ from __future__ import annotations
 ROLE = "role"
 ROLE_SWEEP = "sweep"
 ROLE_TRIAL = "trial"
+ROLE_CONFIRM = "confirm"  # a retraining by `sweeps confirm`: nested like a trial, not one of the sweep's trials
 STUDY_NAME = "study_name"
 TRIAL_NUMBER = "trial_number"
 TRIAL_STATE = "trial_state"
