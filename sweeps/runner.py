@@ -58,12 +58,14 @@ def resume_seed(spec_seed: int, n_trials: int) -> int:
 
 
 def search_hash(spec: Spec) -> str:
-    """The spec's hash without ``trials``: resuming with a larger total is the same sweep."""
+    """The spec's hash without ``trials`` and ``stop``: resuming with a larger total, or with other rules for
+    stopping early, is the same sweep."""
     import hashlib
     import json
 
     data = spec.resolved()
     data.pop("trials", None)
+    data.pop("stop", None)
     return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:12]
 
 
