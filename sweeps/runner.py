@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from sweeps import interrupts, threads
+from sweeps import interrupts, stopping, threads
 from sweeps.errors import SweepError
 from sweeps.objective import COUNTED_OUTCOMES, OUTCOME_ATTR, PARAMS_ATTR, RUN_ID_ATTR, run_trial, setup_from_spec
 from sweeps.spec import Spec
@@ -279,6 +279,7 @@ def run(
         from sweeps.samplers import build_sampler
 
         study.sampler = build_sampler(spec.model_copy(update={"seed": resume_seed(spec.seed, existing)}))
+    stopping.open_session(study, spec, reset_clock=not worker)
     lock = TrialLock(stores, spec.name)
     try:
         sweep_run = open_parent_run(spec, study, stores, lock)
@@ -290,9 +291,10 @@ def run(
             with lock.held():
                 _fail_stale(study)
                 done, running, waiting = counts(study)
-                trial = _ask(study) if done + running < total or waiting else None
+                halt = stopping.check(study, spec)  # the spec's stop block, decided by any worker
+                trial = _ask(study) if not halt and (done + running < total or waiting) else None
             if trial is None:
-                if running and _beats(study):
+                if running and _beats(study) and not halt:
                     # Trials of other workers are still running. If one of them died, its heartbeat stops
                     # and, after the grace period, it is failed and queued again: stay to pick it up.
                     with interrupts.interruptible():
@@ -306,12 +308,16 @@ def run(
                 if finalize:
                     update_parent_summary(sweep_run, spec, study)
                 raise
+            if spec.stop is not None:
+                with lock.held():
+                    stopping.check(study, spec)  # now, so that the progress bar can show it
             if on_trial is not None:
                 on_trial(study, counts(study)[0], total)
         # done and running are those counted under the lock when the loop found nothing left to ask.
         if finalize:
             update_parent_summary(sweep_run, spec, study)
-            if done >= total and running == 0:
+            stopping.tag_parent(sweep_run, study, spec)
+            if (done >= total or halt) and running == 0:
                 sweep_run.finish("FINISHED")
     finally:
         lock.close()

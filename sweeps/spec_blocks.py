@@ -309,8 +309,9 @@ class StopSpec(_Strict):
         if value == "noise" or (number and math.isfinite(value) and value >= 0):
             return float(value) if number else value
         raise SpecError(
-            "", f"{_show(value)} is not allowed: min_improvement must be a number ≥ 0 or 'noise' (the best "
-            "setting's seed-to-seed spread)"
+            "",
+            f"{_show(value)} is not allowed: min_improvement must be a number ≥ 0 or 'noise' (the best "
+            "setting's seed-to-seed spread)",
         )
 
     @model_validator(mode="after")
@@ -318,7 +319,8 @@ class StopSpec(_Strict):
         given = self.model_fields_set
         if self.after_trials_without_improvement is None and self.max_minutes is None:
             raise SpecError(
-                "", "give after_trials_without_improvement (with min_improvement: a number or noise), max_minutes, or both"
+                "",
+                "give after_trials_without_improvement (with min_improvement: a number or noise), max_minutes, or both",
             )
         if self.after_trials_without_improvement is None:
             for key in ("min_improvement", "noise_repeats"):
