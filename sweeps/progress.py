@@ -70,7 +70,8 @@ class ProgressBar:
         if not self.enabled and done != self._last_line_done:
             self._last_line_done = done
             line = " · ".join(filter(None, (f"trials {min(done, total)}/{total}", f"best {best}", counts)))
-            if (left := self._seconds_left(done, total)) is not None:
+            left = self._seconds_left(done, total)
+            if left is not None and "stopped: " not in counts:  # nothing is left once the sweep stopped early
                 line += f" · {_clock(left)} left"
             print(line, file=sys.stderr, flush=True)
 

@@ -51,7 +51,8 @@ def test_no_improvement_stops_before_trials_and_a_resume_trains_nothing_unless_t
     proc = _run(tmp_path, "--trials", "10", "--set", HOPELESS)
     assert proc.returncode == 0, proc.stderr
     assert "stopped after 3 of 10 trials: 2 trials in a row did not improve the best" in proc.stdout
-    assert "stopped: no improvement" in proc.stderr.splitlines()[-1]  # the progress line says so too
+    last = proc.stderr.splitlines()[-1]  # the progress line says so too, and no time left
+    assert "stopped: no improvement" in last and not last.endswith(" left")
     study = _study(wd)
     assert len(study.trials) == 3
     parent = _parent(wd, study)
