@@ -84,10 +84,13 @@ def check(study, spec) -> dict[str, Any] | None:
         return None
     if state.since >= stop.after_trials_without_improvement:
         margin = f"by more than {state.margin:.4g}" + (" (the noise)" if stop.min_improvement == "noise" else "")
-        reason = (
-            f"{state.since} trials in a row did not improve the best ({state.best:.6g}) {margin}"
-            " (after_trials_without_improvement)"
-        )
+        if state.best_trial is None:
+            reason = f"{state.since} trials in a row and none completed (after_trials_without_improvement)"
+        else:
+            reason = (
+                f"{state.since} trials in a row did not improve on trial {state.best_trial.number}'s "
+                f"{state.best:.6g} {margin} (after_trials_without_improvement)"
+            )
         return _decide(study, spec, "after_trials_without_improvement", reason, noise=state.noise)
     return None
 

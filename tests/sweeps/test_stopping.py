@@ -50,7 +50,7 @@ def test_no_improvement_stops_before_trials_and_a_resume_trains_nothing_unless_t
     wd = tmp_path / "wd"
     proc = _run(tmp_path, "--trials", "10", "--set", HOPELESS)
     assert proc.returncode == 0, proc.stderr
-    assert "stopped after 3 of 10 trials: 2 trials in a row did not improve the best" in proc.stdout
+    assert "stopped after 3 of 10 trials: 2 trials in a row did not improve on trial " in proc.stdout
     last = proc.stderr.splitlines()[-1]  # the progress line says so too, and no time left
     assert "stopped: no improvement" in last and not last.endswith(" left")
     study = _study(wd)
@@ -58,7 +58,7 @@ def test_no_improvement_stops_before_trials_and_a_resume_trains_nothing_unless_t
     parent = _parent(wd, study)
     assert parent.data.tags["stop_rule"] == "after_trials_without_improvement"
     assert parent.data.tags["stopped_after_trials"] == "3"
-    assert "did not improve the best" in parent.data.tags["stop_reason"]
+    assert "by more than 0.5 (after_trials_without_improvement)" in parent.data.tags["stop_reason"]
     assert parent.info.status == "FINISHED"
 
     again = _run(tmp_path, "--trials", "10", "--set", HOPELESS)
