@@ -11,7 +11,8 @@ import optuna
 
 from sweeps.runner import search_hash
 from sweeps.spec import load_spec
-from tests.conftest import TINY_SPEC, run_cli
+from tests.conftest import TINY_SPEC, requires_postgres, run_cli, start_cli
+from tests.sweeps.test_distributed import mlflow_server, rdb_study  # noqa: F401 — a fixture, used by name
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -118,3 +119,18 @@ def test_every_worker_stops(tmp_path):
     parent = _parent(tmp_path / "wd", study)
     assert parent.data.tags["stop_rule"] == "after_trials_without_improvement"
     assert parent.info.status == "FINISHED"
+
+
+@requires_postgres
+def test_every_sweeps_worker_on_postgresql_stops(tmp_path, tiny_spec, fresh_db, mlflow_server):  # noqa: F811
+    url = fresh_db("optuna")
+    env = {"SWEEPS_STORAGE": url, "SWEEPS_TRACKING_URI": mlflow_server.url}
+    common = ("worker", tiny_spec, "--trials", "12", *FAST, "--set", HOPELESS, "--workdir", tmp_path / "wd")
+    workers = [start_cli(*common, cwd=tmp_path, env=env, log=tmp_path / f"w{i}.log") for i in range(2)]
+    for i, w in enumerate(workers):
+        assert w.wait(300) == 0, (tmp_path / f"w{i}.log").read_text()
+    study = rdb_study(url, "tiny")
+    assert 3 <= len(study.trials) <= 4  # a worker that did not stop would go on to 12
+    client = mlflow.MlflowClient(mlflow_server.url)
+    parent = client.get_run(study.user_attrs["mlflow_parent_run_id"])
+    assert parent.data.tags["stop_rule"] == "after_trials_without_improvement"
