@@ -134,3 +134,35 @@ def test_every_sweeps_worker_on_postgresql_stops(tmp_path, tiny_spec, fresh_db, 
     client = mlflow.MlflowClient(mlflow_server.url)
     parent = client.get_run(study.user_attrs["mlflow_parent_run_id"])
     assert parent.data.tags["stop_rule"] == "after_trials_without_improvement"
+
+
+def test_patience_counts_trials_since_the_last_improvement_larger_than_the_margin():
+    """The count on a real (in-memory) Optuna study: improvements within the margin do not reset it, pruned
+    and failed trials count, noise repeats do not, and only trials after the resume mark count."""
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from sweeps.stopping import MARK_ATTR, REPEAT_ATTR, Patience, check
+
+    spec = load_spec(TINY_SPEC, ["stop={after_trials_without_improvement: 4, min_improvement: 0.05}"])
+    study = optuna.create_study()
+    dist = {"x": FloatDistribution(0, 1)}
+
+    def add(value=None, state=TrialState.COMPLETE, **attrs):
+        study.add_trial(create_trial(state=state, value=value, params={"x": 0.5}, distributions=dist, user_attrs=attrs))
+
+    add(1.0)
+    add(0.9)  # beats 1.0 by 0.1 > 0.05: the best is now trial 1
+    add(0.88)  # within the margin: no improvement
+    add(state=TrialState.PRUNED)
+    add(0.5, **{REPEAT_ATTR: 1})  # a noise repeat: neither a best nor a count
+    add(state=TrialState.FAIL, outcome="failed")
+    state = Patience.of(study, spec)
+    assert (state.best, state.best_trial.number, state.since, state.margin) == (0.9, 1, 3, 0.05)
+    assert check(study, spec) is None
+    add(0.86)  # 0.04 below 0.9: still within the margin, and the fourth trial in a row
+    record = check(study, spec)
+    assert record["after_trials"] == 7 and record["rule"] == "after_trials_without_improvement"
+    assert "4 trials in a row did not improve on trial 1's 0.9 by more than 0.05" in record["reason"]
+    study.set_user_attr(MARK_ATTR, 4)  # a resume after trial 4: trials 5 and 6 count
+    assert Patience.of(study, spec).since == 2
