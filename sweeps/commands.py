@@ -33,6 +33,7 @@ def cmd_run(args) -> int:
     from sweeps.errors import UsageError
 
     spec = load(args)
+    started = time.time()
     if args.workers < 1:
         raise UsageError(f"--workers must be ≥ 1; got {args.workers}")
     _say_inferred_task(spec, quiet=args.quiet)
@@ -41,7 +42,7 @@ def cmd_run(args) -> int:
         from sweeps.runner import study_counts_for, target_total
 
         done = study_counts_for(spec, args.workdir, args.storage)
-        with progress.ProgressBar(target_total(spec), done, enabled=not args.quiet) as bar:
+        with progress.ProgressBar(target_total(spec), done, enabled=not args.quiet, spec=spec) as bar:
             result = run_parallel(
                 spec,
                 args.workers,
@@ -55,6 +56,10 @@ def cmd_run(args) -> int:
     else:
         result = _run_here(spec, args)
     report.print_summary(spec, result, _workdir_hint(args))
+    from sweeps.stopping import describe
+
+    for line in describe(result.study, spec, since=started):  # why it stopped before `trials`, if it did
+        print(line)
     return _outcome_code(result)
 
 
@@ -109,7 +114,7 @@ def _run_here(spec, args, finalize: bool = True, worker: bool = False):
     from sweeps.runner import run, study_counts_for, target_total
 
     done = study_counts_for(spec, args.workdir, args.storage)
-    with progress.ProgressBar(target_total(spec), done, enabled=not args.quiet) as bar:
+    with progress.ProgressBar(target_total(spec), done, enabled=not args.quiet, spec=spec) as bar:
         return run(
             spec,
             workdir=args.workdir,

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sweeps import interrupts, threads
+from sweeps import interrupts, stopping, threads
 from sweeps.errors import Interrupted
 from sweeps.objective import OUTCOME_ATTR, PARAMS_ATTR, REASON_ATTR, RUN_ID_ATTR, worker_name
 from sweeps.runner import (
@@ -149,6 +149,7 @@ def run_parallel(
         stores = resolve_stores(workdir, storage, tracking_uri)
         check_stores(stores)
         study = open_study(spec, stores, close_stale_runs(stores))
+        stopping.open_session(study, spec, reset_clock=True)
         lock = TrialLock(stores, spec.name)  # held to fail a dead worker's trials: workers reclaim lost ones too
         try:
             sweep_run = open_parent_run(spec, study, stores, lock)
@@ -190,7 +191,7 @@ def run_parallel(
                     n,
                 )
                 done, running, waiting = counts(study)
-                if (done + running < total or waiting) and respawns_left > 0:
+                if (done + running < total or waiting) and respawns_left > 0 and not stopping.stopped(study, spec):
                     respawns_left -= 1
                     procs.append(_spawn(spec_file, overrides, stores, env))
             if on_trial is None:
@@ -209,6 +210,8 @@ def run_parallel(
         if server is not None:
             server.stop()
         lock.close()
+    if on_trial is not None:  # the bar shows why the workers stopped
+        on_trial(study, counts(study)[0], total)
     _finish(spec, study, sweep_run, total)
     return summarise(spec, study, sweep_run.run_id, stores)
 
@@ -216,8 +219,9 @@ def run_parallel(
 def _finish(spec: Spec, study, sweep_run, total: int) -> None:
     """Summarise the parent run, from the coordinator's own client (the workers have stopped by now)."""
     update_parent_summary(sweep_run, spec, study)
+    stopping.tag_parent(sweep_run, study, spec)
     done, running, _ = counts(study)
-    if done >= total and running == 0:
+    if (done >= total or stopping.stopped(study, spec)) and running == 0:
         sweep_run.finish("FINISHED")
 
 

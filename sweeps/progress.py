@@ -23,11 +23,12 @@ class ProgressBar:
     """``with ProgressBar(total, done) as bar: ... bar(study, done, total)`` after each trial (or whenever the
     study changed, for a coordinator watching workers)."""
 
-    def __init__(self, total: int, done: int, enabled: bool = True):
+    def __init__(self, total: int, done: int, enabled: bool = True, spec=None):
         """``enabled=False`` shows nothing; on a terminal it is a live bar, elsewhere one line per trial."""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.quiet = not enabled
+        self.spec = spec  # its stop block: the bar says when the sweep stopped early (sweeps.stopping)
         self.enabled = enabled and sys.stderr.isatty()
         self._progress = Progress(
             TextColumn("[bold]trials"),
@@ -59,13 +60,18 @@ class ProgressBar:
             return
         _, value, _ = best_setting(study)
         best, counts = fmt_value(value), brief(Tally.of(study))
+        if self.spec is not None and self.spec.stop is not None:
+            from sweeps.stopping import bar_note
+
+            counts = ", ".join(filter(None, (counts, bar_note(study, self.spec))))
         self._progress.update(
             self._task, completed=min(done, total), total=total, best=best, tally=f" · {counts}" if counts else ""
         )
         if not self.enabled and done != self._last_line_done:
             self._last_line_done = done
             line = " · ".join(filter(None, (f"trials {min(done, total)}/{total}", f"best {best}", counts)))
-            if (left := self._seconds_left(done, total)) is not None:
+            left = self._seconds_left(done, total)
+            if left is not None and "stopped: " not in counts:  # nothing is left once the sweep stopped early
                 line += f" · {_clock(left)} left"
             print(line, file=sys.stderr, flush=True)
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from sweeps import interrupts, owners, threads
+from sweeps import interrupts, owners, stopping, threads
 from sweeps.errors import SweepError
 from sweeps.objective import (
     COUNTED_OUTCOMES,
@@ -68,12 +68,14 @@ def resume_seed(spec_seed: int, n_trials: int) -> int:
 
 
 def search_hash(spec: Spec) -> str:
-    """The spec's hash without ``trials``: resuming with a larger total is the same sweep."""
+    """The spec's hash without ``trials`` and ``stop``: resuming with a larger total, or with other rules for
+    stopping early, is the same sweep."""
     import hashlib
     import json
 
     data = spec.resolved()
     data.pop("trials", None)
+    data.pop("stop", None)
     return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:12]
 
 
@@ -305,6 +307,7 @@ def run(
             from sweeps.samplers import build_sampler
 
             study.sampler = build_sampler(spec.model_copy(update={"seed": resume_seed(spec.seed, existing)}))
+        stopping.open_session(study, spec, reset_clock=not worker)
     lock = TrialLock(stores, spec.name)
     try:
         sweep_run = open_parent_run(spec, study, stores, lock)
@@ -319,15 +322,16 @@ def run(
                 done, running, waiting = counts(study)
                 # Before trusting RUNNING trials (at the start, and before stopping for them), fail and
                 # queue again those whose process is gone (the embedded store has no heartbeats).
-                stopping = running and not (done + running < total or waiting)
-                if (starting or stopping) and _reclaim(study, stores, sweep_run):
+                halt = stopping.check(study, spec)  # the spec's stop block, decided by any worker
+                winding_down = running and (halt or not (done + running < total or waiting))
+                if (starting or winding_down) and _reclaim(study, stores, sweep_run):
                     done, running, waiting = counts(study)
                 starting = False
-                trial = _ask(study) if done + running < total or waiting else None
+                trial = _ask(study) if not halt and (done + running < total or waiting) else None
                 if trial is not None:
                     owners.claim(study, trial)
             if trial is None:
-                if running and _beats(study):
+                if running and _beats(study) and not halt:
                     # Trials of other workers are still running. If one of them died, its heartbeat stops
                     # and, after the grace period, it is failed and queued again: stay to pick it up.
                     with interrupts.interruptible():
@@ -341,12 +345,16 @@ def run(
                 if finalize:
                     update_parent_summary(sweep_run, spec, study)
                 raise
+            if spec.stop is not None:
+                with lock.held():
+                    stopping.check(study, spec)  # now, so that the progress bar can show it
             if on_trial is not None:
                 on_trial(study, counts(study)[0], total)
         # done and running are those counted under the lock when the loop found nothing left to ask.
         if finalize:
             update_parent_summary(sweep_run, spec, study)
-            if done >= total and running == 0:
+            stopping.tag_parent(sweep_run, study, spec)
+            if (done >= total or halt) and running == 0:
                 sweep_run.finish("FINISHED")
     finally:
         lock.close()

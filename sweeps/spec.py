@@ -30,7 +30,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from sweeps.spec_blocks import DatasetSpec, ModelSpec, PrunerSpec, SamplerSpec, TrainingSpec, _Strict
+from sweeps.spec_blocks import DatasetSpec, ModelSpec, PrunerSpec, SamplerSpec, StopSpec, TrainingSpec, _Strict
 from sweeps.spec_domains import (
     DEFAULTS,
     HYPERPARAMETERS,
@@ -64,6 +64,7 @@ __all__ = [
     "Scalar",
     "Spec",
     "SpecError",
+    "StopSpec",
     "TrainingSpec",
     "load_spec",
 ]
@@ -85,6 +86,7 @@ class Spec(_Strict):
     search: dict[str, Entry]
     sampler: SamplerSpec = Field(default_factory=SamplerSpec)
     pruner: PrunerSpec = Field(default_factory=PrunerSpec)
+    stop: StopSpec | None = None  # when to stop before `trials` (sweeps.stopping); not part of the search
 
     @field_validator("search")
     @classmethod
@@ -166,6 +168,11 @@ class Spec(_Strict):
                     f"{args['min_resource']} is not allowed: min_resource "
                     f"must be ≤ max_resource ({args['max_resource']})",
                 )
+        if len(self.objectives) > 1 and self.stop and self.stop.after_trials_without_improvement is not None:
+            problems.add(
+                "stop.after_trials_without_improvement",
+                "is not allowed with two objectives (no single best to improve on); use stop.max_minutes",
+            )
         problems.errors += check_memory(self)
         problems.raise_any()
         return self
@@ -197,8 +204,12 @@ class Spec(_Strict):
         return {name: e.value for name, e in self.search.items() if e.kind == "fixed" and not e.when}
 
     def resolved(self) -> dict[str, Any]:
-        """The full spec with every default filled in, as plain JSON/YAML data; it loads back to itself."""
-        return self.model_dump(mode="json")
+        """The full spec with every default filled in, as plain JSON/YAML data; it loads back to itself.
+        A spec without a ``stop`` block has no ``stop`` key, so its hash is what it was before the block existed."""
+        data = self.model_dump(mode="json")
+        if data.get("stop") is None:
+            data.pop("stop", None)
+        return data
 
     def spec_hash(self) -> str:
         """First 12 hex digits of SHA-256 over the canonical JSON of :meth:`resolved`."""

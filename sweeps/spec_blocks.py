@@ -289,3 +289,43 @@ class PrunerSpec(_Named):
     def _check_args(self) -> PrunerSpec:
         self.args = _resolve_args("pruner", PRUNER_ARGS, self.name, self.args)
         return self
+
+
+class StopSpec(_Strict):
+    """When a sweep stops before ``trials``: after ``after_trials_without_improvement`` trials in a row that
+    did not beat the best by more than ``min_improvement`` (a number, or ``noise``: the seed-to-seed spread of
+    the best setting, measured by ``noise_repeats`` extra trials of it), or after ``max_minutes``; whichever
+    comes first. Not part of the search (see :func:`sweeps.runner.search_hash`): it may change on resume."""
+
+    after_trials_without_improvement: Annotated[int, _within(_int(1))] | None = None
+    min_improvement: float | str = 0.0
+    noise_repeats: Annotated[int, _within(_int(2, 20))] = 3
+    max_minutes: Annotated[float, _within(_float(0, open_low=True))] | None = None
+
+    @field_validator("min_improvement", mode="before")
+    @classmethod
+    def _check_min_improvement(cls, value: Any) -> Any:
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if value == "noise" or (number and math.isfinite(value) and value >= 0):
+            return float(value) if number else value
+        raise SpecError(
+            "",
+            f"{_show(value)} is not allowed: min_improvement must be a number ≥ 0 or 'noise' (the best "
+            "setting's seed-to-seed spread)",
+        )
+
+    @model_validator(mode="after")
+    def _check_rules(self) -> StopSpec:
+        given = self.model_fields_set
+        if self.after_trials_without_improvement is None and self.max_minutes is None:
+            raise SpecError(
+                "",
+                "give after_trials_without_improvement (with min_improvement: a number or noise), max_minutes, or both",
+            )
+        if self.after_trials_without_improvement is None:
+            for key in ("min_improvement", "noise_repeats"):
+                if key in given:
+                    raise SpecError(key, "applies to after_trials_without_improvement, which is not given")
+        if "noise_repeats" in given and self.min_improvement != "noise":
+            raise SpecError("noise_repeats", "applies to min_improvement: noise only")
+        return self
