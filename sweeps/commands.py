@@ -55,7 +55,23 @@ def cmd_run(args) -> int:
     else:
         result = _run_here(spec, args)
     report.print_summary(spec, result, _workdir_hint(args))
+    _draw_report(spec, result, args)
     return 0
+
+
+def _draw_report(spec, result, args) -> None:
+    """The sweep's HTML report, unless --no-report or $SWEEPS_NO_REPORT; a failure to draw it is said, not
+    fatal: the sweep itself is done and recorded."""
+    from sweeps.html_report import report_enabled, write_report
+
+    if not report_enabled(args.no_report):
+        return
+    try:
+        path = write_report(spec, result)
+    except Exception as e:
+        report.err.print(f"the report was not drawn ({type(e).__name__}: {e}); try `sweeps report {args.spec}`")
+        return
+    report.out.print(f"report: {path}")
 
 
 def _say_inferred_task(spec, quiet: bool) -> None:
