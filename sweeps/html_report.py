@@ -50,12 +50,11 @@ class Provenance:
 def gather(spec, result, *, bootstrap: int = DEFAULT_BOOTSTRAP) -> tuple[ReportData, Provenance]:
     """Read everything the report shows from the sweep's stores: trials from Optuna, curves, train_seconds
     and provenance tags from MLflow; compute the importances."""
-    from tracking.provenance import package_versions
-    from tracking.report import run_tags, sweep_trials
-
     from sweeps.objective import PARAMS_ATTR
     from sweeps.report import winner
     from sweeps.runner import DATA_ATTR
+    from tracking.provenance import package_versions
+    from tracking.report import run_tags, sweep_trials
 
     uri = result.stores.tracking_uri
     table, curves = sweep_trials(uri, result.parent_run_id) if result.parent_run_id else (None, None)
@@ -77,8 +76,11 @@ def gather(spec, result, *, bootstrap: int = DEFAULT_BOOTSTRAP) -> tuple[ReportD
     now = {k.removeprefix("version."): v for k, v in package_versions(VERSIONED).items()}
     provenance = Provenance(
         spec=spec.resolved(),
-        versions={name: versions.get(name) or now.get(name, "—") for name in VERSIONED if name in versions or name in now},
-        git_commit=tags.get("git_commit", "—") + (" (with uncommitted changes)" if tags.get("git_dirty") == "True" else ""),
+        versions={
+            name: versions.get(name) or now.get(name, "—") for name in VERSIONED if name in versions or name in now
+        },
+        git_commit=tags.get("git_commit", "—")
+        + (" (with uncommitted changes)" if tags.get("git_dirty") == "True" else ""),
         dataset=tags.get("dataset", spec.dataset.name),
         dataset_fingerprint=result.study.user_attrs.get(DATA_ATTR) or tags.get("dataset_fingerprint", "—"),
     )
@@ -103,7 +105,8 @@ def _figure_html(figure: Figure, first: bool) -> str:
         default_width="100%",
     )
     caption = f'<p class="caption">{html.escape(figure.caption)}</p>' if figure.caption else ""
-    return f'<section class="figure" data-figure="{html.escape(figure.key)}"><h3>{html.escape(figure.title)}</h3>{caption}{body}</section>'
+    head = f'<section class="figure" data-figure="{html.escape(figure.key)}"><h3>{html.escape(figure.title)}</h3>'
+    return f"{head}{caption}{body}</section>"
 
 
 def importance_html(tables: list[ImportanceTable]) -> str:
@@ -124,8 +127,9 @@ def importance_html(tables: list[ImportanceTable]) -> str:
             f"{'it' if len(noise) == 1 else 'them'} at the best trial's value{'' if len(noise) == 1 else 's'}.</p>"
         )
         parts.append(
-            f'<h3>{html.escape(t.target)} — {t.label}</h3><table class="importance" data-target="{html.escape(t.target)}" '
-            f'data-evaluator="{t.evaluator}"><tr><th>parameter</th><th>importance</th><th>95% interval</th><th></th></tr>'
+            f"<h3>{html.escape(t.target)} — {t.label}</h3>"
+            f'<table class="importance" data-target="{html.escape(t.target)}" data-evaluator="{t.evaluator}">'
+            "<tr><th>parameter</th><th>importance</th><th>95% interval</th><th></th></tr>"
             f'{rows}</table><p class="caption">{t.n_trials} completed trials, {t.bootstrap} bootstrap resamples.</p>'
             + advice
         )
@@ -148,8 +152,11 @@ def best_html(result) -> str:
     if result.best_params is None:
         return '<p class="missing">No trial completed.</p>'
     number, run_id = winner(result)
-    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in result.best_params.items())
-    return f"<p>Trial {number} (MLflow run <code>{html.escape(run_id or '—')}</code>), objective {result.best_value}.</p><table>{rows}</table>"
+    rows = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in result.best_params.items()
+    )
+    run = html.escape(run_id or "—")
+    return f"<p>Trial {number} (MLflow run <code>{run}</code>), objective {result.best_value}.</p><table>{rows}</table>"
 
 
 def provenance_html(p: Provenance) -> str:
@@ -157,7 +164,8 @@ def provenance_html(p: Provenance) -> str:
     return (
         f"<table><tr><td>git commit</td><td><code>{html.escape(p.git_commit)}</code></td></tr>"
         f"<tr><td>dataset</td><td>{html.escape(p.dataset)}</td></tr>"
-        f"<tr><td>dataset fingerprint</td><td><code>{html.escape(p.dataset_fingerprint)}</code></td></tr>{versions}</table>"
+        f"<tr><td>dataset fingerprint</td><td><code>{html.escape(p.dataset_fingerprint)}</code></td></tr>"
+        f"{versions}</table>"
         f"<h3>Spec (resolved)</h3><pre>{html.escape(yaml.safe_dump(p.spec, sort_keys=False))}</pre>"
     )
 
@@ -168,11 +176,12 @@ def render(spec, result, data: ReportData, provenance: Provenance, figures: list
     drawn = "".join(_figure_html(f, i == 0) for i, f in enumerate(figures))
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     title = html.escape(f"Sweep report: {spec.name}")
+    objective = html.escape(" & ".join(spec.objectives))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title><style>{STYLE}</style></head>
 <body data-figures="{len(figures)}">
 <h1>{title}</h1>
-<p>{html.escape(Tally.of(result.study).describe())} · objective {html.escape(" & ".join(spec.objectives))} · drawn {when}</p>
+<p>{html.escape(Tally.of(result.study).describe())} · objective {objective} · drawn {when}</p>
 <h2>Best trial</h2>{best_html(result)}
 <h2 id="confirmed">Confirmed winner</h2>{confirmed_winner_html(spec, result)}
 <h2>What mattered</h2>{importance_html(data.importances)}
@@ -183,7 +192,9 @@ def render(spec, result, data: ReportData, provenance: Provenance, figures: list
 """
 
 
-def write_report(spec, result, out: Path | None = None, *, bootstrap: int = DEFAULT_BOOTSTRAP, log: bool = True) -> Path:
+def write_report(
+    spec, result, out: Path | None = None, *, bootstrap: int = DEFAULT_BOOTSTRAP, log: bool = True
+) -> Path:
     """Draw the report of ``result``'s sweep to ``out`` (default: ``<name>-report.html`` in the sweep's
     workdir) and log it, with the ``importance.*`` metrics, to the parent run. Returns the file's path."""
     data, provenance = gather(spec, result, bootstrap=bootstrap)
@@ -194,7 +205,12 @@ def write_report(spec, result, out: Path | None = None, *, bootstrap: int = DEFA
     if log and result.parent_run_id:
         from tracking.report import log_report
 
-        log_report(result.stores.tracking_uri, result.parent_run_id, path, importance_metrics(data.importances, spec.objectives[0]))
+        log_report(
+            result.stores.tracking_uri,
+            result.parent_run_id,
+            path,
+            importance_metrics(data.importances, spec.objectives[0]),
+        )
     return path
 
 

@@ -98,15 +98,9 @@ def importance_bars(data: ReportData) -> list[Figure]:
                 hovertemplate="%{y}: %{x:.3f} [%{customdata[0]:.3f}, %{customdata[1]:.3f}] %{customdata[2]}",
             )
         fig.update_layout(barmode="group", xaxis_title="importance (normalised)", height=140 + 60 * len(rows))
-        n = data.importances[0].n_trials
-        figures.append(
-            Figure(
-                f"importance-{target}",
-                f"Importances for {target}",
-                fig,
-                f"Bars: importance on all {n} completed trials; whiskers: 95% bootstrap interval over resampled trials.",
-            )
-        )
+        n = next(t.n_trials for t in data.importances if t.target == target)
+        caption = f"Bars: importance on all {n} completed trials; whiskers: 95% bootstrap interval (resampled trials)."
+        figures.append(Figure(f"importance-{target}", f"Importances for {target}", fig, caption))
     return figures
 
 
