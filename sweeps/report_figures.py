@@ -108,6 +108,7 @@ def slices(data: ReportData) -> list[Figure]:
     from optuna.visualization import plot_slice
 
     fig = _quiet(plot_slice, data.study, **data.optuna_target())
+    fig.update_layout(width=None)  # Optuna gives 300 px per parameter: fit the page instead
     return [Figure("slice", "Slice plots", fig, "The objective against each parameter, one point per trial.")]
 
 
