@@ -79,7 +79,7 @@ def gather(spec, result, *, bootstrap: int = DEFAULT_BOOTSTRAP) -> tuple[ReportD
         versions={
             name: versions.get(name) or now.get(name, "—") for name in VERSIONED if name in versions or name in now
         },
-        git_commit=tags.get("git_commit", "—")
+        git_commit=tags.get("git_commit", "— (the sweep was not run from a git checkout)")
         + (" (with uncommitted changes)" if tags.get("git_dirty") == "True" else ""),
         dataset=tags.get("dataset", spec.dataset.name),
         dataset_fingerprint=result.study.user_attrs.get(DATA_ATTR) or tags.get("dataset_fingerprint", "—"),
