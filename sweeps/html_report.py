@@ -146,8 +146,8 @@ def confirmed_winner_html(spec, result) -> str:
     )
 
 
-def best_html(result) -> str:
-    from sweeps.report import winner
+def best_html(spec, result) -> str:
+    from sweeps.report import fmt_value, winner
 
     if result.best_params is None:
         return '<p class="missing">No trial completed.</p>'
@@ -156,7 +156,8 @@ def best_html(result) -> str:
         f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in result.best_params.items()
     )
     run = html.escape(run_id or "—")
-    return f"<p>Trial {number} (MLflow run <code>{run}</code>), objective {result.best_value}.</p><table>{rows}</table>"
+    value = html.escape(f"{' & '.join(spec.objectives)} = {fmt_value(result.best_value)}")
+    return f"<p>Trial {number} (MLflow run <code>{run}</code>): {value}.</p><table>{rows}</table>"
 
 
 def provenance_html(p: Provenance) -> str:
@@ -182,7 +183,7 @@ def render(spec, result, data: ReportData, provenance: Provenance, figures: list
 <body data-figures="{len(figures)}">
 <h1>{title}</h1>
 <p>{html.escape(Tally.of(result.study).describe())} · objective {objective} · drawn {when}</p>
-<h2>Best trial</h2>{best_html(result)}
+<h2>Best trial</h2>{best_html(spec, result)}
 <h2 id="confirmed">Confirmed winner</h2>{confirmed_winner_html(spec, result)}
 <h2>What mattered</h2>{importance_html(data.importances)}
 <h2>Figures</h2>{drawn}
