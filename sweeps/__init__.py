@@ -21,6 +21,8 @@ _EXPORTS = {
     "run_parallel": "sweeps.parallel",
     "select_batch_size": "sweeps.batch_size",
     "reproduce": "sweeps.reproduce",
+    "write_report": "sweeps.html_report",
+    "importances": "sweeps.importance",
 }
 
 __all__ = sorted(_EXPORTS)
