@@ -77,7 +77,7 @@ def _add_report(p):
     p.add_argument(
         "--bootstrap",
         type=int,
-        default=12,
+        default=12,  # sweeps.importance.DEFAULT_BOOTSTRAP (not imported: --help stays instant)
         metavar="B",
         help="resamples of the trials for the importance intervals (default 12; more is finer and slower)",
     )
