@@ -94,12 +94,16 @@ def importance_bars(data: ReportData) -> list[Figure]:
                     "array": [r.high - r.value for r in rows],
                     "arrayminus": [r.value - r.low for r in rows],
                 },
+                marker={"opacity": [0.35 if r.within_noise else 1.0 for r in rows]},  # within noise: faded
                 customdata=[[r.low, r.high, "within noise" if r.within_noise else ""] for r in rows],
                 hovertemplate="%{y}: %{x:.3f} [%{customdata[0]:.3f}, %{customdata[1]:.3f}] %{customdata[2]}",
             )
         fig.update_layout(barmode="group", xaxis_title="importance (normalised)", height=140 + 60 * len(rows))
         n = next(t.n_trials for t in data.importances if t.target == target)
-        caption = f"Bars: importance on all {n} completed trials; whiskers: 95% bootstrap interval (resampled trials)."
+        caption = (
+            f"Bars: importance on all {n} completed trials; whiskers: 95% bootstrap interval (resampled trials); "
+            "faded: within noise."
+        )
         figures.append(Figure(f"importance-{target}", f"Importances for {target}", fig, caption))
     return figures
 
