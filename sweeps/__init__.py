@@ -26,6 +26,8 @@ _EXPORTS = {
     "load_confirmed": "sweeps.confirm_report",
     "reproduce": "sweeps.reproduce",
     "export_model": "sweeps.export",
+    "write_report": "sweeps.html_report",
+    "importances": "sweeps.importance",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -67,6 +67,24 @@ def _add_run(p):
         help="worker processes on this machine sharing the study (default 1)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--no-report",
+        action="store_true",
+        help="do not draw the HTML report at the end (also: SWEEPS_NO_REPORT=1); `sweeps report` draws it later",
+    )
+    _store_options(p)
+
+
+def _add_report(p):
+    _spec_arg(p)
+    p.add_argument("--out", default=None, metavar="FILE", help="the HTML file to write (default: DIR/NAME-report.html)")
+    p.add_argument(
+        "--bootstrap",
+        type=int,
+        default=12,  # sweeps.importance.DEFAULT_BOOTSTRAP (not imported: --help stays instant)
+        metavar="B",
+        help="resamples of the trials for the importance intervals (default 12; more is finer and slower)",
+    )
     _store_options(p)
 
 
@@ -220,6 +238,11 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], str]] 
         "retrain one tracked trial and compare its curve with the logged one",
         _add_reproduce,
         "sweeps.commands:cmd_reproduce",
+    ),
+    "report": (
+        "write the sweep's report: one self-contained HTML file, logged to its parent run",
+        _add_report,
+        "sweeps.html_report:cmd_report",
     ),
     "ui": ("start the MLflow UI on the sweep's tracking store, on 127.0.0.1", _add_ui, "sweeps.commands:cmd_ui"),
     "batch-size": (

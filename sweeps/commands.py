@@ -60,6 +60,7 @@ def cmd_run(args) -> int:
 
     for line in describe(result.study, spec, since=started):  # why it stopped before `trials`, if it did
         print(line)
+    _draw_report(spec, result, args)
     return _outcome_code(result)
 
 
@@ -84,6 +85,21 @@ def _diverged(trial) -> bool:
     from sweeps.objective import REASON_ATTR
 
     return str(trial.user_attrs.get(REASON_ATTR, "")).startswith("cost diverged")
+
+
+def _draw_report(spec, result, args) -> None:
+    """The sweep's HTML report, unless --no-report or $SWEEPS_NO_REPORT; a failure to draw it is said, not
+    fatal: the sweep itself is done and recorded."""
+    from sweeps.html_report import report_enabled, write_report
+
+    if not report_enabled(args.no_report):
+        return
+    try:
+        path = write_report(spec, result)
+    except Exception as e:
+        report.err.print(f"the report was not drawn ({type(e).__name__}: {e}); try `sweeps report {args.spec}`")
+        return
+    report.out.print(f"report: {path}")
 
 
 def _say_inferred_task(spec, quiet: bool) -> None:

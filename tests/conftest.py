@@ -40,6 +40,8 @@ def cli_env() -> dict[str, str]:
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         "PYTHONUNBUFFERED": "1",
+        # `sweeps run` draws its HTML report (a few seconds) only in tests that pass SWEEPS_NO_REPORT="".
+        "SWEEPS_NO_REPORT": "1",
     }
     return env
 

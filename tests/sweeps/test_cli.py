@@ -48,7 +48,19 @@ def test_help_does_not_import_the_heavy_packages():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
-    for command in ("", "run", "worker", "best", "trials", "reproduce", "ui", "batch-size", "confirm"):
+    for command in (
+        "",
+        "run",
+        "worker",
+        "best",
+        "trials",
+        "report",
+        "reproduce",
+        "ui",
+        "batch-size",
+        "confirm",
+        "export",
+    ):
         proc = run_cli(*([command] if command else []), "--help", cwd=ROOT)
         assert proc.returncode == 0 and "usage: sweeps" in proc.stdout
 

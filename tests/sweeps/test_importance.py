@@ -1,0 +1,84 @@
+"""Importances with bootstrap intervals (sweeps.importance), on real Optuna trials built from a known function."""
+
+from __future__ import annotations
+
+import numpy as np
+import optuna
+import pytest
+
+from sweeps.importance import (
+    ImportanceTable,
+    importance_metrics,
+    importance_table,
+    importances,
+    observations,
+)
+
+
+def _trials(n: int = 30, seed: int = 0) -> list:
+    """Trials whose value is 10·x² plus a little noise: x matters, y and the categorical c do not."""
+    rng = np.random.default_rng(seed)
+    dists = {
+        "x": optuna.distributions.FloatDistribution(-1, 1),
+        "y": optuna.distributions.FloatDistribution(-1, 1),
+        "c": optuna.distributions.CategoricalDistribution(["a", "b"]),
+    }
+    out = []
+    for _ in range(n):
+        p = {"x": float(rng.uniform(-1, 1)), "y": float(rng.uniform(-1, 1)), "c": str(rng.choice(["a", "b"]))}
+        value = 10 * p["x"] ** 2 + 0.01 * rng.normal()
+        out.append(optuna.trial.create_trial(params=p, distributions=dists, value=value))
+    return out
+
+
+@pytest.mark.parametrize("evaluator", ["fanova", "ped_anova"])
+def test_the_parameter_that_matters_leads_and_the_others_are_within_noise(evaluator):
+    obs = observations(_trials(), lambda t: t.value)
+    table = importance_table(obs, "value", evaluator, bootstrap=8, rng=np.random.default_rng(1))
+    assert table.rows[0].param == "x" and not table.rows[0].within_noise
+    smallest = min(r.value for r in table.rows)
+    # the rule: within noise when the interval reaches the smallest importance
+    for r in table.rows:
+        assert r.within_noise == (r.low <= smallest)
+        assert r.low <= r.high
+    assert set(table.within_noise()) >= {min(table.rows, key=lambda r: r.value).param}
+    assert sum(r.value for r in table.rows) == pytest.approx(1.0)  # normalised, as Optuna returns them
+    assert table.n_trials == 30 and table.bootstrap == 8
+
+
+def test_interval_is_the_percentiles_of_the_resampled_importances():
+    """Recompute the interval by hand: the same resamples of the trials, Optuna's evaluator on each."""
+    from sweeps.importance import common_params, evaluate
+
+    obs = observations(_trials(12), lambda t: t.value)
+    params = common_params(obs)
+    rng = np.random.default_rng(5)
+    table = importance_table(obs, "value", "ped_anova", bootstrap=6, rng=rng)
+    replay = np.random.default_rng(5)
+    replay.integers(2**31)  # the point estimate's seed
+    samples = []
+    for _ in range(6):
+        pick = replay.integers(len(obs), size=len(obs))
+        got = evaluate([obs[i] for i in pick], params, "ped_anova", int(replay.integers(2**31)), "minimize")
+        samples.append([got[p] for p in params])
+    low, high = np.percentile(samples, [2.5, 97.5], axis=0)
+    by_param = {r.param: r for r in table.rows}
+    for p, lo, hi in zip(params, low, high, strict=True):
+        assert by_param[p].low == pytest.approx(lo) and by_param[p].high == pytest.approx(hi)
+
+
+def test_too_few_trials_or_nothing_varying_gives_no_table():
+    rng = np.random.default_rng(0)
+    assert importance_table(observations(_trials(2), lambda t: t.value), "v", "fanova", rng=rng) is None
+    assert importances(_trials(10), {"v": lambda t: None}, seed=0) == []
+
+
+def test_metric_names():
+    obs = observations(_trials(10), lambda t: t.value)
+    table = importance_table(obs, "final_val_cost", "fanova", bootstrap=2, rng=np.random.default_rng(0))
+    other = ImportanceTable("train_seconds", "ped_anova", table.rows, 10, 2)
+    metrics = importance_metrics([table, other], "final_val_cost")
+    assert metrics["importance.x"] == next(r.value for r in table.rows if r.param == "x")
+    assert {"importance.x", "importance.x.low", "importance.x.high", "importance.train_seconds.ped_anova.x"} <= set(
+        metrics
+    )

@@ -1,0 +1,49 @@
+"""What the sweep report reads from and writes to MLflow: the parent run's trials with their validation
+curves and provenance tags in, the HTML file and the importance metrics out. Knows nothing of Optuna."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tracking.batch import with_retries
+from tracking.select import metric_curves, table_from_runs, trial_runs
+from tracking.store import make_client
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+REPORT_ARTIFACT_DIR = "report"  # the parent run's artifact folder holding the HTML file
+
+
+def sweep_trials(tracking_uri: str, parent_run_id: str, metric: str = "val_cost") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(runs table of the parent's trial runs — summary metrics and params, see
+    :func:`tracking.select.table_from_runs` — and the long-form history of ``metric`` of each of them)."""
+    client = make_client(tracking_uri)
+    parent = with_retries(client.get_run, parent_run_id, what=f"get run {parent_run_id}")
+    table = table_from_runs(trial_runs(client, [parent.info.experiment_id], parent_run_id))
+    numbers = dict(zip(table["run_id"], table["trial_number"], strict=True))
+    return table, metric_curves(client, list(table["run_id"]), metric, numbers)
+
+
+def run_tags(tracking_uri: str, run_id: str) -> dict[str, str]:
+    """The tags of run ``run_id`` (the parent's hold the package versions, git commit and dataset)."""
+    client = make_client(tracking_uri)
+    return dict(with_retries(client.get_run, run_id, what=f"get run {run_id}").data.tags)
+
+
+def log_report(tracking_uri: str, run_id: str, html: Path, metrics: dict[str, float]) -> str:
+    """Log ``html`` under ``report/`` of run ``run_id`` and ``metrics`` on it; returns the artifact's path.
+
+    A finished parent run takes them too (MLflow refuses only deleted runs), so the report may be redrawn at
+    any time; a metric logged again keeps its history, the newest value last."""
+    from mlflow.entities import Metric
+
+    client = make_client(tracking_uri)
+    now = int(time.time() * 1000)
+    batch = [Metric(key, float(value), now, 0) for key, value in sorted(metrics.items())]
+    for start in range(0, len(batch), 1000):  # MLflow's limit per log_batch request
+        with_retries(client.log_batch, run_id, metrics=batch[start : start + 1000], what="log the importances")
+    with_retries(client.log_artifact, run_id, str(html), REPORT_ARTIFACT_DIR, what="upload the sweep report")
+    return f"{REPORT_ARTIFACT_DIR}/{Path(html).name}"
