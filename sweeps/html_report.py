@@ -137,12 +137,43 @@ def importance_html(tables: list[ImportanceTable]) -> str:
 
 
 def confirmed_winner_html(spec, result) -> str:
-    """CONFIRMED WINNER: the place for `sweeps confirm`'s table (settings retrained over seeds: mean, interval,
-    the tied set). Until confirm records its results, the report says none was confirmed yet. Whoever wires
-    confirm in replaces this function's body; the report calls it and puts what it returns in its section."""
+    """The latest `sweeps confirm` result of the sweep: per confirmed trial its one-seed value, the mean ± std
+    and 95% interval over the confirm seeds, the Holm-corrected p against the winner and the winner/tied marks;
+    or that nothing was confirmed yet."""
+    from sweeps.confirm_report import _interval, _marks, _num, confirmed
+
+    record = confirmed(result.study) if getattr(result, "study", None) is not None else None
+    if record is None:
+        return (
+            '<p class="missing" data-confirmed="none">No setting confirmed yet: the best trial above ran with one '
+            f"seed. Run <code>sweeps confirm {html.escape(spec.name)}.yaml</code> to retrain the best settings over "
+            "seeds.</p>"
+        )
+    head = "".join(
+        f"<th>{h}</th>" for h in ("trial", "sweep", "mean ± std", "95% interval", "p vs winner", "s/run", "")
+    )
+    rows = "".join(
+        "<tr>"
+        + "".join(
+            f"<td>{html.escape(c)}</td>"
+            for c in (
+                str(row["trial"]),
+                _num(row["sweep_value"]),
+                f"{_num(row['mean'])} ± {_num(row['std'], 2)}",
+                _interval(row["ci95"]),
+                _num(row["p_vs_winner_holm"], 2),
+                _num(row["mean_train_seconds"], 2),
+                _marks(record, row["trial"]),
+            )
+        )
+        + "</tr>"
+        for row in record["rows"]
+    )
+    winner = record["winner"]
+    verdict = "no setting finished all its runs" if winner is None else f"confirmed winner: trial {winner}"
     return (
-        '<p class="missing" data-confirmed="none">No setting confirmed yet: the best trial above ran with one seed. '
-        f"Run <code>sweeps confirm {html.escape(spec.name)}.yaml</code> to retrain the best settings over seeds.</p>"
+        f'<p data-confirmed="{html.escape(str(winner))}">{html.escape(verdict)}; tied with it: '
+        f"{html.escape(', '.join(map(str, record['tied'])) or '—')}.</p><table><tr>{head}</tr>{rows}</table>"
     )
 
 

@@ -149,3 +149,17 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, tiny_spec, extra, me
 def test_confirm_seeds_skip_a_trial_seed():
     taken = confirm_seed(7, 1)
     assert confirm_seed(7, 1, frozenset({taken})) not in (taken, confirm_seed(7, 2))
+
+
+def test_the_sweep_report_holds_the_confirmed_winner(confirmed):
+    from sweeps.html_report import confirmed_winner_html
+    from sweeps.runner import load_result
+    from sweeps.spec import load_spec
+
+    _, spec, wd, _, record, _ = confirmed
+    loaded = load_spec(spec, ["trials=3", "training.epochs=2"])
+    section = confirmed_winner_html(loaded, load_result(loaded, workdir=wd))
+    assert f'data-confirmed="{record["winner"]}"' in section
+    assert f"confirmed winner: trial {record['winner']}" in section
+    for row in record["rows"]:
+        assert f"<td>{row['trial']}</td>" in section
