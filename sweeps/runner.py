@@ -134,7 +134,9 @@ def open_study(spec: Spec, stores: Stores, stale_trial_callback: Callable | None
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(stores, stale_trial_callback)
-    if spec.name not in {s.study_name for s in storage.get_all_studies()}:
+    # Only a journal can lose a study under its parent run; on PostgreSQL, workers starting together would
+    # race (one sees the other's parent run a moment before its study), so the check is the journal's.
+    if stores.embedded and spec.name not in {s.study_name for s in storage.get_all_studies()}:
         from sweeps.journal import refuse_lost_study
 
         refuse_lost_study(spec.name, stores)
