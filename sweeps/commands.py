@@ -88,18 +88,11 @@ def _diverged(trial) -> bool:
 
 
 def _draw_report(spec, result, args) -> None:
-    """The sweep's HTML report, unless --no-report or $SWEEPS_NO_REPORT; a failure to draw it is said, not
-    fatal: the sweep itself is done and recorded."""
-    from sweeps.html_report import report_enabled, write_report
+    """The sweep's HTML report, unless --no-report (or $SWEEPS_NO_REPORT)."""
+    from sweeps.html_report import draw_after_command
 
-    if not report_enabled(args.no_report):
-        return
-    try:
-        path = write_report(spec, result)
-    except Exception as e:
-        report.err.print(f"the report was not drawn ({type(e).__name__}: {e}); try `sweeps report {args.spec}`")
-        return
-    report.out.print(f"report: {path}")
+    if not args.no_report:
+        draw_after_command(spec, result, args.spec, report.out.print, report.err.print)
 
 
 def _say_inferred_task(spec, quiet: bool) -> None:

@@ -358,17 +358,11 @@ def cmd_confirm(args) -> int:
 
 
 def _redraw_report(spec, args) -> None:
-    """The sweep's HTML report again, now with the confirmed winner (unless $SWEEPS_NO_REPORT); a failure to
-    draw it is said on stderr, not fatal: the confirm runs are done and recorded."""
-    from sweeps.html_report import report_enabled, write_report
+    """The sweep's HTML report again, now with the confirmed winner; its lines on stderr (stdout may be JSON)."""
+    from sweeps.html_report import draw_after_command
     from sweeps.runner import load_result
 
-    if not report_enabled(False):
-        return
-    try:
-        result = load_result(spec, workdir=args.workdir, storage=args.storage, tracking_uri=args.tracking_uri)
-        path = write_report(spec, result)
-    except Exception as e:
-        out.err.print(f"the report was not drawn ({type(e).__name__}: {e}); try `sweeps report {args.spec}`")
-        return
-    out.err.print(f"report: {path}")
+    def result():
+        return load_result(spec, workdir=args.workdir, storage=args.storage, tracking_uri=args.tracking_uri)
+
+    draw_after_command(spec, result, args.spec, out.err.print, out.err.print)

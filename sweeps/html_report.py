@@ -246,6 +246,19 @@ def write_report(
     return path
 
 
+def draw_after_command(spec, result, spec_arg, say, warn) -> None:
+    """The report at the end of a command (``run``, ``confirm``), unless $SWEEPS_NO_REPORT: its path through
+    ``say``; a failure to draw it through ``warn``, not fatal, since the command's work is recorded."""
+    if not report_enabled(False):
+        return
+    try:
+        path = write_report(spec, result() if callable(result) else result)
+    except Exception as e:
+        warn(f"the report was not drawn ({type(e).__name__}: {e}); try `sweeps report {spec_arg}`")
+        return
+    say(f"report: {path}")
+
+
 def cmd_report(args) -> int:
     from sweeps.commands import load
     from sweeps.errors import UsageError
