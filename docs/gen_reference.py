@@ -294,7 +294,9 @@ def _doc(model: type) -> str:
 
 
 def _cell(text: object) -> str:
-    return str(text).replace("|", "\\|")
+    """A table cell: a pipe outside a code span is escaped (Python-Markdown keeps those inside one as they are)."""
+    parts = str(text).split("`")
+    return "`".join(part if i % 2 else part.replace("|", "\\|") for i, part in enumerate(parts))
 
 
 def _rows(header: Iterable[str], rows: Iterable[Iterable[object]]) -> list[str]:
