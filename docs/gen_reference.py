@@ -14,6 +14,8 @@ schedules, datasets).
 from __future__ import annotations
 
 import argparse
+import importlib
+import math
 import re
 import sys
 import types
@@ -171,10 +173,14 @@ def pruners() -> dict[str, dict[str, tuple[object, object]]]:
 
 
 def dataset_params() -> dict[str, object]:
-    """Domains of the generated datasets' parameters (spec_domains keeps them; private there for now)."""
-    import sweeps.spec_domains as domains
-
-    return dict(getattr(domains, "DATASET_PARAMS", None) or getattr(domains, "_DATASET_PARAMS", {}))
+    """Domains of the generated datasets' parameters: a public table of ``sweeps.spec`` when there is one, else
+    the one ``sweeps.spec_domains`` keeps (private there today). Missing from both is an error, not a page
+    that silently lost its table."""
+    for module in (spec_module(), importlib.import_module("sweeps.spec_domains")):
+        for name in ("DATASET_PARAMS", "_DATASET_PARAMS"):
+            if hasattr(module, name):
+                return dict(getattr(module, name))
+    raise LookupError("no table of dataset parameters in sweeps.spec or sweeps.spec_domains: adapt dataset_params()")
 
 
 def datasets() -> dict[str, tuple[dict[str, object], int | None]]:
@@ -210,27 +216,35 @@ def registry_names(registry: str) -> list[str]:
 
 
 def describe_domain(domain: object) -> str:
-    """What values ``domain`` (a spec_domains domain) accepts, in words."""
+    """What values ``domain`` accepts, in words: a spec_domains domain (``kind`` a word, ``open_low``/``open_high``)
+    or an optcore ``Hyperparameter`` record (``kind`` a type, ``low_open``/``high_open``, infinite ends)."""
     if domain is None:
         return ""
     if hasattr(domain, "describe"):
         return domain.describe()
     kind = getattr(domain, "kind", "")
+    kind = getattr(kind, "__name__", kind)
     if kind == "bool":
         return "true or false"
     if kind == "name":
         return "one of: " + ", ".join(registry_names(domain.registry))
-    low, high = getattr(domain, "low", None), getattr(domain, "high", None)
+    low, high = _finite(getattr(domain, "low", None)), _finite(getattr(domain, "high", None))
+    open_low = getattr(domain, "open_low", getattr(domain, "low_open", False))
+    open_high = getattr(domain, "open_high", getattr(domain, "high_open", False))
     if low is not None and high is not None:
-        bounds = f"in {'(' if domain.open_low else '['}{low}, {high}{')' if domain.open_high else ']'}"
+        bounds = f"in {'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
     elif low is not None:
-        bounds = f"{'>' if domain.open_low else '≥'} {low}"
+        bounds = f"{'>' if open_low else '≥'} {low}"
     elif high is not None:
-        bounds = f"{'<' if domain.open_high else '≤'} {high}"
+        bounds = f"{'<' if open_high else '≤'} {high}"
     else:
         bounds = ""
     noun = {"int": "integer", "float": "number"}.get(kind, kind)
     return f"{noun} {bounds}".strip()
+
+
+def _finite(bound: float | None) -> float | None:
+    return bound if bound is not None and math.isfinite(bound) else None
 
 
 def _field_domain(field) -> object | None:
