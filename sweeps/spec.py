@@ -45,7 +45,17 @@ from sweeps.spec_domains import (
 from sweeps.spec_errors import Problems, SpecError, _join, _show
 from sweeps.spec_limits import MAX_TRIALS, check_memory
 from sweeps.spec_parse import _apply_override, _errors, _overlaps, _read
-from sweeps.spec_search import Entry, Number, Scalar, _check_when, _fit_domain, _order, _unreachable, _values
+from sweeps.spec_search import (
+    Entry,
+    Number,
+    Scalar,
+    _check_taken,
+    _check_when,
+    _fit_domain,
+    _order,
+    _unreachable,
+    _values,
+)
 
 __all__ = [
     "DEFAULTS",
@@ -109,6 +119,10 @@ class Spec(_Strict):
                 _check_when(name, entry, search)
         problems.raise_any()
         _order(search)
+        for name in search:
+            with problems.collect():
+                _check_taken(name, search)
+        problems.raise_any()
         return search
 
     @model_validator(mode="after")
