@@ -25,7 +25,7 @@ from sweeps.objective import (
     run_trial,
     setup_from_spec,
 )
-from sweeps.spec import Spec
+from sweeps.spec import OBJECTIVES, Spec
 from sweeps.storage import Stores, TrialLock, heartbeat, open_storage, resolve_stores
 
 log = logging.getLogger("sweeps")
@@ -94,15 +94,6 @@ def counts(study) -> tuple[int, int, int]:
     return done, running, waiting
 
 
-# The objective's name as a summary metric of the trial runs (History.summary()).
-SUMMARY_METRIC = {
-    "final_val_cost": "final_val_cost",
-    "min_val_cost": "best_val_cost",
-    "final_train_cost": "final_train_cost",
-    "train_seconds": "train_seconds",
-}
-
-
 def update_parent_summary(sweep_run, spec: Spec, study=None):
     """Rewrite the parent run's best-trial copy, trials table and plots from the runs now in the store
     (and, for two objectives, the Pareto front of ``study``)."""
@@ -111,7 +102,7 @@ def update_parent_summary(sweep_run, spec: Spec, study=None):
 
         log_front(study, sweep_run, spec.objectives)
     return sweep_run.update_summary(
-        spec.resolved(), metric=SUMMARY_METRIC[spec.objectives[0]], direction=spec.directions[0]
+        spec.resolved(), metric=OBJECTIVES[spec.objectives[0]].metric, direction=spec.directions[0]
     )
 
 

@@ -207,7 +207,7 @@ class Spec(_Strict):
     @property
     def directions(self) -> list[str]:
         """Optuna study directions, one per objective."""
-        return [OBJECTIVES[o] for o in self.objectives]
+        return [OBJECTIVES[o].direction for o in self.objectives]
 
     def search_order(self) -> list[str]:
         """The search's names, each after the names its ``when`` depends on (declaration order otherwise)."""

@@ -186,11 +186,30 @@ _DATASET_PARAMS: dict[str, _Domain] = {  # a parameter not listed here must have
     "flip_y": _PROBABILITY,
 }
 
-OBJECTIVES: dict[str, str] = {  # objective: Optuna direction
-    "final_val_cost": "minimize",
-    "min_val_cost": "minimize",
-    "final_train_cost": "minimize",
-    "train_seconds": "minimize",
+
+@dataclass(frozen=True)
+class Objective:
+    """What a sweep may optimise: its Optuna ``direction`` and ``metric``, the key of
+    :meth:`optcore.History.summary` (logged once per trial run) that holds its value."""
+
+    name: str
+    direction: Literal["minimize", "maximize"]
+    metric: str
+
+    def value(self, history: optcore.History) -> float:
+        """The objective's value for a trained trial: the History's summary value of the same name."""
+        return getattr(history, self.metric)
+
+
+# The objectives a spec may name (training.objective), one row each.
+OBJECTIVES: dict[str, Objective] = {
+    o.name: o
+    for o in (
+        Objective("final_val_cost", "minimize", "final_val_cost"),
+        Objective("min_val_cost", "minimize", "best_val_cost"),
+        Objective("final_train_cost", "minimize", "final_train_cost"),
+        Objective("train_seconds", "minimize", "train_seconds"),
+    )
 }
 
 # Arguments a sampler block may set, with the value passed when it does not. Optuna 5 changed several

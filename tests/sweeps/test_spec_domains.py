@@ -64,3 +64,18 @@ def test_the_spec_names_nothing_optcore_does_not_declare():
     assert not set(HYPERPARAMETERS) & set(GIVEN_BY_TRAINER)
     assert TAKEN_BY["beta1"] == ("optimizer", ("momentum", "adam", "adamw"))
     assert "lr" not in TAKEN_BY  # every optimizer and schedule takes it
+
+
+def test_each_objective_is_one_row_whose_value_is_its_logged_summary_metric():
+    from sweeps.spec_domains import OBJECTIVES
+    from tracking import schema
+
+    data = optcore.load_dataset("moons", seed=0, n_samples=200)
+    net = optcore.Network.for_dataset(data, hidden=[4], dtype="float64")
+    history = optcore.train(data, net, optcore.make_optimizer("adam", lr=0.05), epochs=3, batch_size=32, seed=0)
+    summary = history.summary()
+    for name, objective in OBJECTIVES.items():
+        assert objective.name == name and objective.direction in ("minimize", "maximize")
+        assert objective.metric in schema.SUMMARY_METRICS  # the trial runs log it; the parent ranks by it
+        assert objective.value(history) == summary[objective.metric]
+    assert OBJECTIVES["min_val_cost"].value(history) == min(history.val_cost)
