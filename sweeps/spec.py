@@ -225,10 +225,29 @@ class Spec(_Strict):
             data.pop("stop", None)
         return data
 
+    # The spec's two hashes. Both are stored (the study's user attribute ``spec_hash`` holds the search hash;
+    # the MLflow runs' tags ``spec_hash`` and ``search_hash`` hold one each), so neither value may change:
+    # they differ in what they cover and, for historical reasons, in how non-ASCII text is written.
+
     def spec_hash(self) -> str:
-        """First 12 hex digits of SHA-256 over the canonical JSON of :meth:`resolved`."""
-        canonical = json.dumps(self.resolved(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+        """The whole spec: first 12 hex digits of SHA-256 over the canonical JSON of :meth:`resolved`
+        (non-ASCII text as UTF-8). It names the exact settings a sweep ran with (MLflow tag ``spec_hash``)."""
+        return _digest(self.resolved(), ensure_ascii=False)
+
+    def search_hash(self) -> str:
+        """The sweep's identity: :meth:`spec_hash` without ``trials`` and ``stop`` (non-ASCII text as
+        ``\\u`` escapes), so resuming with a larger total, or with other rules for stopping early, is the
+        same sweep. A study stores it when it starts and refuses to resume from a spec with another one."""
+        data = self.resolved()
+        data.pop("trials", None)
+        data.pop("stop", None)
+        return _digest(data, ensure_ascii=True)
+
+
+def _digest(data: Mapping[str, Any], *, ensure_ascii: bool) -> str:
+    """First 12 hex digits of SHA-256 over ``data`` as canonical JSON (sorted keys, no spaces)."""
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=ensure_ascii)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
 def _resolve_data_path(data: dict, source: object) -> None:

@@ -310,7 +310,7 @@ class StopSpec(_Strict):
     """When a sweep stops before ``trials``: after ``after_trials_without_improvement`` trials in a row that
     did not beat the best by more than ``min_improvement`` (a number, or ``noise``: the seed-to-seed spread of
     the best setting, measured by ``noise_repeats`` extra trials of it), or after ``max_minutes``; whichever
-    comes first. Not part of the search (see :func:`sweeps.runner.search_hash`): it may change on resume."""
+    comes first. Not part of the search (see :meth:`sweeps.spec.Spec.search_hash`): it may change on resume."""
 
     after_trials_without_improvement: Annotated[int, _within(_int(1))] | None = None
     min_improvement: float | str = 0.0

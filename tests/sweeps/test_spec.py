@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from pathlib import Path
 
@@ -668,3 +670,20 @@ def test_init_left_out_is_optcores_pick_for_the_activation(activation, init) -> 
     assert spec.model.init == init == optcore.ACTIVATIONS[activation].init
     assert spec.resolved()["model"]["init"] == init  # recorded, so the stored spec trains the same
     assert load_spec(MINIMAL, [f"model.activation={activation}", "model.init=he"]).model.init == "he"
+
+
+def test_the_two_hashes_keep_the_values_stored_by_existing_sweeps() -> None:
+    """Studies store the search hash and refuse to resume from another; runs are tagged with both. Their
+    values are pinned: a change would strand every sweep started before it."""
+    spec = load_spec(MINIMAL)
+    assert (spec.spec_hash(), spec.search_hash()) == ("0ca4cda916f9", "5d8991bb0a09")
+    assert load_spec(MINIMAL, ["trials=30"]).search_hash() == spec.search_hash() != spec.spec_hash()
+    # Non-ASCII text: UTF-8 in the spec hash, \\u escapes in the search hash (as each has always been written).
+    text = MINIMAL.replace("{name: iris}", "{loader: 'pkg.mod:load', target: y, city: Zürich}")
+    spec = load_spec(text)
+    data = spec.resolved()
+    whole = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert spec.spec_hash() == hashlib.sha256(whole.encode()).hexdigest()[:12]
+    del data["trials"]
+    search = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    assert "\\u00fc" in search and spec.search_hash() == hashlib.sha256(search.encode()).hexdigest()[:12]
