@@ -213,6 +213,13 @@ class Spec(_Strict):
         """The search's names, each after the names its ``when`` depends on (declaration order otherwise)."""
         return _order(self.search)
 
+    def setting_from_text(self, params: Mapping[str, str]) -> dict[str, object]:
+        """A trial's setting from its MLflow params (text): those of the search, each read as its
+        hyperparameter's type (``"64"`` → 64 for batch_size, ``"1"`` → 1.0 for gamma, ``"True"`` → True for
+        nesterov); the run's other params are the sweep's fixed settings. A SpecError for text that is not a
+        value of its hyperparameter."""
+        return {k: HYPERPARAMETERS[k].from_text(k, v) for k, v in params.items() if k in self.search}
+
     def fixed_params(self) -> dict[str, object]:
         """Hyperparameters with the same value in every trial: unconditional fixed entries and defaults."""
         return {name: e.value for name, e in self.search.items() if e.kind == "fixed" and not e.when}

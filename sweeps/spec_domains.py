@@ -68,6 +68,24 @@ class _Domain:
             hi is None or (v < hi if self.open_high else v <= hi)
         )
 
+    def from_text(self, name: str, text: str) -> Any:
+        """The value that ``str()`` wrote as ``text`` (an MLflow param), read as this domain's type and checked
+        against it; a SpecError when the text is not such a value."""
+        readers: dict[str, Any] = {
+            "int": int,
+            "float": float,
+            "bool": {"True": True, "False": False}.__getitem__,
+            "name": str,
+        }
+        try:
+            value = readers[self.kind](text)
+        except (KeyError, ValueError):
+            raise SpecError(name, f"{_show(text)} is not a value of {name}, which is {self._kind_text()}") from None
+        return self.check(name, value, name)
+
+    def _kind_text(self) -> str:
+        return {"int": "an integer", "float": "a number", "bool": "true or false", "name": "a name"}[self.kind]
+
     def check(self, name: str, value: object, path: str = "") -> Any:
         """``value`` as this domain's type (ints become floats for a float domain); else a SpecError."""
 

@@ -687,3 +687,26 @@ def test_the_two_hashes_keep_the_values_stored_by_existing_sweeps() -> None:
     del data["trials"]
     search = json.dumps(data, sort_keys=True, separators=(",", ":"))
     assert "\\u00fc" in search and spec.search_hash() == hashlib.sha256(search.encode()).hexdigest()[:12]
+
+
+def test_a_trials_setting_is_read_from_its_params_by_each_hyperparameters_type() -> None:
+    """`sweeps reproduce` reads a run's params (text) through the logged spec's types, not by guessing."""
+    spec = load_spec(
+        MINIMAL.replace("optimizer: adam", "optimizer: momentum")
+        + "  nesterov: {choices: [true, false]}\n  schedule: step\n  step_size: 2\n  gamma: {choices: [1]}\n"
+    )
+    params = {"batch_size": "16", "optimizer": "momentum", "lr": "0.001", "nesterov": "True", "gamma": "1"}
+    params |= {"schedule": "step", "step_size": "2", "model.hidden": "[8]", "sweep_seed": "0"}
+    setting = spec.setting_from_text(params)
+    assert setting == {
+        "batch_size": 16,
+        "optimizer": "momentum",
+        "lr": 0.001,
+        "nesterov": True,
+        "gamma": 1.0,
+        "schedule": "step",
+        "step_size": 2,
+    }
+    assert [type(setting[k]) for k in ("batch_size", "gamma", "nesterov")] == [int, float, bool]
+    with pytest.raises(SpecError, match=re.escape("'2.5' is not a value of step_size, which is an integer")):
+        spec.setting_from_text({"step_size": "2.5"})
