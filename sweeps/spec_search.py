@@ -1,6 +1,6 @@
 """The search space: one :class:`Entry` per hyperparameter, and the checks of the search as a whole
 (values within each hyperparameter's domain, ``when`` conditions that name real values, no cycles, and no
-searched hyperparameter in a trial whose optimizer or schedule does not take it).
+searched optimizer hyperparameter in a trial whose optimizer does not take it).
 """
 
 from __future__ import annotations
