@@ -22,13 +22,28 @@ from optcore.errors import DivergenceError, OptcoreError, UnknownNameError
 from optcore.ewa import RunningEWA, bias_correction, ewa, ewa_update
 from optcore.gradcheck import gradient_check, numerical_gradient
 from optcore.history import EpochRecord, History
+from optcore.hyperparameters import Hyperparameter
 from optcore.losses import LOSSES
 from optcore.model import Model
 from optcore.network import INITS, Network
 from optcore.noise import NoiseScale, noise_estimates
-from optcore.optimizers import OPTIMIZERS, Optimizer, OptState, hyperparameter_names, make_optimizer
+from optcore.optimizers import (
+    OPTIMIZERS,
+    Optimizer,
+    OptState,
+    hyperparameter_names,
+    make_optimizer,
+    optimizer_hyperparameters,
+)
 from optcore.preprocess import Preprocessor
-from optcore.schedules import SCHEDULES, Schedule, make_schedule, schedule_names, schedule_parameters
+from optcore.schedules import (
+    SCHEDULES,
+    Schedule,
+    make_schedule,
+    schedule_hyperparameters,
+    schedule_names,
+    schedule_parameters,
+)
 from optcore.to_target import ToTarget, steps_to_target
 from optcore.train import SCHEDULE_UNITS, EpochCallback, seeded_generators, train
 
@@ -45,6 +60,7 @@ __all__ = [
     "EpochCallback",
     "EpochRecord",
     "History",
+    "Hyperparameter",
     "Model",
     "Network",
     "NoiseScale",
@@ -68,7 +84,9 @@ __all__ = [
     "n_batches",
     "noise_estimates",
     "numerical_gradient",
+    "optimizer_hyperparameters",
     "resolve_params",
+    "schedule_hyperparameters",
     "schedule_names",
     "schedule_parameters",
     "seeded_generators",

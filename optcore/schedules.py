@@ -11,17 +11,21 @@
                       torch SequentialLR(LinearLR(f, total_iters=W), <name>, milestones=[W]); every <name>
                       above has one (warmup_constant is torch's LinearLR alone: a ramp, then α₀)
 
-Every schedule is a frozen dataclass: calling it with ``t`` gives the rate; it keeps no state.
+Every schedule is a frozen dataclass: calling it with ``t`` gives the rate; it keeps no state. Each
+constructor declares the parameters it takes (:func:`schedule_hyperparameters`: name, type, interval,
+default), and its arguments are checked against that declaration before it builds.
 """
 
 from __future__ import annotations
 
-import inspect
+import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from optcore.errors import OptcoreError, UnknownNameError
-from optcore.optimizers.base import check
+from optcore.hyperparameters import REQUIRED, Hyperparameter, bind
+from optcore.optimizers.base import LR
 
 
 class Schedule:
@@ -128,69 +132,82 @@ class Warmup(Schedule):
         return self.then(t - self.warmup_steps)
 
 
-# -- constructors: validate, then build ------------------------------------------------------------
+# -- constructors: declare, validate, then build ------------------------------------------------------
 
 
-def _positive_int(name, value):
-    if int(value) != value or value < 1:
-        raise OptcoreError(f"{name} must be a whole number ≥ 1; got {value}")
-    return int(value)
+def _whole(name: str, default: object = REQUIRED) -> Hyperparameter:
+    """A whole number ≥ 1 (a count of steps)."""
+    return Hyperparameter(name, int, 1, default=default)
 
 
+GAMMA = Hyperparameter("gamma", float, 0.0, 1.0, low_open=True, high_open=False)
+DECAY_RATE = Hyperparameter("decay_rate", float, 0.0)
+TOTAL_STEPS = _whole("total_steps")  # the length of training: given by make_schedule's caller, not searched
+MIN_LR = Hyperparameter("min_lr", float, 0.0, high_open=False, default=0.0, at_most="lr")
+# A warmup joined to any schedule (make_schedule's warmup_<name>) takes these besides that schedule's own.
+WARMUP = (
+    _whole("warmup_steps"),
+    Hyperparameter("warmup_start_factor", float, 0.0, 1.0, high_open=False, default=0.1),
+)
+
+
+def _declares(*declared: Hyperparameter) -> Callable[[Callable[..., Schedule]], Callable[..., Schedule]]:
+    """The constructor takes keyword arguments ``declared``: each is checked (defaults filled in) first."""
+
+    def wrap(build: Callable[..., Schedule]) -> Callable[..., Schedule]:
+        @functools.wraps(build)
+        def checked(**given: object) -> Schedule:
+            return build(**bind(f"schedule {build.__name__!r}", declared, given, word="parameter"))
+
+        checked.hyperparameters = declared  # type: ignore[attr-defined]
+        return checked
+
+    return wrap
+
+
+@_declares(LR)
 def constant(lr: float) -> Schedule:
-    return Constant(_lr(lr))
+    return Constant(lr)
 
 
-def step(lr: float, step_size: int, gamma: float = 0.1) -> Schedule:
-    return Step(
-        _lr(lr),
-        _positive_int("step_size", step_size),
-        check("gamma", gamma, 0.0, 1.0, low_open=True, high_open=False),
-    )
+@_declares(LR, _whole("step_size"), GAMMA.with_default(0.1))
+def step(lr: float, step_size: int, gamma: float) -> Schedule:
+    return Step(lr, step_size, gamma)
 
 
-def exponential(lr: float, gamma: float | None = None, decay_rate: float | None = None) -> Schedule:
+@_declares(LR, GAMMA.with_default(None), DECAY_RATE.with_default(None))
+def exponential(lr: float, gamma: float | None, decay_rate: float | None) -> Schedule:
     """Give exactly one of ``gamma`` (α₀·γ^t) and ``decay_rate`` k (α₀·e^(−k·t), i.e. γ = e^(−k))."""
     if (gamma is None) == (decay_rate is None):
         raise OptcoreError(
             "the exponential schedule needs exactly one of gamma (lr·gamma^t) or decay_rate (lr·e^(−k·t))"
         )
-    if gamma is None:
-        gamma = math.exp(-check("decay_rate", decay_rate, 0.0))
-    return Exponential(_lr(lr), check("gamma", gamma, 0.0, 1.0, low_open=True, high_open=False))
+    return Exponential(lr, GAMMA.check(math.exp(-decay_rate)) if gamma is None else gamma)
 
 
-def inverse_time(lr: float, decay_rate: float, interval: int = 1) -> Schedule:
-    return InverseTime(_lr(lr), check("decay_rate", decay_rate, 0.0), _positive_int("interval", interval))
+@_declares(LR, DECAY_RATE, _whole("interval", 1))
+def inverse_time(lr: float, decay_rate: float, interval: int) -> Schedule:
+    return InverseTime(lr, decay_rate, interval)
 
 
-def polynomial(lr: float, total_steps: int, power: float = 1.0, end_lr: float = 0.0) -> Schedule:
-    lr = _lr(lr)
-    return Polynomial(
-        lr,
-        _positive_int("total_steps", total_steps),
-        check("power", power, 0.0, low_open=True),
-        check("end_lr", end_lr, 0.0, lr, high_open=False),
-    )
+@_declares(
+    LR,
+    TOTAL_STEPS,
+    Hyperparameter("power", float, 0.0, low_open=True, default=1.0),
+    Hyperparameter("end_lr", float, 0.0, high_open=False, default=0.0, at_most="lr"),
+)
+def polynomial(lr: float, total_steps: int, power: float, end_lr: float) -> Schedule:
+    return Polynomial(lr, total_steps, power, end_lr)
 
 
-def cosine(lr: float, total_steps: int, min_lr: float = 0.0) -> Schedule:
-    lr = _lr(lr)
-    return Cosine(lr, _positive_int("total_steps", total_steps), check("min_lr", min_lr, 0.0, lr, high_open=False))
+@_declares(LR, TOTAL_STEPS, MIN_LR)
+def cosine(lr: float, total_steps: int, min_lr: float) -> Schedule:
+    return Cosine(lr, total_steps, min_lr)
 
 
-def cosine_restarts(lr: float, t0: int, t_mult: int = 1, min_lr: float = 0.0) -> Schedule:
-    lr = _lr(lr)
-    return CosineRestarts(
-        lr,
-        _positive_int("t0", t0),
-        _positive_int("t_mult", t_mult),
-        check("min_lr", min_lr, 0.0, lr, high_open=False),
-    )
-
-
-def _lr(lr):
-    return check("lr", lr, 0.0, low_open=True)
+@_declares(LR, _whole("t0"), _whole("t_mult", 1), MIN_LR)
+def cosine_restarts(lr: float, t0: int, t_mult: int, min_lr: float) -> Schedule:
+    return CosineRestarts(lr, t0, t_mult, min_lr)
 
 
 SCHEDULES = {
@@ -210,11 +227,16 @@ def schedule_names() -> list[str]:
     return [*SCHEDULES, *(WARMUP_PREFIX + n for n in SCHEDULES)]
 
 
+def schedule_hyperparameters(name: str) -> tuple[Hyperparameter, ...]:
+    """What schedule ``name`` takes (``lr`` first): each parameter's name, type, interval and default."""
+    base, warmup = _split(name)
+    declared = SCHEDULES[base].hyperparameters
+    return (*declared, *WARMUP) if warmup else declared
+
+
 def schedule_parameters(name: str) -> list[str]:
     """The keyword arguments schedule ``name`` accepts (``lr`` first)."""
-    base, warmup = _split(name)
-    params = [p for p in inspect.signature(SCHEDULES[base]).parameters]
-    return [*params, "warmup_steps", "warmup_start_factor"] if warmup else params
+    return [h.name for h in schedule_hyperparameters(name)]
 
 
 def _split(name: str) -> tuple[str, bool]:
@@ -237,27 +259,17 @@ def make_schedule(name: str, *, lr: float, total_steps: int | None = None, **par
     """
     base, warmup = _split(name)
     if warmup:
-        w = _positive_int("warmup_steps", params.pop("warmup_steps", 0) or 0)
-        f = check("warmup_start_factor", params.pop("warmup_start_factor", 0.1), 0.0, 1.0, high_open=False)
+        mine = {h.name for h in WARMUP}
+        given = {k: params.pop(k) for k in list(params) if k in mine}
+        values = bind(f"schedule {name!r}", WARMUP, given, word="parameter")
+        w, f = values["warmup_steps"], values["warmup_start_factor"]
         if total_steps is not None and w >= total_steps:
             raise OptcoreError(f"warmup_steps must be < total_steps ({total_steps}); got {w}")
         rest = None if total_steps is None else total_steps - w
-        return Warmup(_lr(lr), w, make_schedule(base, lr=lr, total_steps=rest, **params), f)
-    builder = SCHEDULES[base]
-    accepted = [p for p in inspect.signature(builder).parameters if p != "lr"]
-    unknown = sorted(set(params) - set(accepted))
-    if unknown:
-        raise OptcoreError(f"schedule {name!r} takes no parameter {unknown[0]!r}; it takes: {', '.join(accepted)}")
-    if "total_steps" in accepted:
+        return Warmup(LR.check(lr), w, make_schedule(base, lr=lr, total_steps=rest, **params), f)
+    accepted = schedule_parameters(name)
+    if "total_steps" in accepted and not set(params) - set(accepted):
         if total_steps is None:
             raise OptcoreError(f"schedule {name!r} needs total_steps, the length of training")
         params["total_steps"] = total_steps
-    try:
-        return builder(lr, **params)
-    except TypeError:
-        missing = [
-            p
-            for p, v in inspect.signature(builder).parameters.items()
-            if v.default is inspect.Parameter.empty and p not in params and p != "lr"
-        ]
-        raise OptcoreError(f"schedule {name!r} needs {', '.join(missing)}") from None
+    return SCHEDULES[base](lr=lr, **params)

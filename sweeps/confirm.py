@@ -99,12 +99,12 @@ def check_budget(budget: str | None, spec: Spec) -> Budget:
 def check_same_sweep(spec: Spec, study) -> None:
     """SweepError unless ``spec`` is the one the sweep ran (its search hash, as resuming requires): the
     settings are retrained with its data, model and training, which must be the trials' own."""
-    from sweeps.runner import SPEC_HASH_ATTR, search_hash
+    from sweeps.runner import SPEC_HASH_ATTR
 
     stored = study.user_attrs.get(SPEC_HASH_ATTR)
-    if stored is not None and stored != search_hash(spec):
+    if stored is not None and stored != spec.search_hash():
         raise SweepError(
-            f"the sweep {spec.name!r} ran a different spec (search hash {stored}, this spec {search_hash(spec)}); "
+            f"the sweep {spec.name!r} ran a different spec (search hash {stored}, this spec {spec.search_hash()}); "
             "confirm retrains its settings as the sweep trained them, so give the spec and --set overrides it "
             "ran with (only trials may differ; --budget epochs=E changes the epochs)"
         )

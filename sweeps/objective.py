@@ -20,7 +20,7 @@ import optcore
 from optcore import EpochRecord, History
 from sweeps import threads
 from sweeps.errors import Interrupted
-from sweeps.spec import Spec
+from sweeps.spec import OBJECTIVES, Spec
 from sweeps.trainer import TrainingSetup, train_trial, trial_seed
 
 log = logging.getLogger("sweeps")
@@ -41,13 +41,8 @@ def worker_name() -> str:
 
 
 def objective_values(spec: Spec, history: History) -> list[float]:
-    values = {
-        "final_val_cost": history.final_val_cost,
-        "min_val_cost": history.best_val_cost,
-        "final_train_cost": history.final_train_cost,
-        "train_seconds": history.train_seconds,
-    }
-    return [values[name] for name in spec.objectives]
+    """The spec's objectives for a trained trial, in order (see ``OBJECTIVES``)."""
+    return [OBJECTIVES[name].value(history) for name in spec.objectives]
 
 
 def setup_from_spec(spec: Spec) -> TrainingSetup:

@@ -2,10 +2,11 @@
 
 The trial's run holds every hyperparameter, the training seed and the BLAS thread count it trained with
 (tag ``blas_threads``); its parent run holds the resolved spec (``spec.yaml``) with the data, model and
-training length. Training is deterministic for a seed and a thread count, so retrained under the logged
-count on the same machine the curves agree to the last bit, whichever way the sweep ran (one process or
-``--workers K``); across machines BLAS round-off may differ slightly, which ``rtol`` allows for. A run
-logged before the count was recorded is retrained with the threads a one-process sweep uses here.
+training length, and the search that types each hyperparameter's logged text. Training is deterministic
+for a seed and a thread count, so retrained under the logged count on the same machine the curves agree to
+the last bit, whichever way the sweep ran (one process or ``--workers K``); across machines BLAS round-off
+may differ slightly, which ``rtol`` allows for. A run logged before the count was recorded is retrained
+with the threads a one-process sweep uses here.
 """
 
 from __future__ import annotations
@@ -63,16 +64,6 @@ def _where(reason: str | None) -> str | None:
     return reason.split(" (", 1)[0]
 
 
-def parse_param(text: str) -> object:
-    """An MLflow param string back to the value it was logged from (int, float, bool or str)."""
-    for convert in (int, float):
-        try:
-            return convert(text)
-        except ValueError:
-            pass
-    return {"True": True, "False": False}.get(text, text)
-
-
 def check_rtol(rtol: float) -> float:
     """``rtol`` if it is a usable relative tolerance (finite, ≥ 0), else a :class:`UsageError`."""
     from sweeps.errors import UsageError
@@ -116,8 +107,8 @@ def reproduce(run_id: str, *, tracking_uri: str, rtol: float = 1e-9) -> Reproduc
             f"the data has changed since run {run_id} was trained: dataset {data.name!r} has fingerprint "
             f"{data.fingerprint}, the sweep logged {logged_data}; there is nothing to compare against"
         )
-    # The search space names the hyperparameters; the run's other params are the sweep's fixed settings.
-    hp = {k: parse_param(v) for k, v in run.data.params.items() if k in spec.search}
+    # The logged spec types the setting: each param is read as its hyperparameter's type, not guessed.
+    hp = spec.setting_from_text(run.data.params)
     seed = int(run.data.params["seed"])
     logged = {k: [m.value for m in sorted(client.get_metric_history(run_id, k), key=lambda m: m.step)] for k in CURVES}
     epochs = len(logged["val_cost"])

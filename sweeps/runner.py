@@ -25,7 +25,7 @@ from sweeps.objective import (
     run_trial,
     setup_from_spec,
 )
-from sweeps.spec import Spec
+from sweeps.spec import OBJECTIVES, Spec
 from sweeps.storage import Stores, TrialLock, heartbeat, open_storage, resolve_stores
 
 log = logging.getLogger("sweeps")
@@ -67,18 +67,6 @@ def resume_seed(spec_seed: int, n_trials: int) -> int:
     return int(np.random.SeedSequence(spec_seed, spawn_key=(n_trials,)).generate_state(1)[0])
 
 
-def search_hash(spec: Spec) -> str:
-    """The spec's hash without ``trials`` and ``stop``: resuming with a larger total, or with other rules for
-    stopping early, is the same sweep."""
-    import hashlib
-    import json
-
-    data = spec.resolved()
-    data.pop("trials", None)
-    data.pop("stop", None)
-    return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:12]
-
-
 def counts(study) -> tuple[int, int, int]:
     """(trials that count toward the total, trials running now, trials waiting to be retried)."""
     from optuna.trial import TrialState
@@ -94,15 +82,6 @@ def counts(study) -> tuple[int, int, int]:
     return done, running, waiting
 
 
-# The objective's name as a summary metric of the trial runs (History.summary()).
-SUMMARY_METRIC = {
-    "final_val_cost": "final_val_cost",
-    "min_val_cost": "best_val_cost",
-    "final_train_cost": "final_train_cost",
-    "train_seconds": "train_seconds",
-}
-
-
 def update_parent_summary(sweep_run, spec: Spec, study=None):
     """Rewrite the parent run's best-trial copy, trials table and plots from the runs now in the store
     (and, for two objectives, the Pareto front of ``study``)."""
@@ -111,7 +90,7 @@ def update_parent_summary(sweep_run, spec: Spec, study=None):
 
         log_front(study, sweep_run, spec.objectives)
     return sweep_run.update_summary(
-        spec.resolved(), metric=SUMMARY_METRIC[spec.objectives[0]], direction=spec.directions[0]
+        spec.resolved(), metric=OBJECTIVES[spec.objectives[0]].metric, direction=spec.directions[0]
     )
 
 
@@ -152,13 +131,13 @@ def open_study(spec: Spec, stores: Stores, stale_trial_callback: Callable | None
     stored = study.user_attrs.get(SPEC_HASH_ATTR)
     data = setup_from_spec(spec).load()
     if stored is None:
-        study.set_user_attr(SPEC_HASH_ATTR, search_hash(spec))
+        study.set_user_attr(SPEC_HASH_ATTR, spec.search_hash())
         study.set_user_attr(SPEC_ATTR, spec.resolved())
         study.set_user_attr(DATA_ATTR, data.fingerprint)
-    elif stored != search_hash(spec):
+    elif stored != spec.search_hash():
         raise SweepError(
             f"the sweep {spec.name!r} in {stores.describe_storage()} was started from a different spec "
-            f"(search hash {stored}, this spec {search_hash(spec)}); only `trials` may change when resuming. "
+            f"(search hash {stored}, this spec {spec.search_hash()}); only `trials` may change when resuming. "
             f"To start a separate sweep, give it its own name (--set name={spec.name}-2, or `name:` in the spec) "
             "or another --workdir/--storage; to continue this one, run the spec it started from."
         )
@@ -193,7 +172,7 @@ def _sweep_tags(spec: Spec, stores: Stores) -> dict[str, str]:
         "dataset_fingerprint": data.fingerprint,
         "dataset_task": data.task,
         "spec_hash": spec.spec_hash(),
-        "search_hash": search_hash(spec),
+        "search_hash": spec.search_hash(),
         "optuna_storage": stores.describe_storage() if stores.embedded else redact(stores.storage_url),
     }
 

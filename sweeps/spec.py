@@ -45,7 +45,17 @@ from sweeps.spec_domains import (
 from sweeps.spec_errors import Problems, SpecError, _join, _show
 from sweeps.spec_limits import MAX_TRIALS, check_memory
 from sweeps.spec_parse import _apply_override, _errors, _overlaps, _read
-from sweeps.spec_search import Entry, Number, Scalar, _check_when, _fit_domain, _order, _unreachable, _values
+from sweeps.spec_search import (
+    Entry,
+    Number,
+    Scalar,
+    _check_taken,
+    _check_when,
+    _fit_domain,
+    _order,
+    _unreachable,
+    _values,
+)
 
 __all__ = [
     "DEFAULTS",
@@ -109,6 +119,10 @@ class Spec(_Strict):
                 _check_when(name, entry, search)
         problems.raise_any()
         _order(search)
+        for name in search:
+            with problems.collect():
+                _check_taken(name, search)
+        problems.raise_any()
         return search
 
     @model_validator(mode="after")
@@ -193,11 +207,18 @@ class Spec(_Strict):
     @property
     def directions(self) -> list[str]:
         """Optuna study directions, one per objective."""
-        return [OBJECTIVES[o] for o in self.objectives]
+        return [OBJECTIVES[o].direction for o in self.objectives]
 
     def search_order(self) -> list[str]:
         """The search's names, each after the names its ``when`` depends on (declaration order otherwise)."""
         return _order(self.search)
+
+    def setting_from_text(self, params: Mapping[str, str]) -> dict[str, object]:
+        """A trial's setting from its MLflow params (text): those of the search, each read as its
+        hyperparameter's type (``"64"`` → 64 for batch_size, ``"1"`` → 1.0 for gamma, ``"True"`` → True for
+        nesterov); the run's other params are the sweep's fixed settings. A SpecError for text that is not a
+        value of its hyperparameter."""
+        return {k: HYPERPARAMETERS[k].from_text(k, v) for k, v in params.items() if k in self.search}
 
     def fixed_params(self) -> dict[str, object]:
         """Hyperparameters with the same value in every trial: unconditional fixed entries and defaults."""
@@ -211,10 +232,29 @@ class Spec(_Strict):
             data.pop("stop", None)
         return data
 
+    # The spec's two hashes. Both are stored (the study's user attribute ``spec_hash`` holds the search hash;
+    # the MLflow runs' tags ``spec_hash`` and ``search_hash`` hold one each), so neither value may change:
+    # they differ in what they cover and, for historical reasons, in how non-ASCII text is written.
+
     def spec_hash(self) -> str:
-        """First 12 hex digits of SHA-256 over the canonical JSON of :meth:`resolved`."""
-        canonical = json.dumps(self.resolved(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+        """The whole spec: first 12 hex digits of SHA-256 over the canonical JSON of :meth:`resolved`
+        (non-ASCII text as UTF-8). It names the exact settings a sweep ran with (MLflow tag ``spec_hash``)."""
+        return _digest(self.resolved(), ensure_ascii=False)
+
+    def search_hash(self) -> str:
+        """The sweep's identity: :meth:`spec_hash` without ``trials`` and ``stop`` (non-ASCII text as
+        ``\\u`` escapes), so resuming with a larger total, or with other rules for stopping early, is the
+        same sweep. A study stores it when it starts and refuses to resume from a spec with another one."""
+        data = self.resolved()
+        data.pop("trials", None)
+        data.pop("stop", None)
+        return _digest(data, ensure_ascii=True)
+
+
+def _digest(data: Mapping[str, Any], *, ensure_ascii: bool) -> str:
+    """First 12 hex digits of SHA-256 over ``data`` as canonical JSON (sorted keys, no spaces)."""
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=ensure_ascii)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
 def _resolve_data_path(data: dict, source: object) -> None:

@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+import optcore
 from sweeps.spec_domains import (
     _BETA,
     _DATASET_PARAMS,
@@ -219,13 +220,27 @@ class DatasetSpec(_Named):
 
 
 class ModelSpec(_Strict):
-    """The network: hidden layer sizes, activation, L2 strength, initialisation and dtype."""
+    """The network: hidden layer sizes, activation, L2 strength, initialisation and dtype.
+
+    ``init`` left out is optcore's pick for the activation (``optcore.ACTIVATIONS[activation].init``: he for
+    relu and leaky_relu, xavier for tanh and sigmoid), written into the resolved spec so it is recorded.
+    """
 
     hidden: list[int]
     activation: Annotated[str, _within(_Domain("name", registry="ACTIVATIONS"))] = "relu"
     l2: Annotated[float, _within(_float(0))] = 0.0
-    init: Literal["he", "xavier"] = "he"
+    # No default of its own: _shorthand fills in optcore's (left unset only when the activation is unknown,
+    # which is an error of its own).
+    init: Literal[tuple(optcore.INITS)] = Field(None, validate_default=False)  # he, xavier
     dtype: Literal["float32", "float64"] = "float32"
+
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "init" not in data:
+            activation = data.get("activation", cls.model_fields["activation"].default)
+            if isinstance(activation, str) and activation in optcore.ACTIVATIONS:
+                data = {**data, "init": optcore.ACTIVATIONS[activation].init}
+        return data
 
     @field_validator("hidden")
     @classmethod
@@ -295,7 +310,7 @@ class StopSpec(_Strict):
     """When a sweep stops before ``trials``: after ``after_trials_without_improvement`` trials in a row that
     did not beat the best by more than ``min_improvement`` (a number, or ``noise``: the seed-to-seed spread of
     the best setting, measured by ``noise_repeats`` extra trials of it), or after ``max_minutes``; whichever
-    comes first. Not part of the search (see :func:`sweeps.runner.search_hash`): it may change on resume."""
+    comes first. Not part of the search (see :meth:`sweeps.spec.Spec.search_hash`): it may change on resume."""
 
     after_trials_without_improvement: Annotated[int, _within(_int(1))] | None = None
     min_improvement: float | str = 0.0

@@ -1,7 +1,8 @@
 """What values a spec may hold: value domains, the hyperparameter and dataset-parameter tables, objectives,
 and the arguments each sampler and pruner takes (with their defaults).
 
-Names (datasets, optimizers, schedules, activations) are checked against optcore's registries.
+Names (datasets, optimizers, schedules, activations) are checked against optcore's registries, and the
+search's hyperparameters against what optcore's optimizers and schedules declare (``HYPERPARAMETERS``).
 """
 
 from __future__ import annotations
@@ -13,57 +14,22 @@ from typing import Any, Literal
 
 from pydantic import AfterValidator
 
+import optcore
 from sweeps.spec_errors import Problems, SpecError, _show
 
 # ---------------------------------------------------------------------------------------------------------
-# Names the spec is checked against. optcore's registries are the truth; until optcore exports them, the
-# fallback lists below (kept in step with optcore by hand, in this one place) stand in.
-
-_FALLBACK_DATASETS: dict[str, tuple[dict[str, object], int | None]] = {  # name: (default params, fixed size)
-    "moons": ({"n_samples": 1000, "noise": 0.2}, None),
-    "circles": ({"n_samples": 1000, "noise": 0.1, "factor": 0.5}, None),
-    "blobs": ({"n_samples": 1000, "n_features": 2, "n_classes": 3, "cluster_std": 1.0}, None),
-    "classification": (
-        {"n_samples": 1000, "n_features": 20, "n_informative": 2, "n_redundant": 2, "n_classes": 2}
-        | {"class_sep": 1.0, "flip_y": 0.01},
-        None,
-    ),
-    "regression": ({"n_samples": 1000, "n_features": 10, "n_informative": 10, "noise": 0.1}, None),
-    "digits": ({}, 1797),
-    "breast_cancer": ({}, 569),
-    "iris": ({}, 150),
-    "wine": ({}, 178),
-    "diabetes": ({}, 442),
-}
-_FALLBACK_REGISTRIES: dict[str, list[str]] = {
-    "DATASETS": list(_FALLBACK_DATASETS),
-    "OPTIMIZERS": ["gd", "momentum", "rmsprop", "adam", "adamw", "adagrad"],
-    # and warmup_<name> for every name here: warmup joined to a schedule (see _is_known)
-    "SCHEDULES": ["constant", "step", "exponential", "inverse_time", "polynomial", "cosine", "cosine_restarts"],
-    "ACTIVATIONS": ["relu", "leaky_relu", "tanh", "sigmoid"],
-}
+# Names the spec is checked against: optcore's registries.
 
 
 def _registry_names(kind: str) -> list[str]:
-    """The names in optcore's registry ``kind`` ("DATASETS", "OPTIMIZERS", …), or the fallback list."""
-    try:
-        import optcore
-
-        return sorted(getattr(optcore, kind))
-    except (ImportError, AttributeError):
-        return sorted(_FALLBACK_REGISTRIES[kind])
+    """The names in optcore's registry ``kind`` ("DATASETS", "OPTIMIZERS", "SCHEDULES", "ACTIVATIONS")."""
+    return sorted(getattr(optcore, kind))
 
 
 def _dataset_info(name: str) -> tuple[dict[str, object], int | None]:
     """(default parameters, fixed size or None) of dataset ``name``; a generated one's size is n_samples."""
-    try:
-        import optcore
-
-        info = optcore.DATASETS[name]
-        return dict(info.defaults), info.n_samples
-    except (ImportError, AttributeError, KeyError):
-        defaults, size = _FALLBACK_DATASETS[name]
-        return dict(defaults), size
+    info = optcore.DATASETS[name]
+    return dict(info.defaults), info.n_samples
 
 
 def _is_known(kind: str, value: object) -> bool:
@@ -101,6 +67,24 @@ class _Domain:
         return (lo is None or (v > lo if self.open_low else v >= lo)) and (
             hi is None or (v < hi if self.open_high else v <= hi)
         )
+
+    def from_text(self, name: str, text: str) -> Any:
+        """The value that ``str()`` wrote as ``text`` (an MLflow param), read as this domain's type and checked
+        against it; a SpecError when the text is not such a value."""
+        readers: dict[str, Any] = {
+            "int": int,
+            "float": float,
+            "bool": {"True": True, "False": False}.__getitem__,
+            "name": str,
+        }
+        try:
+            value = readers[self.kind](text)
+        except (KeyError, ValueError):
+            raise SpecError(name, f"{_show(text)} is not a value of {name}, which is {self._kind_text()}") from None
+        return self.check(name, value, name)
+
+    def _kind_text(self) -> str:
+        return {"int": "an integer", "float": "a number", "bool": "true or false", "name": "a name"}[self.kind]
 
     def check(self, name: str, value: object, path: str = "") -> Any:
         """``value`` as this domain's type (ints become floats for a float domain); else a SpecError."""
@@ -143,30 +127,67 @@ _PROBABILITY = _float(0, 1)
 _POSITIVE = _float(0, open_low=True)
 _BETA = _float(0, 1, open_high=True)
 
-# Hyperparameters a search may name, in the order error messages list them, with the domains optcore's
-# optimizers and schedules accept. batch_size is also bounded by the training split's size (Spec._check_across).
-HYPERPARAMETERS: dict[str, _Domain] = {
-    "batch_size": _int(1),
-    "optimizer": _Domain("name", registry="OPTIMIZERS"),
-    "lr": _POSITIVE,
-    "beta1": _BETA,
-    "beta2": _BETA,
-    "eps": _POSITIVE,
-    "nesterov": _BOOL,
-    "weight_decay": _float(0),
-    "schedule": _Domain("name", registry="SCHEDULES"),
-    "decay_rate": _float(0),
-    "gamma": _float(0, 1, open_low=True),
-    "step_size": _int(1),
-    "interval": _int(1),
-    "power": _POSITIVE,
-    "end_lr": _float(0),
-    "min_lr": _float(0),
-    "t0": _int(1),
-    "t_mult": _int(1),
-    "warmup_epochs": _int(1),
-    "warmup_start_factor": _PROBABILITY,
-}
+# ---------------------------------------------------------------------------------------------------------
+# The search's hyperparameters: optcore's optimizers and schedules declare them (name, type, interval,
+# default); the spec reads those declarations and copies none of them.
+
+# optcore's names that a search does not use as they are: the schedule's length of training is given by the
+# trainer from training.epochs, and a warmup's length is searched in epochs (the trainer converts it).
+GIVEN_BY_TRAINER = ("total_steps",)
+SEARCH_NAME = {"warmup_steps": "warmup_epochs"}  # optcore's name -> the search's name
+# The choice that selects a hyperparameter's owner, and that owner's registry.
+SELECTORS = {"optimizer": "OPTIMIZERS", "schedule": "SCHEDULES"}
+
+
+def _declarations(selector: str) -> dict[str, tuple[optcore.Hyperparameter, ...]]:
+    """What each optimizer (``selector="optimizer"``) or schedule (warmup variants too) declares, by name."""
+    if selector == "optimizer":
+        return {name: optcore.optimizer_hyperparameters(name) for name in optcore.OPTIMIZERS}
+    return {name: optcore.schedule_hyperparameters(name) for name in optcore.schedule_names()}
+
+
+def _plain(x: float) -> float | int:
+    return int(x) if float(x).is_integer() else x  # messages say [0, 1), not [0.0, 1.0)
+
+
+def spec_domain(h: optcore.Hyperparameter) -> _Domain:
+    """The spec's domain of a hyperparameter optcore declares: its type and interval. A bound that is another
+    hyperparameter (``min_lr ≤ lr``) is optcore's to check: it fails the trial that breaks it."""
+    if h.kind is bool:
+        return _BOOL
+    low = None if h.low == -math.inf else _plain(h.low)
+    high = None if h.high == math.inf or h.at_most else _plain(h.high)
+    return _Domain(
+        "int" if h.kind is int else "float",
+        low,
+        high,
+        open_low=h.low_open and low is not None,
+        open_high=h.high_open and high is not None,
+    )
+
+
+def _searchable() -> tuple[dict[str, _Domain], dict[str, tuple[str, tuple[str, ...]]]]:
+    """(every hyperparameter a search may name with its domain, and for those that some optimizer or schedule
+    does not take: the selector and the names that take it). batch_size is also bounded by the training
+    split's size (Spec._check_across)."""
+    domains: dict[str, _Domain] = {"batch_size": _int(1)}
+    owners: dict[str, tuple[str, tuple[str, ...]]] = {}
+    for selector, registry in SELECTORS.items():
+        domains[selector] = _Domain("name", registry=registry)
+        declared = _declarations(selector)
+        for h in (h for hs in declared.values() for h in hs if h.name not in GIVEN_BY_TRAINER):
+            name = SEARCH_NAME.get(h.name, h.name)
+            if domains.setdefault(name, spec_domain(h)) != spec_domain(h):
+                raise AssertionError(f"optcore declares {h.name} with two domains; a search has one per name")
+            takers = tuple(n for n, hs in declared.items() if any(d.name == h.name for d in hs))
+            if len(takers) < len(declared):
+                owners[name] = (selector, takers)
+    return domains, owners
+
+
+# Hyperparameters a search may name, in the order error messages list them; and which optimizers or
+# schedules take those that not all of them take (``beta1``: momentum, adam, adamw).
+HYPERPARAMETERS, TAKEN_BY = _searchable()
 REQUIRED = ("batch_size", "optimizer", "lr")  # must be declared, and present in every trial
 DEFAULTS: dict[str, object] = {"schedule": "constant"}  # become fixed entries when not declared
 
@@ -183,11 +204,30 @@ _DATASET_PARAMS: dict[str, _Domain] = {  # a parameter not listed here must have
     "flip_y": _PROBABILITY,
 }
 
-OBJECTIVES: dict[str, str] = {  # objective: Optuna direction
-    "final_val_cost": "minimize",
-    "min_val_cost": "minimize",
-    "final_train_cost": "minimize",
-    "train_seconds": "minimize",
+
+@dataclass(frozen=True)
+class Objective:
+    """What a sweep may optimise: its Optuna ``direction`` and ``metric``, the key of
+    :meth:`optcore.History.summary` (logged once per trial run) that holds its value."""
+
+    name: str
+    direction: Literal["minimize", "maximize"]
+    metric: str
+
+    def value(self, history: optcore.History) -> float:
+        """The objective's value for a trained trial: the History's summary value of the same name."""
+        return getattr(history, self.metric)
+
+
+# The objectives a spec may name (training.objective), one row each.
+OBJECTIVES: dict[str, Objective] = {
+    o.name: o
+    for o in (
+        Objective("final_val_cost", "minimize", "final_val_cost"),
+        Objective("min_val_cost", "minimize", "best_val_cost"),
+        Objective("final_train_cost", "minimize", "final_train_cost"),
+        Objective("train_seconds", "minimize", "train_seconds"),
+    )
 }
 
 # Arguments a sampler block may set, with the value passed when it does not. Optuna 5 changed several

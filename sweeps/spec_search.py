@@ -1,5 +1,6 @@
 """The search space: one :class:`Entry` per hyperparameter, and the checks of the search as a whole
-(values within each hyperparameter's domain, ``when`` conditions that name real values, no cycles).
+(values within each hyperparameter's domain, ``when`` conditions that name real values, no cycles, and no
+searched optimizer hyperparameter in a trial whose optimizer does not take it).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, model_serializer, model_validator
 
 from sweeps.spec_blocks import _Strict
-from sweeps.spec_domains import HYPERPARAMETERS, REQUIRED
+from sweeps.spec_domains import DEFAULTS, HYPERPARAMETERS, REQUIRED, TAKEN_BY
 from sweeps.spec_errors import Problems, SpecError, _join, _show
 
 
@@ -211,6 +212,59 @@ def _check_condition(name: str, target: str, values: list, search: Mapping[str, 
     problems.raise_any()
     if not any(t.can_take(v) for v in values):  # … and so is an entry that can never exist
         raise SpecError(path, f"{_show(values)} is not allowed: {target} {_takes(t)}, so {name} never exists")
+
+
+# The choices whose hyperparameters may be searched only where they are taken. A schedule's parameter
+# searched across schedules that do not take it (gamma with schedule: {choices: [step, cosine]}) is still
+# allowed, as specs have always written it: the trainer passes it only to the schedules that take it.
+_TAKEN_ONLY_WHERE_SEARCHED = ("optimizer",)
+
+
+def _check_taken(name: str, search: Mapping[str, Entry]) -> None:
+    """A searched optimizer hyperparameter exists only in trials whose optimizer takes it.
+
+    Otherwise the sampler would model a value the trial drops (``beta1`` in a trial of rmsprop), so the
+    search says where it applies with ``when:``. A fixed value is only recorded there (sweeps.trainer).
+    """
+    entry = search[name]
+    if name not in TAKEN_BY or entry.kind == "fixed" or TAKEN_BY[name][0] not in _TAKEN_ONLY_WHERE_SEARCHED:
+        return
+    selector, takers = TAKEN_BY[name]
+    possible = _possible(name, selector, search)
+    idle = [v for v in possible if v not in takers]
+    if not idle:
+        return
+    kind = f"{selector}s"
+    useful = [v for v in possible if v in takers]
+    shown = ", ".join(map(str, idle))
+    if useful:
+        fix = f"add `when: {{{selector}: [{', '.join(map(str, useful))}]}}` to {name}"
+    else:
+        fix = f"remove {name}, or add one of the {kind} that take it ({', '.join(takers)}) to {selector}"
+    raise SpecError(
+        name,
+        f"{name} is searched in trials with {selector} {shown}, which does not take it (the trial would drop "
+        f"it while the sampler still models it); {fix}",
+    )
+
+
+def _possible(name: str, selector: str, search: Mapping[str, Entry]) -> list[object]:
+    """The values ``selector`` can take in a trial where entry ``name`` exists: its own choices or value,
+    narrowed by every condition on it in the ``when`` of ``name`` or of an entry that ``name`` depends on.
+    A selector with a ``when`` of its own is absent from some trials, which then use its default."""
+    chooser = search[selector]
+    values = list(chooser.choices) if chooser.kind == "categorical" else [chooser.value]
+    conditions, stack, seen = [], [name], {name}
+    while stack:
+        for target, allowed in (search[stack.pop()].when or {}).items():
+            if target == selector:
+                conditions.append(allowed)
+            elif target in search and target not in seen:
+                seen.add(target)
+                stack.append(target)
+    if not conditions:
+        return list(dict.fromkeys([*values, DEFAULTS[selector]])) if chooser.when and selector in DEFAULTS else values
+    return [v for v in values if all(any(_same(v, a) for a in allowed) for allowed in conditions)]
 
 
 def _unreachable(search: Mapping[str, Entry], overridden: Callable[[str], bool]) -> dict[str, str]:

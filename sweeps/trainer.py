@@ -1,8 +1,11 @@
 """One trial's training: a hyperparameter dict in, an optcore History out.
 
 This is the single place where sweep names meet optcore's constructors, so ``run``, ``reproduce`` and
-``batch-size`` train exactly alike. Hyperparameters that the chosen optimizer or schedule does not take
-(``beta2`` for momentum, ``gamma`` for cosine) are not passed to it; they are still recorded.
+``batch-size`` train exactly alike. Each optimizer and schedule gets the hyperparameters it declares
+(:func:`optcore.optimizer_hyperparameters`, :func:`optcore.schedule_hyperparameters`) and no others. A spec
+searches an optimizer's hyperparameter only where the chosen optimizer takes it (``when:``, checked by the
+spec); a fixed value it does not take (``beta2: 0.999`` in a trial of momentum), or a schedule parameter in
+a trial of a schedule that does not take it (``gamma`` for cosine), is recorded with the trial but not passed.
 """
 
 from __future__ import annotations
@@ -16,21 +19,7 @@ import numpy as np
 import optcore
 from optcore import Dataset, EpochCallback, History
 from sweeps import interrupts
-
-OPTIMIZER_KEYS = ("lr", "beta1", "beta2", "eps", "nesterov", "weight_decay")
-SCHEDULE_KEYS = (
-    "decay_rate",
-    "gamma",
-    "step_size",
-    "interval",
-    "power",
-    "end_lr",
-    "min_lr",
-    "t0",
-    "t_mult",
-    "warmup_epochs",
-    "warmup_start_factor",
-)
+from sweeps.spec_domains import GIVEN_BY_TRAINER, SEARCH_NAME
 
 
 @dataclass(frozen=True)
@@ -77,24 +66,27 @@ def trial_seed(sweep_seed: int, trial_number: int) -> int:
 
 
 def build_optimizer(hp: Mapping[str, object]) -> optcore.Optimizer:
+    """The optimizer named by ``hp["optimizer"]`` with the hyperparameters of ``hp`` it declares."""
     name = str(hp["optimizer"])
-    accepted = set(optcore.hyperparameter_names(name))
-    return optcore.make_optimizer(name, **{k: hp[k] for k in OPTIMIZER_KEYS if k in hp and k in accepted})
+    return optcore.make_optimizer(name, **{k: hp[k] for k in optcore.hyperparameter_names(name) if k in hp})
 
 
 def build_schedule(hp: Mapping[str, object], epochs: int, iterations_per_epoch: int, unit: str) -> optcore.Schedule:
     """The schedule named by ``hp["schedule"]`` (constant by default) over the whole training run.
 
-    Its step counts epochs or iterations (``unit``); ``warmup_epochs`` is converted to that unit, and the
-    other step parameters (``step_size``, ``interval``, ``t0``) are read in it.
+    It gets the parameters of ``hp`` it declares besides ``lr`` and ``total_steps`` (given here). Its step
+    counts epochs or iterations (``unit``); ``warmup_epochs`` (optcore's ``warmup_steps``) is converted to
+    that unit, and the other step parameters (``step_size``, ``interval``, ``t0``) are read in it.
     """
     name = str(hp.get("schedule", "constant"))
     per_step = iterations_per_epoch if unit == "iteration" else 1
-    params = {k: hp[k] for k in SCHEDULE_KEYS if k in hp}
-    if "warmup_epochs" in params:
-        params["warmup_steps"] = int(params.pop("warmup_epochs")) * per_step
-    accepted = set(optcore.schedule_parameters(name))
-    params = {k: v for k, v in params.items() if k in accepted}
+    params = {}
+    for key in optcore.schedule_parameters(name):
+        searched = SEARCH_NAME.get(key, key)
+        if key != "lr" and key not in GIVEN_BY_TRAINER and searched in hp:
+            params[key] = hp[searched]
+    if "warmup_steps" in params:
+        params["warmup_steps"] = int(params["warmup_steps"]) * per_step
     if name.removeprefix("warmup_") == "exponential" and "decay_rate" in params and "gamma" in params:
         params.pop("gamma")  # both searched for different schedules; decay_rate is exponential's own
     return optcore.make_schedule(name, lr=float(hp["lr"]), total_steps=epochs * per_step, **params)

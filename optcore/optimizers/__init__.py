@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import inspect
-
 from optcore.errors import OptcoreError, UnknownNameError
+from optcore.hyperparameters import Hyperparameter
 from optcore.optimizers.adagrad import Adagrad
 from optcore.optimizers.adam import Adam, AdamW
 from optcore.optimizers.base import Optimizer, OptState
@@ -15,9 +14,14 @@ from optcore.optimizers.rmsprop import RMSProp
 OPTIMIZERS: dict[str, type[Optimizer]] = {cls.name: cls for cls in (GD, Momentum, RMSProp, Adam, AdamW, Adagrad)}
 
 
+def optimizer_hyperparameters(name: str) -> tuple[Hyperparameter, ...]:
+    """What optimizer ``name`` takes: each hyperparameter's name, type, interval and default."""
+    return get_optimizer_class(name).hyperparameters
+
+
 def hyperparameter_names(name: str) -> list[str]:
     """The keyword arguments optimizer ``name`` accepts."""
-    return [p for p in inspect.signature(get_optimizer_class(name).__init__).parameters if p != "self"]
+    return [h.name for h in optimizer_hyperparameters(name)]
 
 
 def get_optimizer_class(name: str) -> type[Optimizer]:
@@ -33,13 +37,10 @@ def make_optimizer(name: str, **hyperparams) -> Optimizer:
     Raises :class:`UnknownNameError` for an unknown name and :class:`OptcoreError` for an unknown or
     out-of-range hyperparameter, naming it and what is allowed.
     """
-    allowed = hyperparameter_names(name)
-    unknown = sorted(set(hyperparams) - set(allowed))
-    if unknown:
-        raise OptcoreError(f"optimizer {name!r} takes no hyperparameter {unknown[0]!r}; it takes: {', '.join(allowed)}")
-    if "lr" not in hyperparams:
+    cls = get_optimizer_class(name)
+    if "lr" not in hyperparams and not set(hyperparams) - set(hyperparameter_names(name)):
         raise OptcoreError(f"optimizer {name!r} needs a learning rate: lr > 0")
-    return OPTIMIZERS[name](**hyperparams)
+    return cls(**hyperparams)
 
 
 __all__ = [
@@ -55,4 +56,5 @@ __all__ = [
     "get_optimizer_class",
     "hyperparameter_names",
     "make_optimizer",
+    "optimizer_hyperparameters",
 ]

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from optcore.optimizers.base import Optimizer, check
+from optcore.optimizers.base import EPS, LR, Optimizer
 
 
 class Adagrad(Optimizer):
@@ -15,10 +15,8 @@ class Adagrad(Optimizer):
 
     name = "adagrad"
     moment_names = ("G",)
-
-    def __init__(self, lr: float, eps: float = 1e-10):
-        super().__init__(lr)
-        self.eps = check("eps", eps, 0.0, low_open=True)
+    hyperparameters = (LR, EPS.with_default(1e-10))
+    eps: float
 
     def _apply(self, p, g, moments, t, lr):
         G = moments["G"]

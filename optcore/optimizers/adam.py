@@ -5,7 +5,8 @@ import math
 import numpy as np
 
 from optcore.ewa import bias_correction, ewa_update
-from optcore.optimizers.base import Optimizer, check
+from optcore.hyperparameters import Hyperparameter
+from optcore.optimizers.base import BETA1, BETA2, EPS, LR, Optimizer
 
 
 class Adam(Optimizer):
@@ -20,12 +21,10 @@ class Adam(Optimizer):
 
     name = "adam"
     moment_names = ("m", "v")
-
-    def __init__(self, lr: float, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8):
-        super().__init__(lr)
-        self.beta1 = check("beta1", beta1, 0.0, 1.0)
-        self.beta2 = check("beta2", beta2, 0.0, 1.0)
-        self.eps = check("eps", eps, 0.0, low_open=True)
+    hyperparameters = (LR, BETA1, BETA2, EPS)
+    beta1: float
+    beta2: float
+    eps: float
 
     def _apply(self, p, g, moments, t, lr):
         m, v = moments["m"], moments["v"]
@@ -53,17 +52,8 @@ class AdamW(Adam):
     """
 
     name = "adamw"
-
-    def __init__(
-        self,
-        lr: float,
-        beta1: float = 0.9,
-        beta2: float = 0.999,
-        eps: float = 1e-8,
-        weight_decay: float = 1e-2,
-    ):
-        super().__init__(lr, beta1, beta2, eps)
-        self.weight_decay = check("weight_decay", weight_decay, 0.0)
+    hyperparameters = (*Adam.hyperparameters, Hyperparameter("weight_decay", float, 0.0, default=1e-2))
+    weight_decay: float
 
     def _apply(self, p, g, moments, t, lr):
         if self.weight_decay:

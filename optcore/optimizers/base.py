@@ -1,4 +1,5 @@
-"""The optimizer interface: hyperparameters checked once, state explicit, parameters passed in every step.
+"""The optimizer interface: hyperparameters declared and checked once, state explicit, parameters passed in
+every step.
 
     opt = make_optimizer("adam", lr=1e-3)
     state = opt.init(params)                      # step count and moments, no reference to params
@@ -6,6 +7,10 @@
     state = opt.update(params, grads, state, lr=schedule(t))   # a scheduled learning rate
 
 ``params`` and ``grads`` are equal-length lists of arrays of matching shapes (e.g. ``[W_1, b_1, …]``).
+
+Each optimizer declares the hyperparameters it takes (``hyperparameters``: name, type, interval, default; see
+:mod:`optcore.hyperparameters`); its constructor checks keyword arguments against them, and so does anyone
+validating a setting ahead of training.
 """
 
 from __future__ import annotations
@@ -13,10 +18,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
-from optcore.errors import OptcoreError
+from optcore.hyperparameters import Hyperparameter, bind
 
 
 @dataclass
@@ -30,33 +36,28 @@ class OptState:
     moments: dict[str, list[np.ndarray]] = field(default_factory=dict)
 
 
-def check(
-    name: str,
-    value: float,
-    low: float,
-    high: float = np.inf,
-    *,
-    low_open: bool = False,
-    high_open: bool = True,
-) -> float:
-    """Return ``value`` as a float if it lies in the stated interval, else raise a message naming it."""
-    value = float(value)
-    ok_low = value > low if low_open else value >= low
-    ok_high = value < high if high_open else value <= high
-    if not (ok_low and ok_high and np.isfinite(value)):
-        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-        raise OptcoreError(f"{name} must be in {interval}; got {value:g}")
-    return value
+# The hyperparameters optimizers share, with one domain each (an optimizer may give its own default).
+LR = Hyperparameter("lr", float, 0.0, low_open=True)
+BETA1 = Hyperparameter("beta1", float, 0.0, 1.0, default=0.9)
+BETA2 = Hyperparameter("beta2", float, 0.0, 1.0, default=0.999)
+EPS = Hyperparameter("eps", float, 0.0, low_open=True, default=1e-8)
 
 
 class Optimizer(ABC):
-    """Base class: subclasses set ``name``, validate in ``__init__`` and implement :meth:`_apply`."""
+    """Base class: subclasses set ``name``, declare ``hyperparameters`` and implement :meth:`_apply`.
+
+    ``Optimizer(**hyperparams)`` checks each keyword argument against the declaration, fills in defaults and
+    keeps every value as an attribute of the same name (``opt.beta1``).
+    """
 
     name: str = ""
     moment_names: tuple[str, ...] = ()
+    hyperparameters: ClassVar[tuple[Hyperparameter, ...]] = (LR,)
+    lr: float
 
-    def __init__(self, lr: float):
-        self.lr = check("lr", lr, 0.0, low_open=True)
+    def __init__(self, **hyperparams: object):
+        for key, value in bind(f"optimizer {self.name!r}", self.hyperparameters, hyperparams).items():
+            setattr(self, key, value)
 
     def hyperparams(self) -> dict[str, object]:
         """The hyperparameters this optimizer was built with, by name."""

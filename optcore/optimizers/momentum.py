@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 from optcore.ewa import ewa_update
-from optcore.optimizers.base import Optimizer, check
+from optcore.hyperparameters import Hyperparameter
+from optcore.optimizers.base import BETA1, LR, Optimizer
 
 
 class Momentum(Optimizer):
@@ -17,11 +18,9 @@ class Momentum(Optimizer):
 
     name = "momentum"
     moment_names = ("v",)
-
-    def __init__(self, lr: float, beta1: float = 0.9, nesterov: bool = False):
-        super().__init__(lr)
-        self.beta1 = check("beta1", beta1, 0.0, 1.0)
-        self.nesterov = bool(nesterov)
+    hyperparameters = (LR, BETA1, Hyperparameter("nesterov", bool, default=False))
+    beta1: float
+    nesterov: bool
 
     def _apply(self, p, g, moments, t, lr):
         v, b = moments["v"], self.beta1

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 
 from optcore.ewa import ewa_update
-from optcore.optimizers.base import Optimizer, check
+from optcore.optimizers.base import BETA2, EPS, LR, Optimizer
 
 
 class RMSProp(Optimizer):
@@ -16,11 +16,9 @@ class RMSProp(Optimizer):
 
     name = "rmsprop"
     moment_names = ("s",)
-
-    def __init__(self, lr: float, beta2: float = 0.99, eps: float = 1e-8):
-        super().__init__(lr)
-        self.beta2 = check("beta2", beta2, 0.0, 1.0)
-        self.eps = check("eps", eps, 0.0, low_open=True)
+    hyperparameters = (LR, BETA2.with_default(0.99), EPS)
+    beta2: float
+    eps: float
 
     def _apply(self, p, g, moments, t, lr):
         s = moments["s"]

@@ -131,14 +131,13 @@ def test_reproduce_retrains_a_confirm_run(confirmed):
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, tiny_spec, extra, message):
-    from sweeps.runner import search_hash
     from sweeps.spec import load_spec
 
     wd = tmp_path / "wd"
     wd.mkdir()
     journal = optuna.storages.journal.JournalFileBackend(str(wd / "optuna.journal"))
     empty = optuna.create_study(study_name="tiny", storage=optuna.storages.JournalStorage(journal))
-    empty.set_user_attr("spec_hash", search_hash(load_spec(tiny_spec)))  # as `sweeps run` records it
+    empty.set_user_attr("spec_hash", load_spec(tiny_spec).search_hash())  # as `sweeps run` records it
     empty.enqueue_trial({"lr": 0.01})  # a trial that never completed
     size = (wd / "optuna.journal").stat().st_size
     proc = run_cli("confirm", tiny_spec, *extra, "--workdir", wd, cwd=tmp_path)

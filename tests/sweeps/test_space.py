@@ -39,7 +39,8 @@ def test_entry_to_distribution(entry: object, expected: object) -> None:
 
 
 def test_float_parameters_get_float_distributions() -> None:
-    spec = load_spec(MINIMAL + "  weight_decay: {low: 0, high: 1}\n  gamma: {choices: [1]}\n")
+    adamw = MINIMAL.replace("optimizer: adam", "optimizer: adamw")
+    spec = load_spec(adamw + "  weight_decay: {low: 0, high: 1}\n  gamma: {choices: [1]}\n")
     assert distribution(spec.search["weight_decay"]) == FloatDistribution(0.0, 1.0)
     assert distribution(spec.search["gamma"]) == CategoricalDistribution([1.0])
 

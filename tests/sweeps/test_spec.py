@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
+import optcore
 from sweeps.spec import HYPERPARAMETERS, Spec, SpecError, load_spec
 
 QUICKSTART = """\
@@ -215,7 +218,7 @@ def test_yaml_reads_exponent_floats() -> None:
 
 
 def test_ranges_of_float_parameters_are_floats() -> None:
-    spec = load_spec(MINIMAL + "  weight_decay: {low: 0, high: 1}\n")
+    spec = load_spec(MINIMAL.replace("optimizer: adam", "optimizer: adamw") + "  weight_decay: {low: 0, high: 1}\n")
     wd = spec.search["weight_decay"]
     assert (wd.kind, wd.low, wd.high) == ("float", 0.0, 1.0)
 
@@ -613,3 +616,97 @@ def test_an_override_value_is_bounded_like_a_file() -> None:
     with pytest.raises(SpecError) as info:
         load_spec(MINIMAL, [f"search.schedule.choices=[&l0 [a, b, c, d], {levels}]"])
     assert len(str(info.value)) < 250  # the override is named, cut short
+
+
+@pytest.mark.parametrize(
+    ("search", "message"),
+    [
+        (  # rmsprop takes no beta1: the sampler would model a value the trial drops
+            "  optimizer: {choices: [rmsprop, adam]}\n  beta1: {low: 0.8, high: 0.99}\n",
+            "search.beta1: beta1 is searched in trials with optimizer rmsprop, which does not take it (the trial "
+            "would drop it while the sampler still models it); add `when: {optimizer: [adam]}` to beta1",
+        ),
+        (
+            "  optimizer: rmsprop\n  nesterov: {choices: [true, false]}\n",
+            "search.nesterov: nesterov is searched in trials with optimizer rmsprop, which does not take it (the "
+            "trial would drop it while the sampler still models it); remove nesterov, or add one of the optimizers "
+            "that take it (momentum) to optimizer",
+        ),
+        (  # a condition on another entry narrows nothing about the optimizer
+            "  optimizer: {choices: [gd, momentum]}\n  nesterov: {choices: [true, false]}\n"
+            "  beta1: {low: 0.5, high: 0.9, when: {nesterov: [true]}}\n",
+            "beta1 is searched in trials with optimizer gd",
+        ),
+    ],
+)
+def test_an_optimizer_hyperparameter_is_searched_only_where_the_optimizer_takes_it(search, message) -> None:
+    text = MINIMAL.replace("  optimizer: adam\n", search)
+    with pytest.raises(SpecError) as err:
+        load_spec(text)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "search",
+    [
+        "  optimizer: {choices: [rmsprop, adam]}\n  beta1: {low: 0.8, high: 0.99, when: {optimizer: [adam]}}\n",
+        # the condition may come through another entry that depends on the optimizer
+        "  optimizer: {choices: [gd, momentum]}\n  nesterov: {choices: [true, false], when: {optimizer: momentum}}\n"
+        "  beta1: {low: 0.5, high: 0.9, when: {nesterov: [true]}}\n",
+        # a fixed value is not searched: it is recorded, and passed only to an optimizer that takes it
+        "  optimizer: {choices: [rmsprop, adam]}\n  beta1: 0.95\n",
+        # a schedule's parameter across schedules stays allowed (the trainer passes it where it is taken)
+        "  optimizer: adam\n  schedule: {choices: [step, cosine]}\n  gamma: {low: 0.1, high: 0.9}\n"
+        "  step_size: {low: 1, high: 3, when: {schedule: step}}\n",
+    ],
+)
+def test_an_optimizer_hyperparameter_searched_where_it_is_taken_is_fine(search) -> None:
+    load_spec(MINIMAL.replace("  optimizer: adam\n", search))
+
+
+@pytest.mark.parametrize(("activation", "init"), [("relu", "he"), ("leaky_relu", "he"), ("tanh", "xavier")])
+def test_init_left_out_is_optcores_pick_for_the_activation(activation, init) -> None:
+    spec = load_spec(MINIMAL, [f"model.activation={activation}"])
+    assert spec.model.init == init == optcore.ACTIVATIONS[activation].init
+    assert spec.resolved()["model"]["init"] == init  # recorded, so the stored spec trains the same
+    assert load_spec(MINIMAL, [f"model.activation={activation}", "model.init=he"]).model.init == "he"
+
+
+def test_the_two_hashes_keep_the_values_stored_by_existing_sweeps() -> None:
+    """Studies store the search hash and refuse to resume from another; runs are tagged with both. Their
+    values are pinned: a change would strand every sweep started before it."""
+    spec = load_spec(MINIMAL)
+    assert (spec.spec_hash(), spec.search_hash()) == ("0ca4cda916f9", "5d8991bb0a09")
+    assert load_spec(MINIMAL, ["trials=30"]).search_hash() == spec.search_hash() != spec.spec_hash()
+    # Non-ASCII text: UTF-8 in the spec hash, \\u escapes in the search hash (as each has always been written).
+    text = MINIMAL.replace("{name: iris}", "{loader: 'pkg.mod:load', target: y, city: Zürich}")
+    spec = load_spec(text)
+    data = spec.resolved()
+    whole = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert spec.spec_hash() == hashlib.sha256(whole.encode()).hexdigest()[:12]
+    del data["trials"]
+    search = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    assert "\\u00fc" in search and spec.search_hash() == hashlib.sha256(search.encode()).hexdigest()[:12]
+
+
+def test_a_trials_setting_is_read_from_its_params_by_each_hyperparameters_type() -> None:
+    """`sweeps reproduce` reads a run's params (text) through the logged spec's types, not by guessing."""
+    spec = load_spec(
+        MINIMAL.replace("optimizer: adam", "optimizer: momentum")
+        + "  nesterov: {choices: [true, false]}\n  schedule: step\n  step_size: 2\n  gamma: {choices: [1]}\n"
+    )
+    params = {"batch_size": "16", "optimizer": "momentum", "lr": "0.001", "nesterov": "True", "gamma": "1"}
+    params |= {"schedule": "step", "step_size": "2", "model.hidden": "[8]", "sweep_seed": "0"}
+    setting = spec.setting_from_text(params)
+    assert setting == {
+        "batch_size": 16,
+        "optimizer": "momentum",
+        "lr": 0.001,
+        "nesterov": True,
+        "gamma": 1.0,
+        "schedule": "step",
+        "step_size": 2,
+    }
+    assert [type(setting[k]) for k in ("batch_size", "gamma", "nesterov")] == [int, float, bool]
+    with pytest.raises(SpecError, match=re.escape("'2.5' is not a value of step_size, which is an integer")):
+        spec.setting_from_text({"step_size": "2.5"})
