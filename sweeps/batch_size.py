@@ -583,4 +583,21 @@ def cmd_batch_size(args) -> int:
         print_csv(result)
     else:
         print_report(result, _workdir_hint(args))
+    _draw_sweep_report(spec, args)
     return 0 if result.chosen is not None else 1
+
+
+def _draw_sweep_report(spec: Spec, args) -> None:
+    """The spec's sweep report, drawn again at the end as ``run`` and ``confirm`` do (unless $SWEEPS_NO_REPORT),
+    its lines on stderr (stdout may be JSON or CSV). A comparison held at the spec's fixed values may have no
+    sweep to report on: then nothing is drawn or said."""
+    from sweeps.html_report import draw_after_command, report_enabled
+    from sweeps.runner import load_result
+
+    if not report_enabled(False):
+        return
+    try:
+        result = load_result(spec, workdir=args.workdir, storage=args.storage, tracking_uri=args.tracking_uri)
+    except SweepError:
+        return
+    draw_after_command(spec, result, args.spec, out.err.print, out.err.print)
