@@ -246,8 +246,9 @@ def write_report(
 
 
 def draw_after_command(spec, result, spec_arg, say, warn) -> None:
-    """The report at the end of a command (``run``, ``confirm``, ``batch-size``), unless $SWEEPS_NO_REPORT: its path through
-    ``say``; a failure to draw it through ``warn``, not fatal, since the command's work is recorded."""
+    """The report at the end of a command (``run``, ``confirm``, ``batch-size``), unless $SWEEPS_NO_REPORT:
+    its path through ``say``; a failure to draw it through ``warn``, not fatal, since the command's work is
+    recorded."""
     if not report_enabled(False):
         return
     try:
