@@ -1,11 +1,17 @@
 """How long `sweeps report` takes on the quickstart sweep, against `sweeps best` (the start-up and store
 reads every command pays), and where the time goes inside it.
 
-    python bench/report_time.py [--workdir DIR] [--repeats 3]
+    python bench/report_time.py [--workdir DIR] [--repeats 5] [--baseline CHECKOUT]
 
 Without --workdir the quickstart sweep is run first in a temporary folder (about a minute, with
---no-report). Prints wall-clock and CPU seconds (user+sys of the child) per command, the median of the
-repeats, then one in-process breakdown: reading the stores, importances, figures, HTML.
+--no-report). Two kinds of report are timed: the first one of a sweep (`first`: the importances are
+fitted, on a fresh copy of the workdir each time) and a redraw of an unchanged sweep (`redraw`: they are
+reused from the study). Prints wall-clock and CPU seconds (user+sys of the child) per command, the median
+of the repeats, then one in-process breakdown: reading the stores, importances, figures, HTML.
+
+With --baseline (another checkout of this repository, e.g. `git archive <commit> | tar -x -C /tmp/old`) every
+command runs alternately with that code and with this checkout's (through PYTHONPATH), so a shared, loaded
+machine slows both alike, and the medians are printed side by side with their ratio.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -25,14 +32,22 @@ SPEC = ROOT / "examples" / "quickstart.yaml"
 SWEEPS = Path(sys.executable).parent / "sweeps"
 
 
-def timed(*args: str, cwd: Path) -> tuple[float, float]:
-    """(wall, CPU) seconds of one `sweeps` command."""
+def timed(*args: str, cwd: Path, code: Path) -> tuple[float, float]:
+    """(wall, CPU) seconds of one `sweeps` command run with the package code of checkout ``code``."""
+    env = {**os.environ, "PYTHONPATH": str(code), "MLFLOW_DISABLE_TELEMETRY": "true"}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run([str(SWEEPS), *args], cwd=cwd, check=True, capture_output=True, env={**os.environ})
+    subprocess.run([str(SWEEPS), *args], cwd=cwd, check=True, capture_output=True, env=env)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def fresh_copy(pristine: Path) -> Path:
+    """A copy of the quickstart's folder as the sweep left it (no report drawn, nothing cached)."""
+    copy = Path(tempfile.mkdtemp(prefix="report-bench-copy-"))
+    shutil.copytree(pristine / ".sweeps", copy / ".sweeps")
+    return copy
 
 
 def breakdown(cwd: Path) -> dict[str, float]:
@@ -62,19 +77,44 @@ def breakdown(cwd: Path) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, default=None, help="a folder where the quickstart has run")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--baseline", type=Path, default=None, help="another checkout to compare with")
     args = parser.parse_args()
-    cwd = args.workdir or Path(tempfile.mkdtemp(prefix="report-bench-"))
+    pristine = args.workdir or Path(tempfile.mkdtemp(prefix="report-bench-"))
     if args.workdir is None:
-        print(f"running the quickstart in {cwd} …", flush=True)
-        subprocess.run([str(SWEEPS), "run", str(SPEC), "--quiet", "--no-report"], cwd=cwd, check=True)
+        print(f"running the quickstart in {pristine} …", flush=True)
+        subprocess.run([str(SWEEPS), "run", str(SPEC), "--quiet", "--no-report"], cwd=pristine, check=True)
+    codes = {"this checkout": ROOT} | ({"baseline": args.baseline.resolve()} if args.baseline else {})
+    redraw = {name: fresh_copy(pristine) for name in codes}  # one report drawn there first, then redrawn
+    for name, code in codes.items():
+        timed("report", str(SPEC), cwd=redraw[name], code=code)
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    for name, command in (("sweeps best", ["best", str(SPEC)]), ("sweeps report", ["report", str(SPEC)])):
-        runs = [timed(*command, cwd=cwd) for _ in range(args.repeats)]
-        wall = statistics.median(r[0] for r in runs)
-        cpu = statistics.median(r[1] for r in runs)
-        print(f"{name:14s} wall {wall:5.1f} s   CPU {cpu:5.1f} s   (median of {args.repeats})")
-    for step, seconds in breakdown(cwd).items():
+    commands = {
+        "sweeps best": lambda name: (["best", str(SPEC)], pristine),
+        "report, first": lambda name: (["report", str(SPEC)], fresh_copy(pristine)),
+        "report, redraw": lambda name: (["report", str(SPEC)], redraw[name]),
+    }
+    medians: dict[tuple[str, str], tuple[float, float]] = {}
+    for label, make in commands.items():
+        runs: dict[str, list[tuple[float, float]]] = {name: [] for name in codes}
+        for _ in range(args.repeats):
+            for name, code in codes.items():  # alternate: a load spike falls on both
+                command, cwd = make(name)
+                runs[name].append(timed(*command, cwd=cwd, code=code))
+        for name in codes:
+            wall = statistics.median(r[0] for r in runs[name])
+            cpu = statistics.median(r[1] for r in runs[name])
+            medians[label, name] = wall, cpu
+    width = max(map(len, codes))
+    for label in commands:
+        for name in codes:
+            wall, cpu = medians[label, name]
+            print(f"{label:15s} {name:{width}s}  wall {wall:5.1f} s   CPU {cpu:5.1f} s   (median of {args.repeats})")
+        if "baseline" in codes:
+            (wall, cpu), (old_wall, old_cpu) = medians[label, "this checkout"], medians[label, "baseline"]
+            print(f"{'':15s} {'ratio':{width}s}  wall {wall / old_wall:5.2f}     CPU {cpu / old_cpu:5.2f}")
+    print("in-process breakdown of a redraw (this checkout):")
+    for step, seconds in breakdown(redraw["this checkout"]).items():
         print(f"  {step:32s} {seconds:5.2f} s")
 
 

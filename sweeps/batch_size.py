@@ -237,8 +237,7 @@ def _train_one(
 ) -> RunResult:
     """Train one (size, seed) in its own child run; a diverged cost is recorded, not raised. ``tags``
     replace the repeat's tags and run name (an lr search trial has its own)."""
-    import optcore
-    from sweeps.trainer import train_trial
+    from sweeps.objective import train_and_record
 
     size = int(hp["batch_size"])
     run = sweep.trial(
@@ -249,24 +248,11 @@ def _train_one(
         metric_name=metric,
         flush_every=1 if budget.kind == "epochs" else 10,  # short timed epochs: fewer store round trips
     )
-    callback = _Epochs(run)
-    empty = optcore.History(metric)
-    failed = None
-    try:
-        max_seconds = budget.amount if budget.kind == "seconds" else None
-        history = train_trial(setup, hp, seed, callback=callback, max_seconds=max_seconds)
-    except optcore.DivergenceError as e:
-        history, failed = e.history, str(e)
-        run.finish("failed", history, reason=failed)
-    except (KeyboardInterrupt, Interrupted) as e:
-        name = "SIGINT" if isinstance(e, KeyboardInterrupt) else e.signal_name
-        run.finish("failed", callback.history or empty, reason=f"interrupted ({name})")
-        raise
-    except Exception as e:
-        run.finish("failed", callback.history or empty, reason=f"{type(e).__name__}: {e}")
-        raise
-    else:
-        run.finish("complete", history)
+    max_seconds = budget.amount if budget.kind == "seconds" else None
+    ending = train_and_record(setup, hp, seed, run, _Epochs(run), max_seconds=max_seconds)
+    if ending.error is not None:  # not a diverged cost: a bug or a bad combination stops the comparison
+        raise ending.error
+    history, failed = ending.history, ending.reason
     curves = tuple(history.val_cost), tuple(history.epoch_seconds)
     return RunResult(
         size,
@@ -583,4 +569,21 @@ def cmd_batch_size(args) -> int:
         print_csv(result)
     else:
         print_report(result, _workdir_hint(args))
+    _draw_sweep_report(spec, args)
     return 0 if result.chosen is not None else 1
+
+
+def _draw_sweep_report(spec: Spec, args) -> None:
+    """The spec's sweep report, drawn again at the end as ``run`` and ``confirm`` do (unless $SWEEPS_NO_REPORT),
+    its lines on stderr (stdout may be JSON or CSV). A comparison held at the spec's fixed values may have no
+    sweep to report on: then nothing is drawn or said."""
+    from sweeps.html_report import draw_after_command, report_enabled
+    from sweeps.runner import load_result
+
+    if not report_enabled(False):
+        return
+    try:
+        result = load_result(spec, workdir=args.workdir, storage=args.storage, tracking_uri=args.tracking_uri)
+    except SweepError:
+        return
+    draw_after_command(spec, result, args.spec, out.err.print, out.err.print)

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from sweeps.importance import DEFAULT_BOOTSTRAP, ImportanceTable, importance_metrics, importances
+from sweeps.importance import DEFAULT_BOOTSTRAP, ImportanceTable, importance_metrics, study_importances
 from sweeps.report_figures import Figure, ReportData, build_figures
 
 NO_REPORT_ENV = "SWEEPS_NO_REPORT"  # set (to anything but "" or "0") and `sweeps run` draws no report
@@ -54,10 +54,10 @@ def gather(spec, result, *, bootstrap: int = DEFAULT_BOOTSTRAP) -> tuple[ReportD
     from sweeps.report import winner
     from sweeps.runner import DATA_ATTR
     from tracking.provenance import package_versions
-    from tracking.report import run_tags, sweep_trials
+    from tracking.report import sweep_record
 
     uri = result.stores.tracking_uri
-    table, curves = sweep_trials(uri, result.parent_run_id) if result.parent_run_id else (None, None)
+    table, curves, tags = sweep_record(uri, result.parent_run_id) if result.parent_run_id else (None, None, {})
     seconds = {}
     if table is not None:
         seconds = {int(n): s for n, s in zip(table["trial_number"], table["train_seconds"], strict=True)}
@@ -68,10 +68,9 @@ def gather(spec, result, *, bootstrap: int = DEFAULT_BOOTSTRAP) -> tuple[ReportD
     }
     if spec.objectives[0] == "train_seconds":
         del targets["train_seconds"]
-    tables = importances(trials, targets, seed=spec.seed, bootstrap=bootstrap)
+    tables = study_importances(result.study, trials, targets, seed=spec.seed, bootstrap=bootstrap)
     settings = {t.number: t.user_attrs.get(PARAMS_ATTR) or t.params for t in result.study.get_trials(deepcopy=False)}
     data = ReportData(result.study, spec.objectives[0], winner(result)[0], curves, settings, tables)
-    tags = run_tags(uri, result.parent_run_id) if result.parent_run_id else {}
     versions = {k.removeprefix("version."): v for k, v in tags.items() if k.startswith("version.")}
     now = {k.removeprefix("version."): v for k, v in package_versions(VERSIONED).items()}
     provenance = Provenance(
@@ -247,8 +246,9 @@ def write_report(
 
 
 def draw_after_command(spec, result, spec_arg, say, warn) -> None:
-    """The report at the end of a command (``run``, ``confirm``), unless $SWEEPS_NO_REPORT: its path through
-    ``say``; a failure to draw it through ``warn``, not fatal, since the command's work is recorded."""
+    """The report at the end of a command (``run``, ``confirm``, ``batch-size``), unless $SWEEPS_NO_REPORT:
+    its path through ``say``; a failure to draw it through ``warn``, not fatal, since the command's work is
+    recorded."""
     if not report_enabled(False):
         return
     try:

@@ -14,6 +14,9 @@ some trials lack is left out.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +30,12 @@ DEFAULT_BOOTSTRAP = 12
 FANOVA_TREES = 8
 FANOVA_DEPTH = 8
 MIN_TRIALS = 3  # fewer completed trials than this and no importance is computed
+# The Optuna study's user attribute holding the last importances computed for it, with the key of what they
+# were computed from: redrawing the report of an unchanged sweep reuses them instead of refitting.
+CACHE_ATTR = "report_importances"
+CACHE_VERSION = 1  # raise it when the computation changes, so older stored importances are not reused
+
+log = logging.getLogger(__name__)
 
 
 def _fanova(seed: int):
@@ -193,3 +202,71 @@ def importance_metrics(tables: list[ImportanceTable], objective: str) -> dict[st
             if primary:
                 metrics[f"{key}.low"], metrics[f"{key}.high"] = r.low, r.high
     return metrics
+
+
+def cache_key(trials, targets: dict[str, Callable[[object], float | None]], *, seed: int, bootstrap: int) -> str:
+    """What a set of importances depends on, hashed: each completed trial's number, params and target values,
+    the seed, the resamples and the evaluators' settings. Any change to one of them gives another key."""
+    rows = [[t.number, dict(t.params), [value(t) for value in targets.values()]] for t in trials]
+    what = {
+        "version": CACHE_VERSION,
+        "targets": list(targets),
+        "trials": rows,
+        "seed": seed,
+        "bootstrap": bootstrap,
+        "evaluators": list(EVALUATORS),
+        "fanova": [FANOVA_TREES, FANOVA_DEPTH],
+    }
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=repr).encode()).hexdigest()
+
+
+def tables_to_json(tables: list[ImportanceTable]) -> list[dict]:
+    return [
+        {
+            "target": t.target,
+            "evaluator": t.evaluator,
+            "n_trials": t.n_trials,
+            "bootstrap": t.bootstrap,
+            "rows": [[r.param, r.value, r.low, r.high, r.within_noise] for r in t.rows],
+        }
+        for t in tables
+    ]
+
+
+def tables_from_json(stored: list[dict]) -> list[ImportanceTable]:
+    return [
+        ImportanceTable(
+            t["target"],
+            t["evaluator"],
+            tuple(Importance(p, float(v), float(lo), float(hi), bool(noise)) for p, v, lo, hi, noise in t["rows"]),
+            int(t["n_trials"]),
+            int(t["bootstrap"]),
+        )
+        for t in stored
+    ]
+
+
+def study_importances(
+    study,
+    trials,
+    targets: dict[str, Callable[[object], float | None]],
+    *,
+    seed: int,
+    bootstrap: int = DEFAULT_BOOTSTRAP,
+) -> list[ImportanceTable]:
+    """:func:`importances` of ``study``'s completed ``trials``, reused from the study's ``CACHE_ATTR`` when
+    they were computed from the same trials, values, seed and resamples; otherwise computed and stored there
+    (a storage that refuses the write costs only the reuse)."""
+    key = cache_key(trials, targets, seed=seed, bootstrap=bootstrap)
+    stored = study.user_attrs.get(CACHE_ATTR)
+    if isinstance(stored, dict) and stored.get("key") == key:
+        try:
+            return tables_from_json(stored["tables"])
+        except (KeyError, TypeError, ValueError):
+            log.debug("stored importances of study %s unreadable; computing them again", study.study_name)
+    tables = importances(trials, targets, seed=seed, bootstrap=bootstrap)
+    try:
+        study.set_user_attr(CACHE_ATTR, {"key": key, "tables": tables_to_json(tables)})
+    except Exception as e:  # a read-only storage: the report is still drawn, only not reused next time
+        log.debug("importances not stored in study %s: %s: %s", study.study_name, type(e).__name__, e)
+    return tables

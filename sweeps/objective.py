@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import optcore
@@ -86,6 +87,71 @@ class _Progress:
         return bool(self.trial.should_prune())
 
 
+@dataclass
+class Ending:
+    """How one training run ended, once its MLflow run is finished: ``outcome`` (completed, pruned, failed
+    or interrupted), the history it reached, the ``reason`` of a failure and, for a failure that is not a
+    diverged cost (a bug or a bad combination), the ``error`` itself."""
+
+    outcome: str
+    history: History
+    reason: str | None = None
+    error: Exception | None = None
+
+
+def train_and_record(
+    setup: TrainingSetup,
+    hp: dict,
+    seed: int,
+    run,
+    callback,
+    *,
+    max_seconds: float | None = None,
+    before_finish: Callable[[Ending], None] | None = None,
+    after_finish: Callable[[Ending], None] | None = None,
+) -> Ending:
+    """Train ``hp`` into the MLflow trial run ``run`` and finish the run by how training ended: the one
+    trial lifecycle of the sweep's trials and of the batch-size and confirm runs (table in the module
+    docstring). ``callback`` is the epoch callback; its ``history`` is the partial curve a failure keeps.
+
+    ``before_finish`` and ``after_finish`` see the ending just before and after the run is finished (the
+    sweep records it on the Optuna trial, then tells the study); after a failure ``after_finish`` runs even
+    when finishing the run raised. A diverged cost or any other exception is returned as a failure; an
+    interrupt (KeyboardInterrupt, :class:`Interrupted`) is recorded and raised again.
+    """
+    empty = History(run.metric_name)
+
+    def end(outcome: str, history: History | None, reason: str | None = None, error=None) -> Ending:
+        ending = Ending(outcome, history or callback.history or empty, reason, error)
+        if before_finish is not None:
+            before_finish(ending)
+        if outcome in ("completed", "pruned"):
+            run.finish(outcome, ending.history)
+            if after_finish is not None:
+                after_finish(ending)
+            return ending
+        try:
+            run.finish("failed", ending.history, reason=reason)
+        finally:
+            if after_finish is not None:
+                after_finish(ending)
+        return ending
+
+    try:
+        history = train_trial(setup, hp, seed, callback=callback, max_seconds=max_seconds)
+    except optcore.DivergenceError as e:
+        return end("failed", e.history, str(e))
+    except KeyboardInterrupt:
+        end("interrupted", None, "interrupted (SIGINT)")
+        raise
+    except Interrupted as e:
+        end("interrupted", None, f"interrupted ({e.signal_name})")
+        raise
+    except Exception as e:  # a bug or a bad combination: recorded; the caller decides whether to go on
+        return end("failed", None, f"{type(e).__name__}: {e}", e)
+    return end("pruned" if history.stopped_early else "completed", history)
+
+
 def run_trial(spec: Spec, study, trial, sweep_run, setup: TrainingSetup, tags: dict[str, str]) -> str:
     """Train ``trial`` (an Optuna trial from ``study.ask()``) and tell the study how it ended.
 
@@ -119,40 +185,23 @@ def run_trial(spec: Spec, study, trial, sweep_run, setup: TrainingSetup, tags: d
     trial.set_user_attr(RUN_ID_ATTR, run.run_id)
     trial.set_user_attr(RUN_TRIAL_ATTR, trial.number)
     progress = _Progress(trial, run, prune=len(spec.objectives) == 1 and spec.pruner.name != "none")
-    empty = History(run.metric_name)
 
-    def fail(outcome: str, reason: str, history: History | None) -> None:
-        trial.set_user_attr(OUTCOME_ATTR, outcome)
-        trial.set_user_attr(REASON_ATTR, reason)
-        try:
-            run.finish("failed", history or progress.history or empty, reason=reason)
-        finally:
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    def note(ending: Ending) -> None:  # on the Optuna trial, before the run is finished
+        trial.set_user_attr(OUTCOME_ATTR, ending.outcome)
+        if ending.reason is not None:
+            trial.set_user_attr(REASON_ATTR, ending.reason)
 
-    try:
-        history = train_trial(setup, hp, seed, callback=progress)
-    except optcore.DivergenceError as e:
-        fail("failed", str(e), e.history)
-        log.info("trial %d failed: %s", trial.number, e)
-        return "failed"
-    except KeyboardInterrupt:
-        fail("interrupted", "interrupted (SIGINT)", None)
-        raise
-    except Interrupted as e:
-        fail("interrupted", f"interrupted ({e.signal_name})", None)
-        raise
-    except Exception as e:  # a bug or a bad combination: record it, keep the sweep going
-        fail("failed", f"{type(e).__name__}: {e}", None)
-        log.warning("trial %d failed: %s: %s", trial.number, type(e).__name__, e)
-        return "failed"
+    def tell(ending: Ending) -> None:  # and the study, once the run is
+        if ending.outcome == "completed":
+            values = objective_values(spec, ending.history)
+            study.tell(trial, values if len(values) > 1 else values[0])
+        else:
+            state = optuna.trial.TrialState.PRUNED if ending.outcome == "pruned" else optuna.trial.TrialState.FAIL
+            study.tell(trial, state=state)
 
-    if history.stopped_early:
-        trial.set_user_attr(OUTCOME_ATTR, "pruned")
-        run.finish("pruned", history)
-        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-        return "pruned"
-    values = objective_values(spec, history)
-    trial.set_user_attr(OUTCOME_ATTR, "completed")
-    run.finish("completed", history)
-    study.tell(trial, values if len(values) > 1 else values[0])
-    return "completed"
+    ending = train_and_record(setup, hp, seed, run, progress, before_finish=note, after_finish=tell)
+    if ending.outcome == "failed" and ending.error is None:
+        log.info("trial %d failed: %s", trial.number, ending.reason)
+    elif ending.outcome == "failed":
+        log.warning("trial %d failed: %s", trial.number, ending.reason)
+    return ending.outcome

@@ -7,7 +7,10 @@ Two rules, whichever fires first:
   ``min_improvement: noise`` the margin is the seed-to-seed spread of the best setting: once N search trials
   have finished, the sweep enqueues ``noise_repeats`` trials of the best setting so far (the same
   hyperparameters, new seeds, as ordinary tracked trials that count toward ``trials``), and the margin is
-  the sample standard deviation (ddof=1) of their objective values. The rule waits for them.
+  the sample standard deviation (ddof=1) of their objective values. The rule waits for them. When the sweep
+  has been confirmed (``sweeps confirm``, at the spec's epochs, for the same objective), its seed-to-seed
+  spread is the margin instead and no repeats are spent: the standard deviation pooled over the confirmed
+  settings (each setting's runs about its own mean). The stop reason says which of the two was used.
 - ``max_minutes: M`` — M minutes after ``sweeps run`` started (or, for ``sweeps worker`` alone, the first
   worker of the session).
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from sweeps.objective import COUNTED_OUTCOMES, OUTCOME_ATTR
@@ -83,7 +87,8 @@ def check(study, spec) -> dict[str, Any] | None:
             _measure_noise(study, spec, state)
         return None
     if state.since >= stop.after_trials_without_improvement:
-        margin = f"by more than {state.margin:.4g}" + (" (the noise)" if stop.min_improvement == "noise" else "")
+        noise = f" (the noise: {state.measured.text})" if stop.min_improvement == "noise" and state.measured else ""
+        margin = f"by more than {state.margin:.4g}{noise}"
         if state.best_trial is None:
             reason = f"{state.since} trials in a row and none completed (after_trials_without_improvement)"
         else:
@@ -91,7 +96,7 @@ def check(study, spec) -> dict[str, Any] | None:
                 f"{state.since} trials in a row did not improve on trial {state.best_trial.number}'s "
                 f"{state.best:.6g} {margin} (after_trials_without_improvement)"
             )
-        return _decide(study, spec, "after_trials_without_improvement", reason, noise=state.noise)
+        return _decide(study, spec, "after_trials_without_improvement", reason, noise=state.measured)
     return None
 
 
@@ -101,6 +106,7 @@ class Patience:
 
     def __init__(self, finished: list, margin: float | None, noise: float | None, sign: float, mark: int):
         self.finished, self.margin, self.noise = finished, margin, noise
+        self.measured: Noise | None = None  # where ``noise`` comes from, set by :meth:`of`
         self.best: float | None = None
         self.best_trial = None
         self.since = 0
@@ -116,10 +122,56 @@ class Patience:
         trials = study.get_trials(deepcopy=False)
         finished = [t for t in trials if _counted(t) and REPEAT_ATTR not in t.user_attrs]
         finished.sort(key=lambda t: (t.datetime_complete is None, t.datetime_complete or 0, t.number))
-        noise = noise_std(study, trials)
+        measured = confirm_noise(study, spec) if spec.stop.min_improvement == "noise" else None
+        if measured is None:
+            std = noise_std(study, trials)
+            measured = None if std is None else Noise(std, "repeats", _repeats_text(study))
+        noise = measured.std if measured is not None else None
         margin = noise if spec.stop.min_improvement == "noise" else spec.stop.min_improvement
         sign = 1.0 if spec.directions[0] == "minimize" else -1.0
-        return cls(finished, margin, noise, sign, study.user_attrs.get(MARK_ATTR, -1))
+        state = cls(finished, margin, noise, sign, study.user_attrs.get(MARK_ATTR, -1))
+        state.measured = measured
+        return state
+
+
+@dataclass(frozen=True)
+class Noise:
+    """The seed-to-seed spread of the objective: its standard deviation, where it comes from (``confirm`` or
+    ``repeats``) and how it was measured, in words for the stop reason."""
+
+    std: float
+    source: str
+    text: str
+
+
+def confirm_noise(study, spec) -> Noise | None:
+    """The spread measured by ``sweeps confirm`` on this sweep: the standard deviation pooled over its
+    confirmed settings (each setting's finite values about their own mean, ddof 1 per setting), when the
+    record is for the spec's first objective at the spec's epochs and some setting has two values; else None."""
+    from sweeps.confirm_report import confirmed
+
+    record = confirmed(study)
+    if not record or record.get("objective") != spec.objectives[0]:
+        return None
+    budget = record.get("budget") or {}
+    if budget.get("kind") != "epochs" or budget.get("amount") != spec.training.epochs:
+        return None  # another training length has another spread
+    squares, dof, runs, settings = 0.0, 0, 0, 0
+    for row in record.get("rows") or []:
+        values = [float(v) for v in row.get("values") or [] if v is not None and math.isfinite(v)]
+        if len(values) >= 2:
+            mean = sum(values) / len(values)
+            squares += sum((v - mean) ** 2 for v in values)
+            dof, runs, settings = dof + len(values) - 1, runs + len(values), settings + 1
+    if dof == 0:
+        return None
+    text = f"the std pooled over {runs} runs of {settings} setting{'s' if settings > 1 else ''} by sweeps confirm"
+    return Noise(math.sqrt(squares / dof), "confirm", text)
+
+
+def _repeats_text(study) -> str:
+    measured = study.user_attrs.get(NOISE_ATTR) or {}
+    return f"the std of {measured.get('repeats')} repeats of trial {measured.get('of_trial')}'s setting"
 
 
 def noise_std(study, trials=None) -> float | None:
@@ -162,7 +214,7 @@ def _counted(t) -> bool:
     return t.state.name in ("COMPLETE", "PRUNED") or t.user_attrs.get(OUTCOME_ATTR) in COUNTED_OUTCOMES
 
 
-def _decide(study, spec, rule: str, reason: str, noise: float | None = None) -> dict[str, Any]:
+def _decide(study, spec, rule: str, reason: str, noise: Noise | None = None) -> dict[str, Any]:
     from sweeps.runner import counts
 
     record = {
@@ -173,7 +225,8 @@ def _decide(study, spec, rule: str, reason: str, noise: float | None = None) -> 
         "key": rules_key(spec),
     }
     if noise is not None:
-        record["noise_std"] = noise
+        record["noise_std"] = noise.std
+        record["noise_from"] = noise.source
     study.set_user_attr(STOP_ATTR, record)
     return record
 
@@ -192,8 +245,11 @@ def describe(study, spec, since: float | None = None) -> list[str]:
                 "  (it had stopped before this command: nothing was trained; raise --trials or change the "
                 "stop block to continue)"
             )
+    confirmed = confirm_noise(study, spec) if spec.stop.min_improvement == "noise" else None
     measured = study.user_attrs.get(NOISE_ATTR)
-    if measured:
+    if confirmed is not None:
+        lines.append(f"noise: std {confirmed.std:.4g}, {confirmed.text}")
+    elif measured:
         std = noise_std(study)
         shown = f"{std:.4g}" if std is not None else "not measured yet"
         lines.append(

@@ -20,11 +20,20 @@ REPORT_ARTIFACT_DIR = "report"  # the parent run's artifact folder holding the H
 def sweep_trials(tracking_uri: str, parent_run_id: str, metric: str = "val_cost") -> tuple[pd.DataFrame, pd.DataFrame]:
     """(runs table of the parent's trial runs — summary metrics and params, see
     :func:`tracking.select.table_from_runs` — and the long-form history of ``metric`` of each of them)."""
+    table, curves, _ = sweep_record(tracking_uri, parent_run_id, metric)
+    return table, curves
+
+
+def sweep_record(
+    tracking_uri: str, parent_run_id: str, metric: str = "val_cost"
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str]]:
+    """What the report reads from MLflow, with one client in few requests: the runs table and curves of
+    :func:`sweep_trials` and the parent run's tags (package versions, git commit, dataset)."""
     client = make_client(tracking_uri)
     parent = with_retries(client.get_run, parent_run_id, what=f"get run {parent_run_id}")
     table = table_from_runs(trial_runs(client, [parent.info.experiment_id], parent_run_id))
     numbers = dict(zip(table["run_id"], table["trial_number"], strict=True))
-    return table, metric_curves(client, list(table["run_id"]), metric, numbers)
+    return table, metric_curves(client, list(table["run_id"]), metric, numbers), dict(parent.data.tags)
 
 
 def run_tags(tracking_uri: str, run_id: str) -> dict[str, str]:

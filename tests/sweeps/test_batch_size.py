@@ -281,17 +281,28 @@ def test_equal_time_trains_until_the_seconds_are_spent(tmp_path, template_db):
     assert states == {"complete"}
 
 
-def test_from_best_holds_the_best_setting_of_the_sweep(tmp_path, template_db):
+def test_from_best_holds_the_best_setting_of_the_sweep_and_redraws_its_report(tiny_spec, tmp_path, template_db):
+    from sweeps.html_report import REPORT_FILE
     from sweeps.runner import run
 
     wd = new_workdir(tmp_path / "wd", template_db)
-    spec = load_spec(TINY_SPEC, ["trials=2", "training.epochs=2"])
-    best = run(spec, workdir=wd).best_params
-    report = select_batch_size(spec, SIZES, repeats=2, budget=("epochs", 2), from_best=True, workdir=wd)
-    assert report.held_from == "best"
-    assert report.held_params == {k: v for k, v in best.items() if k != "batch_size"}
-    for child in children(wd, report.parent_run_id):
+    overrides = ["trials=2", "training.epochs=2"]
+    sweep = run(load_spec(tiny_spec, overrides), workdir=wd)
+    best, report_file = sweep.best_params, wd / f"tiny-{REPORT_FILE}"
+    assert not report_file.exists()  # the API draws no report: what follows is batch-size's
+    sets = [arg for item in overrides for arg in ("--set", item)]
+    args = ["batch-size", tiny_spec, *sets, "--sizes", "16,64", "--repeats", "2", "--budget", "epochs=2"]
+    env = {"SWEEPS_NO_REPORT": ""}  # the tests' default turns the report off
+    proc = run_cli(*args, "--from-best", "--json", "--workdir", wd, cwd=tmp_path, check=True, env=env)
+    data = json.loads(proc.stdout)  # the report's line went to stderr: stdout is the JSON alone
+    assert data["held_from"] == "best"
+    assert data["held_params"] == {k: v for k, v in best.items() if k != "batch_size"}
+    for child in children(wd, data["parent_run_id"]):
         assert child.data.params["lr"] == str(best["lr"]) and child.data.params["optimizer"] == best["optimizer"]
+    assert f"report: {report_file}" in proc.stderr.replace("\n", "")  # rich wraps long lines on stderr
+    assert "<html" in report_file.read_text()
+    logged = client(wd).list_artifacts(sweep.parent_run_id, "report")
+    assert [a.path for a in logged] == [f"report/{report_file.name}"]
 
 
 def test_cli_prints_json_and_tracks_the_runs(tiny_spec, tmp_path, template_db):

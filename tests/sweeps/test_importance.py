@@ -12,6 +12,7 @@ from sweeps.importance import (
     importance_table,
     importances,
     observations,
+    study_importances,
 )
 
 
@@ -82,3 +83,25 @@ def test_metric_names():
     assert {"importance.x", "importance.x.low", "importance.x.high", "importance.train_seconds.ped_anova.x"} <= set(
         metrics
     )
+
+
+def test_a_study_reuses_its_importances_until_its_trials_or_settings_change():
+    from sweeps.importance import CACHE_ATTR
+
+    study = optuna.create_study()
+    study.add_trials(_trials(12))
+    targets = {"value": lambda t: t.value}
+    first = study_importances(study, study.trials, targets, seed=3, bootstrap=4)
+    assert first == importances(study.trials, targets, seed=3, bootstrap=4)  # what is stored is what was computed
+    stored = study.user_attrs[CACHE_ATTR]
+    assert study_importances(study, study.trials, targets, seed=3, bootstrap=4) == first
+    # reused, not recomputed: a stored value under the same key comes back as stored
+    stored["tables"][0]["rows"][0][1] = 0.123
+    study.set_user_attr(CACHE_ATTR, stored)
+    assert study_importances(study, study.trials, targets, seed=3, bootstrap=4)[0].rows[0].value == 0.123
+    # another seed, another resample count or one more trial: computed afresh
+    assert study_importances(study, study.trials, targets, seed=4, bootstrap=4)[0].rows[0].value != 0.123
+    assert study_importances(study, study.trials, targets, seed=3, bootstrap=5)[0].rows[0].value != 0.123
+    study.add_trials(_trials(1, seed=9))
+    again = study_importances(study, study.trials, targets, seed=3, bootstrap=4)
+    assert again == importances(study.trials, targets, seed=3, bootstrap=4) and again[0].n_trials == 13

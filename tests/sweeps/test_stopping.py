@@ -8,6 +8,7 @@ from pathlib import Path
 
 import mlflow
 import optuna
+import pytest
 
 from sweeps.spec import load_spec
 from tests.conftest import TINY_SPEC, requires_postgres, run_cli, start_cli
@@ -104,7 +105,30 @@ def test_noise_margin_is_measured_by_repeats_of_the_best_setting(tmp_path):
     std = abs(values[0] - values[1]) / 2**0.5  # the sample std of two values
     assert f"noise: std {std:.4g} over 2 repeats of trial {of.number}'s setting" in proc.stdout
     if "stopped after" in proc.stdout:
-        assert float(_parent(tmp_path / "wd", study).data.tags["stop_noise_std"]) == float(f"{std:.6g}")
+        tags = _parent(tmp_path / "wd", study).data.tags
+        assert float(tags["stop_noise_std"]) == float(f"{std:.6g}")
+        said = f"(the noise: the std of 2 repeats of trial {of.number}'s setting)"
+        assert said in tags["stop_reason"] and said in proc.stdout
+
+
+def test_a_confirmed_sweep_stops_on_the_spread_confirm_measured_without_repeats(tmp_path):
+    (tmp_path / "tiny.yaml").write_text(TINY_SPEC)
+    wd = tmp_path / "wd"
+    assert _run(tmp_path, "--trials", "2").returncode == 0
+    confirm = run_cli(
+        "confirm", tmp_path / "tiny.yaml", *FAST, "--top", "2", "--repeats", "2", "--workdir", wd, cwd=tmp_path
+    )
+    assert confirm.returncode in (0, 1), confirm.stderr
+    stop = "stop={after_trials_without_improvement: 1, min_improvement: noise}"
+    proc = _run(tmp_path, "--trials", "4", "--set", stop)
+    assert proc.returncode == 0, proc.stderr
+    study = _study(wd)
+    assert not [t for t in study.trials if "noise_repeat_of" in t.user_attrs]  # confirm measured it: no repeats
+    said = "the std pooled over 4 runs of 2 settings by sweeps confirm"
+    assert f"{said}" in proc.stdout.replace("\n", " ")
+    if "stopped after" in proc.stdout:
+        tags = _parent(wd, study).data.tags
+        assert f"(the noise: {said})" in tags["stop_reason"] and tags["stop_noise_std"]
 
 
 def test_every_worker_stops(tmp_path):
@@ -167,3 +191,52 @@ def test_patience_counts_trials_since_the_last_improvement_larger_than_the_margi
     assert "4 trials in a row did not improve on trial 1's 0.9 by more than 0.05" in record["reason"]
     study.set_user_attr(MARK_ATTR, 4)  # a resume after trial 4: trials 5 and 6 count
     assert Patience.of(study, spec).since == 2
+
+
+def test_the_noise_is_the_spread_measured_by_confirm_when_there_is_one_else_repeats_of_the_best():
+    """On a real (in-memory) study: a confirm record at the spec's epochs gives the margin at once (the std pooled
+    over its settings) and no repeats are spent; a record at other epochs is not used, and the best setting
+    is repeated instead. The reason and the printed lines say which."""
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import create_trial
+
+    from sweeps.confirm_report import STUDY_ATTR
+    from sweeps.stopping import NOISE_ATTR, REPEAT_ATTR, check, describe
+
+    stop = "stop={after_trials_without_improvement: 2, min_improvement: noise, noise_repeats: 2}"
+    spec = load_spec(TINY_SPEC, ["training.epochs=2", stop])
+
+    def sweep(confirm_epochs: int) -> optuna.Study:
+        study = optuna.create_study()
+        for value in (1.0, 0.99, 0.985):  # each within any noise below of the first
+            dist = {"x": FloatDistribution(0, 1)}
+            study.add_trial(create_trial(value=value, params={"x": value / 2}, distributions=dist))
+        rows = [{"trial": 0, "values": [0.9, 1.1]}, {"trial": 1, "values": [0.5, None, 0.5, 0.8]}, {"values": [7.0]}]
+        budget = {"kind": "epochs", "amount": confirm_epochs}
+        study.set_user_attr(STUDY_ATTR, {"objective": "final_val_cost", "budget": budget, "rows": rows})
+        return study
+
+    confirmed = sweep(confirm_epochs=2)
+    pooled = ((0.1**2 * 2 + 0.1**2 * 2 + 0.2**2) / (1 + 2)) ** 0.5  # squares about each setting's mean / dof
+    record = check(confirmed, spec)
+    assert record["noise_from"] == "confirm" and record["noise_std"] == pytest.approx(pooled, rel=1e-12)
+    assert (
+        f"did not improve on trial 0's 1 by more than {pooled:.4g} (the noise: the std pooled over 5 runs of 2 "
+        "settings by sweeps confirm) (after_trials_without_improvement)"
+    ) in record["reason"]
+    assert NOISE_ATTR not in confirmed.user_attrs and len(confirmed.trials) == 3  # no repeats spent
+    assert f"noise: std {pooled:.4g}, the std pooled over 5 runs of 2 settings by sweeps confirm" in describe(
+        confirmed, spec
+    )
+
+    repeated = sweep(confirm_epochs=5)  # confirmed at another length: its spread is not this sweep's
+    assert check(repeated, spec) is None  # the best setting (trial 2) is repeated first
+    assert repeated.user_attrs[NOISE_ATTR] == {"of_trial": 2, "repeats": 2}
+    for value in (0.7, 0.9):
+        trial = repeated.ask()
+        assert trial.user_attrs[REPEAT_ATTR] == 2
+        repeated.tell(trial, value)
+    record = check(repeated, spec)
+    assert record["noise_from"] == "repeats" and record["noise_std"] == pytest.approx(0.2 / 2**0.5, rel=1e-12)
+    assert "(the noise: the std of 2 repeats of trial 2's setting)" in record["reason"]
+    assert "noise: std 0.1414 over 2 repeats of trial 2's setting" in "\n".join(describe(repeated, spec))
