@@ -374,7 +374,8 @@ def check_stores(stores: Stores) -> None:
 
     storage_for_check = stores.storage_url or f"journal:///{stores.journal_path}"
     tracking.check_separate_databases(stores.tracking_uri, storage_for_check)
-    tracking.check_reachable(stores.tracking_uri)
+    # A new SQLite store is created by the tracking writer, on its own core, while the study is opened.
+    tracking.check_reachable(stores.tracking_uri, create=False)
 
 
 def _beats(study) -> int | None:
