@@ -56,7 +56,8 @@ def cmd_run(args) -> int:
                 on_trial=None if args.quiet else bar,
             )
     else:
-        _say_inferred_task(spec, quiet=args.quiet)
+        if spec.dataset.source != "name":  # a registry dataset is loaded by run(), beside the writer's start
+            _say_inferred_task(spec, quiet=args.quiet)
         result = _run_here(spec, args)
     report.print_summary(spec, result, _workdir_hint(args))
     from sweeps.stopping import describe

@@ -298,13 +298,20 @@ def run(
         from sweeps.samplers import check_available
 
         check_available(spec)  # before any store is created
-        setup_from_spec(spec).load()  # so is the data: a bad table file stops the sweep with nothing written
+        # So is a table's data: a bad file stops the sweep with nothing written. A registry dataset's
+        # parameters were checked with the spec, and its arrays are a function of them: it is loaded (1-3 s,
+        # mostly importing scikit-learn) while the writer loads MLflow and creates the store on another core.
+        data_first = spec.dataset.source != "name"
+        if data_first:
+            setup_from_spec(spec).load()
         stores = resolve_stores(workdir, storage, tracking_uri)
         check_stores(stores)
         import tracking
 
-        with interrupts.shielded():  # it loads MLflow while the study and parent run are opened
+        with interrupts.shielded():  # it loads MLflow while the data, study and parent run are opened
             tracking.start_writer(stores.tracking_uri)
+        if not data_first:
+            setup_from_spec(spec).load()
         study = open_study(spec, stores, close_stale_runs(stores))
         if worker:
             study.sampler.reseed_rng()
