@@ -114,3 +114,18 @@ def test_the_light_check_still_refuses_what_cannot_be_a_store(tmp_path):
     (tmp_path / "file").write_text("not a folder")
     with pytest.raises(TrackingUnavailable, match="cannot open the MLflow tracking store"):
         tracking.check_reachable(tracking.default_tracking_uri(tmp_path / "file"), create=False)
+
+
+def test_an_experiment_is_looked_for_without_mlflow_and_found_once_created(tmp_path):
+    """A new sweep's check for a lost study reads the store with sqlite3 alone while nothing is in it."""
+    from tracking.sqlite_store import may_hold_experiment
+
+    db = tmp_path / "mlflow.db"
+    assert may_hold_experiment(db, "sweep") is False  # no file
+    client = tracking.make_client(tracking.default_tracking_uri(tmp_path))
+    assert may_hold_experiment(db, "sweep") is False  # a complete store without it
+    client.create_experiment("sweep")
+    assert may_hold_experiment(db, "sweep") is True
+    assert may_hold_experiment(db, "other") is False
+    db.write_bytes(b"not a database, " * 100)
+    assert may_hold_experiment(db, "sweep") is True  # cannot tell: MLflow decides
