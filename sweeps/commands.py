@@ -36,8 +36,10 @@ def cmd_run(args) -> int:
     started = time.time()
     if args.workers < 1:
         raise UsageError(f"--workers must be ≥ 1; got {args.workers}")
-    _say_inferred_task(spec, quiet=args.quiet)
-    if args.workers > 1:
+    if (result := _finished(spec, args)) is not None:
+        pass  # nothing to train or write: no data loaded, no MLflow store opened
+    elif args.workers > 1:
+        _say_inferred_task(spec, quiet=args.quiet)
         from sweeps.parallel import run_parallel
         from sweeps.runner import study_counts_for, target_total
 
@@ -54,6 +56,8 @@ def cmd_run(args) -> int:
                 on_trial=None if args.quiet else bar,
             )
     else:
+        if spec.dataset.source != "name":  # a registry dataset is loaded by run(), beside the writer's start
+            _say_inferred_task(spec, quiet=args.quiet)
         result = _run_here(spec, args)
     report.print_summary(spec, result, _workdir_hint(args))
     from sweeps.stopping import describe
@@ -62,6 +66,17 @@ def cmd_run(args) -> int:
         print(line)
     _draw_report(spec, result, args)
     return _outcome_code(result)
+
+
+def _finished(spec, args):
+    """The sweep's result if it is finished and summarised (a rerun), shown as a run that trained nothing."""
+    from sweeps.runner import counts, finished_result, target_total
+
+    result = finished_result(spec, workdir=args.workdir, storage=args.storage, tracking_uri=args.tracking_uri)
+    if result is not None:
+        with progress.ProgressBar(target_total(spec), counts(result.study)[0], enabled=not args.quiet, spec=spec):
+            pass
+    return result
 
 
 def _outcome_code(result) -> int:

@@ -22,6 +22,7 @@ from sweeps.report_figures import Figure, ReportData, build_figures
 
 NO_REPORT_ENV = "SWEEPS_NO_REPORT"  # set (to anything but "" or "0") and `sweeps run` draws no report
 REPORT_FILE = "report.html"
+KEY_META = "sweeps-report-key"  # the head's <meta> that holds report_key(): what the report was drawn from
 VERSIONED = ("optsweep", "numpy", "scipy", "scikit-learn", "optuna", "mlflow", "plotly")
 
 STYLE = """
@@ -209,7 +210,8 @@ def render(spec, result, data: ReportData, provenance: Provenance, figures: list
     title = html.escape(f"Sweep report: {spec.name}")
     objective = html.escape(" & ".join(spec.objectives))
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{title}</title><style>{STYLE}</style></head>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="{KEY_META}" content="{report_key(spec, result)}"><title>{title}</title><style>{STYLE}</style></head>
 <body data-figures="{len(figures)}">
 <h1>{title}</h1>
 <p>{html.escape(Tally.of(result.study).describe())} · objective {objective} · drawn {when}</p>
@@ -245,14 +247,49 @@ def write_report(
     return path
 
 
+def report_key(spec, result) -> str:
+    """What the report is drawn from, hashed: the spec, the study's trials (states, values, settings,
+    attributes) and its attributes, and the parent run. The same key means the same report but for the
+    time it was drawn (the importances' bootstrap is seeded)."""
+    import hashlib
+
+    from sweeps.importance import CACHE_ATTR
+    from sweeps.stopping import CLOCK_ATTR
+
+    study = result.study
+    trials = [(t.number, t.state.name, t.values, t.params, t.user_attrs) for t in study.get_trials(deepcopy=False)]
+    # the clock is reset by every run; the importances' cache is written by drawing the report itself
+    attrs = {k: v for k, v in study.user_attrs.items() if k not in (CLOCK_ATTR, CACHE_ATTR)}
+    content = json.dumps([spec.spec_hash(), trials, attrs, result.parent_run_id], sort_keys=True, default=str)
+    return hashlib.sha256(content.encode()).hexdigest()[:24]
+
+
+def _drawn_key(path: Path) -> str | None:
+    """The key in the head of the report at ``path``, or None (no file, or one drawn without a key)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            head = f.read(4096)
+    except OSError:
+        return None
+    marker = f'<meta name="{KEY_META}" content="'
+    start = head.find(marker)
+    return head[start + len(marker) :].split('"', 1)[0] if start >= 0 else None
+
+
 def draw_after_command(spec, result, spec_arg, say, warn) -> None:
     """The report at the end of a command (``run``, ``confirm``, ``batch-size``), unless $SWEEPS_NO_REPORT:
     its path through ``say``; a failure to draw it through ``warn``, not fatal, since the command's work is
-    recorded."""
+    recorded. A report already drawn from the same trials (a rerun that trained nothing) is kept: drawing it
+    again takes seconds and would change only its date."""
     if not report_enabled(False):
         return
     try:
-        path = write_report(spec, result() if callable(result) else result)
+        result = result() if callable(result) else result
+        path = result.stores.workdir / f"{spec.name}-{REPORT_FILE}"
+        if _drawn_key(path) == report_key(spec, result):
+            say(f"report: {path}")
+            return
+        path = write_report(spec, result)
     except Exception as e:
         warn(f"the report was not drawn ({type(e).__name__}: {e}); try `sweeps report {spec_arg}`")
         return

@@ -202,8 +202,13 @@ def refuse_lost_study(name: str, stores: Stores) -> None:
     from tracking.store import sqlite_path
 
     db = sqlite_path(stores.tracking_uri)
-    if db is not None and not db.exists():
-        return  # nothing tracked yet (and opening it would create it)
+    if db is not None:
+        from tracking.sqlite_store import may_hold_experiment
+
+        # Nothing tracked under this name yet (and opening the store would create it): a new sweep's usual
+        # case, answered without loading MLflow while its writer creates the store.
+        if not may_hold_experiment(db, name):
+            return
     client = tracking.make_client(stores.tracking_uri)
     experiment = client.get_experiment_by_name(name)
     if experiment is None:

@@ -33,6 +33,7 @@ from sweeps.runner import (
     close_stale_runs,
     counts,
     fail_run,
+    mark_summarised,
     open_parent_run,
     open_study,
     summarise,
@@ -223,6 +224,7 @@ def _finish(spec: Spec, study, sweep_run, total: int) -> None:
     done, running, _ = counts(study)
     if (done >= total or stopping.stopped(study, spec)) and running == 0:
         sweep_run.finish("FINISHED")
+        mark_summarised(study)
 
 
 def _stop_workers(procs: list[subprocess.Popen], sig: int, timeout: float = 60.0) -> None:

@@ -34,6 +34,9 @@ PARENT_RUN_ATTR = "mlflow_parent_run_id"
 SPEC_HASH_ATTR = "spec_hash"
 SPEC_ATTR = "spec"
 DATA_ATTR = "dataset_fingerprint"
+# The number of trials the study held when a run last summarised the finished sweep (parent run's summary
+# written, run FINISHED): a rerun that finds the same trials has nothing to write (:func:`finished_result`).
+SUMMARISED_ATTR = "summarised_trials"
 STALE_REASON = "worker stopped responding (no heartbeat); retried by another worker"
 
 
@@ -274,13 +277,20 @@ def run(
         from sweeps.samplers import check_available
 
         check_available(spec)  # before any store is created
-        setup_from_spec(spec).load()  # so is the data: a bad table file stops the sweep with nothing written
+        # So is a table's data: a bad file stops the sweep with nothing written. A registry dataset's
+        # parameters were checked with the spec, and its arrays are a function of them: it is loaded (1-3 s,
+        # mostly importing scikit-learn) while the writer loads MLflow and creates the store on another core.
+        data_first = spec.dataset.source != "name"
+        if data_first:
+            setup_from_spec(spec).load()
         stores = resolve_stores(workdir, storage, tracking_uri)
         check_stores(stores)
         import tracking
 
-        with interrupts.shielded():  # it loads MLflow while the study and parent run are opened
+        with interrupts.shielded():  # it loads MLflow while the data, study and parent run are opened
             tracking.start_writer(stores.tracking_uri)
+        if not data_first:
+            setup_from_spec(spec).load()
         study = open_study(spec, stores, close_stale_runs(stores))
         if worker:
             study.sampler.reseed_rng()
@@ -337,6 +347,7 @@ def run(
             stopping.tag_parent(sweep_run, study, spec)
             if (done >= total or halt) and running == 0:
                 sweep_run.finish("FINISHED")
+                mark_summarised(study)
     finally:
         lock.close()
     return summarise(spec, study, sweep_run.run_id, stores)
@@ -349,7 +360,8 @@ def check_stores(stores: Stores) -> None:
 
     storage_for_check = stores.storage_url or f"journal:///{stores.journal_path}"
     tracking.check_separate_databases(stores.tracking_uri, storage_for_check)
-    tracking.check_reachable(stores.tracking_uri)
+    # A new SQLite store is created by the tracking writer, on its own core, while the study is opened.
+    tracking.check_reachable(stores.tracking_uri, create=False)
 
 
 def _beats(study) -> int | None:
@@ -462,6 +474,42 @@ def study_counts_for(spec: Spec, workdir: str | Path | None, storage: str | None
     """Trials of ``spec``'s sweep already counted (0 for a new sweep); used to start the progress bar."""
     study = _existing_study(spec, resolve_stores(workdir, storage, "unused"))
     return counts(study)[0] if study is not None else 0
+
+
+def mark_summarised(study) -> None:
+    """Record that the parent run now summarises every trial of the finished sweep (:func:`finished_result`)."""
+    study.set_user_attr(SUMMARISED_ATTR, len(study.get_trials(deepcopy=False)))
+
+
+def finished_result(
+    spec: Spec, *, workdir: str | Path | None = None, storage: str | None = None, tracking_uri: str | None = None
+) -> SweepResult | None:
+    """The result of ``spec``'s sweep when running it again would train and write nothing, else None.
+
+    That is when the study (started from this search) holds its total of trials, none running or waiting,
+    and a run summarised exactly these trials (:data:`SUMMARISED_ATTR`). Read from the Optuna storage only:
+    no data is loaded, no MLflow store opened (a rerun answers in about a second instead of ten). Only for
+    a registry dataset, whose arrays are a function of the spec (its name, parameters, seed and validation
+    fraction are in the search hash); a table file may have changed, so :func:`run` loads it and compares
+    fingerprints. A spec with a ``stop`` block takes the full path too (its decision depends on the rules),
+    and so does a sweep on a database server (embedded journal only).
+    """
+    if spec.stop is not None or spec.dataset.source != "name":
+        return None
+    stores = resolve_stores(workdir, storage, tracking_uri)
+    if not stores.embedded:  # a database server is checked and opened in run()'s order, with its messages
+        return None
+    study = _existing_study(spec, stores)
+    if study is None:
+        return None
+    attrs = study.user_attrs
+    if attrs.get(SPEC_HASH_ATTR) != spec.search_hash():
+        return None  # run() says why it refuses
+    done, running, waiting = counts(study)
+    summarised = attrs.get(SUMMARISED_ATTR)
+    if running or waiting or done < target_total(spec) or summarised != len(study.get_trials(deepcopy=False)):
+        return None
+    return summarise(spec, study, attrs.get(PARENT_RUN_ATTR, ""), stores)
 
 
 def load_result(

@@ -61,8 +61,11 @@ def make_client(tracking_uri: str | None = None) -> MlflowClient:
     from mlflow import MlflowClient
 
     from tracking.disk_full import quiet_reraised_database_errors
+    from tracking.sqlite_store import fast_schema_check
 
     install_log_redaction()
+    if tracking_uri is not None and _is_database(tracking_uri):  # a server or a folder has no schema check
+        fast_schema_check()
     quiet_reraised_database_errors()
     if tracking_uri is not None and redact(tracking_uri) != tracking_uri:
         os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
@@ -73,6 +76,11 @@ def make_client(tracking_uri: str | None = None) -> MlflowClient:
         ensure_complete(db)
 
     return MlflowClient(tracking_uri=tracking_uri)
+
+
+def _is_database(uri: str) -> bool:
+    """Whether MLflow opens ``uri`` as an SQLAlchemy database (SQLite, PostgreSQL, …)."""
+    return "://" in uri and not uri.startswith(("http://", "https://", "file:", "databricks"))
 
 
 def resolved_uri(tracking_uri: str | None) -> str:
@@ -197,7 +205,19 @@ def _check_http(uri: str, timeout: float, wait: float) -> None:
     )
 
 
-def check_reachable(tracking_uri: str | None = None, timeout: float = 5.0, wait: float | None = None) -> None:
+def _openable_without_mlflow(db: Path) -> bool:
+    """Whether ``db`` is a complete store, or absent in a folder this process may write (it can be created
+    there); False asks MLflow (a file of another schema, a half-created one, an unreadable one)."""
+    from tracking.sqlite_store import is_complete
+
+    if db.exists():
+        return is_complete(db)
+    return os.access(db.parent, os.W_OK | os.X_OK)
+
+
+def check_reachable(
+    tracking_uri: str | None = None, timeout: float = 5.0, wait: float | None = None, *, create: bool = True
+) -> None:
     """Raise TrackingUnavailable, with what to do about it, unless the tracking store answers.
 
     Call it before any training starts. For ``http(s)://`` it sends API requests of up to ``timeout`` seconds
@@ -205,6 +225,10 @@ def check_reachable(tracking_uri: str | None = None, timeout: float = 5.0, wait:
     502/503/504) for up to ``wait`` seconds (None: ``$SWEEPS_TRACKING_WAIT_SECONDS``, default 30); refused
     credentials or a server that is not MLflow fail at once. For an SQLite URI it creates the database's
     folder and opens (or creates) the database; for any other URI it asks the store for one experiment.
+
+    ``create=False`` leaves a new SQLite store to be created by whoever opens it first (a sweep's tracking
+    writer does, on another core, while the sweep opens its study): the check then only makes the folder and
+    sees that it can be written, or that the file is a complete store, without loading MLflow (1-3 s).
     """
     uri = resolved_uri(tracking_uri)
     if uri.startswith(("http://", "https://")):
@@ -218,6 +242,8 @@ def check_reachable(tracking_uri: str | None = None, timeout: float = 5.0, wait:
     try:
         if db is not None:
             db.parent.mkdir(parents=True, exist_ok=True)
+            if not create and _openable_without_mlflow(db):
+                return
         make_client(uri).search_experiments(max_results=1)
     except TrackingError:
         raise

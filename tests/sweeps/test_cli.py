@@ -16,7 +16,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tests.conftest import ROOT, requires_postgres, run_cli
+from tests.conftest import ROOT, cli_env, requires_postgres, run_cli
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -560,3 +560,35 @@ def test_unreachable_tracking_server_fails_before_any_training(tmp_path, tiny_sp
     assert " attempts); start it" in proc.stderr and proc.stderr.count("\n") == 1
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "wd").exists()  # no study, no trial
+
+
+def test_a_rerun_of_a_finished_sweep_writes_nothing_and_loads_neither_data_nor_mlflow(tmp_path, tiny_spec):
+    """Before, a rerun that trained nothing took ~9 s: it loaded the data, created the writer, opened MLflow,
+    redrew the parent run's plots and the HTML report. The stores and the report stay as they were, and it
+    says the same as the run that finished the sweep."""
+    report_on = {"SWEEPS_NO_REPORT": ""}
+    wd = tmp_path / "wd"
+    first = run_cli("run", tiny_spec, "--workdir", wd, cwd=tmp_path, check=True, env=report_on)
+    files = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in wd.iterdir() if p.is_file()}
+    assert "tiny-report.html" in files and "mlflow.db" in files
+    code = (
+        "import sys; from sweeps.cli import main; rc = main(sys.argv[1:]); "
+        "print(sorted(m for m in ('mlflow', 'sklearn') if m in sys.modules)); sys.exit(rc)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "run", str(tiny_spec), "--workdir", str(wd)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**cli_env(), **report_on},
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    *said, loaded = proc.stdout.strip().splitlines()
+    assert loaded == "[]"
+    assert said == first.stdout.strip().splitlines()
+    assert {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in wd.iterdir() if p.is_file()} == files
+    # More trials asked for: the full path trains them and the report is drawn again.
+    more = run_cli("run", tiny_spec, "--trials", "5", "--workdir", wd, cwd=tmp_path, check=True, env=report_on)
+    assert "5 trials" in more.stdout
+    assert (wd / "tiny-report.html").read_bytes() != files["tiny-report.html"][1]

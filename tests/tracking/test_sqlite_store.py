@@ -81,3 +81,51 @@ def test_a_half_migrated_store_with_runs_is_refused_and_left_alone(tmp_path, tem
     with pytest.raises(TrackingUnavailable, match=r"half-migrated .*_alembic_tmp_tags.* holds 2 runs; restore"):
         tracking.check_reachable(tracking.default_tracking_uri(tmp_path))
     assert db.read_bytes() == before and not list(tmp_path.glob("mlflow.db.damaged-*"))
+
+
+def test_the_head_read_from_the_migration_scripts_is_the_one_alembic_finds():
+    """The schema check runs on every store MLflow opens; reading the scripts' text instead of executing
+    them (0.5-1.5 s each time) must give Alembic's answer."""
+    from tracking.sqlite_store import _alembic_head, _scanned_head
+
+    assert _scanned_head() is not None
+    assert _scanned_head() == _alembic_head()
+
+
+LIGHT_CHECK = (
+    "import sys, tracking; tracking.check_reachable(tracking.default_tracking_uri(sys.argv[1]), create=False); "
+    "print('mlflow' in sys.modules)"
+)
+
+
+def test_the_light_check_creates_no_store_and_loads_no_mlflow_then_the_first_client_creates_it(tmp_path):
+    folder = tmp_path / "work"
+    check = [sys.executable, "-c", LIGHT_CHECK, str(folder)]
+    out = subprocess.run(check, capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False"]
+    assert folder.is_dir() and not (folder / "mlflow.db").exists()
+    tracking.make_client(tracking.default_tracking_uri(folder))  # creates it whole
+    assert _revision(folder / "mlflow.db") == (_head(), [])
+    out = subprocess.run(check, capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False"]  # a complete store is recognised without MLflow
+
+
+def test_the_light_check_still_refuses_what_cannot_be_a_store(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(TrackingUnavailable, match="cannot open the MLflow tracking store"):
+        tracking.check_reachable(tracking.default_tracking_uri(tmp_path / "file"), create=False)
+
+
+def test_an_experiment_is_looked_for_without_mlflow_and_found_once_created(tmp_path):
+    """A new sweep's check for a lost study reads the store with sqlite3 alone while nothing is in it."""
+    from tracking.sqlite_store import may_hold_experiment
+
+    db = tmp_path / "mlflow.db"
+    assert may_hold_experiment(db, "sweep") is False  # no file
+    client = tracking.make_client(tracking.default_tracking_uri(tmp_path))
+    assert may_hold_experiment(db, "sweep") is False  # a complete store without it
+    client.create_experiment("sweep")
+    assert may_hold_experiment(db, "sweep") is True
+    assert may_hold_experiment(db, "other") is False
+    db.write_bytes(b"not a database, " * 100)
+    assert may_hold_experiment(db, "sweep") is True  # cannot tell: MLflow decides

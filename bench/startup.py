@@ -1,0 +1,134 @@
+"""Wall time of the CLI from a fresh process, next to the training time of the same trials.
+
+Cases, each run ``--repeats`` times, every time from a new Python process:
+
+- ``fresh``: ``sweeps run SPEC`` in a new, empty work folder (stores created, every trial trained, the HTML
+  report drawn as a user gets it);
+- ``rerun``: the same command again in a finished work folder (it trains nothing);
+- ``best`` and ``trials``: the read-only commands on that folder;
+- ``help``: ``sweeps --help``.
+
+The fresh runs' summed ``train_seconds`` (the trials' own training clock, from the MLflow store) is printed
+beside their wall time, and the ratio is what the targets speak of:
+
+    python bench/startup.py                       # examples/quickstart.yaml, 3 repeats
+    python bench/startup.py --repeats 5 --cases rerun best trials
+
+Reported: min and median wall seconds, median CPU seconds of the process and its children (the writer
+process included). The cases take turns inside every repeat, so a slow spell of a shared machine falls on
+all of them alike. Nothing is asserted: it prints figures from one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGETS = {  # case -> (what the wall time is compared with, target)
+    "fresh": ("× summed train_seconds", 2.0),
+    "rerun": ("s", 1.5),
+    "best": ("s", 1.0),
+    "trials": ("s", 1.0),
+}
+
+
+def cli(args: list[str], cwd: Path) -> tuple[float, float, int]:
+    """(wall seconds, CPU seconds of the command and its children, exit code) of ``sweeps ARGS``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_TRACKING", "SWEEPS_"))}
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "sweeps.cli", *args],
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if proc.returncode != 0:
+        print(f"  sweeps {' '.join(args)} exited {proc.returncode}: {proc.stderr.strip()[-500:]}", file=sys.stderr)
+    return wall, cpu, proc.returncode
+
+
+def summed_train_seconds(workdir: Path) -> float:
+    """The trials' summed ``train_seconds`` metric, read from the embedded MLflow store."""
+    with sqlite3.connect(workdir / ".sweeps" / "mlflow.db") as conn:
+        row = conn.execute(
+            "SELECT SUM(m.value) FROM latest_metrics m JOIN tags t ON t.run_uuid = m.run_uuid "
+            "WHERE m.key = 'train_seconds' AND t.key = 'mlflow.parentRunId'"
+        ).fetchone()
+    return float(row[0] or 0.0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spec", default=str(ROOT / "examples" / "quickstart.yaml"))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--cases", nargs="+", default=["fresh", "rerun", "best", "trials", "help"])
+    args = parser.parse_args(argv)
+    spec = str(Path(args.spec).resolve())
+    commands = {
+        "fresh": ["run", spec],
+        "rerun": ["run", spec],
+        "best": ["best", spec],
+        "trials": ["trials", spec],
+        "help": ["--help"],
+    }
+    samples: dict[str, list[tuple[float, float]]] = {case: [] for case in args.cases}
+    trained: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
+        finished = Path(tmp) / "finished"  # a work folder with the sweep done, for the other cases
+        finished.mkdir()
+        if set(args.cases) - {"fresh", "help"}:
+            cli(commands["fresh"], finished)
+        for r in range(args.repeats):
+            for case in args.cases:
+                if case == "fresh":
+                    here = Path(tmp) / f"fresh-{r}"
+                    here.mkdir()
+                    wall, cpu, _ = cli(commands[case], here)
+                    trained.append(summed_train_seconds(here))
+                    shutil.rmtree(here)
+                else:
+                    wall, cpu, _ = cli(commands[case], finished)
+                samples[case].append((wall, cpu))
+            print(f"  repeat {r + 1}/{args.repeats} done", file=sys.stderr)
+
+    load = f", load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}" if hasattr(os, "getloadavg") else ""
+    print(f"spec {Path(spec).name}, {args.repeats} repeats, {os.cpu_count()} CPUs{load}\n")
+    print("| case | min wall s | median wall s | median CPU s | target |")
+    print("|---|---:|---:|---:|---|")
+    for case, values in samples.items():
+        walls = [w for w, _ in values]
+        cpu = statistics.median(c for _, c in values)
+        target = ""
+        if case == "fresh" and trained:
+            train = statistics.median(trained)
+            ratios = [w / t for w, t in zip(walls, trained, strict=True) if t > 0]
+            target = (
+                f"summed train_seconds median {train:.2f} s; wall / train min {min(ratios):.2f}×, median "
+                f"{statistics.median(ratios):.2f}× (target ≤ {TARGETS['fresh'][1]}×)"
+            )
+        elif case in TARGETS:
+            target = f"≤ {TARGETS[case][1]} s"
+        print(f"| {case} | {min(walls):.2f} | {statistics.median(walls):.2f} | {cpu:.2f} | {target} |")
+
+
+if __name__ == "__main__":
+    main()
