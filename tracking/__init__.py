@@ -40,7 +40,7 @@ from tracking.store import (
 )
 from tracking.summary import update_sweep_summary
 from tracking.trial import TrialRun
-from tracking.writer import start_writer
+from tracking.writer.client import start_writer
 
 __all__ = [
     "DatasetRecord",

@@ -21,8 +21,10 @@ from tracking.errors import TrackingError
 from tracking.provenance import provenance_tags
 from tracking.redact import redact
 from tracking.store import artifact_location_for, make_client, resolved_uri
+from tracking.transport import WriterTransport
 from tracking.trial import TrialRun
-from tracking.writer import WriterGone, shared_writer
+from tracking.writer.client import WriterGone, shared_writer
+from tracking.writer.messages import Summary
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -153,7 +155,7 @@ class SweepRun:
         writer = shared_writer()
         if writer is not None and writer.unsettled and not new:
             try:  # what this process sent is in the store before the run is read
-                writer.call("barrier", None)
+                writer.barrier()
             except WriterGone:
                 writer = None
         run = self._own_run(existing_run_id, number) if existing_run_id else None
@@ -188,8 +190,7 @@ class SweepRun:
             flush_every=flush_every,
             logged_epochs=logged_epochs,
             logged_iterations=logged_iterations,
-            writer=writer,
-            tracking_uri=self.tracking_uri,
+            transport=WriterTransport(writer, self.tracking_uri) if writer is not None else None,
         )
         unset = {k: v for k, v in all_tags.items() if run.data.tags.get(k) != v}
         trial.log_now(
@@ -216,7 +217,7 @@ class SweepRun:
         if writer is not None and writer.ready():
             values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "client"}
             try:
-                return writer.call("summary", (values, spec, metric, direction))
+                return writer.call(Summary(values, spec, metric, direction))
             except WriterGone:
                 pass  # drawn here instead
         return update_sweep_summary(self, spec, metric=metric, direction=direction)

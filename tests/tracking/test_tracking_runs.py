@@ -140,7 +140,7 @@ def _writer_done() -> None:
     """Wait until the writer process has written what it was sent (log_epoch does not wait for the store)."""
     shared = writer.shared_writer(start=False)
     if shared is not None:
-        shared.call("barrier", None)
+        shared.barrier()
 
 
 def test_flush_every_n_epochs_buffers_between_flushes(sqlite_uri):
