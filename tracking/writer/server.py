@@ -126,20 +126,20 @@ class _Server:
         return key not in self.pending
 
     def receive(self, message) -> None:
-        """Take a message's values before the writes that precede its answer: a trial's last epochs, sent
-        just before its ``Finish``, and the finish's own values then go in one ``log_batch``."""
-        if isinstance(message, Log | Finish):
+        """Take a message's values (a request's are taken when it is handled)."""
+        if isinstance(message, Log):
             self.add(message.uri, message.run_id, message.values)
 
     def sync(self, request: Sync) -> bool:
         return self.settle((request.uri, request.run_id))
 
     def finish(self, request: Finish) -> None:
-        """The run's values (received with the request) are written; end the run. The trainer keeps its
-        copy of the values and sends them again on failure, so they are dropped here then."""
+        """Write the run's values with the request's, then end the run. The trainer keeps its copy of the
+        values and sends them again on failure, so they are dropped here then."""
         from tracking.batch import with_retries
 
         key = (request.uri, request.run_id)
+        self.add(request.uri, request.run_id, request.values)
         if not self.settle(key):
             self.pending.pop(key, None)
             self.due.pop(key, None)
