@@ -22,6 +22,7 @@ from sweeps import threads
 from sweeps.errors import Interrupted
 from sweeps.spec import Spec
 from sweeps.trainer import TrainingSetup, train_trial, trial_seed
+from tracking.schema import Outcome
 
 log = logging.getLogger("sweeps")
 
@@ -130,7 +131,7 @@ def run_trial(spec: Spec, study, trial, sweep_run, setup: TrainingSetup, tags: d
         trial.set_user_attr(OUTCOME_ATTR, outcome)
         trial.set_user_attr(REASON_ATTR, reason)
         try:
-            run.finish("failed", history or progress.history or empty, reason=reason)
+            run.finish(Outcome.FAIL, history or progress.history or empty, reason=reason)
         finally:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
 
@@ -153,11 +154,11 @@ def run_trial(spec: Spec, study, trial, sweep_run, setup: TrainingSetup, tags: d
 
     if history.stopped_early:
         trial.set_user_attr(OUTCOME_ATTR, "pruned")
-        run.finish("pruned", history)
+        run.finish(Outcome.PRUNED, history)
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         return "pruned"
     values = objective_values(spec, history)
     trial.set_user_attr(OUTCOME_ATTR, "completed")
-    run.finish("completed", history)
+    run.finish(Outcome.COMPLETE, history)
     study.tell(trial, values if len(values) > 1 else values[0])
     return "completed"

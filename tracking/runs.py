@@ -9,7 +9,8 @@ the run's end) waits for the store.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -222,6 +223,33 @@ class SweepRun:
                 pass  # drawn here instead
         return update_sweep_summary(self, spec, metric=metric, direction=direction)
 
+    def log_record(
+        self,
+        *,
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, Any] | None = None,
+        metrics: Iterable[tuple[str, float | None, int]] = (),
+        artifacts: Path | None = None,
+        what: str = "the record",
+    ) -> None:
+        """Log a command's outcome to the parent run: ``params`` and ``tags`` (None values left out, the others
+        made ``param_value``/``tag_value``), ``metrics`` as ``(key, value, step)`` (None values left out; all
+        stamped now) in as few ``log_batch`` requests as MLflow allows, then the files of the folder
+        ``artifacts`` (``what`` names them in errors). Raises TrackingError when the store fails after
+        retries; params cannot change value (MLflow's rule)."""
+        from mlflow.entities import Metric, Param, RunTag
+
+        stamp = int(time.time() * 1000)
+        log_batched(
+            self.client,
+            self.run_id,
+            metrics=[Metric(k, float(v), stamp, step) for k, v, step in metrics if v is not None],
+            params=[Param(k, param_value(v)) for k, v in (params or {}).items() if v is not None],
+            tags=[RunTag(k, tag_value(v)) for k, v in (tags or {}).items() if v is not None],
+        )
+        if artifacts is not None:
+            with_retries(self.client.log_artifacts, self.run_id, str(artifacts), what=f"upload {what}")
+
     def finish(self, status: str = "FINISHED") -> None:
         """End the parent run with MLflow ``status`` (FINISHED, KILLED or FAILED)."""
         if status not in ("FINISHED", "KILLED", "FAILED"):
@@ -246,7 +274,7 @@ class SweepRun:
         # and its own role (confirm's retrainings) over trial.
         return self.client.create_run(
             self.experiment_id,
-            run_name=tags.get("mlflow.runName", schema.trial_run_name(number)),
+            run_name=tags.get(schema.RUN_NAME, schema.trial_run_name(number)),
             tags={
                 **tags,  # in the same request: one round trip fewer per trial
                 schema.PARENT_RUN_ID: self.run_id,

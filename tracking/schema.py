@@ -22,6 +22,7 @@ SEED = "seed"
 TRACKING_URI = "tracking_uri"
 # MLflow's own system tags: the UI nests children by the first and shows the second as the source version.
 PARENT_RUN_ID = "mlflow.parentRunId"
+RUN_NAME = "mlflow.runName"  # a caller's own run name for a trial's run (bs-0128-seed-1), instead of trial-0007
 GIT_COMMIT_SYSTEM = "mlflow.source.git.commit"
 
 # Per-iteration curves (``step = iteration``, numbered continuously from 1 across epochs).
