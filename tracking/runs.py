@@ -169,6 +169,11 @@ class SweepRun:
                 look = True
                 return found or self._create(number, all_tags)
 
+            # Waited for, from this process: the run id is what Optuna's trial keeps to find its run, every
+            # value sent later names it, and a store that cannot create runs should stop the sweep before a
+            # trial trains rather than fail it afterwards. (Handing the creation to the writer would save the
+            # trainer one store request per trial, ~10-40 ms on SQLite, at the price of a run id known only
+            # later; a run found by its tags covers a process killed in between either way.)
             run = with_retries(find_or_create, what=f"create the run of trial {number}")
         run_id, reused = run.info.run_id, bool(run.data.params or run.data.metrics)
         values = {**self.trial_params, **{k: param_value(v) for k, v in params.items()}}

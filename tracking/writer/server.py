@@ -126,20 +126,21 @@ class _Server:
         return key not in self.pending
 
     def receive(self, message) -> None:
-        """Take a message's values (a request's are taken when it is handled)."""
-        if isinstance(message, Log):
+        """Take a message's values before the writes that precede its answer: a ``Finish``'s values join
+        what is pending for its run (the last epochs, lingering), so that both go in one ``log_batch`` and
+        the trainer waits for two requests to the store (that one and the run's end), not three."""
+        if isinstance(message, Log | Finish):
             self.add(message.uri, message.run_id, message.values)
 
     def sync(self, request: Sync) -> bool:
         return self.settle((request.uri, request.run_id))
 
     def finish(self, request: Finish) -> None:
-        """Write the run's values with the request's, then end the run. The trainer keeps its copy of the
-        values and sends them again on failure, so they are dropped here then."""
+        """The run's values, the request's included (see ``receive``), are written: end the run. The
+        trainer keeps its copy of the values and sends them again on failure, so they are dropped here then."""
         from tracking.batch import with_retries
 
         key = (request.uri, request.run_id)
-        self.add(request.uri, request.run_id, request.values)
         if not self.settle(key):
             self.pending.pop(key, None)
             self.due.pop(key, None)
