@@ -38,7 +38,7 @@ from sweeps.batch_size import DEFAULT_SIZES, check_budget, check_sizes, held_set
 from sweeps.batch_tradeoff import fit_steps, predict, s_min_from_pilot
 from sweeps.errors import Interrupted, SweepError, UsageError
 from sweeps.spec import Spec
-from sweeps.target_runs import TargetRuns, now_ms, outcome
+from sweeps.target_runs import TargetRuns, outcome
 
 DEFAULT_LR_FACTORS = (0.5, 1.0, 2.0)
 MEASURE_RANGE = (8, 1024)  # --measure-steps sizes: powers of two over this range (capped at the training split)
@@ -296,10 +296,7 @@ def _log_parent(sweep, spec: Spec, report: AdviceReport) -> None:
     """Params, the outcome as tags, per-size metrics at ``step = batch size``, the report and the plots."""
     import json
 
-    from mlflow.entities import Metric, Param, RunTag
-
     from tracking import critical_batch_plots as plots
-    from tracking.batch import log_batched, param_value, tag_value, with_retries
     from tracking.summary import write_spec
 
     params = {
@@ -325,19 +322,12 @@ def _log_parent(sweep, spec: Spec, report: AdviceReport) -> None:
             "fit_rms_relative_error": report.fit.rms_relative_error,
             "b_noise_over_b_crit": report.noise_to_crit,
         }
-    stamp = now_ms()
-    metrics = [Metric(k, float(v), stamp, 0) for k, v in scalars.items() if math.isfinite(v)]
+    metrics = [(k, v, 0) for k, v in scalars.items() if math.isfinite(v)]
     for row in report.row_dicts():
         for key, value in row.items():
             if key != "batch_size" and value is not None and math.isfinite(value):
-                metrics.append(Metric(key, float(value), stamp, row["batch_size"]))
-    log_batched(
-        sweep.client,
-        sweep.run_id,
-        metrics=metrics,
-        params=[Param(k, param_value(v)) for k, v in params.items() if v is not None],
-        tags=[RunTag(k, tag_value(v)) for k, v in tags.items() if v is not None],
-    )
+                metrics.append((key, value, row["batch_size"]))
+    sweep.log_record(params=params, tags=tags, metrics=metrics)
     rows = report.row_dicts()
     with tempfile.TemporaryDirectory(prefix="advise-") as tmp:
         folder = Path(tmp)
@@ -362,7 +352,7 @@ def _log_parent(sweep, spec: Spec, report: AdviceReport) -> None:
             fit=None if report.fit is None else (report.fit.s_min, report.fit.b_crit),
             target=report.target_cost,
         )
-        with_retries(sweep.client.log_artifacts, sweep.run_id, str(folder), what="upload the advice report")
+        sweep.log_record(artifacts=folder, what="the advice report")
 
 
 def cmd_advise(args) -> int:

@@ -435,12 +435,8 @@ def select_batch_size(
 def _log_parent(sweep, spec: Spec, report: BatchSizeReport) -> None:
     """The parent run's record: command params, the verdict as tags, per-size metrics, report and plots."""
     import json
-    import time
-
-    from mlflow.entities import Metric, Param, RunTag
 
     from tracking import batch_size_plots as plots
-    from tracking.batch import log_batched, param_value, tag_value, with_retries
     from tracking.summary import write_spec
 
     params = {
@@ -464,7 +460,6 @@ def _log_parent(sweep, spec: Spec, report: BatchSizeReport) -> None:
         "verdict": report.verdict(),
         **(report.lr.tags() if report.lr else {}),
     }
-    stamp = int(time.time() * 1000)
     per_size = {
         "mean_final_val_cost": lambda r: r.mean_cost,
         "std_final_val_cost": lambda r: r.std_cost,
@@ -476,22 +471,16 @@ def _log_parent(sweep, spec: Spec, report: BatchSizeReport) -> None:
         "seconds_to_target": lambda r: r.seconds_to_target,
     }
     metrics = [
-        Metric(key, float(value(row)), stamp, row.batch_size)  # step = batch size: the UI charts it over sizes
+        (key, value(row), row.batch_size)  # step = batch size: the UI charts it over sizes
         for row in report.rows
         for key, value in per_size.items()
         if value(row) is not None and math.isfinite(value(row))
     ]
     if report.chosen is not None:
-        metrics.append(Metric("chosen_batch_size", float(report.chosen), stamp, 0))
+        metrics.append(("chosen_batch_size", report.chosen, 0))
     if report.lr is not None:  # each size's rate, a curve over sizes like the others
-        metrics += [Metric("lr", float(lr), stamp, size) for size, lr in report.lr.rates.items()]
-    log_batched(
-        sweep.client,
-        sweep.run_id,
-        metrics=metrics,
-        params=[Param(k, param_value(v)) for k, v in params.items() if v is not None],
-        tags=[RunTag(k, tag_value(v)) for k, v in tags.items() if v is not None],
-    )
+        metrics += [("lr", lr, size) for size, lr in report.lr.rates.items()]
+    sweep.log_record(params=params, tags=tags, metrics=metrics)
     by_size = {s: [r for r in report.runs if r.batch_size == s] for s in report.sizes}
     costs = {s: [r.val_cost for r in rs] for s, rs in by_size.items()}
     seconds = {s: [r.epoch_seconds for r in rs] for s, rs in by_size.items()}
@@ -522,7 +511,7 @@ def _log_parent(sweep, spec: Spec, report: BatchSizeReport) -> None:
             )
         if report.lr is not None and report.lr.trials:
             plots.plot_lr_search(report.lr.search_by_size(), report.lr.rates, folder / "plots" / "lr_search.png")
-        with_retries(sweep.client.log_artifacts, sweep.run_id, str(folder), what="upload the batch-size report")
+        sweep.log_record(artifacts=folder, what="the batch-size report")
 
 
 def _progress(result: RunResult, done: int, total: int) -> None:

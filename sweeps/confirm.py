@@ -271,11 +271,7 @@ def _log_parent(sweep, spec: Spec, report: ConfirmReport, epochs: int) -> None:
     """The parent run's record: params, the verdict as tags, per-setting metrics (step = trial number), the
     report and the spec with the budget's epochs (what ``sweeps reproduce`` retrains a child run from)."""
     import json
-    import time
 
-    from mlflow.entities import Metric, Param, RunTag
-
-    from tracking.batch import log_batched, param_value, tag_value, with_retries
     from tracking.summary import write_spec
 
     record = report.to_dict()
@@ -294,9 +290,8 @@ def _log_parent(sweep, spec: Spec, report: ConfirmReport, epochs: int) -> None:
         "test": report.comparison.method,
         "verdict": record["verdict"],
     }
-    stamp = int(time.time() * 1000)
     metrics = [
-        Metric(key, float(row[field] if not isinstance(field, int) else row["ci95"][field]), stamp, row["trial"])
+        (key, row[field] if not isinstance(field, int) else row["ci95"][field], row["trial"])
         for row in record["rows"]
         for key, field in (
             (f"mean_{report.objective}", "mean"),
@@ -306,22 +301,15 @@ def _log_parent(sweep, spec: Spec, report: ConfirmReport, epochs: int) -> None:
             ("p_vs_winner_holm", "p_vs_winner_holm"),
             ("mean_train_seconds", "mean_train_seconds"),
         )
-        if (row[field] if not isinstance(field, int) else row["ci95"][field]) is not None
     ]
-    log_batched(
-        sweep.client,
-        sweep.run_id,
-        metrics=metrics,
-        params=[Param(k, param_value(v)) for k, v in params.items()],
-        tags=[RunTag(k, tag_value(v)) for k, v in tags.items() if v is not None],
-    )
+    sweep.log_record(params=params, tags=tags, metrics=metrics)  # None values are left out
     resolved = spec.resolved()
     resolved["training"]["epochs"] = epochs
     with tempfile.TemporaryDirectory(prefix="confirm-") as tmp:
         folder = Path(tmp)
         (folder / "confirm_report.json").write_text(json.dumps(record, indent=2))
         write_spec(resolved, folder / "spec.yaml")
-        with_retries(sweep.client.log_artifacts, sweep.run_id, str(folder), what="upload the confirm report")
+        sweep.log_record(artifacts=folder, what="the confirm report")
 
 
 def _progress(trial: int, result: RunResult, done: int, total: int) -> None:

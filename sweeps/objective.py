@@ -23,6 +23,7 @@ from sweeps import threads
 from sweeps.errors import Interrupted
 from sweeps.spec import OBJECTIVES, Spec
 from sweeps.trainer import TrainingSetup, train_trial, trial_seed
+from tracking.schema import Outcome
 
 log = logging.getLogger("sweeps")
 
@@ -126,12 +127,12 @@ def train_and_record(
         if before_finish is not None:
             before_finish(ending)
         if outcome in ("completed", "pruned"):
-            run.finish(outcome, ending.history)
+            run.finish(Outcome.parse(outcome), ending.history)
             if after_finish is not None:
                 after_finish(ending)
             return ending
         try:
-            run.finish("failed", ending.history, reason=reason)
+            run.finish(Outcome.FAIL, ending.history, reason=reason)
         finally:
             if after_finish is not None:
                 after_finish(ending)

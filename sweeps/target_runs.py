@@ -66,17 +66,14 @@ class TargetRuns:
     def tracked(self, hp: Mapping[str, object], seed: int, name: str, noise: bool = False, limit: float = math.inf):
         """Train ``hp`` to the target in a child run named ``name``, for at most ``limit`` steps within the
         cap; returns (result, run id)."""
-        from mlflow.entities import Metric, RunTag
-
-        from tracking import schema
-        from tracking.batch import log_batched, with_retries
+        from tracking.schema import FAIL_REASON, RUN_NAME, Outcome
 
         size = int(hp["batch_size"])
         run = self.sweep.trial(
             self.number,
             hp,
             seed=seed,
-            tags={"batch_size": size, "mlflow.runName": name, "target_cost": self.target},
+            tags={"batch_size": size, RUN_NAME: name, "target_cost": self.target},
             metric_name=self.metric,
         )
         self.number += 1
@@ -84,12 +81,10 @@ class TargetRuns:
             result = self.train(hp, seed, target=self.target, noise=noise, limit=limit)
         except BaseException as e:
             reason = "interrupted" if isinstance(e, KeyboardInterrupt) else f"{type(e).__name__}: {e}"
-            log_batched(self.sweep.client, run.run_id, tags=[RunTag(schema.FAIL_REASON, reason[:500])])
-            with_retries(self.sweep.client.set_terminated, run.run_id, status="FAILED", what="end a run")
+            run.end(Outcome.FAIL, tags={FAIL_REASON: reason[:500]})
             raise
-        stamp = now_ms()
-        metrics = [Metric("val_cost", c, stamp, s) for s, c in result.checks if math.isfinite(c)]
-        metrics += [Metric("noise_scale", v, stamp, s) for s, v in result.noise if math.isfinite(v)]
+        metrics = [("val_cost", c, s) for s, c in result.checks if math.isfinite(c)]
+        metrics += [("noise_scale", v, s) for s, v in result.noise if math.isfinite(v)]
         summary = {
             "reached_target": float(result.reached),
             "steps_to_target": float(result.steps),
@@ -100,16 +95,13 @@ class TargetRuns:
         }
         if noise:
             summary |= {"b_noise": result.noise_scale, "b_noise_end": result.noise_scale_end}
-        metrics += [Metric(k, float(v), stamp, 0) for k, v in summary.items() if math.isfinite(v)]
-        state, status = ("complete", "FINISHED") if not result.diverged else ("fail", "FAILED")
-        tags = [RunTag(schema.TRIAL_STATE, state)]
+        metrics += [(k, float(v), 0) for k, v in summary.items() if math.isfinite(v)]
+        tags = {}
         if result.diverged:
-            tags.append(RunTag(schema.FAIL_REASON, f"cost diverged at step {result.steps}"))
+            tags[FAIL_REASON] = f"cost diverged at step {result.steps}"
         elif not result.reached:
-            tags.append(RunTag("outcome", f"target not reached in {result.steps} steps"))
-        run.flush()
-        log_batched(self.sweep.client, run.run_id, metrics=metrics, tags=tags)
-        with_retries(self.sweep.client.set_terminated, run.run_id, status=status, what="end a run")
+            tags["outcome"] = f"target not reached in {result.steps} steps"
+        run.end(Outcome.FAIL if result.diverged else Outcome.COMPLETE, metrics=metrics, tags=tags)
         return result, run.run_id
 
 
@@ -119,9 +111,3 @@ def outcome(result) -> str:
         return "diverged"
     what = f"{result.steps:,} steps" if result.reached else f"not reached in {result.steps:,} steps"
     return f"{what}, {result.seconds:.3g} s"
-
-
-def now_ms() -> int:
-    import time
-
-    return int(time.time() * 1000)

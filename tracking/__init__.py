@@ -30,6 +30,7 @@ from tracking.errors import NoFinishedTrial, TrackingError, TrackingUnavailable
 from tracking.provenance import git_commit, package_versions, provenance_tags
 from tracking.redact import redact, redact_obj
 from tracking.runs import SweepRun, find_trial_run, get_or_create_experiment, start_sweep
+from tracking.schema import Outcome
 from tracking.select import best_run, curves, runs_table
 from tracking.store import (
     check_reachable,
@@ -40,11 +41,12 @@ from tracking.store import (
 )
 from tracking.summary import update_sweep_summary
 from tracking.trial import TrialRun
-from tracking.writer import start_writer
+from tracking.writer.client import start_writer
 
 __all__ = [
     "DatasetRecord",
     "NoFinishedTrial",
+    "Outcome",
     "SweepRun",
     "TrackingError",
     "TrackingUnavailable",

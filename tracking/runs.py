@@ -9,7 +9,8 @@ the run's end) waits for the store.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,8 +22,10 @@ from tracking.errors import TrackingError
 from tracking.provenance import provenance_tags
 from tracking.redact import redact
 from tracking.store import artifact_location_for, make_client, resolved_uri
+from tracking.transport import WriterTransport
 from tracking.trial import TrialRun
-from tracking.writer import WriterGone, shared_writer
+from tracking.writer.client import WriterGone, shared_writer
+from tracking.writer.messages import Summary
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -153,7 +156,7 @@ class SweepRun:
         writer = shared_writer()
         if writer is not None and writer.unsettled and not new:
             try:  # what this process sent is in the store before the run is read
-                writer.call("barrier", None)
+                writer.barrier()
             except WriterGone:
                 writer = None
         run = self._own_run(existing_run_id, number) if existing_run_id else None
@@ -166,6 +169,11 @@ class SweepRun:
                 look = True
                 return found or self._create(number, all_tags)
 
+            # Waited for, from this process: the run id is what Optuna's trial keeps to find its run, every
+            # value sent later names it, and a store that cannot create runs should stop the sweep before a
+            # trial trains rather than fail it afterwards. (Handing the creation to the writer would save the
+            # trainer one store request per trial, ~10-40 ms on SQLite, at the price of a run id known only
+            # later; a run found by its tags covers a process killed in between either way.)
             run = with_retries(find_or_create, what=f"create the run of trial {number}")
         run_id, reused = run.info.run_id, bool(run.data.params or run.data.metrics)
         values = {**self.trial_params, **{k: param_value(v) for k, v in params.items()}}
@@ -188,8 +196,7 @@ class SweepRun:
             flush_every=flush_every,
             logged_epochs=logged_epochs,
             logged_iterations=logged_iterations,
-            writer=writer,
-            tracking_uri=self.tracking_uri,
+            transport=WriterTransport(writer, self.tracking_uri) if writer is not None else None,
         )
         unset = {k: v for k, v in all_tags.items() if run.data.tags.get(k) != v}
         trial.log_now(
@@ -216,10 +223,37 @@ class SweepRun:
         if writer is not None and writer.ready():
             values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "client"}
             try:
-                return writer.call("summary", (values, spec, metric, direction))
+                return writer.call(Summary(values, spec, metric, direction))
             except WriterGone:
                 pass  # drawn here instead
         return update_sweep_summary(self, spec, metric=metric, direction=direction)
+
+    def log_record(
+        self,
+        *,
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, Any] | None = None,
+        metrics: Iterable[tuple[str, float | None, int]] = (),
+        artifacts: Path | None = None,
+        what: str = "the record",
+    ) -> None:
+        """Log a command's outcome to the parent run: ``params`` and ``tags`` (None values left out, the others
+        made ``param_value``/``tag_value``), ``metrics`` as ``(key, value, step)`` (None values left out; all
+        stamped now) in as few ``log_batch`` requests as MLflow allows, then the files of the folder
+        ``artifacts`` (``what`` names them in errors). Raises TrackingError when the store fails after
+        retries; params cannot change value (MLflow's rule)."""
+        from mlflow.entities import Metric, Param, RunTag
+
+        stamp = int(time.time() * 1000)
+        log_batched(
+            self.client,
+            self.run_id,
+            metrics=[Metric(k, float(v), stamp, step) for k, v, step in metrics if v is not None],
+            params=[Param(k, param_value(v)) for k, v in (params or {}).items() if v is not None],
+            tags=[RunTag(k, tag_value(v)) for k, v in (tags or {}).items() if v is not None],
+        )
+        if artifacts is not None:
+            with_retries(self.client.log_artifacts, self.run_id, str(artifacts), what=f"upload {what}")
 
     def finish(self, status: str = "FINISHED") -> None:
         """End the parent run with MLflow ``status`` (FINISHED, KILLED or FAILED)."""
@@ -245,7 +279,7 @@ class SweepRun:
         # and its own role (confirm's retrainings) over trial.
         return self.client.create_run(
             self.experiment_id,
-            run_name=tags.get("mlflow.runName", schema.trial_run_name(number)),
+            run_name=tags.get(schema.RUN_NAME, schema.trial_run_name(number)),
             tags={
                 **tags,  # in the same request: one round trip fewer per trial
                 schema.PARENT_RUN_ID: self.run_id,

@@ -6,6 +6,8 @@ trial (tag ``role = trial``, ``mlflow.parentRunId`` = the parent's id, run name 
 
 from __future__ import annotations
 
+import enum
+
 # Tags every run of the layout carries; readers select on them.
 ROLE = "role"
 ROLE_SWEEP = "sweep"
@@ -20,6 +22,7 @@ SEED = "seed"
 TRACKING_URI = "tracking_uri"
 # MLflow's own system tags: the UI nests children by the first and shows the second as the source version.
 PARENT_RUN_ID = "mlflow.parentRunId"
+RUN_NAME = "mlflow.runName"  # a caller's own run name for a trial's run (bs-0128-seed-1), instead of trial-0007
 GIT_COMMIT_SYSTEM = "mlflow.source.git.commit"
 
 # Per-iteration curves (``step = iteration``, numbered continuously from 1 across epochs).
@@ -37,23 +40,47 @@ SUMMARY_METRICS = (
 # Prefix of the parent run's copy of its best trial: metrics ``best.<metric>``, tags ``best.<param>``.
 BEST_PREFIX = "best."
 
-# Trial state (as the caller names it, Optuna's spellings included) -> (trial_state tag, MLflow run status).
-_STATES = {
-    "complete": ("complete", "FINISHED"),
-    "completed": ("complete", "FINISHED"),
-    "pruned": ("pruned", "KILLED"),
-    "fail": ("fail", "FAILED"),
-    "failed": ("fail", "FAILED"),
-}
 RUNNING = "running"
 
 
-def trial_status(state: str) -> tuple[str, str]:
+class Outcome(enum.Enum):
+    """How a trial ended: its ``trial_state`` tag (the value) and its MLflow run status (``status``).
+
+    The one list of outcomes both packages use; :meth:`parse` also takes the names callers wrote before
+    (``completed``, ``failed``) and Optuna's state names, in any case."""
+
+    COMPLETE = "complete"
+    PRUNED = "pruned"
+    FAIL = "fail"
+
+    @property
+    def status(self) -> str:
+        """The MLflow run status of a trial that ended so."""
+        return _STATUS[self]
+
+    @classmethod
+    def parse(cls, value: Outcome | str) -> Outcome:
+        """The outcome named ``value``; ValueError for anything else."""
+        if isinstance(value, cls):
+            return value
+        key = value.strip().lower() if isinstance(value, str) else value
+        if key not in _SPELLINGS:
+            raise ValueError(f"unknown trial state {value!r}; valid trial states: {', '.join(sorted(_SPELLINGS))}")
+        return _SPELLINGS[key]
+
+
+_STATUS = {Outcome.COMPLETE: "FINISHED", Outcome.PRUNED: "KILLED", Outcome.FAIL: "FAILED"}
+_SPELLINGS = {
+    **{o.value: o for o in Outcome},
+    "completed": Outcome.COMPLETE,
+    "failed": Outcome.FAIL,
+}
+
+
+def trial_status(state: Outcome | str) -> tuple[str, str]:
     """``(trial_state tag, MLflow status)`` of a finished trial; raises ValueError for other states."""
-    key = state.strip().lower() if isinstance(state, str) else state
-    if key not in _STATES:
-        raise ValueError(f"unknown trial state {state!r}; valid trial states: {', '.join(sorted(_STATES))}")
-    return _STATES[key]
+    outcome = Outcome.parse(state)
+    return outcome.value, outcome.status
 
 
 def trial_run_name(number: int) -> str:

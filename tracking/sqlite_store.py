@@ -30,9 +30,10 @@ log = logging.getLogger(__name__)
 _verified: set[Path] = set()  # files this process has seen complete (a store never becomes less so)
 
 
-def ensure_complete(db: Path) -> None:
+def ensure_complete(db: Path, artifact_location: str) -> None:
     """Make sure ``db`` is a complete MLflow store at the installed MLflow's schema: create it atomically
-    if missing, rebuild it if an interrupted creation left it half-migrated and it holds no runs.
+    (experiments' artifacts default to ``artifact_location``) if missing, rebuild it if an interrupted
+    creation left it half-migrated and it holds no runs.
 
     Raises TrackingUnavailable when a half-migrated file holds runs (nothing is changed then). A file at an
     older (or newer) schema that holds runs is left to MLflow, which says how to upgrade it.
@@ -49,7 +50,7 @@ def ensure_complete(db: Path) -> None:
             _set_aside_or_refuse(db)
             state = "absent"
         if state == "absent":
-            _create(db)
+            _create(db, artifact_location)
     _verified.add(db)
 
 
@@ -215,16 +216,14 @@ def _set_aside_or_refuse(db: Path) -> None:
     log.warning("%s was half-created (%s) and held no runs: moved to %s and created anew", db, why, aside.name)
 
 
-def _create(db: Path) -> None:
+def _create(db: Path, artifact_location: str) -> None:
     """Build the schema in a temporary file and rename it into place (after syncing it to disk)."""
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
-    from tracking.store import default_artifact_location
 
     tmp = _temporary(db)
     store = None
     try:
-        store = SqlAlchemyStore(f"sqlite:///{tmp}", default_artifact_location(db.parent))
+        store = SqlAlchemyStore(f"sqlite:///{tmp}", artifact_location)
         store.engine.dispose()  # every connection closed: the file is whole and no journal is left
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())

@@ -73,7 +73,7 @@ def make_client(tracking_uri: str | None = None) -> MlflowClient:
     if db is not None:
         from tracking.sqlite_store import ensure_complete
 
-        ensure_complete(db)
+        ensure_complete(db, default_artifact_location(db.parent))
 
     return MlflowClient(tracking_uri=tracking_uri)
 

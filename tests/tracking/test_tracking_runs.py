@@ -140,7 +140,7 @@ def _writer_done() -> None:
     """Wait until the writer process has written what it was sent (log_epoch does not wait for the store)."""
     shared = writer.shared_writer(start=False)
     if shared is not None:
-        shared.call("barrier", None)
+        shared.barrier()
 
 
 def test_flush_every_n_epochs_buffers_between_flushes(sqlite_uri):
@@ -187,3 +187,49 @@ def test_a_new_trial_whose_create_answer_was_lost_gets_one_run(sqlite_uri):
     sweep.client.create_run = real_create
     other = sweep.trial(4, {"lr": 0.1}, new=True)
     assert other.run_id != run.run_id
+
+
+def test_log_record_puts_params_tags_metrics_and_files_on_the_parent(sqlite_uri, tmp_path):
+    sweep = tracking.start_sweep("record", tracking_uri=sqlite_uri)
+    folder = tmp_path / "report"
+    (folder / "plots").mkdir(parents=True)
+    (folder / "report.json").write_text("{}")
+    (folder / "plots" / "a.png").write_bytes(b"png")
+    metrics = [("mean_cost", 0.25, 64), ("mean_cost", 0.5, 128), ("p", None, 64), ("chosen", 64, 0)]
+    sweep.log_record(
+        params={"sizes": "64,128", "alpha": None}, tags={"verdict": "tied", "runner_up": None}, metrics=metrics
+    )
+    sweep.log_record(artifacts=folder, what="the report")
+    client = sweep.client
+    data = client.get_run(sweep.run_id).data
+    assert data.params["sizes"] == "64,128" and "alpha" not in data.params  # None values are left out
+    assert data.tags["verdict"] == "tied" and "runner_up" not in data.tags
+    assert sorted((m.step, m.value) for m in client.get_metric_history(sweep.run_id, "mean_cost")) == [
+        (64, 0.25),
+        (128, 0.5),
+    ]
+    assert client.get_metric_history(sweep.run_id, "chosen")[0].value == 64.0
+    assert "p" not in data.metrics
+    assert sorted(a.path for a in client.list_artifacts(sweep.run_id)) == ["plots", "report.json"]
+
+
+@pytest.mark.parametrize("outcome", [schema.Outcome.COMPLETE, schema.Outcome.FAIL])
+def test_end_closes_a_run_with_the_callers_own_values(sqlite_uri, outcome):
+    sweep = tracking.start_sweep("end", tracking_uri=sqlite_uri)
+    run = sweep.trial(0, {"batch_size": 64}, tags={schema.RUN_NAME: "target-0"})
+    run.end(outcome, metrics=[("val_cost", 0.5, 10), ("val_cost", 0.4, 20), ("steps", 20.0, 0)], tags={"note": 1})
+    run.end(schema.Outcome.PRUNED)  # a second call does nothing
+    got = sweep.client.get_run(run.run_id)
+    assert got.info.run_name == "target-0"
+    assert got.info.status == outcome.status
+    assert got.data.tags[schema.TRIAL_STATE] == outcome.value and got.data.tags["note"] == "1"
+    assert [m.step for m in sweep.client.get_metric_history(run.run_id, "val_cost")] == [10, 20]
+
+
+def test_outcomes_parse_every_spelling_and_name_their_status():
+    assert schema.Outcome.parse("Completed") is schema.Outcome.parse("COMPLETE") is schema.Outcome.COMPLETE
+    assert schema.Outcome.parse("failed") is schema.Outcome.FAIL
+    assert schema.Outcome.parse(schema.Outcome.PRUNED) is schema.Outcome.PRUNED
+    assert [o.status for o in schema.Outcome] == ["FINISHED", "KILLED", "FAILED"]
+    with pytest.raises(ValueError, match="unknown trial state 'running'"):
+        schema.Outcome.parse("running")

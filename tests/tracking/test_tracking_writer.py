@@ -14,6 +14,7 @@ import pytest
 import tracking
 from optcore.history import EpochRecord
 from tracking import writer
+from tracking.transport import DirectTransport
 
 PARAMS = {"batch_size": 64, "optimizer": "adam", "lr": 0.001}
 
@@ -117,7 +118,7 @@ def test_trials_log_directly_when_the_writer_is_off(sqlite_uri, make_history, mo
     monkeypatch.setenv("TRACKING_WRITER", "off")
     sweep = tracking.start_sweep("direct", tracking_uri=sqlite_uri)
     run = sweep.trial(0, PARAMS)
-    assert run._channel() is None
+    assert isinstance(run.transport, DirectTransport)
     run.log_epoch(EpochRecord(1, 1.0, 0.9, 0.5, 0.01, 0.1))
     assert len(sweep.client.get_metric_history(run.run_id, "val_cost")) == 1  # written before log_epoch returned
     run.finish("complete", _log(run, make_history, [0.9, 0.8]))

@@ -1,0 +1,265 @@
+"""The writer process: receives :mod:`tracking.writer.messages` through its stdin and writes them to MLflow.
+
+Values are written at most once a second per run (``LINGER_SECONDS``), all that arrived meanwhile in one
+``log_batch``. Requests (``Sync``, ``Finish``, ``Barrier``, ``Summary``, ``Stop``) are answered in order,
+each only after everything received before it is written: that is what makes ``TrialRun.finish`` durable.
+
+The process ignores SIGINT and SIGTERM and runs in its own session: a Ctrl-C in the trainer must leave it
+up, so that the interrupted trial can still be closed FAILED. It exits when asked (``Stop``, sent at exit)
+or when its input closes (the trainer is gone), after writing what it received.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import pickle
+import queue
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from tracking.errors import TrackingError
+from tracking.redact import redact
+from tracking.writer.client import OPEN_VAR
+from tracking.writer.messages import (
+    LINGER_SECONDS,
+    UP,
+    Barrier,
+    Envelope,
+    Finish,
+    Log,
+    Reply,
+    RunValues,
+    Stop,
+    Summary,
+    Sync,
+)
+
+log = logging.getLogger("tracking.writer")
+
+RETRY_SECONDS = 5.0  # a run whose values the store refused for now is tried again this often
+
+Key = tuple[str, str]  # (tracking uri, run id)
+
+
+class _Server:
+    """Holds the values received per (uri, run id) until written; answers requests in order."""
+
+    def __init__(self, out) -> None:
+        self.out = out
+        self.clients: dict[str, Any] = {}
+        self.pending: dict[Key, RunValues] = {}
+        self.unavailable: dict[Key, str] = {}  # why pending values are still pending
+        self.refused: dict[Key, str] = {}  # values the store rejected, reported at the next request
+        self.due: dict[Key, float] = {}  # when each run's pending values are to be written
+        self.written: dict[Key, float] = {}  # when each run was last written
+        self.handlers: dict[type, Callable[[Any], Any]] = {
+            Sync: self.sync,
+            Finish: self.finish,
+            Barrier: lambda request: None,  # everything received before is written (or failed) by now
+            Stop: lambda request: None,
+            Summary: self.summary,
+        }
+
+    def client(self, uri: str):
+        if uri not in self.clients:
+            from tracking.store import make_client
+
+            self.clients[uri] = make_client(uri)
+        return self.clients[uri]
+
+    def add(self, uri: str, run_id: str, values: RunValues) -> None:
+        key = (uri, run_id)
+        self.pending.setdefault(key, RunValues()).extend(values)
+        if key not in self.due:
+            self.due[key] = max(time.monotonic(), self.written.get(key, -math.inf) + LINGER_SECONDS)
+
+    def write(self, key: Key) -> None:
+        """Write the run's pending values; transient failures keep them, others become the run's error."""
+        from tracking.batch import is_transient
+        from tracking.transport import write_values
+
+        if key not in self.pending:
+            self.due.pop(key, None)
+            return
+        try:
+            write_values(self.client(key[0]), key[1], self.pending[key])
+        except Exception as e:
+            message = f"{type(e).__name__}: {redact(str(e))[:500]}"
+            if is_transient(e):
+                log.warning("MLflow unavailable for run %s (%s); values kept for the next try", key[1], message)
+                self.unavailable[key] = message
+                self.due[key] = time.monotonic() + RETRY_SECONDS
+                return
+            log.warning("MLflow refused values of run %s: %s", key[1], message)
+            self.refused[key] = message
+        del self.pending[key]
+        self.due.pop(key, None)
+        self.written[key] = time.monotonic()
+        self.unavailable.pop(key, None)
+
+    def write_all(self) -> None:
+        for key in list(self.pending):
+            self.write(key)
+
+    def write_due(self) -> None:
+        now = time.monotonic()
+        for key in [k for k, when in self.due.items() if when <= now]:
+            self.write(key)
+
+    def wait_seconds(self) -> float | None:
+        """How long the next wait for messages may last: until the first run is due, or for ever."""
+        return max(0.0, min(self.due.values()) - time.monotonic()) if self.due else None
+
+    def settle(self, key: Key) -> bool:
+        """True when every value sent for the run is in the store, False when the store is unavailable for
+        now (values kept); TrackingError when it refused some."""
+        self.write(key)
+        if key in self.refused:
+            raise TrackingError(self.refused.pop(key))
+        return key not in self.pending
+
+    def receive(self, message) -> None:
+        """Take a message's values before the writes that precede its answer: a ``Finish``'s values join
+        what is pending for its run (the last epochs, lingering), so that both go in one ``log_batch`` and
+        the trainer waits for two requests to the store (that one and the run's end), not three."""
+        if isinstance(message, Log | Finish):
+            self.add(message.uri, message.run_id, message.values)
+
+    def sync(self, request: Sync) -> bool:
+        return self.settle((request.uri, request.run_id))
+
+    def finish(self, request: Finish) -> None:
+        """The run's values, the request's included (see ``receive``), are written: end the run. The
+        trainer keeps its copy of the values and sends them again on failure, so they are dropped here then."""
+        from tracking.batch import with_retries
+
+        key = (request.uri, request.run_id)
+        if not self.settle(key):
+            self.pending.pop(key, None)
+            self.due.pop(key, None)
+            raise TrackingError(self.unavailable.pop(key, "the store is unavailable"))
+        client = self.client(request.uri)
+        with_retries(client.set_terminated, request.run_id, status=request.status, what=f"end run {request.run_id}")
+        self.written.pop(key, None)
+
+    def summary(self, request: Summary):
+        """The trials table; see ``SweepRun.update_summary``."""
+        from tracking.runs import SweepRun
+        from tracking.summary import update_sweep_summary
+
+        sweep = SweepRun(client=self.client(request.sweep["tracking_uri"]), **request.sweep)
+        return update_sweep_summary(sweep, request.spec, metric=request.metric, direction=request.direction)
+
+    def handle(self, request) -> Any:
+        handler = self.handlers.get(type(request))
+        if handler is None:
+            raise ValueError(f"unknown request {type(request).__name__}")
+        return handler(request)
+
+    def reply(self, token: int, ok: bool, value: Any) -> None:
+        try:
+            data = pickle.dumps(Reply(token, ok, value), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:  # an exception that does not pickle
+            data = pickle.dumps(Reply(token, False, TrackingError(redact(str(value))[:500])))
+        with contextlib.suppress(OSError):  # nobody listens any more: keep writing what was received
+            self.out.write(data)
+            self.out.flush()
+
+    @staticmethod
+    def warm_up() -> None:
+        """Load what the parent run's summary needs (matplotlib, ~0.5 s), in a thread beside the writing."""
+        try:
+            import matplotlib.backends.backend_agg
+            import matplotlib.figure  # noqa: F401
+
+            import tracking.summary  # noqa: F401
+        except Exception as e:  # drawn without the head start, or the error shows when it is drawn
+            log.debug("warm-up failed: %s", e)
+
+    def serve(self, inbox: queue.Queue) -> None:
+        while True:
+            try:
+                envelopes = [inbox.get(timeout=self.wait_seconds())]
+            except queue.Empty:
+                envelopes = []
+            while True:  # merge what queued up while we were writing
+                try:
+                    envelopes.append(inbox.get_nowait())
+                except queue.Empty:
+                    break
+            for envelope in envelopes:
+                if envelope is None:  # the trainer is gone: write what we have and leave
+                    self.write_all()
+                    return
+                message = envelope.message
+                self.receive(message)
+                if isinstance(message, Log):
+                    continue
+                self.write_all()
+                try:
+                    ok, value = True, self.handle(message)
+                except Exception as e:
+                    ok, value = False, e
+                if envelope.token:
+                    self.reply(envelope.token, ok, value)
+                if isinstance(message, Stop):
+                    return
+            self.write_due()
+
+
+def _read(stream, inbox: queue.Queue) -> None:
+    try:
+        while True:
+            envelope = pickle.load(stream)
+            if not isinstance(envelope, Envelope):
+                raise TypeError(f"not a writer message: {type(envelope).__name__}")
+            inbox.put(envelope)
+    except Exception:  # EOF, or a message cut short by the trainer's exit
+        inbox.put(None)
+
+
+def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    code, out = 0, None
+    try:
+        # Replies get a private copy of stdout; anything printed goes to stderr instead of corrupting them.
+        out = os.fdopen(os.dup(1), "wb")
+        os.dup2(2, 1)
+        logging.basicConfig(level=logging.WARNING, format="tracking writer: %(levelname)s %(message)s")
+        from tracking.redact import install_log_redaction
+
+        install_log_redaction()
+        inbox: queue.Queue = queue.Queue()
+        threading.Thread(target=_read, args=(sys.stdin.buffer, inbox), daemon=True).start()
+        import mlflow  # noqa: F401 — before the first message, not while the trainer waits for an answer
+
+        server = _Server(out)
+        if os.environ.get(OPEN_VAR):  # the store's engine and schema check (up to 2 s for a new SQLite file)
+            try:
+                server.client(os.environ[OPEN_VAR])
+            except Exception as e:  # shows, and is handled, at the first write
+                log.debug("could not open %s yet: %s", redact(os.environ[OPEN_VAR]), e)
+        server.reply(UP, True, "up")
+        threading.Thread(target=server.warm_up, daemon=True).start()
+        server.serve(inbox)
+    except BaseException:
+        log.exception("tracking writer failed")
+        code = 1
+    finally:
+        # The trainer may have closed its end already (it was interrupted, or gave up waiting): a reply
+        # still buffered then cannot be flushed, and nobody needs it.
+        if out is not None:
+            with contextlib.suppress(OSError):
+                out.close()
+        logging.shutdown()
+        # Not a normal exit: the reader thread may be blocked on stdin, and MLflow may have started
+        # non-daemon threads that would keep an orphaned writer alive.
+        os._exit(code)
