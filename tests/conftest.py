@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -75,6 +76,28 @@ def start_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, log: Pat
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
     )
+
+
+@pytest.fixture(scope="session")
+def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty, migrated MLflow SQLite store, made once per test process (per xdist worker).
+
+    Creating a store runs MLflow's ~50 Alembic migrations: ~1.5 s of CPU in every CLI process that starts a
+    fresh workdir. Tests whose subject is not the store's creation start theirs from a copy (:func:`new_workdir`);
+    tests/tracking/test_sqlite_store.py and the quickstart test in tests/sweeps/test_cli.py still create one.
+    """
+    import tracking
+
+    folder = tmp_path_factory.mktemp("template")
+    tracking.check_reachable(tracking.default_tracking_uri(folder))
+    return folder / "mlflow.db"
+
+
+def new_workdir(folder: Path, template_db: Path) -> Path:
+    """``folder`` made, holding a copy of the empty store ``template_db``: a sweep's workdir, migrated already."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(template_db, folder / "mlflow.db")
+    return folder
 
 
 @pytest.fixture
