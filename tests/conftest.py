@@ -141,3 +141,25 @@ def fresh_db():
     with admin_connection() as conn:
         for name in made:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def shared_mlflow_server(tmp_path_factory):
+    """One `mlflow server` on a new PostgreSQL database per test process (per xdist worker): starting one takes
+    ~9 s of CPU. tests/sweeps/test_distributed.py's ``mlflow_server`` hands it to each test as new."""
+    import uuid
+
+    from sweeps.storage import sqlalchemy_url
+    from tracking.server import MlflowServer
+
+    name = f"optsweep_mlflow_{uuid.uuid4().hex[:10]}"
+    with admin_connection() as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    folder = tmp_path_factory.mktemp("mlflow-server")
+    try:
+        backend = sqlalchemy_url(f"{postgres_url().rsplit('/', 1)[0]}/{name}")
+        with MlflowServer(backend, folder / "artifacts", log_file=folder / "mlflow-server.log") as server:
+            yield server
+    finally:
+        with admin_connection() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
