@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -77,6 +78,28 @@ def start_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, log: Pat
     )
 
 
+@pytest.fixture(scope="session")
+def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty, migrated MLflow SQLite store, made once per test process (per xdist worker).
+
+    Creating a store runs MLflow's ~50 Alembic migrations: ~1.5 s of CPU in every CLI process that starts a
+    fresh workdir. Tests whose subject is not the store's creation start theirs from a copy (:func:`new_workdir`);
+    tests/tracking/test_sqlite_store.py and the quickstart test in tests/sweeps/test_cli.py still create one.
+    """
+    import tracking
+
+    folder = tmp_path_factory.mktemp("template")
+    tracking.check_reachable(tracking.default_tracking_uri(folder))
+    return folder / "mlflow.db"
+
+
+def new_workdir(folder: Path, template_db: Path) -> Path:
+    """``folder`` made, holding a copy of the empty store ``template_db``: a sweep's workdir, migrated already."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(template_db, folder / "mlflow.db")
+    return folder
+
+
 @pytest.fixture
 def tiny_spec(tmp_path: Path) -> Path:
     path = tmp_path / "tiny.yaml"
@@ -117,4 +140,26 @@ def fresh_db():
     yield make
     with admin_connection() as conn:
         for name in made:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def shared_mlflow_server(tmp_path_factory):
+    """One `mlflow server` on a new PostgreSQL database per test process (per xdist worker): starting one takes
+    ~9 s of CPU. tests/sweeps/test_distributed.py's ``mlflow_server`` hands it to each test as new."""
+    import uuid
+
+    from sweeps.storage import sqlalchemy_url
+    from tracking.server import MlflowServer
+
+    name = f"optsweep_mlflow_{uuid.uuid4().hex[:10]}"
+    with admin_connection() as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    folder = tmp_path_factory.mktemp("mlflow-server")
+    try:
+        backend = sqlalchemy_url(f"{postgres_url().rsplit('/', 1)[0]}/{name}")
+        with MlflowServer(backend, folder / "artifacts", log_file=folder / "mlflow-server.log") as server:
+            yield server
+    finally:
+        with admin_connection() as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -13,7 +13,7 @@ import tracking
 from sweeps.advise import advise_batch_size, check_factors, measure_sizes
 from sweeps.errors import UsageError
 from sweeps.spec import load_spec
-from tests.conftest import TINY_SPEC, run_cli
+from tests.conftest import TINY_SPEC, new_workdir, run_cli
 
 FIXED = [
     "--set",
@@ -64,10 +64,8 @@ def test_defaults_and_factor_checks():
         advise_batch_size(spec, [16, 64])
 
 
-def test_measure_steps_predicts_measures_fits_and_tracks(tiny_spec, tmp_path):
-    wd = tmp_path / "wd"
-    wd.mkdir()
-    tracking.check_reachable(tracking.default_tracking_uri(wd))  # migrated before the clock of the CLI starts
+def test_measure_steps_predicts_measures_fits_and_tracks(tiny_spec, tmp_path, template_db):
+    wd = new_workdir(tmp_path / "wd", template_db)  # migrated before the clock of the CLI starts
     proc = run_cli(
         "batch-size", tiny_spec, *FIXED, "--measure-steps", "--target-cost", "0.35", "--sizes", "16,64,256",
         "--lr-factors", "1", "--budget", "epochs=60", "--json", "--workdir", wd, cwd=tmp_path, check=True,

@@ -16,7 +16,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tests.conftest import ROOT, cli_env, requires_postgres, run_cli
+from tests.conftest import ROOT, TINY_SPEC, cli_env, new_workdir, requires_postgres, run_cli
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -39,6 +39,32 @@ def child_runs(workdir: Path, name: str):
     exp = c.get_experiment_by_name(name)
     runs = c.search_runs([exp.experiment_id], filter_string="tags.role = 'trial'", max_results=1000)
     return c, sorted(runs, key=lambda r: int(r.data.tags["trial_number"]))
+
+
+QUICK = ["--set", "trials=3", "--set", "training.epochs=3", "--set", "search.warmup_epochs.high=2"]
+QUICK += ["--set", "dataset.n_samples=1000"]
+
+
+@pytest.fixture(scope="module")
+def quickstart(tmp_path_factory):
+    """The quickstart shrunk to 3 short trials, in a new workdir as a newcomer runs it (the store created by
+    the CLI): (folder, the options naming the sweep, the finished `run`). Read by the table test; the
+    quickstart test goes on to resume it."""
+    folder = tmp_path_factory.mktemp("quickstart")
+    quick = [*QUICK, "--workdir", folder / "wd"]
+    proc = run_cli("run", ROOT / "examples" / "quickstart.yaml", *quick, cwd=folder, check=True)
+    return folder, quick, proc
+
+
+@pytest.fixture(scope="module")
+def tiny_sweep(tmp_path_factory, template_db):
+    """The tiny spec's sweep (4 trials) as `sweeps run SPEC` leaves it: (folder, workdir, the trials' params and
+    values right after the run). Tests that only read it, or are refused before writing, share it."""
+    folder = tmp_path_factory.mktemp("tiny")
+    (folder / "tiny.yaml").write_text(TINY_SPEC)
+    wd = new_workdir(folder / "wd", template_db)
+    run_cli("run", folder / "tiny.yaml", "--workdir", wd, cwd=folder, check=True)
+    return folder, wd, [(t.params, t.value) for t in study(wd, "tiny").trials]
 
 
 def test_help_does_not_import_the_heavy_packages():
@@ -65,11 +91,9 @@ def test_help_does_not_import_the_heavy_packages():
         assert proc.returncode == 0 and "usage: sweeps" in proc.stdout
 
 
-def test_quickstart_shrunk_then_best_trials_and_resume(tmp_path):
+def test_quickstart_shrunk_then_best_trials_and_resume(quickstart):
+    tmp_path, quick, proc = quickstart
     wd = tmp_path / "wd"
-    quick = ["--set", "trials=3", "--set", "training.epochs=3", "--set", "search.warmup_epochs.high=2"]
-    quick += ["--set", "dataset.n_samples=1000", "--workdir", wd]
-    proc = run_cli("run", ROOT / "examples" / "quickstart.yaml", *quick, cwd=tmp_path, check=True)
     assert "best of 3 completed trials: final_val_cost = " in proc.stdout
     # without a terminal: a progress line per trial, with the time left once a trial has set the pace
     lines = [line for line in proc.stderr.splitlines() if line.startswith("trials ")]
@@ -119,18 +143,18 @@ def test_quickstart_shrunk_then_best_trials_and_resume(tmp_path):
     assert len(study(wd, "moons-quickstart").trials) == 5
 
 
-def test_same_spec_and_seed_give_identical_trials(tmp_path, tiny_spec):
-    results = []
-    for wd in ("a", "b"):
-        run_cli("run", tiny_spec, "--workdir", tmp_path / wd, cwd=tmp_path, check=True)
-        results.append([(t.params, t.value) for t in study(tmp_path / wd, "tiny").trials])
+def test_same_spec_and_seed_give_identical_trials(tmp_path, tiny_spec, tiny_sweep, template_db):
+    wd = new_workdir(tmp_path / "b", template_db)
+    run_cli("run", tiny_spec, "--workdir", wd, cwd=tmp_path, check=True)
+    results = [tiny_sweep[2], [(t.params, t.value) for t in study(wd, "tiny").trials]]  # the same command twice
     assert results[0] == results[1]
     assert len({json.dumps(p, sort_keys=True) for p, _ in results[0]}) > 1  # it did search
 
 
-def test_a_resumed_sweep_proposes_new_settings_and_is_reproducible(tmp_path, tiny_spec):
+def test_a_resumed_sweep_proposes_new_settings_and_is_reproducible(tmp_path, tiny_spec, template_db):
     results = []
     for wd in ("a", "b"):
+        new_workdir(tmp_path / wd, template_db)
         run_cli("run", tiny_spec, "--trials", "2", "--workdir", tmp_path / wd, cwd=tmp_path, check=True)
         run_cli("run", tiny_spec, "--trials", "4", "--workdir", tmp_path / wd, cwd=tmp_path, check=True)
         results.append([(t.params, t.value) for t in study(tmp_path / wd, "tiny").trials])
@@ -139,17 +163,15 @@ def test_a_resumed_sweep_proposes_new_settings_and_is_reproducible(tmp_path, tin
     assert len({params["lr"] for params, _ in results[0]}) == 4
 
 
-def test_changed_search_on_resume_is_refused(tmp_path, tiny_spec):
-    run_cli("run", tiny_spec, "--set", "trials=1", "--workdir", tmp_path / "wd", cwd=tmp_path, check=True)
-    proc = run_cli(
-        "run", tiny_spec, "--set", "trials=2", "--set", "model.hidden=[4]", "--workdir", tmp_path / "wd", cwd=tmp_path
-    )
+def test_changed_search_on_resume_is_refused(tiny_sweep):
+    tmp_path, wd, trials = tiny_sweep
+    proc = run_cli("run", "tiny.yaml", "--set", "trials=5", "--set", "model.hidden=[4]", "--workdir", wd, cwd=tmp_path)
     assert proc.returncode == 2
     assert "was started from a different spec" in proc.stderr and "Traceback" not in proc.stderr
-    assert len(study(tmp_path / "wd", "tiny").trials) == 1
+    assert len(study(wd, "tiny").trials) == len(trials)
 
 
-def test_pruned_and_diverged_trials_end_right_in_both_stores(tmp_path):
+def test_pruned_and_diverged_trials_end_right_in_both_stores(tmp_path, template_db):
     """A grid of 2 batch sizes × 3 learning rates: lr = 1e6 diverges, lr = 1e-6 barely moves and is pruned
     against the median of the good runs, lr = 0.5 completes."""
     spec = tmp_path / "prune.yaml"
@@ -167,7 +189,7 @@ search:
 sampler: {name: grid}
 pruner: {name: median, n_startup_trials: 1, warmup_epochs: 0}
 """)
-    ran = run_cli("run", spec, "--workdir", tmp_path / "wd", cwd=tmp_path, check=True)
+    ran = run_cli("run", spec, "--workdir", new_workdir(tmp_path / "wd", template_db), cwd=tmp_path, check=True)
     s = study(tmp_path / "wd", "prune-and-diverge")
     c, runs = child_runs(tmp_path / "wd", "prune-and-diverge")
     check_counts_and_best_trial(ran, s, spec, tmp_path)
@@ -255,14 +277,11 @@ def check_counts_and_best_trial(ran, s, spec, tmp_path):
         assert f"trial {t.number} failed: {t.user_attrs['fail_reason']}" in shown
 
 
-def test_tables_fit_80_columns_with_many_parameters(tmp_path):
+def test_tables_fit_80_columns_with_many_parameters(quickstart):
     """The quickstart's ten parameters do not fit a column each in 80 columns: the table then shows one
     wrapped `setting` column, naming only the parameters that applied to each trial."""
-    wd = tmp_path / "wd"
-    quick = ["--set", "trials=3", "--set", "training.epochs=3", "--set", "search.warmup_epochs.high=2"]
-    quick += ["--set", "dataset.n_samples=1000", "--workdir", wd]
-    run_cli("run", ROOT / "examples" / "quickstart.yaml", *quick, cwd=tmp_path, check=True)
-    s = study(wd, "moons-quickstart")
+    tmp_path, quick, _ = quickstart
+    s = study(tmp_path / "wd", "moons-quickstart")
     for columns in (80, 60):
         lines = run_cli(
             "trials",
@@ -290,8 +309,8 @@ def test_version_is_the_package_version():
     assert proc.returncode == 0 and proc.stdout.strip() == f"sweeps {version('optsweep')}"
 
 
-def test_reproduce_retrains_a_tracked_trial(tmp_path, tiny_spec):
-    run_cli("run", tiny_spec, "--set", "trials=2", "--workdir", tmp_path / "wd", cwd=tmp_path, check=True)
+def test_reproduce_retrains_a_tracked_trial(tiny_sweep):
+    tmp_path = tiny_sweep[0]
     _, runs = child_runs(tmp_path / "wd", "tiny")
     proc = run_cli("reproduce", runs[1].info.run_id, "--workdir", tmp_path / "wd", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -345,8 +364,8 @@ def test_gp_without_torch_fails_before_creating_any_store(tmp_path, tiny_spec):
     assert proc.returncode == 2 and "needs PyTorch" in proc.stderr and not wd.exists()
 
 
-def test_two_objectives_give_a_pareto_set(tmp_path, tiny_spec):
-    wd = tmp_path / "wd"
+def test_two_objectives_give_a_pareto_set(tmp_path, tiny_spec, template_db):
+    wd = new_workdir(tmp_path / "wd", template_db)
     moo = [
         "--set",
         "training.objective=[final_val_cost, train_seconds]",
@@ -380,7 +399,7 @@ def test_two_objectives_give_a_pareto_set(tmp_path, tiny_spec):
     assert "plots/pareto_front.png" in {a.path for a in client(wd).list_artifacts(parent, "plots")}
 
 
-def test_ui_serves_the_store_on_loopback_and_stops_on_ctrl_c(tmp_path, tiny_spec):
+def test_ui_serves_the_store_on_loopback_and_stops_on_ctrl_c(tmp_path, tiny_sweep):
     import signal
     import socket
     import urllib.request
@@ -388,9 +407,8 @@ def test_ui_serves_the_store_on_loopback_and_stops_on_ctrl_c(tmp_path, tiny_spec
     from tests.conftest import start_cli
     from tracking.server import free_port
 
-    run_cli("run", tiny_spec, "--set", "trials=1", "--workdir", tmp_path / "wd", cwd=tmp_path, check=True)
     port = free_port()
-    ui = start_cli("ui", "--workdir", tmp_path / "wd", "--port", str(port), cwd=tmp_path, log=tmp_path / "ui.log")
+    ui = start_cli("ui", "--workdir", tiny_sweep[1], "--port", str(port), cwd=tmp_path, log=tmp_path / "ui.log")
     try:
         deadline = time.monotonic() + 90
         while True:

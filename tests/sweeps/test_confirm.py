@@ -17,22 +17,20 @@ from scipy import stats
 import tracking
 from sweeps.confirm import confirm_seed
 from sweeps.trainer import trial_seed
-from tests.conftest import run_cli
+from tests.conftest import new_workdir, run_cli
 
 SHORT = ["--set", "trials=3", "--set", "training.epochs=2"]
 
 
 @pytest.fixture(scope="module")
-def confirmed(tmp_path_factory):
+def confirmed(tmp_path_factory, template_db):
     """A 3-trial sweep of the tiny spec, `best` before any confirmation, then `confirm --top 2 --repeats 3`."""
     from tests.conftest import TINY_SPEC
 
     folder = tmp_path_factory.mktemp("confirm")
     spec = folder / "tiny.yaml"
     spec.write_text(TINY_SPEC)
-    wd = folder / "wd"
-    wd.mkdir()
-    tracking.check_reachable(tracking.default_tracking_uri(wd))  # migrated once, here, not in the CLI's clock
+    wd = new_workdir(folder / "wd", template_db)  # migrated once, not in the CLI's clock
     run_cli("run", spec, *SHORT, "--quiet", "--workdir", wd, cwd=folder, check=True)
     before = run_cli("best", spec, *SHORT, "--workdir", wd, cwd=folder, check=True)
     proc = run_cli("confirm", spec, *SHORT, "--top", "2", "--repeats", "3", "--json", "--workdir", wd, cwd=folder)

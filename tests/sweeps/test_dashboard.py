@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import requires_postgres, run_cli
+from tests.conftest import new_workdir, requires_postgres, run_cli
 from tracking.server import free_port
 
 DASHBOARD = Path(sys.executable).with_name("optuna-dashboard")
@@ -78,7 +78,8 @@ def _check(summary: dict, detail: dict, trials: int) -> None:
     assert all(t["state"] == "Complete" for t in detail["trials"])
 
 
-def test_the_dashboard_opens_the_embedded_journal_as_printed(tmp_path, tiny_spec):
+def test_the_dashboard_opens_the_embedded_journal_as_printed(tmp_path, tiny_spec, template_db):
+    new_workdir(tmp_path / "wd", template_db)
     proc = run_cli(
         "run", tiny_spec, "--trials", "2", "--set", "training.epochs=1", "--workdir", "wd", cwd=tmp_path, check=True
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-from pathlib import Path
 
 import mlflow
 import optuna
@@ -19,13 +18,17 @@ pytestmark = [requires_postgres, pytest.mark.postgres]
 
 
 @pytest.fixture
-def mlflow_server(fresh_db, tmp_path):
-    from sweeps.storage import sqlalchemy_url
-    from tracking.server import MlflowServer
+def mlflow_server(shared_mlflow_server):
+    """The shared server, as new to each test: the sweeps' experiments (all named after the spec, ``tiny``) are
+    renamed out of the way afterwards, so the next test's sweep starts a new experiment of the same name."""
+    import uuid
 
-    backend = sqlalchemy_url(fresh_db("mlflow"))
-    with MlflowServer(backend, tmp_path / "artifacts", log_file=tmp_path / "mlflow-server.log") as server:
-        yield server
+    server = shared_mlflow_server
+    yield server
+    client = mlflow.MlflowClient(server.url)
+    for experiment in client.search_experiments():
+        if experiment.name != "Default":
+            client.rename_experiment(experiment.experiment_id, f"{experiment.name}-done-{uuid.uuid4().hex[:8]}")
 
 
 def rdb_study(url: str, name: str) -> optuna.Study:
@@ -147,7 +150,7 @@ def test_password_never_reaches_mlflow(tmp_path, tiny_spec, fresh_db, mlflow_ser
             text = repr(r.data.params) + repr(r.data.tags)
             assert "s3cr3t-pw" not in text
         assert "***" in parent.data.tags.get("optuna_storage", "")
-        root = Path(str(tmp_path / "artifacts"))
+        root = mlflow_server.artifacts_dir  # every artifact the server holds, this sweep's among them
         for f in root.rglob("*"):
             if f.is_file() and f.suffix in (".yaml", ".csv", ".json", ".txt"):
                 assert "s3cr3t-pw" not in f.read_text(errors="ignore"), f

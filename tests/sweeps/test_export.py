@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import ROOT, cli_env, run_cli
+from tests.conftest import ROOT, cli_env, new_workdir, run_cli
 
 CSV = ROOT / "examples" / "data" / "wine_colour.csv"
 SPEC = """\
@@ -39,13 +39,15 @@ pruner: {name: none}
 
 
 @pytest.fixture(scope="module")
-def sweep(tmp_path_factory) -> dict:
+def sweep(tmp_path_factory, template_db) -> dict:
     folder = tmp_path_factory.mktemp("export")
     shutil.copy(CSV, folder / "wine_colour.csv")
     (folder / "spec.yaml").write_text(SPEC)
     import sweeps
 
-    sweeps.run(folder / "spec.yaml", workdir=folder / ".sweeps")  # the sweep itself is not under test here
+    sweeps.run(
+        folder / "spec.yaml", workdir=new_workdir(folder / ".sweeps", template_db)
+    )  # the sweep itself is not under test here
     uri = f"sqlite:///{folder / '.sweeps' / 'mlflow.db'}"
     from mlflow import MlflowClient
 

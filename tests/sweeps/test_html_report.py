@@ -12,7 +12,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import new_workdir, run_cli
 
 REPORT_ON = {"SWEEPS_NO_REPORT": ""}  # tests/conftest.py turns the report off for every other test
 # The tiny spec searches batch_size, optimizer, lr, beta1 and schedule: history, parallel coordinates,
@@ -37,12 +37,13 @@ def _parent(workdir: Path):
 
 
 @pytest.fixture(scope="module")
-def swept(tmp_path_factory) -> Path:
+def swept(tmp_path_factory, template_db) -> Path:
     """A tiny sweep of 4 trials: 3 with --no-report, then the 4th with the report drawn at the end of `run`."""
     from tests.conftest import TINY_SPEC
 
     root = tmp_path_factory.mktemp("report")
     (root / "tiny.yaml").write_text(TINY_SPEC)
+    new_workdir(root / ".sweeps", template_db)
     run_cli("run", "tiny.yaml", "--trials", "3", "--quiet", "--no-report", cwd=root, env=REPORT_ON, check=True)
     assert not list((root / ".sweeps").glob("*.html")), "--no-report drew a report"
     done = run_cli("run", "tiny.yaml", "--quiet", cwd=root, env=REPORT_ON, check=True)

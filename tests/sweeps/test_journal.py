@@ -5,22 +5,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.conftest import run_cli
+from tests.conftest import new_workdir, run_cli
 from tests.sweeps.test_cli import child_runs
 from tests.sweeps.test_parallel import assert_settled
 
 ONE_EPOCH = ("--set", "training.epochs=1")
 
 
-def _first_run(tmp_path: Path, spec: Path) -> Path:
-    wd = tmp_path / "wd"
+def _first_run(tmp_path: Path, spec: Path, template_db: Path) -> Path:
+    wd = new_workdir(tmp_path / "wd", template_db)
     run_cli("run", spec, "--trials", "1", *ONE_EPOCH, "--workdir", wd, cwd=tmp_path, check=True)
     return wd
 
 
-def test_a_torn_last_record_is_cut_off_with_a_copy_kept_and_the_sweep_goes_on(tmp_path, tiny_spec):
+def test_a_torn_last_record_is_cut_off_with_a_copy_kept_and_the_sweep_goes_on(tmp_path, tiny_spec, template_db):
     """Before: the rerun appended onto the torn line and failed with a bare JSONDecodeError, study lost."""
-    wd = _first_run(tmp_path, tiny_spec)
+    wd = _first_run(tmp_path, tiny_spec, template_db)
     journal = wd / "optuna.journal"
     whole = journal.read_bytes()
     last = whole.rstrip(b"\n").rfind(b"\n") + 1
@@ -40,8 +40,8 @@ def test_a_torn_last_record_is_cut_off_with_a_copy_kept_and_the_sweep_goes_on(tm
     assert_settled(wd, "tiny", 2)  # every line readable again, nothing RUNNING in either store
 
 
-def test_a_damaged_or_emptied_journal_is_refused_naming_the_file(tmp_path, tiny_spec):
-    wd = _first_run(tmp_path, tiny_spec)
+def test_a_damaged_or_emptied_journal_is_refused_naming_the_file(tmp_path, tiny_spec, template_db):
+    wd = _first_run(tmp_path, tiny_spec, template_db)
     journal = wd / "optuna.journal"
     lines = journal.read_bytes().splitlines(keepends=True)
     journal.write_bytes(b"".join(lines[:3]) + b'{"op_code": 4, "trial_id"\n' + b"".join(lines[3:]))

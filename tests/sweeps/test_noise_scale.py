@@ -9,15 +9,16 @@ import pytest
 
 from sweeps.spec import load_spec
 from sweeps.spec_errors import SpecError
-from tests.conftest import TINY_SPEC, run_cli
+from tests.conftest import TINY_SPEC, new_workdir, run_cli
 
 NOISE_CURVES = ("noise_scale", "noise_grad_sq", "noise_trace_sigma")
 
 
-def test_noise_scale_is_logged_for_every_epoch_of_every_trial(tmp_path):
+def test_noise_scale_is_logged_for_every_epoch_of_every_trial(tmp_path, template_db):
     spec = tmp_path / "tiny.yaml"
     spec.write_text(TINY_SPEC.replace("training: {epochs: 4}", "training: {epochs: 3, noise_scale: true}"))
-    run_cli("run", spec, "--trials", "2", "--workdir", tmp_path / "wd", cwd=tmp_path, check=True)
+    wd = new_workdir(tmp_path / "wd", template_db)
+    run_cli("run", spec, "--trials", "2", "--workdir", wd, cwd=tmp_path, check=True)
 
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'wd' / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("tiny")

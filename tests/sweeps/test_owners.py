@@ -11,7 +11,7 @@ import sys
 import optuna
 
 from sweeps.owners import Owner
-from tests.conftest import run_cli, start_cli
+from tests.conftest import new_workdir, run_cli, start_cli
 from tests.sweeps.test_cli import child_runs, study
 from tests.sweeps.test_parallel import SLOW, _trials, assert_settled, wait_until
 
@@ -47,13 +47,13 @@ def _start_boot_ns(pid: int) -> tuple[str, str | None, str | None]:
     return (_stat(pid)[1], *_machine())
 
 
-def test_sigkill_mid_trial_then_rerun_fails_and_retries_the_orphans(tmp_path, tiny_spec):
+def test_sigkill_mid_trial_then_rerun_fails_and_retries_the_orphans(tmp_path, tiny_spec, template_db):
     """Before owners, the killed trial stayed RUNNING in both stores and the rerun stopped short of the total.
 
     A process killed between `ask` and recording its owner (both under the trial lock) leaves a RUNNING trial
     with no owner; it is provably orphaned too, since a live asker would still hold the lock. The test makes
     one with `ask` from here."""
-    wd = tmp_path / "wd"
+    wd = new_workdir(tmp_path / "wd", template_db)
     args = ("run", tiny_spec, "--trials", "2", *SLOW, "--set", "training.epochs=25", "--workdir", wd)
     proc = start_cli(*args, cwd=tmp_path, log=tmp_path / "run.log")
     try:

@@ -14,7 +14,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from tests.conftest import run_cli, start_cli
+from tests.conftest import new_workdir, run_cli, start_cli
 from tests.sweeps.test_cli import child_runs, study
 
 SLOW = [
@@ -62,8 +62,8 @@ def assert_settled(workdir: Path, name: str, total: int):
     return s, runs
 
 
-def test_two_local_workers_share_one_study_and_one_parent_run(tmp_path, tiny_spec):
-    wd = tmp_path / "wd"
+def test_two_local_workers_share_one_study_and_one_parent_run(tmp_path, tiny_spec, template_db):
+    wd = new_workdir(tmp_path / "wd", template_db)
     proc = run_cli(
         "run",
         tiny_spec,
@@ -98,8 +98,8 @@ def test_two_local_workers_share_one_study_and_one_parent_run(tmp_path, tiny_spe
     assert c.get_run(parent).info.status == "FINISHED"
 
 
-def test_sigkill_of_a_local_worker_mid_trial_is_retried(tmp_path, tiny_spec):
-    wd = tmp_path / "wd"
+def test_sigkill_of_a_local_worker_mid_trial_is_retried(tmp_path, tiny_spec, template_db):
+    wd = new_workdir(tmp_path / "wd", template_db)
     coordinator = start_cli(
         "run",
         tiny_spec,
@@ -141,8 +141,8 @@ def test_sigkill_of_a_local_worker_mid_trial_is_retried(tmp_path, tiny_spec):
 
 
 @pytest.mark.parametrize(("sig", "code", "name"), [(signal.SIGINT, 130, "SIGINT"), (signal.SIGTERM, 143, "SIGTERM")])
-def test_interrupt_records_the_trial_then_rerun_resumes(tmp_path, tiny_spec, sig, code, name):
-    wd = tmp_path / "wd"
+def test_interrupt_records_the_trial_then_rerun_resumes(tmp_path, tiny_spec, template_db, sig, code, name):
+    wd = new_workdir(tmp_path / "wd", template_db)
     # Long enough trials (~5 s here) that trial 1 is still training when the signal lands.
     args = ("run", tiny_spec, "--trials", "2", *SLOW, "--set", "training.epochs=200", "--workdir", wd)
     proc = start_cli(*args, cwd=tmp_path, log=tmp_path / "run.log")
@@ -195,8 +195,8 @@ def _pids_with(*parts: str) -> list[int]:
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs /proc to find the workers")
-def test_workers_stop_and_record_their_trials_when_the_coordinator_is_sigkilled(tmp_path, tiny_spec):
-    wd = tmp_path / "wd"
+def test_workers_stop_and_record_their_trials_when_the_coordinator_is_sigkilled(tmp_path, tiny_spec, template_db):
+    wd = new_workdir(tmp_path / "wd", template_db)
     args = ("run", tiny_spec, "--workers", "2", "--trials", "4", *SLOW, "--set", "training.epochs=400")
     coordinator = start_cli(*args, "--workdir", wd, cwd=tmp_path, log=tmp_path / "run.log")
     try:
@@ -235,7 +235,7 @@ def test_workers_stop_and_record_their_trials_when_the_coordinator_is_sigkilled(
                 os.killpg(pid, signal.SIGTERM)
 
 
-def test_a_lost_workers_trial_ends_failed_in_mlflow_even_if_its_run_had_closed(tmp_path, tiny_spec):
+def test_a_lost_workers_trial_ends_failed_in_mlflow_even_if_its_run_had_closed(tmp_path, tiny_spec, template_db):
     """A worker killed after closing its MLflow run but before telling Optuna: Optuna fails and retries the
     trial, so the run must end FAILED too (it was FINISHED), with the reason."""
     import mlflow
@@ -247,7 +247,7 @@ def test_a_lost_workers_trial_ends_failed_in_mlflow_even_if_its_run_had_closed(t
     from sweeps.storage import resolve_stores
 
     stores = resolve_stores(tmp_path / "wd", None, None)
-    stores.workdir.mkdir()
+    new_workdir(stores.workdir, template_db)
     study = open_study(load_spec(tiny_spec), stores)
     client = mlflow.MlflowClient(stores.tracking_uri)
     run_id = client.create_run(client.create_experiment("tiny")).info.run_id

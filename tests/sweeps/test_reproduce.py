@@ -13,7 +13,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
 from sweeps import threads
-from tests.conftest import run_cli
+from tests.conftest import new_workdir, run_cli
 
 SPEC = """\
 name: digits-threads
@@ -41,10 +41,10 @@ def _kernel_env() -> dict[str, str]:
     return {"OPENBLAS_CORETYPE": "Haswell"} if avx2 else {}
 
 
-def _sweep(tmp_path: Path, *args: str, env: dict[str, str] | None = None):
+def _sweep(tmp_path: Path, template_db: Path, *args: str, env: dict[str, str] | None = None):
     spec = tmp_path / "spec.yaml"
     spec.write_text(SPEC)
-    workdir = tmp_path / "wd"
+    workdir = new_workdir(tmp_path / "wd", template_db)
     run_cli("run", spec, "--workdir", workdir, "--quiet", *args, cwd=tmp_path, env=env, check=True)
     client = mlflow.MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     exp = client.get_experiment_by_name("digits-threads")
@@ -67,9 +67,9 @@ def _assert_bit_for_bit(proc, n_threads: int, source: str = "as logged") -> None
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_every_trial_reproduces_bit_for_bit_under_its_logged_thread_count(tmp_path, workers):
+def test_every_trial_reproduces_bit_for_bit_under_its_logged_thread_count(tmp_path, template_db, workers):
     env = _kernel_env()
-    workdir, client, runs, study = _sweep(tmp_path, "--workers", str(workers), env=env)
+    workdir, client, runs, study = _sweep(tmp_path, template_db, "--workers", str(workers), env=env)
     assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
     expected = threads.blas_threads(workers)  # what `run` (workers=1) or each worker process limits BLAS to
     for r in runs:
@@ -84,9 +84,9 @@ def test_every_trial_reproduces_bit_for_bit_under_its_logged_thread_count(tmp_pa
         _assert_bit_for_bit(proc, expected, "none logged; a one-process sweep's count here")
 
 
-def test_a_thread_count_chosen_by_the_user_is_reproduced_without_setting_it_again(tmp_path):
+def test_a_thread_count_chosen_by_the_user_is_reproduced_without_setting_it_again(tmp_path, template_db):
     env = _kernel_env()
-    workdir, _, runs, _ = _sweep(tmp_path, "--set", "trials=1", env={**env, "OPENBLAS_NUM_THREADS": "2"})
+    workdir, _, runs, _ = _sweep(tmp_path, template_db, "--set", "trials=1", env={**env, "OPENBLAS_NUM_THREADS": "2"})
     assert {r.data.tags[threads.TAG] for r in runs} == {"2"}
     # reproduce runs without the variable, where it would limit BLAS to blas_threads(1) threads
     _assert_bit_for_bit(_reproduce(runs[-1].info.run_id, workdir, env), 2)

@@ -11,7 +11,7 @@ import optuna
 import pytest
 
 from sweeps.spec import load_spec
-from tests.conftest import TINY_SPEC, requires_postgres, run_cli, start_cli
+from tests.conftest import TINY_SPEC, new_workdir, requires_postgres, run_cli, start_cli
 from tests.sweeps.test_distributed import mlflow_server, rdb_study  # noqa: F401 — a fixture, used by name
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -46,8 +46,9 @@ def test_a_stop_block_changes_neither_the_search_hash_nor_the_spec_hash_without_
     assert plain.spec_hash() != stopped.spec_hash()
 
 
-def test_no_improvement_stops_before_trials_and_a_resume_trains_nothing_unless_trials_grow(tmp_path):
+def test_no_improvement_stops_before_trials_and_a_resume_trains_nothing_unless_trials_grow(tmp_path, template_db):
     (tmp_path / "tiny.yaml").write_text(TINY_SPEC)
+    new_workdir(tmp_path / "wd", template_db)
     wd = tmp_path / "wd"
     proc = _run(tmp_path, "--trials", "10", "--set", HOPELESS)
     assert proc.returncode == 0, proc.stderr
@@ -76,8 +77,9 @@ def test_no_improvement_stops_before_trials_and_a_resume_trains_nothing_unless_t
     assert _parent(wd, study).data.tags["stopped_after_trials"] == "5"
 
 
-def test_max_minutes_stops_the_sweep(tmp_path):
+def test_max_minutes_stops_the_sweep(tmp_path, template_db):
     (tmp_path / "tiny.yaml").write_text(TINY_SPEC)
+    new_workdir(tmp_path / "wd", template_db)
     proc = _run(tmp_path, "--trials", "10", "--set", "stop={max_minutes: 0.0001}")
     assert "0.0001 minutes have passed (max_minutes)" in proc.stdout
     study = _study(tmp_path / "wd")
@@ -88,8 +90,9 @@ def test_max_minutes_stops_the_sweep(tmp_path):
     assert _parent(tmp_path / "wd", study).data.tags["stop_rule"] == "max_minutes"
 
 
-def test_noise_margin_is_measured_by_repeats_of_the_best_setting(tmp_path):
+def test_noise_margin_is_measured_by_repeats_of_the_best_setting(tmp_path, template_db):
     (tmp_path / "tiny.yaml").write_text(TINY_SPEC)
+    new_workdir(tmp_path / "wd", template_db)
     stop = "stop={after_trials_without_improvement: 2, min_improvement: noise, noise_repeats: 2}"
     proc = _run(tmp_path, "--trials", "8", "--set", stop)
     assert proc.returncode == 0, proc.stderr
@@ -131,8 +134,9 @@ def test_a_confirmed_sweep_stops_on_the_spread_confirm_measured_without_repeats(
         assert f"(the noise: {said})" in tags["stop_reason"] and tags["stop_noise_std"]
 
 
-def test_every_worker_stops(tmp_path):
+def test_every_worker_stops(tmp_path, template_db):
     (tmp_path / "tiny.yaml").write_text(TINY_SPEC)
+    new_workdir(tmp_path / "wd", template_db)
     proc = _run(tmp_path, "--workers", "2", "--trials", "12", "--set", HOPELESS)
     assert proc.returncode == 0, proc.stderr
     study = _study(tmp_path / "wd")

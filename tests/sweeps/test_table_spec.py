@@ -12,7 +12,7 @@ import yaml
 
 import optcore
 from sweeps.spec import SpecError, load_spec
-from tests.conftest import TINY_SPEC, run_cli
+from tests.conftest import TINY_SPEC, new_workdir, run_cli
 
 HERE = Path(__file__).parent
 
@@ -95,10 +95,10 @@ def test_a_loader_takes_the_blocks_other_keys_as_its_arguments(tmp_path):
     assert spec.dataset.load_kwargs() == {"openml": 61, "version": 1, "data_home": str(tmp_path / "cache")}
 
 
-def test_sweep_a_csv_from_the_cli_and_a_bad_table_writes_nothing(tmp_path):
+def test_sweep_a_csv_from_the_cli_and_a_bad_table_writes_nothing(tmp_path, template_db):
     _table(tmp_path / "t.csv")
     spec_file = _spec(tmp_path, {"path": "t.csv", "val_fraction": 0.25})
-    proc = run_cli("run", spec_file, "--workdir", tmp_path / "wd", cwd=tmp_path)
+    proc = run_cli("run", spec_file, "--workdir", new_workdir(tmp_path / "wd", template_db), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "dataset t.csv: task binary: target 'kind' holds 2 distinct labels (a, b)" in proc.stdout
     import mlflow
