@@ -78,11 +78,14 @@ def sqlalchemy_url(url: str) -> str:
     return url
 
 
-def open_storage(stores: Stores, stale_trial_callback: Callable | None = None):
-    """The Optuna storage for ``stores``: the journal file, or an RDB storage with heartbeats.
+def open_storage(stores: Stores, stale_trial_callback: Callable | None = None, pool_size: int = 1):
+    """The Optuna storage for ``stores``: the journal file, ``sweeps proxy`` (``grpc://``), or an RDB storage
+    with heartbeats.
 
-    Creating the RDB schema on an empty PostgreSQL database from several workers at once can fail with a
-    duplicate key on ``CREATE TYPE``; the first creation is serialised with an advisory lock.
+    An RDB storage keeps ``pool_size`` connections and opens one more at most for a moment (:func:`pool_kwargs`),
+    so a worker holds 1-2 of them plus one for the trial lock (docs/how-to/many-workers.md). Creating the RDB
+    schema on an empty PostgreSQL database from several workers at once can fail with a duplicate key on
+    ``CREATE TYPE``; the first creation is serialised with an advisory lock.
     """
     import optuna
 
@@ -91,6 +94,10 @@ def open_storage(stores: Stores, stale_trial_callback: Callable | None = None):
 
         stores.workdir.mkdir(parents=True, exist_ok=True)
         return open_journal(stores.journal_path)
+    if is_proxy(stores.storage_url):
+        from sweeps.proxy import proxy_storage
+
+        return proxy_storage(stores.storage_url)
 
     url = sqlalchemy_url(stores.storage_url)
     from tracking.db_url import check_database_url
@@ -100,10 +107,25 @@ def open_storage(stores: Stores, stale_trial_callback: Callable | None = None):
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.storages.RDBStorage(
             url,
+            engine_kwargs=pool_kwargs(url, pool_size),
             heartbeat_interval=HEARTBEAT_SECONDS,
             grace_period=GRACE_SECONDS,
             heartbeat_stale_trial_callback=stale_trial_callback,
         )
+
+
+def is_proxy(url: str | None) -> bool:
+    return bool(url) and url.startswith("grpc://")
+
+
+def pool_kwargs(url: str, pool_size: int = 1, overflow: int = 1) -> dict:
+    """SQLAlchemy pool bounds for a server database: ``pool_size`` connections kept, at most ``overflow`` more
+    opened for a moment, pinged before use (one the server dropped is replaced, not an error) and recycled after
+    30 minutes. Optuna's RDBStorage needs two at once while it checks its schema (a session and Alembic's
+    connection): with one and no overflow it waits for itself until the pool times out."""
+    if not url.startswith("postgresql"):
+        return {}
+    return {"pool_size": pool_size, "max_overflow": overflow, "pool_pre_ping": True, "pool_recycle": 1800}
 
 
 @contextlib.contextmanager
@@ -160,30 +182,44 @@ def _lock_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
+def trial_lock_key(study_name: str) -> int:
+    """The advisory lock key of a study's trial lock (shared by direct workers and ``sweeps proxy``)."""
+    return _lock_key(f"optsweep-trials:{study_name}")
+
+
 class TrialLock:
     """A lock every worker of a study takes around "count the trials, then ask for one", so that
     ``trials: 40`` means 40 in total across workers, not 40 each and not 41 after a race.
 
     The embedded store uses an exclusive ``flock`` on a file beside the journal; PostgreSQL uses a session
-    advisory lock keyed by the study name, so workers on other machines are covered too.
+    advisory lock keyed by the study name, so workers on other machines are covered too (on one connection
+    kept open: one per worker, not one opened per ask); through ``sweeps proxy`` the proxy holds it.
     """
 
     def __init__(self, stores: Stores, study_name: str):
         self._stores, self._study_name = stores, study_name
         self._engine = None
+        self._proxy = None
         if not stores.embedded and stores.storage_url.startswith(("postgresql", "postgres")):
             import sqlalchemy
 
-            self._engine = sqlalchemy.create_engine(
-                sqlalchemy_url(stores.storage_url), poolclass=sqlalchemy.pool.NullPool
-            )
+            url = sqlalchemy_url(stores.storage_url)
+            self._engine = sqlalchemy.create_engine(url, **pool_kwargs(url, 1, overflow=0))
+        elif not stores.embedded and is_proxy(stores.storage_url):
+            from sweeps.proxy import proxy_storage
+
+            self._proxy = proxy_storage(stores.storage_url)
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
+        if self._proxy is not None:
+            with self._proxy.locked(self._study_name):
+                yield
+            return
         if self._engine is not None:
             import sqlalchemy
 
-            key = _lock_key(f"optsweep-trials:{self._study_name}")
+            key = trial_lock_key(self._study_name)
             with self._engine.connect() as conn:
                 conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
                 try:
@@ -204,3 +240,5 @@ class TrialLock:
     def close(self) -> None:
         if self._engine is not None:
             self._engine.dispose()
+        if self._proxy is not None:
+            self._proxy.close()
