@@ -24,12 +24,21 @@ runs in parallel across workers.
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
+from sweeps.errors import SweepError
 from sweeps.objective import COUNTED_OUTCOMES, OUTCOME_ATTR, REASON_ATTR, RUN_ID_ATTR
 
+log = logging.getLogger("sweeps")
+T = TypeVar("T")
+# How long a worker keeps trying to reach its storage before it gives up (SWEEPS_STORAGE_RETRY_SECONDS).
+RETRY_SECONDS = float(os.environ.get("SWEEPS_STORAGE_RETRY_SECONDS", "120"))
 STATE_ATTR = "optsweep_claims"  # study system attr: {"charged", "stale_checked", "recounted", "settled"}
 STALE_REASON = "worker stopped responding (no heartbeat); retried by another worker"
 
@@ -171,3 +180,52 @@ def fail_stale(study) -> list[str]:
         trial.user_attrs = {k: v for k, v in trial.user_attrs.items() if k not in (OUTCOME_ATTR, REASON_ATTR)}
         retry(study, trial)
     return runs
+
+
+def _unreachable(error: BaseException) -> bool:
+    """Whether ``error`` says the storage cannot be reached now (worth retrying), not that a call was wrong."""
+    import optuna
+
+    if isinstance(error, optuna.exceptions.StorageInternalError):
+        return True
+    try:
+        import sqlalchemy
+
+        if isinstance(error, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
+            return True
+        if isinstance(error, sqlalchemy.exc.DBAPIError) and error.connection_invalidated:
+            return True
+    except ImportError:
+        pass
+    try:
+        import grpc
+
+        codes = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+        return isinstance(error, grpc.RpcError) and error.code() in codes
+    except ImportError:
+        return False
+
+
+def retrying(call: Callable[[], T], where: str, seconds: float | None = None) -> T:
+    """``call()``, retried with backoff (0.5 s doubling to 10 s) while the storage cannot be reached, for at
+    most ``seconds`` (default :data:`RETRY_SECONDS`); then one clear :class:`SweepError`."""
+    seconds = RETRY_SECONDS if seconds is None else seconds
+    deadline, delay, warned = time.monotonic() + seconds, 0.5, False
+    while True:
+        try:
+            return call()
+        except Exception as e:
+            if not _unreachable(e):
+                raise
+            if time.monotonic() + delay > deadline:
+                raise SweepError(
+                    f"cannot reach {where} (tried for {seconds:.0f} s: {type(e).__name__}); this worker stops "
+                    "without starting another trial. Nothing it ran stays RUNNING for long: a trial it had "
+                    "started stops beating and the next worker to claim fails it and queues it again. "
+                    "Set SWEEPS_STORAGE_RETRY_SECONDS to wait longer."
+                ) from e
+            if not warned:
+                log.warning("cannot reach %s (%s); retrying for up to %.0f s", where, type(e).__name__, seconds)
+                warned = True
+            time.sleep(delay)
+            delay = min(2 * delay, 10.0)

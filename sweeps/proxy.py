@@ -23,6 +23,7 @@ import json
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -101,13 +102,14 @@ def proxy_storage(url: str, timeout: float = 30.0):
             return None
 
     host, port = parse_grpc_url(url)
-    storage = ProxyStorage(host, port) if _ready(host, port, timeout) else None
-    if storage is None:
+    if not _ready(host, port, timeout):
         raise SweepError(
             f"no sweeps proxy answers at {host}:{port} (waited {timeout:.0f} s); start one with "
             f"`sweeps proxy --storage postgresql://… --port {port}`"
         )
-    return storage
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # Optuna >= 4.2, stable in use
+        return ProxyStorage(host, port)
 
 
 def _ready(host: str, port: int, timeout: float) -> bool:

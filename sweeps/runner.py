@@ -399,11 +399,14 @@ def _claim_trial(study, spec: Spec, stores: Stores, lock: TrialLock, total: int)
     from sweeps import claims
 
     owner = owners.owner_attr()
-    if hasattr(study._storage, "claim"):  # sweeps proxy: the claim runs next to the database
-        claimed = study._storage.claim(spec.name, total, owner)
-    else:
+
+    def claim():
+        if hasattr(study._storage, "claim"):  # sweeps proxy: the claim runs next to the database
+            return study._storage.claim(spec.name, total, owner)
         with lock.held():
-            claimed = claims.claim(study, total, owner)
+            return claims.claim(study, total, owner)
+
+    claimed = claims.retrying(claim, stores.describe_storage())
     for run_id in claimed.stale_runs:  # the trials the claim found stale: fail their MLflow runs too
         fail_run(stores, run_id, claims.STALE_REASON)
     if claimed.trial_id is None:

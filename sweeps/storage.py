@@ -147,7 +147,10 @@ def heartbeat(study, trial) -> Iterator[None]:
 
     def beat() -> None:
         while not stop.wait(storage.get_heartbeat_interval()):
-            storage.record_heartbeat(trial_id)
+            try:
+                storage.record_heartbeat(trial_id)
+            except Exception:  # the storage is out of reach for now: beat again next time (sweeps.claims)
+                continue
 
     storage.record_heartbeat(trial_id)
     thread = threading.Thread(target=beat, name=f"heartbeat-{trial.number}", daemon=True)
