@@ -54,9 +54,14 @@ def parse_grpc_url(url: str) -> tuple[str, int]:
 # --- the worker's side -------------------------------------------------------------------------------------
 
 
-def proxy_storage(url: str, timeout: float = 30.0):
-    """An Optuna storage talking to ``sweeps proxy`` at ``grpc://host:port``, with heartbeats and claims."""
+def proxy_storage(url: str, timeout: float | None = None):
+    """An Optuna storage talking to ``sweeps proxy`` at ``grpc://host:port``, with heartbeats and claims; waits
+    for the proxy up to ``timeout`` seconds (default: ``SWEEPS_STORAGE_RETRY_SECONDS``, 120)."""
     import optuna
+
+    from sweeps.claims import RETRY_SECONDS
+
+    timeout = RETRY_SECONDS if timeout is None else timeout
     from optuna.storages._heartbeat import BaseHeartbeat
 
     try:
@@ -183,7 +188,8 @@ class _Service:
 
         self.storage = storage
         self.info = {"heartbeat_seconds": HEARTBEAT_SECONDS, "grace_seconds": GRACE_SECONDS}
-        self._engine = sqlalchemy.create_engine(lock_url, pool_size=4, max_overflow=0, pool_pre_ping=True)
+        # One connection per study served, each kept by its lease (the advisory lock is the session's).
+        self._engine = sqlalchemy.create_engine(lock_url, pool_size=1, max_overflow=-1, pool_pre_ping=True)
         self._leases: dict[str, _Lease] = {}
         self._studies: dict[str, object] = {}
         self._mutex = threading.Lock()

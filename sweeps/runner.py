@@ -26,7 +26,7 @@ from sweeps.objective import (
     setup_from_spec,
 )
 from sweeps.spec import Spec
-from sweeps.storage import Stores, TrialLock, heartbeat, open_storage, resolve_stores
+from sweeps.storage import Stores, TrialLock, close_storage, heartbeat, open_storage, resolve_stores
 
 log = logging.getLogger("sweeps")
 
@@ -536,7 +536,12 @@ def _existing_study(spec: Spec, stores: Stores):
 def study_counts_for(spec: Spec, workdir: str | Path | None, storage: str | None) -> int:
     """Trials of ``spec``'s sweep already counted (0 for a new sweep); used to start the progress bar."""
     study = _existing_study(spec, resolve_stores(workdir, storage, "unused"))
-    return counts(study)[0] if study is not None else 0
+    if study is None:
+        return 0
+    try:
+        return counts(study)[0]
+    finally:
+        close_storage(study._storage)  # its connections: the sweep opens a storage of its own
 
 
 def load_result(

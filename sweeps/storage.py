@@ -103,15 +103,35 @@ def open_storage(stores: Stores, stale_trial_callback: Callable | None = None, p
     from tracking.db_url import check_database_url
 
     check_database_url(url, "--storage")  # a bad URL: one line, exit 2, before anything is written
-    with _schema_lock(url), warnings.catch_warnings():
+    with _schema_lock(url) as schema, warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(
+        storage = optuna.storages.RDBStorage(
             url,
             engine_kwargs=pool_kwargs(url, pool_size),
             heartbeat_interval=HEARTBEAT_SECONDS,
             grace_period=GRACE_SECONDS,
             heartbeat_stale_trial_callback=stale_trial_callback,
         )
+        if schema is not None:
+            # The claims look up WAITING and RUNNING trials of a study (sweeps.claims): an index makes that a
+            # lookup of those few rows, not a scan of every trial of the study.
+            import sqlalchemy
+
+            schema.execute(sqlalchemy.text(f"CREATE INDEX IF NOT EXISTS {STATE_INDEX} ON trials (study_id, state)"))
+            schema.commit()
+        return storage
+
+
+STATE_INDEX = "optsweep_trials_study_state"
+
+
+def close_storage(storage) -> None:
+    """Close what an Optuna storage holds open: an RDB storage's pooled connections, a proxy's channel."""
+    backend = getattr(storage, "_backend", storage)
+    if hasattr(backend, "engine"):
+        backend.engine.dispose()
+    elif hasattr(backend, "close"):
+        backend.close()
 
 
 def is_proxy(url: str | None) -> bool:
@@ -163,9 +183,9 @@ def heartbeat(study, trial) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _schema_lock(url: str) -> Iterator[None]:
+def _schema_lock(url: str) -> Iterator:
     if not url.startswith("postgresql"):
-        yield
+        yield None
         return
     import sqlalchemy
 
@@ -173,8 +193,9 @@ def _schema_lock(url: str) -> Iterator[None]:
     try:
         with engine.connect() as conn:
             conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": _lock_key("optsweep-schema")})
+            conn.commit()
             try:
-                yield
+                yield conn
             finally:
                 conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": _lock_key("optsweep-schema")})
     finally:
