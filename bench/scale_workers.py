@@ -17,7 +17,7 @@ Reported per run:
 - ask p50/p99: per worker, the gap from the end of one of its trials to the start of its next (from the
   trials' timestamps: the claim, waiting for the lock included, and the MLflow run of the next trial);
 - peak connections to the Optuna database and to MLflow's (pg_stat_activity, sampled every 0.2 s);
-- memory per worker: the median over workers of each worker's peak RSS;
+- memory per worker: the median over workers of each worker's peak RSS, its MLflow writer process included;
 - after the run, all of which must be 0: requested - counted, duplicate trial numbers (Optuna or MLflow),
   RUNNING/WAITING leftovers (Optuna) and RUNNING runs (MLflow), and trials whose MLflow run disagrees with
   Optuna (missing, or FINISHED/FAILED against COMPLETE/FAIL).
@@ -84,13 +84,26 @@ class Sampler(threading.Thread):
                 for key, db in self.dbs.items():
                     self.peak[key] = max(self.peak[key], rows.get(db, 0))
                 for p in list(self.procs):
-                    try:
-                        for line in Path(f"/proc/{p.pid}/status").read_text().splitlines():
-                            if line.startswith("VmRSS:"):
-                                kb = int(line.split()[1])
-                                self.rss[p.pid] = max(self.rss.get(p.pid, 0), kb)
-                    except OSError:
-                        pass
+                    kb = sum(rss_kb(pid) for pid in [p.pid, *children(p.pid)])
+                    self.rss[p.pid] = max(self.rss.get(p.pid, 0), kb)
+
+
+def children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (a worker's MLflow writer process)."""
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def rss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def run_once(base: str, n: int, mode: str, per_worker: int, kill: bool, mlflow_workers: int, mlflow_pool: int):
