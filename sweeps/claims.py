@@ -113,7 +113,7 @@ def claim(study, total: int, owner: dict, *, now: float | None = None) -> Claime
         done, running, waiting = recount(study)
         state |= {"charged": done + running + waiting, "recounted": now}
     if trial_id is None and state["charged"] < total:
-        trial_id = db.create_new_trial(sid)
+        trial_id = storage.create_new_trial(sid)  # through Optuna's cache, which then knows the trial
         state["charged"] += 1
         state.pop("settled", None)
     if trial_id is not None:
@@ -135,6 +135,18 @@ def claim(study, total: int, owner: dict, *, now: float | None = None) -> Claime
     if state != before:
         db.set_study_system_attr(sid, STATE_ATTR, state)
     return result
+
+
+def make_known(study, trial_id: int) -> None:
+    """Let Optuna's in-process cache know a trial another process created (a popped retry, or one the proxy
+    created): it refuses parameters for trials it has not seen. Reads only trials new to it; call outside
+    the lock."""
+    from optuna.trial import TrialState
+
+    storage = study._storage
+    known = getattr(storage, "_trial_id_to_study_id_and_number", None)
+    if known is not None and trial_id not in known:
+        storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.RUNNING,))
 
 
 def _pop_waiting(db, sid: int) -> int | None:

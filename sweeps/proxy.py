@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import sys
 import threading
 import time
 import uuid
@@ -214,11 +216,14 @@ class _Service:
         return self.info
 
     def Claim(self, request, context):
-        from sweeps.claims import claim
+        from sweeps.claims import claim, make_known
 
         study = self.study(request["study"])
         with self.lease(request["study"]).held():
-            return claim(study, int(request["total"]), request["owner"]).to_dict()
+            claimed = claim(study, int(request["total"]), request["owner"])
+        if claimed.trial_id is not None:
+            make_known(study, claimed.trial_id)  # the worker's calls on it go through this cache
+        return claimed.to_dict()
 
     def Beat(self, request, context):
         self.storage.record_heartbeat(int(request["trial_id"]))
@@ -289,4 +294,7 @@ def cmd_proxy(args) -> int:
     )
     stop.wait()
     server.stop(grace=5).wait()
-    return 0
+    # Calls still waiting for a lease of a killed worker would hold the exit for up to LEASE_SECONDS; the
+    # database ends this process's sessions (and their advisory locks) when it exits.
+    sys.stdout.flush()
+    os._exit(0)

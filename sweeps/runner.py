@@ -411,6 +411,7 @@ def _claim_trial(study, spec: Spec, stores: Stores, lock: TrialLock, total: int)
         fail_run(stores, run_id, claims.STALE_REASON)
     if claimed.trial_id is None:
         return None, claimed.running
+    claims.make_known(study, claimed.trial_id)
     study._thread_local.cached_all_trials = None  # as Study.ask does: the sampler reads the study afresh
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
