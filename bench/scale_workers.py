@@ -2,7 +2,7 @@
 
     OPTSWEEP_TEST_POSTGRES_URL=postgresql://postgres@127.0.0.1:5432/test \\
         PYTHONPATH=$PWD .venv/bin/python bench/scale_workers.py --workers 8,32,64 [--modes direct,proxy]
-        [--trials-per-worker 3] [--kill] [--mlflow-workers 2] [--mlflow-pool 4]
+        [--trials-per-worker 3] [--kill | --kill-only] [--mlflow-workers 2] [--mlflow-pool 4]
 
 For each N and mode: fresh databases (Optuna's, MLflow's), a loopback `mlflow server` on PostgreSQL
 (``--mlflow-workers`` processes, each with a pool of ``--mlflow-pool`` + as many overflow), for ``proxy`` a
@@ -272,6 +272,7 @@ def main() -> int:
     parser.add_argument("--modes", default="direct,proxy")
     parser.add_argument("--trials-per-worker", type=int, default=3)
     parser.add_argument("--kill", action="store_true", help="also one run per N with a quarter SIGKILLed")
+    parser.add_argument("--kill-only", action="store_true", help="only the runs with a quarter SIGKILLed")
     parser.add_argument("--mlflow-workers", type=int, default=2)
     parser.add_argument("--mlflow-pool", type=int, default=4)
     args = parser.parse_args()
@@ -283,7 +284,7 @@ def main() -> int:
     failed = False
     for n in map(int, args.workers.split(",")):
         for mode in args.modes.split(","):
-            for kill in (False, True) if args.kill else (False,):
+            for kill in (True,) if args.kill_only else (False, True) if args.kill else (False,):
                 r = run_once(base, n, mode, args.trials_per_worker, kill, args.mlflow_workers, args.mlflow_pool)
                 label = f"N={n} {mode}{' kill 1/4' if kill else ''}"
                 print(
