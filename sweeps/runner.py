@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from sweeps import interrupts, owners, stopping, threads
+from sweeps.claims import STALE_REASON
 from sweeps.errors import SweepError
 from sweeps.objective import (
     COUNTED_OUTCOMES,
@@ -34,7 +35,6 @@ PARENT_RUN_ATTR = "mlflow_parent_run_id"
 SPEC_HASH_ATTR = "spec_hash"
 SPEC_ATTR = "spec"
 DATA_ATTR = "dataset_fingerprint"
-STALE_REASON = "worker stopped responding (no heartbeat); retried by another worker"
 
 
 @dataclass
