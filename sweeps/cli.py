@@ -238,7 +238,9 @@ def _add_proxy(p):
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=13000, help="port (default 13000); workers use grpc://HOST:PORT")
-    p.add_argument("--pool", type=int, default=8, metavar="C", help="database connections (default 8, no overflow)")
+    p.add_argument(
+        "--pool", type=int, default=8, metavar="C", help="database connections kept (default 8; one more for a moment)"
+    )
     p.add_argument("--threads", type=int, default=16, metavar="T", help="calls served at once (default 16)")
 
 

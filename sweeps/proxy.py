@@ -289,7 +289,7 @@ def cmd_proxy(args) -> int:
         signal.signal(sig, lambda *_: stop.set())
     print(
         f"sweeps proxy for {redact(args.storage)} on grpc://{args.host}:{args.port} "
-        f"({args.pool} database connections + 1 per study for its lock)",
+        f"({args.pool} database connections, 1 more for a moment, and 1 per study for its lock)",
         flush=True,
     )
     stop.wait()
