@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import sys
 import threading
 import time
@@ -33,6 +34,7 @@ from sweeps.errors import SweepError
 
 SERVICE = "optsweep.Sweeps"
 LEASE_SECONDS = 120.0
+BUSY_WAIT = 1.0  # seconds a call waits in the proxy for a taken lease before the client asks again
 DEFAULT_PORT = 13000
 
 
@@ -83,14 +85,23 @@ def proxy_storage(url: str, timeout: float | None = None):
             fn = self._calls.unary_unary(f"/{SERVICE}/{method}", request_serializer=_dump, response_deserializer=_load)
             return fn(request, timeout=LEASE_SECONDS + 30)
 
+        def _until_free(self, method: str, request: dict) -> dict:
+            """Call ``method`` until the proxy does not answer "the lease is taken" (after BUSY_WAIT)."""
+            while True:
+                reply = self._call(method, request)
+                if not reply.get("busy") and reply.get("token", "") is not None:
+                    return reply
+                time.sleep(random.uniform(0.01, 0.1))
+
         def claim(self, study_name: str, total: int, owner: dict):
             from sweeps.claims import Claimed
 
-            return Claimed.from_dict(self._call("Claim", {"study": study_name, "total": total, "owner": owner}))
+            request = {"study": study_name, "total": total, "owner": owner}
+            return Claimed.from_dict(self._until_free("Claim", request))
 
         @contextlib.contextmanager
         def locked(self, study_name: str) -> Iterator[None]:
-            token = self._call("Lock", {"study": study_name})["token"]
+            token = self._until_free("Lock", {"study": study_name})["token"]
             try:
                 yield
             finally:
@@ -144,12 +155,19 @@ class _Lease:
         self._expires = 0.0
         self._conn = None
 
-    def acquire(self, ttl: float = LEASE_SECONDS) -> str:
+    def acquire(self, ttl: float = LEASE_SECONDS, wait: float | None = None) -> str | None:
+        """A token, or None if the lease stayed taken for ``wait`` seconds (None: wait as long as it takes).
+        Calls wait briefly and the client asks again: a call blocked here holds one of the server's threads,
+        and with all of them blocked the holder's Unlock could not be served."""
         import sqlalchemy
 
+        give_up = None if wait is None else time.monotonic() + wait
         with self._cond:
             while self._token is not None and time.monotonic() < self._expires:
-                self._cond.wait(max(0.01, self._expires - time.monotonic()))
+                if give_up is not None and time.monotonic() >= give_up:
+                    return None
+                until = self._expires if give_up is None else min(self._expires, give_up)
+                self._cond.wait(max(0.01, until - time.monotonic()))
             if self._token is None:  # else a holder died: the database lock is still this connection's
                 if self._conn is None:
                     self._conn = self._engine.connect()
@@ -172,14 +190,6 @@ class _Lease:
                 self._conn = None
             self._token = None
             self._cond.notify()
-
-    @contextlib.contextmanager
-    def held(self) -> Iterator[None]:
-        token = self.acquire()
-        try:
-            yield
-        finally:
-            self.release(token)
 
 
 class _Service:
@@ -219,8 +229,14 @@ class _Service:
         from sweeps.claims import claim, make_known
 
         study = self.study(request["study"])
-        with self.lease(request["study"]).held():
+        lease = self.lease(request["study"])
+        token = lease.acquire(wait=BUSY_WAIT)
+        if token is None:
+            return {"busy": True}
+        try:
             claimed = claim(study, int(request["total"]), request["owner"])
+        finally:
+            lease.release(token)
         if claimed.trial_id is not None:
             make_known(study, claimed.trial_id)  # the worker's calls on it go through this cache
         return claimed.to_dict()
@@ -230,7 +246,7 @@ class _Service:
         return {}
 
     def Lock(self, request, context):
-        return {"token": self.lease(request["study"]).acquire()}
+        return {"token": self.lease(request["study"]).acquire(wait=BUSY_WAIT)}
 
     def Unlock(self, request, context):
         self.lease(request["study"]).release(request["token"])
