@@ -228,10 +228,31 @@ def _add_confirm(p):
     _store_options(p)
 
 
+def _add_proxy(p):
+    # The database URL may carry a password: the environment keeps it off command lines.
+    p.add_argument(
+        "--storage",
+        default=os.environ.get("SWEEPS_STORAGE") or None,
+        metavar="URL",
+        help="the PostgreSQL database behind the proxy, postgresql://user@host/db (default: $SWEEPS_STORAGE)",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=13000, help="port (default 13000); workers use grpc://HOST:PORT")
+    p.add_argument(
+        "--pool", type=int, default=8, metavar="C", help="database connections kept (default 8; one more for a moment)"
+    )
+    p.add_argument("--threads", type=int, default=16, metavar="T", help="calls served at once (default 16)")
+
+
 # name -> (help, add arguments, "module:function" run lazily)
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], str]] = {
     "run": ("run (or resume) a sweep from a spec", _add_run, "sweeps.commands:cmd_run"),
     "worker": ("join a sweep's study as one more worker (any machine)", _add_worker, "sweeps.commands:cmd_worker"),
+    "proxy": (
+        "serve a PostgreSQL storage to many workers over gRPC (they use --storage grpc://HOST:PORT)",
+        _add_proxy,
+        "sweeps.proxy:cmd_proxy",
+    ),
     "best": ("print the lowest-cost setting of a sweep", _add_best, "sweeps.commands:cmd_best"),
     "trials": ("print a table of all trials of a sweep", _add_trials, "sweeps.commands:cmd_trials"),
     "reproduce": (

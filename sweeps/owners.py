@@ -137,16 +137,20 @@ def _legacy_owner(trial) -> Owner | None:
     return Owner(host, int(pid)) if host and pid.isdigit() else None
 
 
-def claim(study, trial) -> None:
-    """Record this process as the owner of ``trial`` (call right after ``ask``, under the trial lock), and
-    its coordinator if it is a worker of ``sweeps run --workers``."""
+def owner_attr() -> dict[str, object]:
+    """This process as a trial's ``owner`` attr, with its coordinator if it is a worker of ``run --workers``."""
     from sweeps.parallel import COORDINATOR_VAR
 
     attr = Owner.me().to_attr()
     coordinator = os.environ.get(COORDINATOR_VAR)
     if coordinator and coordinator == str(os.getppid()):
         attr[COORDINATOR_KEY] = Owner.of(int(coordinator)).to_attr()
-    study._storage.set_trial_system_attr(trial._trial_id, OWNER_ATTR, attr)
+    return attr
+
+
+def claim(study, trial) -> None:
+    """Record this process as the owner of ``trial`` (call right after ``ask``, under the trial lock)."""
+    study._storage.set_trial_system_attr(trial._trial_id, OWNER_ATTR, owner_attr())
 
 
 def owner_of(trial) -> Owner | None:

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from sweeps import interrupts, owners, stopping, threads
+from sweeps.claims import STALE_REASON
 from sweeps.errors import SweepError
 from sweeps.objective import (
     COUNTED_OUTCOMES,
@@ -26,7 +27,7 @@ from sweeps.objective import (
     setup_from_spec,
 )
 from sweeps.spec import OBJECTIVES, Spec
-from sweeps.storage import Stores, TrialLock, heartbeat, open_storage, resolve_stores
+from sweeps.storage import Stores, TrialLock, close_storage, heartbeat, open_storage, resolve_stores
 
 log = logging.getLogger("sweeps")
 
@@ -37,7 +38,6 @@ DATA_ATTR = "dataset_fingerprint"
 # The number of trials the study held when a run last summarised the finished sweep (parent run's summary
 # written, run FINISHED): a rerun that finds the same trials has nothing to write (:func:`finished_result`).
 SUMMARISED_ATTR = "summarised_trials"
-STALE_REASON = "worker stopped responding (no heartbeat); retried by another worker"
 
 
 @dataclass
@@ -306,8 +306,29 @@ def run(
         tags = {**sweep_run.tags}
         total = target_total(spec)
         starting = True
+        scaled = _claims_apply(stores, spec)
         while True:
             interrupts.check()
+            if scaled:
+                trial, running = _claim_trial(study, spec, stores, lock, total)
+                if trial is None:
+                    if running:
+                        with interrupts.interruptible():  # a dead worker's trial is retried: stay for it
+                            time.sleep(_beats(study) or 1)
+                        continue
+                    done, running, _ = counts(study)
+                    halt = None
+                    break
+                try:
+                    with heartbeat(study, trial):
+                        run_trial(spec, study, trial, sweep_run, setup, tags)
+                except BaseException:
+                    if finalize:
+                        update_parent_summary(sweep_run, spec, study)
+                    raise
+                if on_trial is not None and not getattr(on_trial, "quiet", False):  # counting reads every trial
+                    on_trial(study, counts(study)[0], total)
+                continue
             with lock.held():
                 _fail_stale(study)
                 done, running, waiting = counts(study)
@@ -351,6 +372,40 @@ def run(
     finally:
         lock.close()
     return summarise(spec, study, sweep_run.run_id, stores)
+
+
+def _claims_apply(stores: Stores, spec: Spec) -> bool:
+    """Whether trials are claimed with :mod:`sweeps.claims` (O(1) under the lock): on database storages and
+    through ``sweeps proxy``, unless the spec has a ``stop`` block (its rules read every trial anyway, and its
+    noise repeats are queued outside the claim counter)."""
+    return not stores.embedded and spec.stop is None
+
+
+def _claim_trial(study, spec: Spec, stores: Stores, lock: TrialLock, total: int):
+    """(trial or None, trials running): the next trial of this worker, claimed under the study-wide lock (in
+    the proxy, for ``grpc://``) and sampled outside it."""
+    import optuna
+
+    from sweeps import claims
+
+    owner = owners.owner_attr()
+
+    def claim():
+        if hasattr(study._storage, "claim"):  # sweeps proxy: the claim runs next to the database
+            return study._storage.claim(spec.name, total, owner)
+        with lock.held():
+            return claims.claim(study, total, owner)
+
+    claimed = claims.retrying(claim, stores.describe_storage())
+    for run_id in claimed.stale_runs:  # the trials the claim found stale: fail their MLflow runs too
+        fail_run(stores, run_id, claims.STALE_REASON)
+    if claimed.trial_id is None:
+        return None, claimed.running
+    claims.make_known(study, claimed.trial_id)
+    study._thread_local.cached_all_trials = None  # as Study.ask does: the sampler reads the study afresh
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+        return optuna.Trial(study, claimed.trial_id), 1
 
 
 def check_stores(stores: Stores) -> None:
@@ -473,7 +528,12 @@ def _existing_study(spec: Spec, stores: Stores):
 def study_counts_for(spec: Spec, workdir: str | Path | None, storage: str | None) -> int:
     """Trials of ``spec``'s sweep already counted (0 for a new sweep); used to start the progress bar."""
     study = _existing_study(spec, resolve_stores(workdir, storage, "unused"))
-    return counts(study)[0] if study is not None else 0
+    if study is None:
+        return 0
+    try:
+        return counts(study)[0]
+    finally:
+        close_storage(study._storage)  # its connections: the sweep opens a storage of its own
 
 
 def mark_summarised(study) -> None:

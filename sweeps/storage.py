@@ -78,11 +78,14 @@ def sqlalchemy_url(url: str) -> str:
     return url
 
 
-def open_storage(stores: Stores, stale_trial_callback: Callable | None = None):
-    """The Optuna storage for ``stores``: the journal file, or an RDB storage with heartbeats.
+def open_storage(stores: Stores, stale_trial_callback: Callable | None = None, pool_size: int = 1):
+    """The Optuna storage for ``stores``: the journal file, ``sweeps proxy`` (``grpc://``), or an RDB storage
+    with heartbeats.
 
-    Creating the RDB schema on an empty PostgreSQL database from several workers at once can fail with a
-    duplicate key on ``CREATE TYPE``; the first creation is serialised with an advisory lock.
+    An RDB storage keeps ``pool_size`` connections and opens one more at most for a moment (:func:`pool_kwargs`),
+    so a worker holds 1-2 of them plus one for the trial lock (docs/how-to/many-workers.md). Creating the RDB
+    schema on an empty PostgreSQL database from several workers at once can fail with a duplicate key on
+    ``CREATE TYPE``; the first creation is serialised with an advisory lock.
     """
     import optuna
 
@@ -91,19 +94,58 @@ def open_storage(stores: Stores, stale_trial_callback: Callable | None = None):
 
         stores.workdir.mkdir(parents=True, exist_ok=True)
         return open_journal(stores.journal_path)
+    if is_proxy(stores.storage_url):
+        from sweeps.proxy import proxy_storage
+
+        return proxy_storage(stores.storage_url)
 
     url = sqlalchemy_url(stores.storage_url)
     from tracking.db_url import check_database_url
 
     check_database_url(url, "--storage")  # a bad URL: one line, exit 2, before anything is written
-    with _schema_lock(url), warnings.catch_warnings():
+    with _schema_lock(url) as schema, warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(
+        storage = optuna.storages.RDBStorage(
             url,
+            engine_kwargs=pool_kwargs(url, pool_size),
             heartbeat_interval=HEARTBEAT_SECONDS,
             grace_period=GRACE_SECONDS,
             heartbeat_stale_trial_callback=stale_trial_callback,
         )
+        if schema is not None:
+            # The claims look up WAITING and RUNNING trials of a study (sweeps.claims): an index makes that a
+            # lookup of those few rows, not a scan of every trial of the study.
+            import sqlalchemy
+
+            schema.execute(sqlalchemy.text(f"CREATE INDEX IF NOT EXISTS {STATE_INDEX} ON trials (study_id, state)"))
+            schema.commit()
+        return storage
+
+
+STATE_INDEX = "optsweep_trials_study_state"
+
+
+def close_storage(storage) -> None:
+    """Close what an Optuna storage holds open: an RDB storage's pooled connections, a proxy's channel."""
+    backend = getattr(storage, "_backend", storage)
+    if hasattr(backend, "engine"):
+        backend.engine.dispose()
+    elif hasattr(backend, "close"):
+        backend.close()
+
+
+def is_proxy(url: str | None) -> bool:
+    return bool(url) and url.startswith("grpc://")
+
+
+def pool_kwargs(url: str, pool_size: int = 1, overflow: int = 1) -> dict:
+    """SQLAlchemy pool bounds for a server database: ``pool_size`` connections kept, at most ``overflow`` more
+    opened for a moment, pinged before use (one the server dropped is replaced, not an error) and recycled after
+    30 minutes. Optuna's RDBStorage needs two at once while it checks its schema (a session and Alembic's
+    connection): with one and no overflow it waits for itself until the pool times out."""
+    if not url.startswith("postgresql"):
+        return {}
+    return {"pool_size": pool_size, "max_overflow": overflow, "pool_pre_ping": True, "pool_recycle": 1800}
 
 
 @contextlib.contextmanager
@@ -125,7 +167,10 @@ def heartbeat(study, trial) -> Iterator[None]:
 
     def beat() -> None:
         while not stop.wait(storage.get_heartbeat_interval()):
-            storage.record_heartbeat(trial_id)
+            try:
+                storage.record_heartbeat(trial_id)
+            except Exception:  # the storage is out of reach for now: beat again next time (sweeps.claims)
+                continue
 
     storage.record_heartbeat(trial_id)
     thread = threading.Thread(target=beat, name=f"heartbeat-{trial.number}", daemon=True)
@@ -138,9 +183,9 @@ def heartbeat(study, trial) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _schema_lock(url: str) -> Iterator[None]:
+def _schema_lock(url: str) -> Iterator:
     if not url.startswith("postgresql"):
-        yield
+        yield None
         return
     import sqlalchemy
 
@@ -148,8 +193,9 @@ def _schema_lock(url: str) -> Iterator[None]:
     try:
         with engine.connect() as conn:
             conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": _lock_key("optsweep-schema")})
+            conn.commit()
             try:
-                yield
+                yield conn
             finally:
                 conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": _lock_key("optsweep-schema")})
     finally:
@@ -160,30 +206,44 @@ def _lock_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
+def trial_lock_key(study_name: str) -> int:
+    """The advisory lock key of a study's trial lock (shared by direct workers and ``sweeps proxy``)."""
+    return _lock_key(f"optsweep-trials:{study_name}")
+
+
 class TrialLock:
     """A lock every worker of a study takes around "count the trials, then ask for one", so that
     ``trials: 40`` means 40 in total across workers, not 40 each and not 41 after a race.
 
     The embedded store uses an exclusive ``flock`` on a file beside the journal; PostgreSQL uses a session
-    advisory lock keyed by the study name, so workers on other machines are covered too.
+    advisory lock keyed by the study name, so workers on other machines are covered too (on one connection
+    kept open: one per worker, not one opened per ask); through ``sweeps proxy`` the proxy holds it.
     """
 
     def __init__(self, stores: Stores, study_name: str):
         self._stores, self._study_name = stores, study_name
         self._engine = None
+        self._proxy = None
         if not stores.embedded and stores.storage_url.startswith(("postgresql", "postgres")):
             import sqlalchemy
 
-            self._engine = sqlalchemy.create_engine(
-                sqlalchemy_url(stores.storage_url), poolclass=sqlalchemy.pool.NullPool
-            )
+            url = sqlalchemy_url(stores.storage_url)
+            self._engine = sqlalchemy.create_engine(url, **pool_kwargs(url, 1, overflow=0))
+        elif not stores.embedded and is_proxy(stores.storage_url):
+            from sweeps.proxy import proxy_storage
+
+            self._proxy = proxy_storage(stores.storage_url)
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
+        if self._proxy is not None:
+            with self._proxy.locked(self._study_name):
+                yield
+            return
         if self._engine is not None:
             import sqlalchemy
 
-            key = _lock_key(f"optsweep-trials:{self._study_name}")
+            key = trial_lock_key(self._study_name)
             with self._engine.connect() as conn:
                 conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
                 try:
@@ -204,3 +264,5 @@ class TrialLock:
     def close(self) -> None:
         if self._engine is not None:
             self._engine.dispose()
+        if self._proxy is not None:
+            self._proxy.close()

@@ -2,8 +2,10 @@
 
 SQLite takes one writer at a time; several worker processes each opening ``mlflow.db`` contend for its lock
 ("database is locked"). One server process owning the database serialises their writes, so workers talk
-HTTP to it instead. ``--workers 1``: with uvicorn's default of several workers each request pays ~45 ms on a
-small machine, with one it pays under 1 ms.
+HTTP to it instead. ``workers=1`` (the default here): over SQLite, several server processes would contend for
+the one writer lock the server exists to avoid. Over PostgreSQL, many sweep workers are served by several
+server processes (``workers=K``), each with a bounded SQLAlchemy pool (``pool_size`` connections and as many
+overflow): K * 2 * pool_size connections at most (docs/how-to/many-workers.md; bench/scale_workers.py).
 
 The backend store URI reaches the server through its environment (``MLFLOW_BACKEND_STORE_URI``), never its
 command line: a PostgreSQL URL's password would otherwise be in the process list, readable by every local user.
@@ -102,9 +104,16 @@ class MlflowServer:
     bound to 127.0.0.1, stopped (with its whole process group) on exit."""
 
     def __init__(
-        self, backend_store_uri: str, artifacts_dir: Path, port: int | None = None, log_file: Path | None = None
+        self,
+        backend_store_uri: str,
+        artifacts_dir: Path,
+        port: int | None = None,
+        log_file: Path | None = None,
+        workers: int = 1,
+        pool_size: int | None = None,
     ):
         self.backend_store_uri = backend_store_uri
+        self.workers, self.pool_size = workers, pool_size
         self.artifacts_dir = Path(artifacts_dir)
         self.port = port or free_port()
         self.log_file = log_file
@@ -136,7 +145,7 @@ class MlflowServer:
             "--port",
             str(self.port),
             "--workers",
-            "1",
+            str(self.workers),
         ]
         # No job runner: it starts a pool of background consumers that sweeps never uses (GenAI jobs).
         env = {
@@ -145,6 +154,12 @@ class MlflowServer:
             "MLFLOW_DISABLE_TELEMETRY": "true",
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         }
+        if self.pool_size is not None:  # per server process: pool_size kept, as many more for a moment
+            env |= {
+                "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE": str(self.pool_size),
+                "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW": str(self.pool_size),
+                "MLFLOW_SQLALCHEMYSTORE_POOL_RECYCLE": "1800",
+            }
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115 — owned by Popen
         self._log_offset = out.tell() if self.log_file else 0  # the log is appended to: read only this run's part
         self.process = subprocess.Popen(
