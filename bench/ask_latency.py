@@ -9,7 +9,7 @@ the other in this process:
 
 - before: the runner's old loop body, under the advisory lock: fail stale trials, count every trial, ``ask``,
   record the owner;
-- now: :func:`sweeps.claims.claim` under the same lock, then ``optuna.Trial`` outside it.
+- now: :func:`sweeps.study.claims.claim` under the same lock, then ``optuna.Trial`` outside it.
 
 Each asked trial is then sampled (the spec's TPE, outside the lock in both) and told COMPLETE, so the study
 grows by ``--asks`` during a size. Prints, per size and way, the median and p99 of the time under the lock and
@@ -49,9 +49,9 @@ def seed_study(url: str, spec, n: int):
     import numpy as np
     import optuna
 
-    from sweeps.runner import open_study
-    from sweeps.space import distribution
-    from sweeps.storage import resolve_stores
+    from sweeps.study.runner import open_study
+    from sweeps.study.space import distribution
+    from sweeps.study.storage import resolve_stores
 
     stores = resolve_stores("/tmp/ask-latency", url, "unused")
     study = open_study(spec, stores)
@@ -85,10 +85,10 @@ def seed_study(url: str, spec, n: int):
 def time_asks(study, stores, spec, asks: int, way: str) -> tuple[list[float], list[float]]:
     import optuna
 
-    from sweeps import claims, owners
-    from sweeps.runner import _ask, _fail_stale, counts
-    from sweeps.space import suggest
-    from sweeps.storage import TrialLock
+    from sweeps.study import claims, owners
+    from sweeps.study.runner import _ask, _fail_stale, counts
+    from sweeps.study.space import suggest
+    from sweeps.study.storage import TrialLock
 
     lock = TrialLock(stores, spec.name)
     held, whole = [], []

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from sweeps.batch_size import parse_sizes, select_batch_size
+from sweeps.batchsize.select import parse_sizes, select_batch_size
 from sweeps.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -23,7 +23,7 @@ import tempfile
 import time
 
 import optcore
-from sweeps.advise import advise_batch_size
+from sweeps.batchsize.advise import advise_batch_size
 from sweeps.spec import load_spec
 
 PROBLEMS = {
@@ -59,8 +59,8 @@ search:
 
 def probe_target(spec, epochs: int) -> float:
     """The validation cost a batch-128 run at the held lr reaches after ``epochs`` epochs."""
-    from sweeps.objective import setup_from_spec
-    from sweeps.trainer import build_optimizer
+    from sweeps.optcore_adapter import build_optimizer
+    from sweeps.study.trial_lifecycle import setup_from_spec
 
     setup = setup_from_spec(spec)
     data = setup.load()

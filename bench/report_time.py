@@ -54,10 +54,10 @@ def breakdown(cwd: Path) -> dict[str, float]:
     os.chdir(cwd)
     marks = {}
     start = time.perf_counter()
-    from sweeps.html_report import gather, render
-    from sweeps.report_figures import build_figures
-    from sweeps.runner import load_result
+    from sweeps.results.html_report import gather, render
+    from sweeps.results.report_figures import build_figures
     from sweeps.spec import load_spec
+    from sweeps.study.runner import load_result
 
     spec = load_spec(SPEC)
     result = load_result(spec)

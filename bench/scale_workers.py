@@ -110,7 +110,7 @@ def run_once(base: str, n: int, mode: str, per_worker: int, kill: bool, mlflow_w
     import mlflow
     import optuna
 
-    from sweeps.storage import sqlalchemy_url
+    from sweeps.study.storage import sqlalchemy_url
     from tracking.server import MlflowServer, free_port
 
     tag = uuid.uuid4().hex[:8]
@@ -195,7 +195,7 @@ def kill_quarter(optuna_url: str, procs: list[subprocess.Popen], k: int) -> list
     """SIGKILL ``k`` workers, each while one of its trials is RUNNING; their PIDs."""
     import optuna
 
-    from sweeps.storage import sqlalchemy_url
+    from sweeps.study.storage import sqlalchemy_url
 
     storage = optuna.storages.RDBStorage(sqlalchemy_url(optuna_url))
     killed: list[int] = []

@@ -21,7 +21,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 import tracking
 from optcore.history import EpochRecord, History
-from tracking.batch import log_batched
+from tracking.mlflow_requests import log_batched
 from tracking.writer import shared_writer
 
 
@@ -146,11 +146,11 @@ def sweep_without_tracking(spec, workdir: Path) -> _Clock:
     threads and journal file storage as the tracked sweep, no MLflow."""
     import optuna
 
-    from sweeps import threads
-    from sweeps.objective import setup_from_spec
-    from sweeps.pruners import build_pruner
-    from sweeps.samplers import build_sampler
-    from sweeps.storage import open_storage, resolve_stores
+    from sweeps import blas_threads as threads
+    from sweeps.study.pruners import build_pruner
+    from sweeps.study.samplers import build_sampler
+    from sweeps.study.storage import open_storage, resolve_stores
+    from sweeps.study.trial_lifecycle import setup_from_spec
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -171,9 +171,9 @@ def sweep_without_tracking(spec, workdir: Path) -> _Clock:
 def _trials(spec, study, setup) -> None:
     import optuna
 
-    from sweeps.objective import objective_values
-    from sweeps.space import suggest
-    from sweeps.trainer import train_trial, trial_seed
+    from sweeps.optcore_adapter import train_trial, trial_seed
+    from sweeps.study.space import suggest
+    from sweeps.study.trial_lifecycle import objective_values
 
     for _ in range(spec.trials):
         trial = study.ask()
@@ -191,9 +191,9 @@ def _trials(spec, study, setup) -> None:
 
 
 def sweep_with_tracking(spec, workdir: Path, uri: str) -> _Clock:
-    """Seconds of the same sweep through ``sweeps.runner.run`` (Optuna journal + MLflow), stores created first."""
-    from sweeps.runner import check_stores, run
-    from sweeps.storage import resolve_stores
+    """Seconds of the same sweep through ``sweeps.study.runner.run`` (Optuna journal + MLflow), stores created first."""
+    from sweeps.study.runner import check_stores, run
+    from sweeps.study.storage import resolve_stores
 
     check_stores(resolve_stores(workdir, None, uri))  # creating the MLflow database is a one-off, not per trial
     with _Clock() as clock:

@@ -174,13 +174,13 @@ def pruners() -> dict[str, dict[str, tuple[object, object]]]:
 
 def dataset_params() -> dict[str, object]:
     """Domains of the generated datasets' parameters: a public table of ``sweeps.spec`` when there is one, else
-    the one ``sweeps.spec_domains`` keeps (private there today). Missing from both is an error, not a page
+    the one ``sweeps.spec.domains`` keeps (private there today). Missing from both is an error, not a page
     that silently lost its table."""
-    for module in (spec_module(), importlib.import_module("sweeps.spec_domains")):
+    for module in (spec_module(), importlib.import_module("sweeps.spec.domains")):
         for name in ("DATASET_PARAMS", "_DATASET_PARAMS"):
             if hasattr(module, name):
                 return dict(getattr(module, name))
-    raise LookupError("no table of dataset parameters in sweeps.spec or sweeps.spec_domains: adapt dataset_params()")
+    raise LookupError("no table of dataset parameters in sweeps.spec or sweeps.spec.domains: adapt dataset_params()")
 
 
 def datasets() -> dict[str, tuple[dict[str, object], int | None]]:

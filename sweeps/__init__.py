@@ -13,21 +13,21 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "run": "sweeps.runner",
-    "load_result": "sweeps.runner",
-    "SweepResult": "sweeps.runner",
+    "run": "sweeps.study.runner",
+    "load_result": "sweeps.study.runner",
+    "SweepResult": "sweeps.study.runner",
     "load_spec": "sweeps.spec",
     "Spec": "sweeps.spec",
     "SpecError": "sweeps.spec",
-    "run_parallel": "sweeps.parallel",
-    "select_batch_size": "sweeps.batch_size",
-    "advise_batch_size": "sweeps.advise",
-    "confirm": "sweeps.confirm",
-    "load_confirmed": "sweeps.confirm_report",
-    "reproduce": "sweeps.reproduce",
-    "export_model": "sweeps.export",
-    "write_report": "sweeps.html_report",
-    "importances": "sweeps.importance",
+    "run_parallel": "sweeps.study.workers",
+    "select_batch_size": "sweeps.batchsize.select",
+    "advise_batch_size": "sweeps.batchsize.advise",
+    "confirm": "sweeps.results.confirm",
+    "load_confirmed": "sweeps.results.confirm_report",
+    "reproduce": "sweeps.results.reproduce",
+    "export_model": "sweeps.results.export",
+    "write_report": "sweeps.results.html_report",
+    "importances": "sweeps.results.importance",
 }
 
 __all__ = sorted(_EXPORTS)

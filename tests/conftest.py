@@ -149,7 +149,7 @@ def shared_mlflow_server(tmp_path_factory):
     ~9 s of CPU. tests/sweeps/test_distributed.py's ``mlflow_server`` hands it to each test as new."""
     import uuid
 
-    from sweeps.storage import sqlalchemy_url
+    from sweeps.study.storage import sqlalchemy_url
     from tracking.server import MlflowServer
 
     name = f"optsweep_mlflow_{uuid.uuid4().hex[:10]}"

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tracking.batch import with_retries
+from tracking.mlflow_requests import with_retries
 from tracking.redact import redact, redact_setting
 
 if TYPE_CHECKING:

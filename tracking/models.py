@@ -107,7 +107,7 @@ def start_export_run(
     from mlflow.entities import Metric, Param
 
     from tracking import schema
-    from tracking.batch import log_batched, param_value, tag_value
+    from tracking.mlflow_requests import log_batched, param_value, tag_value
     from tracking.runs import get_or_create_experiment
     from tracking.store import artifact_location_for, make_client
 

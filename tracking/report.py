@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tracking.batch import with_retries
+from tracking.mlflow_requests import with_retries
 from tracking.select import metric_curves, table_from_runs, trial_runs
 from tracking.store import make_client
 

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tracking import schema
-from tracking.batch import log_batched, param_value, tag_value, with_retries
 from tracking.datasets import DatasetRecord, log_dataset_inputs
 from tracking.errors import TrackingError
+from tracking.mlflow_requests import log_batched, param_value, tag_value, with_retries
 from tracking.provenance import provenance_tags
 from tracking.redact import redact
 from tracking.store import artifact_location_for, make_client, resolved_uri

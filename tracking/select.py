@@ -9,8 +9,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from tracking import schema
-from tracking.batch import with_retries
 from tracking.errors import NoFinishedTrial, TrackingError
+from tracking.mlflow_requests import with_retries
 from tracking.redact import redact
 from tracking.store import make_client, resolved_uri
 

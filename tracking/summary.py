@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tracking import plots, schema
-from tracking.batch import log_batched, tag_value, with_retries
 from tracking.errors import NoFinishedTrial, TrackingError
+from tracking.mlflow_requests import log_batched, tag_value, with_retries
 from tracking.redact import redact_obj
 from tracking.select import DIRECTIONS, metric_curves, pick_best, table_from_runs, trial_runs
 

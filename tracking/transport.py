@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
-from tracking.batch import log_batched, with_retries
+from tracking.mlflow_requests import log_batched, with_retries
 from tracking.writer.client import Writer, WriterGone
 from tracking.writer.messages import Finish, Log, RunValues, Sync
 
@@ -115,7 +115,7 @@ class WriterTransport:
         # processes in between (a Slurm job cancelled, the machine lost) would leave Optuna's trial finished
         # and its run RUNNING without its last values; and a store that refuses the values must stop the
         # trial from counting. In this order, a kill leaves Optuna's trial RUNNING, and the next run fails
-        # it in both stores and trains it again (sweeps.owners).
+        # it in both stores and trains it again (sweeps.study.owners).
         self._check()
         self.writer.call(Finish(self.uri, run_id, values, status))
         self._sent = RunValues()

@@ -16,8 +16,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tracking import schema
-from tracking.batch import is_transient, tag_value
 from tracking.errors import TrackingError
+from tracking.mlflow_requests import is_transient, tag_value
 from tracking.redact import redact
 from tracking.schema import Outcome
 from tracking.transport import DirectTransport, Transport

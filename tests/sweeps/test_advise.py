@@ -10,7 +10,7 @@ import mlflow
 import pytest
 
 import tracking
-from sweeps.advise import advise_batch_size, check_factors, measure_sizes
+from sweeps.batchsize.advise import advise_batch_size, check_factors, measure_sizes
 from sweeps.errors import UsageError
 from sweeps.spec import load_spec
 from tests.conftest import TINY_SPEC, new_workdir, run_cli
@@ -114,7 +114,7 @@ def test_measure_steps_predicts_measures_fits_and_tracks(tiny_spec, tmp_path, te
 def test_advise_from_python_reports_and_prints(tmp_path):
     from rich.console import Console
 
-    from sweeps.advise_report import print_advice
+    from sweeps.batchsize.advise_report import print_advice
 
     spec = load_spec(TINY_SPEC, [a for a in FIXED if a != "--set"])
     cheap = {"lr_factors": [1], "budget": ("epochs", 60), "throughput_seconds": 0.05}

@@ -16,7 +16,8 @@ from rich.console import Console
 from scipy import stats
 
 import tracking
-from sweeps.batch_size import (
+from sweeps.batchsize.report import print_report
+from sweeps.batchsize.select import (
     MAX_EPOCHS,
     Budget,
     check_budget,
@@ -26,10 +27,9 @@ from sweeps.batch_size import (
     parse_sizes,
     select_batch_size,
 )
-from sweeps.batch_size_report import print_report
 from sweeps.errors import SweepError, UsageError
+from sweeps.optcore_adapter import trial_seed
 from sweeps.spec import SpecError, load_spec
-from sweeps.trainer import trial_seed
 from tests.conftest import TINY_SPEC, run_cli
 
 FIXED = [
@@ -282,8 +282,8 @@ def test_equal_time_trains_until_the_seconds_are_spent(tmp_path, template_db):
 
 
 def test_from_best_holds_the_best_setting_of_the_sweep_and_redraws_its_report(tiny_spec, tmp_path, template_db):
-    from sweeps.html_report import REPORT_FILE
-    from sweeps.runner import run
+    from sweeps.results.html_report import REPORT_FILE
+    from sweeps.study.runner import run
 
     wd = new_workdir(tmp_path / "wd", template_db)
     overrides = ["trials=2", "training.epochs=2"]

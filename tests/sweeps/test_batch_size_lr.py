@@ -14,12 +14,12 @@ import pytest
 from rich.console import Console
 
 import tracking
-from sweeps.batch_size import select_batch_size
-from sweeps.batch_size_lr import LR_RULES, LrPlan, choose_rates, plan_lr, scaled_lr
-from sweeps.batch_size_report import print_report
+from sweeps.batchsize.lr_rule import LR_RULES, LrPlan, choose_rates, plan_lr, scaled_lr
+from sweeps.batchsize.report import print_report
+from sweeps.batchsize.select import select_batch_size
 from sweeps.errors import UsageError
+from sweeps.optcore_adapter import trial_seed
 from sweeps.spec import SpecError, load_spec
-from sweeps.trainer import trial_seed
 from tests.conftest import TINY_SPEC, run_cli
 
 HELD = ["search.optimizer.value=adam", "search.beta1.value=0.9", "search.schedule.value=constant"]

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from sweeps.batch_stats import RunResult, SizeStats, choose, first_reaching, size_stats
-from sweeps.comparison import holm, mean_interval
+from sweeps.batchsize.stats import RunResult, SizeStats, choose, first_reaching, size_stats
+from sweeps.results.comparison import holm, mean_interval
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from sweeps.batch_tradeoff import Prediction, fastest, fit_steps, predict, s_min_from_pilot
+from sweeps.batchsize.tradeoff import Prediction, fastest, fit_steps, predict, s_min_from_pilot
 
 SIZES = [8, 16, 32, 64, 128, 256, 512, 1024]
 

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from sweeps.comparison import compare, holm, mean_interval, paired_p_value, welch_p_value
+from sweeps.results.comparison import compare, holm, mean_interval, paired_p_value, welch_p_value
 
 SAMPLES = [
     [0.31, 0.29, 0.35],

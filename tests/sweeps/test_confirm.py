@@ -15,8 +15,8 @@ import pytest
 from scipy import stats
 
 import tracking
-from sweeps.confirm import confirm_seed
-from sweeps.trainer import trial_seed
+from sweeps.optcore_adapter import trial_seed
+from sweeps.results.confirm import confirm_seed
 from tests.conftest import new_workdir, run_cli
 
 SHORT = ["--set", "trials=3", "--set", "training.epochs=2"]
@@ -151,9 +151,9 @@ def test_confirm_seeds_skip_a_trial_seed():
 
 
 def test_the_sweep_report_holds_the_confirmed_winner(confirmed):
-    from sweeps.html_report import confirmed_winner_html
-    from sweeps.runner import load_result
+    from sweeps.results.html_report import confirmed_winner_html
     from sweeps.spec import load_spec
+    from sweeps.study.runner import load_result
 
     _, spec, wd, _, record, _ = confirmed
     loaded = load_spec(spec, ["trials=3", "training.epochs=2"])

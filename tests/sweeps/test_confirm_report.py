@@ -6,10 +6,10 @@ import math
 
 import pytest
 
-from sweeps.batch_size import Budget
-from sweeps.batch_stats import RunResult
-from sweeps.comparison import compare
-from sweeps.confirm_report import ConfirmReport, Setting, print_confirm, print_confirmed_summary
+from sweeps.batchsize.select import Budget
+from sweeps.batchsize.stats import RunResult
+from sweeps.results.comparison import compare
+from sweeps.results.confirm_report import ConfirmReport, Setting, print_confirm, print_confirmed_summary
 
 # trial -> its objective per seed (NaN: that run diverged) and seconds per run
 VALUES = {4: [0.30, 0.31, 0.32], 9: [0.33, 0.30, 0.335], 2: [0.29, math.nan, 0.28]}

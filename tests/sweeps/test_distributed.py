@@ -32,7 +32,7 @@ def mlflow_server(shared_mlflow_server):
 
 
 def rdb_study(url: str, name: str) -> optuna.Study:
-    from sweeps.storage import sqlalchemy_url
+    from sweeps.study.storage import sqlalchemy_url
 
     return optuna.load_study(study_name=name, storage=optuna.storages.RDBStorage(sqlalchemy_url(url)))
 

@@ -1,4 +1,5 @@
-"""Importances with bootstrap intervals (sweeps.importance), on real Optuna trials built from a known function."""
+"""Importances with bootstrap intervals (sweeps.results.importance), on real Optuna trials
+built from a known function."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 import optuna
 import pytest
 
-from sweeps.importance import (
+from sweeps.results.importance import (
     ImportanceTable,
     importance_metrics,
     importance_table,
@@ -49,7 +50,7 @@ def test_the_parameter_that_matters_leads_and_the_others_are_within_noise(evalua
 
 def test_interval_is_the_percentiles_of_the_resampled_importances():
     """Recompute the interval by hand: the same resamples of the trials, Optuna's evaluator on each."""
-    from sweeps.importance import common_params, evaluate
+    from sweeps.results.importance import common_params, evaluate
 
     obs = observations(_trials(12), lambda t: t.value)
     params = common_params(obs)
@@ -86,7 +87,7 @@ def test_metric_names():
 
 
 def test_a_study_reuses_its_importances_until_its_trials_or_settings_change():
-    from sweeps.importance import CACHE_ATTR
+    from sweeps.results.importance import CACHE_ATTR
 
     study = optuna.create_study()
     study.add_trials(_trials(12))

@@ -1,4 +1,4 @@
-"""sweeps.interrupts with real signals sent to this process: recorded, raised at safe points, never lost."""
+"""sweeps.study.interrupts with real signals sent to this process: recorded, raised at safe points, never lost."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from sweeps import interrupts
 from sweeps.errors import Interrupted
+from sweeps.study import interrupts
 
 
 def send(sig=signal.SIGINT):

@@ -1,4 +1,4 @@
-"""The embedded journal after a writer died mid-record, or after it was lost (sweeps.journal): real files, the
+"""The embedded journal after a writer died mid-record, or after it was lost (sweeps.study.journal): real files, the
 real CLI."""
 
 from __future__ import annotations

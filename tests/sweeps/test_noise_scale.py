@@ -8,7 +8,7 @@ import mlflow
 import pytest
 
 from sweeps.spec import load_spec
-from sweeps.spec_errors import SpecError
+from sweeps.spec.errors import SpecError
 from tests.conftest import TINY_SPEC, new_workdir, run_cli
 
 NOISE_CURVES = ("noise_scale", "noise_grad_sq", "noise_trace_sigma")

@@ -1,5 +1,5 @@
-"""One trial lifecycle (sweeps.objective.train_and_record), shared by the sweep's trials and the batch-size and
-confirm runs: each ending finishes the MLflow run as the layout says, on a real SQLite store."""
+"""One trial lifecycle (sweeps.study.trial_lifecycle.train_and_record), shared by the sweep's trials and the
+batch-size and confirm runs: each ending finishes the MLflow run as the layout says, on a real SQLite store."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import mlflow
 import pytest
 
 import tracking
-from sweeps.objective import setup_from_spec, train_and_record
 from sweeps.spec import load_spec
+from sweeps.study.trial_lifecycle import setup_from_spec, train_and_record
 from tests.sweeps.test_cli_failures import ALL_DIVERGE
 
 GOOD = {"batch_size": 32, "optimizer": "adam", "lr": 0.01, "beta1": 0.9, "schedule": "constant"}

@@ -1,5 +1,5 @@
 """Trials of a killed `sweeps run` on the embedded store: failed in both stores and queued again by the next run
-(sweeps.owners), with real processes, real signals and real files."""
+(sweeps.study.owners), with real processes, real signals and real files."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 
 import optuna
 
-from sweeps.owners import Owner
+from sweeps.study.owners import Owner
 from tests.conftest import new_workdir, run_cli, start_cli
 from tests.sweeps.test_cli import child_runs, study
 from tests.sweeps.test_parallel import SLOW, _trials, assert_settled, wait_until
@@ -42,7 +42,7 @@ def test_owners_elsewhere_are_left_alone_and_a_restart_is_proof():
 
 
 def _start_boot_ns(pid: int) -> tuple[str, str | None, str | None]:
-    from sweeps.owners import _machine, _stat
+    from sweeps.study.owners import _machine, _stat
 
     return (_stat(pid)[1], *_machine())
 
@@ -94,7 +94,7 @@ def test_sigkill_mid_trial_then_rerun_fails_and_retries_the_orphans(tmp_path, ti
 
 def test_a_workers_trial_is_left_to_its_coordinator_while_that_lives():
     """The coordinator of `--workers` fails a dead worker's trial with its exit status; others keep off."""
-    from sweeps.owners import why_lost
+    from sweeps.study.owners import why_lost
 
     me = Owner.me()
     dead = subprocess.Popen([sys.executable, "-c", "pass"])

@@ -240,11 +240,11 @@ def test_a_lost_workers_trial_ends_failed_in_mlflow_even_if_its_run_had_closed(t
     trial, so the run must end FAILED too (it was FINISHED), with the reason."""
     import mlflow
 
-    from sweeps.objective import RUN_ID_ATTR, WORKER_ATTR
-    from sweeps.parallel import fail_lost_trials
-    from sweeps.runner import open_study
     from sweeps.spec import load_spec
-    from sweeps.storage import resolve_stores
+    from sweeps.study.runner import open_study
+    from sweeps.study.storage import resolve_stores
+    from sweeps.study.trial_lifecycle import RUN_ID_ATTR, WORKER_ATTR
+    from sweeps.study.workers import fail_lost_trials
 
     stores = resolve_stores(tmp_path / "wd", None, None)
     new_workdir(stores.workdir, template_db)

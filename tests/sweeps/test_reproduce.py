@@ -12,7 +12,7 @@ import pytest
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
-from sweeps import threads
+from sweeps import blas_threads as threads
 from tests.conftest import new_workdir, run_cli
 
 SPEC = """\

@@ -15,9 +15,9 @@ import yaml
 
 import optcore
 import tracking
-from sweeps.objective import setup_from_spec
-from sweeps.run_inputs import SEED_PARAM, dataset_inputs, setting_params
 from sweeps.spec import load_spec
+from sweeps.study.run_inputs import SEED_PARAM, dataset_inputs, setting_params
+from sweeps.study.trial_lifecycle import setup_from_spec
 from tests.conftest import TINY_SPEC, run_cli
 
 CONTEXT = "mlflow.data.context"

@@ -9,10 +9,10 @@ import sys
 import optuna
 import pytest
 
-from sweeps.pruners import PRUNERS, build_pruner
-from sweeps.samplers import SAMPLERS, build_sampler, grid_space
-from sweeps.space import suggest
 from sweeps.spec import PRUNER_ARGS, SAMPLER_ARGS, Spec, SpecError, load_spec
+from sweeps.study.pruners import PRUNERS, build_pruner
+from sweeps.study.samplers import SAMPLERS, build_sampler, grid_space
+from sweeps.study.space import suggest
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

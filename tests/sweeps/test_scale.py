@@ -1,5 +1,5 @@
-"""Many workers on one study (sweeps.claims, sweeps.proxy): exact totals through `sweeps proxy` with a worker
-SIGKILLed mid-trial, bounded database connections per worker, and the claim counter's recount. PostgreSQL
+"""Many workers on one study (sweeps.study.claims, sweeps.study.proxy): exact totals through `sweeps proxy` with a
+worker SIGKILLed mid-trial, bounded database connections per worker, and the claim counter's recount. PostgreSQL
 only; fresh databases per test; tiny trials."""
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class PeakConnections(threading.Thread):
 @pytest.fixture
 def server(fresh_db, tmp_path):
     """A loopback `mlflow server` on a fresh PostgreSQL database, with 2 server processes and a sized pool."""
-    from sweeps.storage import sqlalchemy_url
+    from sweeps.study.storage import sqlalchemy_url
     from tracking.server import MlflowServer
 
     backend = sqlalchemy_url(fresh_db("mlflow"))
@@ -136,8 +136,8 @@ def test_each_direct_worker_holds_a_bounded_number_of_connections(tmp_path, tiny
 
 
 def test_a_trial_that_ends_uncounted_is_made_up_for_by_the_recount(fresh_db):
-    from sweeps import claims
-    from sweeps.storage import open_storage, resolve_stores
+    from sweeps.study import claims
+    from sweeps.study.storage import open_storage, resolve_stores
 
     storage = open_storage(resolve_stores(None, fresh_db("claims"), "unused"))
     study = optuna.create_study(storage=storage, study_name="c")

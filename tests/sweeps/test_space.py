@@ -8,8 +8,8 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import FixedTrial
 from test_spec import MINIMAL, QUICKSTART  # tests/ has no __init__.py: pytest puts this folder on sys.path
 
-from sweeps.space import distribution, suggest
 from sweeps.spec import Entry, load_spec
+from sweeps.study.space import distribution, suggest
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -516,7 +516,7 @@ def _bomb(levels: int) -> list:
 
 
 def test_show_never_walks_more_than_it_prints() -> None:
-    from sweeps.spec_errors import _show
+    from sweeps.spec.errors import _show
 
     text = _show(_bomb(30))  # 9**31 leaves: walking them all would never finish
     assert len(text) == 60 and text.startswith("[[[[") and text.endswith("...")
@@ -570,7 +570,7 @@ def test_absurd_sizes_are_refused(quickstart: Path, override: str, message: str)
 
 def test_memory_estimate_follows_its_formula(quickstart: Path) -> None:
     """The network check refuses exactly when P·s·4 + rows·Σwidths·s·2 exceeds the machine's memory."""
-    from sweeps.spec_limits import machine_memory
+    from sweeps.spec.limits import machine_memory
 
     limit, _ = machine_memory()
 

@@ -8,8 +8,8 @@ import math
 import pytest
 
 import optcore
-from sweeps.spec_domains import GIVEN_BY_TRAINER, HYPERPARAMETERS, SEARCH_NAME, TAKEN_BY, spec_domain
-from sweeps.spec_errors import SpecError
+from sweeps.spec.domains import GIVEN_BY_TRAINER, HYPERPARAMETERS, SEARCH_NAME, TAKEN_BY, spec_domain
+from sweeps.spec.errors import SpecError
 
 DECLARED = [("optimizer", n, h) for n in optcore.OPTIMIZERS for h in optcore.optimizer_hyperparameters(n)] + [
     ("schedule", n, h) for n in optcore.schedule_names() for h in optcore.schedule_hyperparameters(n)
@@ -67,7 +67,7 @@ def test_the_spec_names_nothing_optcore_does_not_declare():
 
 
 def test_each_objective_is_one_row_whose_value_is_its_logged_summary_metric():
-    from sweeps.spec_domains import OBJECTIVES
+    from sweeps.spec.domains import OBJECTIVES
     from tracking import schema
 
     data = optcore.load_dataset("moons", seed=0, n_samples=200)

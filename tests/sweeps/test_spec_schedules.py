@@ -10,10 +10,10 @@ import math
 import pytest
 
 import optcore
-from sweeps.objective import setup_from_spec
+from sweeps.optcore_adapter import train_trial
 from sweeps.spec import SpecError, load_spec
-from sweeps.spec_domains import HYPERPARAMETERS, _registry_names
-from sweeps.trainer import train_trial
+from sweeps.spec.domains import HYPERPARAMETERS, _registry_names
+from sweeps.study.trial_lifecycle import setup_from_spec
 
 # An in-domain value for every schedule parameter a search may name; each schedule takes the ones it uses.
 SCHEDULE_VALUES = {

@@ -171,7 +171,7 @@ def test_patience_counts_trials_since_the_last_improvement_larger_than_the_margi
     from optuna.distributions import FloatDistribution
     from optuna.trial import TrialState, create_trial
 
-    from sweeps.stopping import MARK_ATTR, REPEAT_ATTR, Patience, check
+    from sweeps.study.stopping import MARK_ATTR, REPEAT_ATTR, Patience, check
 
     spec = load_spec(TINY_SPEC, ["stop={after_trials_without_improvement: 4, min_improvement: 0.05}"])
     study = optuna.create_study()
@@ -204,8 +204,8 @@ def test_the_noise_is_the_spread_measured_by_confirm_when_there_is_one_else_repe
     from optuna.distributions import FloatDistribution
     from optuna.trial import create_trial
 
-    from sweeps.confirm_report import STUDY_ATTR
-    from sweeps.stopping import NOISE_ATTR, REPEAT_ATTR, check, describe
+    from sweeps.results.confirm_report import STUDY_ATTR
+    from sweeps.study.stopping import NOISE_ATTR, REPEAT_ATTR, check, describe
 
     stop = "stop={after_trials_without_improvement: 2, min_improvement: noise, noise_repeats: 2}"
     spec = load_spec(TINY_SPEC, ["training.epochs=2", stop])

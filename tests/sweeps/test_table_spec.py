@@ -85,7 +85,7 @@ def test_bad_table_blocks_name_the_field(tmp_path, dataset, field, message):
 
 
 def test_a_loader_takes_the_blocks_other_keys_as_its_arguments(tmp_path):
-    from sweeps.objective import setup_from_spec
+    from sweeps.study.trial_lifecycle import setup_from_spec
 
     spec = load_spec(_spec(tmp_path, {"loader": "sklearn.datasets:make_moons", "n_samples": 120, "noise": 0.1}))
     data = setup_from_spec(spec).load()

@@ -1,11 +1,11 @@
-"""sweeps.threads: one core left for tracking, shared by the workers; the user's own setting wins."""
+"""sweeps.blas_threads: one core left for tracking, shared by the workers; the user's own setting wins."""
 
 from __future__ import annotations
 
 import pytest
 from threadpoolctl import threadpool_info
 
-from sweeps import threads
+from sweeps import blas_threads as threads
 
 
 @pytest.mark.parametrize(

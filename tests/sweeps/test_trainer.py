@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import optcore
-from sweeps.trainer import build_optimizer, build_schedule
+from sweeps.optcore_adapter import build_optimizer, build_schedule
 
 EVERY = {  # one value for every hyperparameter a search may name
     "batch_size": 32,

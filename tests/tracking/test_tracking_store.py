@@ -13,7 +13,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, TEMPORARILY_UNAVAILABLE
 
 import tracking
-from tracking.batch import MAX_ENTITIES, MAX_METRICS, MAX_PARAMS_TAGS, batches, with_retries
+from tracking.mlflow_requests import MAX_ENTITIES, MAX_METRICS, MAX_PARAMS_TAGS, batches, with_retries
 from tracking.redact import redact
 from tracking.store import artifact_location_for, sqlite_path
 

@@ -82,7 +82,7 @@ class _Server:
 
     def write(self, key: Key) -> None:
         """Write the run's pending values; transient failures keep them, others become the run's error."""
-        from tracking.batch import is_transient
+        from tracking.mlflow_requests import is_transient
         from tracking.transport import write_values
 
         if key not in self.pending:
@@ -138,7 +138,7 @@ class _Server:
     def finish(self, request: Finish) -> None:
         """The run's values, the request's included (see ``receive``), are written: end the run. The
         trainer keeps its copy of the values and sends them again on failure, so they are dropped here then."""
-        from tracking.batch import with_retries
+        from tracking.mlflow_requests import with_retries
 
         key = (request.uri, request.run_id)
         if not self.settle(key):

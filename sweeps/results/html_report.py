@@ -1,0 +1,312 @@
+"""The sweep report: one self-contained HTML file (plotly.js embedded once, nothing fetched when it is
+opened) with the figures of :mod:`sweeps.results.report_figures`, the importances with their intervals and what is
+within noise, the confirmed winner, and the sweep's provenance; logged to the sweep's MLflow parent run.
+
+    sweeps report SPEC [--out FILE]      # also drawn at the end of `sweeps run` unless --no-report
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sweeps.results.importance import DEFAULT_BOOTSTRAP, ImportanceTable, importance_metrics, study_importances
+from sweeps.results.report_figures import Figure, ReportData, build_figures
+
+NO_REPORT_ENV = "SWEEPS_NO_REPORT"  # set (to anything but "" or "0") and `sweeps run` draws no report
+REPORT_FILE = "report.html"
+KEY_META = "sweeps-report-key"  # the head's <meta> that holds report_key(): what the report was drawn from
+VERSIONED = ("optsweep", "numpy", "scipy", "scikit-learn", "optuna", "mlflow", "plotly")
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; padding: 0 1em; }
+h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: 0.2em; margin-top: 2em; }
+table { border-collapse: collapse; margin: 0.5em 0; } td, th { padding: 0.2em 0.8em; text-align: left; }
+th { border-bottom: 1px solid #999; } tr.noise td { color: #888; } .caption { color: #555; font-size: 0.9em; }
+pre { background: #f5f5f5; padding: 0.8em; overflow-x: auto; } .missing { color: #888; font-style: italic; }
+"""
+
+
+def report_enabled(no_report_flag: bool) -> bool:
+    """Whether `sweeps run` draws the report: not with ``--no-report`` nor with $SWEEPS_NO_REPORT set."""
+    return not no_report_flag and os.environ.get(NO_REPORT_ENV, "") in ("", "0")
+
+
+@dataclass
+class Provenance:
+    spec: dict[str, Any]
+    versions: dict[str, str]
+    git_commit: str
+    dataset: str
+    dataset_fingerprint: str
+
+
+def gather(spec, result, *, bootstrap: int = DEFAULT_BOOTSTRAP) -> tuple[ReportData, Provenance]:
+    """Read everything the report shows from the sweep's stores: trials from Optuna, curves, train_seconds
+    and provenance tags from MLflow; compute the importances."""
+    from sweeps.console import winner
+    from sweeps.study.runner import DATA_ATTR
+    from sweeps.study.trial_lifecycle import PARAMS_ATTR
+    from tracking.provenance import package_versions
+    from tracking.report import sweep_record
+
+    uri = result.stores.tracking_uri
+    table, curves, tags = sweep_record(uri, result.parent_run_id) if result.parent_run_id else (None, None, {})
+    seconds = {}
+    if table is not None:
+        seconds = {int(n): s for n, s in zip(table["trial_number"], table["train_seconds"], strict=True)}
+    trials = result.study.get_trials(deepcopy=False, states=_complete())
+    targets = {
+        spec.objectives[0]: lambda t: t.values[0],
+        "train_seconds": lambda t: seconds.get(t.number),
+    }
+    if spec.objectives[0] == "train_seconds":
+        del targets["train_seconds"]
+    tables = study_importances(result.study, trials, targets, seed=spec.seed, bootstrap=bootstrap)
+    settings = {t.number: t.user_attrs.get(PARAMS_ATTR) or t.params for t in result.study.get_trials(deepcopy=False)}
+    data = ReportData(result.study, spec.objectives[0], winner(result)[0], curves, settings, tables)
+    versions = {k.removeprefix("version."): v for k, v in tags.items() if k.startswith("version.")}
+    now = {k.removeprefix("version."): v for k, v in package_versions(VERSIONED).items()}
+    provenance = Provenance(
+        spec=spec.resolved(),
+        versions={
+            name: versions.get(name) or now.get(name, "—") for name in VERSIONED if name in versions or name in now
+        },
+        git_commit=tags.get("git_commit", "— (the sweep was not run from a git checkout)")
+        + (" (with uncommitted changes)" if tags.get("git_dirty") == "True" else ""),
+        dataset=tags.get("dataset", spec.dataset.name),
+        dataset_fingerprint=result.study.user_attrs.get(DATA_ATTR) or tags.get("dataset_fingerprint", "—"),
+    )
+    return data, provenance
+
+
+def _complete():
+    from optuna.trial import TrialState
+
+    return (TrialState.COMPLETE,)
+
+
+# --- HTML ---------------------------------------------------------------------------------------------------
+
+
+def _figure_html(figure: Figure, first: bool) -> str:
+    body = figure.figure.to_html(
+        full_html=False,
+        include_plotlyjs=first,  # plotly.js once, inline: the file opens without a network
+        include_mathjax=False,
+        config={"displaylogo": False, "responsive": True},
+        default_width="100%",
+    )
+    caption = f'<p class="caption">{html.escape(figure.caption)}</p>' if figure.caption else ""
+    head = f'<section class="figure" data-figure="{html.escape(figure.key)}"><h3>{html.escape(figure.title)}</h3>'
+    return f"{head}{caption}{body}</section>"
+
+
+def importance_html(tables: list[ImportanceTable]) -> str:
+    """Tables of importances with intervals; the parameters within noise greyed and named as ones to fix."""
+    if not tables:
+        return '<p class="missing">Too few completed trials for importances (at least 3 are needed).</p>'
+    parts = []
+    for t in tables:
+        rows = "".join(
+            f'<tr class="{"noise" if r.within_noise else ""}"><td>{html.escape(r.param)}</td><td>{r.value:.3f}</td>'
+            f"<td>[{r.low:.3f}, {r.high:.3f}]</td><td>{'within noise' if r.within_noise else ''}</td></tr>"
+            for r in t.rows
+        )
+        noise = t.within_noise()
+        advice = (
+            f"<p>Within noise (interval reaches the smallest importance, {min(r.value for r in t.rows):.3f}): "
+            f"{html.escape(', '.join(noise))} — consider fixing "
+            f"{'it' if len(noise) == 1 else 'them'} at the best trial's value{'' if len(noise) == 1 else 's'}.</p>"
+        )
+        parts.append(
+            f"<h3>{html.escape(t.target)} — {t.label}</h3>"
+            f'<table class="importance" data-target="{html.escape(t.target)}" data-evaluator="{t.evaluator}">'
+            "<tr><th>parameter</th><th>importance</th><th>95% interval</th><th></th></tr>"
+            f'{rows}</table><p class="caption">{t.n_trials} completed trials, {t.bootstrap} bootstrap resamples.</p>'
+            + advice
+        )
+    return "".join(parts)
+
+
+def confirmed_winner_html(spec, result) -> str:
+    """The latest `sweeps confirm` result of the sweep: per confirmed trial its one-seed value, the mean ± std
+    and 95% interval over the confirm seeds, the Holm-corrected p against the winner and the winner/tied marks;
+    or that nothing was confirmed yet."""
+    from sweeps.results.confirm_report import _interval, _marks, _num, confirmed
+
+    record = confirmed(result.study) if getattr(result, "study", None) is not None else None
+    if record is None:
+        return (
+            '<p class="missing" data-confirmed="none">No setting confirmed yet: the best trial above ran with one '
+            f"seed. Run <code>sweeps confirm {html.escape(spec.name)}.yaml</code> to retrain the best settings over "
+            "seeds.</p>"
+        )
+    head = "".join(
+        f"<th>{h}</th>" for h in ("trial", "sweep", "mean ± std", "95% interval", "p vs winner", "s/run", "")
+    )
+    rows = "".join(
+        "<tr>"
+        + "".join(
+            f"<td>{html.escape(c)}</td>"
+            for c in (
+                str(row["trial"]),
+                _num(row["sweep_value"]),
+                f"{_num(row['mean'])} ± {_num(row['std'], 2)}",
+                _interval(row["ci95"]),
+                _num(row["p_vs_winner_holm"], 2),
+                _num(row["mean_train_seconds"], 2),
+                _marks(record, row["trial"]),
+            )
+        )
+        + "</tr>"
+        for row in record["rows"]
+    )
+    winner = record["winner"]
+    verdict = "no setting finished all its runs" if winner is None else f"confirmed winner: trial {winner}"
+    return (
+        f'<p data-confirmed="{html.escape(str(winner))}">{html.escape(verdict)}; tied with it: '
+        f"{html.escape(', '.join(map(str, record['tied'])) or '—')}.</p><table><tr>{head}</tr>{rows}</table>"
+    )
+
+
+def best_html(spec, result) -> str:
+    from sweeps.console import fmt_value, winner
+
+    if result.best_params is None:
+        return '<p class="missing">No trial completed.</p>'
+    number, run_id = winner(result)
+    rows = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in result.best_params.items()
+    )
+    run = html.escape(run_id or "—")
+    value = html.escape(f"{' & '.join(spec.objectives)} = {fmt_value(result.best_value)}")
+    return f"<p>Trial {number} (MLflow run <code>{run}</code>): {value}.</p><table>{rows}</table>"
+
+
+def provenance_html(p: Provenance) -> str:
+    versions = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in p.versions.items())
+    return (
+        f"<table><tr><td>git commit</td><td><code>{html.escape(p.git_commit)}</code></td></tr>"
+        f"<tr><td>dataset</td><td>{html.escape(p.dataset)}</td></tr>"
+        f"<tr><td>dataset fingerprint</td><td><code>{html.escape(p.dataset_fingerprint)}</code></td></tr>"
+        f"{versions}</table>"
+        f"<h3>Spec (resolved)</h3><pre>{html.escape(yaml.safe_dump(p.spec, sort_keys=False))}</pre>"
+    )
+
+
+def render(spec, result, data: ReportData, provenance: Provenance, figures: list[Figure]) -> str:
+    from sweeps.study.tally import Tally
+
+    drawn = "".join(_figure_html(f, i == 0) for i, f in enumerate(figures))
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    title = html.escape(f"Sweep report: {spec.name}")
+    objective = html.escape(" & ".join(spec.objectives))
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="{KEY_META}" content="{report_key(spec, result)}"><title>{title}</title><style>{STYLE}</style></head>
+<body data-figures="{len(figures)}">
+<h1>{title}</h1>
+<p>{html.escape(Tally.of(result.study).describe())} · objective {objective} · drawn {when}</p>
+<h2>Best trial</h2>{best_html(spec, result)}
+<h2 id="confirmed">Confirmed winner</h2>{confirmed_winner_html(spec, result)}
+<h2>What mattered</h2>{importance_html(data.importances)}
+<h2>Figures</h2>{drawn}
+<h2>Provenance</h2>{provenance_html(provenance)}
+<script type="application/json" id="report-data">{json.dumps({"figures": [f.key for f in figures]})}</script>
+</body></html>
+"""
+
+
+def write_report(
+    spec, result, out: Path | None = None, *, bootstrap: int = DEFAULT_BOOTSTRAP, log: bool = True
+) -> Path:
+    """Draw the report of ``result``'s sweep to ``out`` (default: ``<name>-report.html`` in the sweep's
+    workdir) and log it, with the ``importance.*`` metrics, to the parent run. Returns the file's path."""
+    data, provenance = gather(spec, result, bootstrap=bootstrap)
+    figures = build_figures(data)
+    path = Path(out) if out is not None else result.stores.workdir / f"{spec.name}-{REPORT_FILE}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render(spec, result, data, provenance, figures), encoding="utf-8")
+    if log and result.parent_run_id:
+        from tracking.report import log_report
+
+        log_report(
+            result.stores.tracking_uri,
+            result.parent_run_id,
+            path,
+            importance_metrics(data.importances, spec.objectives[0]),
+        )
+    return path
+
+
+def report_key(spec, result) -> str:
+    """What the report is drawn from, hashed: the spec, the study's trials (states, values, settings,
+    attributes) and its attributes, and the parent run. The same key means the same report but for the
+    time it was drawn (the importances' bootstrap is seeded)."""
+    import hashlib
+
+    from sweeps.results.importance import CACHE_ATTR
+    from sweeps.study.stopping import CLOCK_ATTR
+
+    study = result.study
+    trials = [(t.number, t.state.name, t.values, t.params, t.user_attrs) for t in study.get_trials(deepcopy=False)]
+    # the clock is reset by every run; the importances' cache is written by drawing the report itself
+    attrs = {k: v for k, v in study.user_attrs.items() if k not in (CLOCK_ATTR, CACHE_ATTR)}
+    content = json.dumps([spec.spec_hash(), trials, attrs, result.parent_run_id], sort_keys=True, default=str)
+    return hashlib.sha256(content.encode()).hexdigest()[:24]
+
+
+def _drawn_key(path: Path) -> str | None:
+    """The key in the head of the report at ``path``, or None (no file, or one drawn without a key)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            head = f.read(4096)
+    except OSError:
+        return None
+    marker = f'<meta name="{KEY_META}" content="'
+    start = head.find(marker)
+    return head[start + len(marker) :].split('"', 1)[0] if start >= 0 else None
+
+
+def draw_after_command(spec, result, spec_arg, say, warn) -> None:
+    """The report at the end of a command (``run``, ``confirm``, ``batch-size``), unless $SWEEPS_NO_REPORT:
+    its path through ``say``; a failure to draw it through ``warn``, not fatal, since the command's work is
+    recorded. A report already drawn from the same trials (a rerun that trained nothing) is kept: drawing it
+    again takes seconds and would change only its date."""
+    if not report_enabled(False):
+        return
+    try:
+        result = result() if callable(result) else result
+        path = result.stores.workdir / f"{spec.name}-{REPORT_FILE}"
+        if _drawn_key(path) == report_key(spec, result):
+            say(f"report: {path}")
+            return
+        path = write_report(spec, result)
+    except Exception as e:
+        warn(f"the report was not drawn ({type(e).__name__}: {e}); try `sweeps report {spec_arg}`")
+        return
+    say(f"report: {path}")
+
+
+def cmd_report(args) -> int:
+    from sweeps.cli.commands import load
+    from sweeps.errors import UsageError
+    from sweeps.study.runner import load_result
+
+    spec = load(args)
+    if args.bootstrap < 0:
+        raise UsageError(f"--bootstrap must be ≥ 0; got {args.bootstrap}")
+    if args.out is not None and Path(args.out).is_dir():
+        raise UsageError(f"--out {args.out} is a folder; give the file to write, e.g. {Path(args.out) / REPORT_FILE}")
+    result = load_result(spec, workdir=args.workdir, storage=args.storage, tracking_uri=args.tracking_uri)
+    path = write_report(spec, result, args.out, bootstrap=args.bootstrap)
+    print(f"report: {path}")
+    return 0
