@@ -67,7 +67,10 @@ def test_defaults_and_factor_checks():
 def test_measure_steps_predicts_measures_fits_and_tracks(tiny_spec, tmp_path, template_db):
     wd = new_workdir(tmp_path / "wd", template_db)  # migrated before the clock of the CLI starts
     proc = run_cli(
-        "batch-size", tiny_spec, *FIXED, "--measure-steps", "--target-cost", "0.35", "--sizes", "16,64,256",
+        # he init pinned: with optcore's pick for tanh (xavier) this tiny problem reaches the target in about
+        # as many steps at every size, and the fit of S_min(1 + B_crit/B) is refused (a note, no fit)
+        "batch-size", tiny_spec, *FIXED, "--set", "model.init=he", "--measure-steps", "--target-cost", "0.35",
+        "--sizes", "16,64,256",
         "--lr-factors", "1", "--budget", "epochs=60", "--json", "--workdir", wd, cwd=tmp_path, check=True,
     )  # fmt: skip
     report = json.loads(proc.stdout)
