@@ -43,9 +43,9 @@ def timed(*args: str, cwd: Path, code: Path) -> tuple[float, float]:
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def fresh_copy(pristine: Path) -> Path:
+def fresh_copy(pristine: Path, scratch: Path) -> Path:
     """A copy of the quickstart's folder as the sweep left it (no report drawn, nothing cached)."""
-    copy = Path(tempfile.mkdtemp(prefix="report-bench-copy-"))
+    copy = Path(tempfile.mkdtemp(prefix="copy-", dir=scratch))
     shutil.copytree(pristine / ".sweeps", copy / ".sweeps")
     return copy
 
@@ -80,18 +80,28 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--baseline", type=Path, default=None, help="another checkout to compare with")
     args = parser.parse_args()
-    pristine = args.workdir or Path(tempfile.mkdtemp(prefix="report-bench-"))
+    scratch = Path(tempfile.mkdtemp(prefix="report-bench-"))  # every folder this run makes; removed at the end
+    try:
+        measure(args, scratch)
+    finally:
+        os.chdir(ROOT)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def measure(args: argparse.Namespace, scratch: Path) -> None:
+    pristine = args.workdir or scratch / "quickstart"
+    pristine.mkdir(exist_ok=True)
     if args.workdir is None:
         print(f"running the quickstart in {pristine} …", flush=True)
         subprocess.run([str(SWEEPS), "run", str(SPEC), "--quiet", "--no-report"], cwd=pristine, check=True)
     codes = {"this checkout": ROOT} | ({"baseline": args.baseline.resolve()} if args.baseline else {})
-    redraw = {name: fresh_copy(pristine) for name in codes}  # one report drawn there first, then redrawn
+    redraw = {name: fresh_copy(pristine, scratch) for name in codes}  # one report drawn there first, then redrawn
     for name, code in codes.items():
         timed("report", str(SPEC), cwd=redraw[name], code=code)
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     commands = {
         "sweeps best": lambda name: (["best", str(SPEC)], pristine),
-        "report, first": lambda name: (["report", str(SPEC)], fresh_copy(pristine)),
+        "report, first": lambda name: (["report", str(SPEC)], fresh_copy(pristine, scratch)),
         "report, redraw": lambda name: (["report", str(SPEC)], redraw[name]),
     }
     medians: dict[tuple[str, str], tuple[float, float]] = {}
