@@ -1,39 +1,95 @@
-"""Every malformed spec of the corpus through the real CLI: exit 2, one clear line, nothing written."""
+"""Every malformed spec of the corpus through the CLI: exit 2, one clear line, nothing written. The corpus goes
+through ``sweeps.cli.main`` in this process (one process per spec cost ~1 s of CPU each for 60+ specs); a sample
+from every stage of validation goes through the real ``sweeps`` command too, which must say the same."""
 
 from __future__ import annotations
 
+import signal
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import run_cli
+from tests.conftest import new_workdir, run_cli
 
 BAD_SPECS = Path(__file__).parent / "bad_specs"
 EXPECTED = yaml.safe_load((BAD_SPECS / "expected.yaml").read_text(encoding="utf-8"))
 
 
-def _check(name: str, tmp: Path) -> str | None:
-    cwd = tmp / name.replace(".", "_")
-    cwd.mkdir()
-    proc = run_cli("run", BAD_SPECS / name, "--workdir", cwd / "wd", cwd=cwd)
-    lines = proc.stderr.strip().splitlines()
+# One spec per stage of validation, also run as the real command: the file's syntax, a duplicate key, the
+# schema, a field's range, a cross-field rule, a rule that needs the dataset's size, and the spec format's registry.
+THROUGH_THE_COMMAND = [
+    "toml_syntax_error.toml",
+    "duplicate_key.yaml",
+    "unknown_entry_key.yaml",
+    "lr_negative.yaml",
+    "cyclic_conditions.yaml",
+    "batch_size_above_n_train.yaml",
+    "n_samples_too_large.yaml",
+]
+
+
+def _in_process(name: str, cwd: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch):
+    """``sweeps run SPEC --workdir wd`` through ``sweeps.cli.main`` in ``cwd``: (exit status, stderr)."""
+    from sweeps.cli import main
+
+    monkeypatch.chdir(cwd)
+    handler = signal.getsignal(signal.SIGTERM)  # main() installs its own
+    capsys.readouterr()
+    try:
+        code = main(["run", str(BAD_SPECS / name), "--workdir", str(cwd / "wd")])
+    except SystemExit as e:
+        code = e.code
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+    return code, capsys.readouterr().err
+
+
+def _problems(name: str, cwd: Path, code: int, stderr: str) -> str | None:
+    lines = stderr.strip().splitlines()
     problems = []
-    if proc.returncode != 2:
-        problems.append(f"exit {proc.returncode}")
-    if len(lines) != 1 or not lines[0].startswith("error: ") or "Traceback" in proc.stderr:
-        problems.append(f"stderr is not one error line: {proc.stderr!r}")
-    problems += [f"{f!r} missing" for f in EXPECTED[name] if f not in proc.stderr]
+    if code != 2:
+        problems.append(f"exit {code}")
+    if len(lines) != 1 or not lines[0].startswith("error: ") or "Traceback" in stderr:
+        problems.append(f"stderr is not one error line: {stderr!r}")
+    problems += [f"{f!r} missing" for f in EXPECTED[name] if f not in stderr]
     if list(cwd.iterdir()):
         problems.append(f"wrote {sorted(p.name for p in cwd.iterdir())}")
     return f"{name}: {'; '.join(problems)}" if problems else None
 
 
-def test_bad_specs_exit_2_with_one_message_and_write_nothing(tmp_path):
+def test_bad_specs_exit_2_with_one_message_and_write_nothing(tmp_path, capsys, monkeypatch):
     assert len(EXPECTED) >= 20
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        failures = [f for f in pool.map(lambda n: _check(n, tmp_path), sorted(EXPECTED)) if f]
+    failures = []
+    for name in sorted(EXPECTED):
+        cwd = tmp_path / name.replace(".", "_")
+        cwd.mkdir()
+        with monkeypatch.context() as m:
+            code, stderr = _in_process(name, cwd, capsys, m)
+        failures.append(_problems(name, cwd, code, stderr))
+    assert not [f for f in failures if f], "\n".join(f for f in failures if f)
+
+
+def test_the_command_says_the_same_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    assert set(THROUGH_THE_COMMAND) <= set(EXPECTED)
+
+    def check(name: str) -> str | None:
+        cwd = tmp_path / "command" / name.replace(".", "_")
+        cwd.mkdir(parents=True)
+        proc = run_cli("run", BAD_SPECS / name, "--workdir", cwd / "wd", cwd=cwd)
+        return _problems(name, cwd, proc.returncode, proc.stderr) or (
+            None if proc.stderr == said[name] else f"{name}: {proc.stderr!r} != in process {said[name]!r}"
+        )
+
+    said = {}
+    for name in THROUGH_THE_COMMAND:
+        here = tmp_path / "in-process" / name.replace(".", "_")
+        here.mkdir(parents=True)
+        with monkeypatch.context() as m:
+            said[name] = _in_process(name, here, capsys, m)[1]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        failures = [f for f in pool.map(check, THROUGH_THE_COMMAND) if f]
     assert not failures, "\n".join(failures)
 
 
@@ -101,7 +157,7 @@ def test_every_mistake_is_printed_one_line_each(tmp_path, tiny_spec):
     assert _no_files(tmp_path) == ["tiny.yaml"]
 
 
-def test_fixing_a_parameter_drops_its_dependants_with_a_note(tmp_path, tiny_spec):
+def test_fixing_a_parameter_drops_its_dependants_with_a_note(tmp_path, tiny_spec, template_db):
     """tiny's beta1 exists only for momentum and adam: fixing the optimizer to gd leaves a search that runs,
     and Hydra's `~` deletes a key (here the schedule, back to its default)."""
     import optuna
@@ -109,6 +165,7 @@ def test_fixing_a_parameter_drops_its_dependants_with_a_note(tmp_path, tiny_spec
     from optuna.storages.journal import JournalFileBackend
 
     overrides = ("--set", "trials=1", "--set", "search.optimizer.value=gd", "--set", "~search.schedule")
+    new_workdir(tmp_path / "wd", template_db)
     proc = run_cli("run", tiny_spec, *overrides, "--workdir", "wd", "--quiet", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.splitlines() == [
@@ -120,7 +177,8 @@ def test_fixing_a_parameter_drops_its_dependants_with_a_note(tmp_path, tiny_spec
     assert set(trial.params) == {"batch_size", "lr"}  # optimizer and schedule fixed, beta1 gone
 
 
-def test_a_changed_spec_is_told_how_to_start_a_separate_sweep(tmp_path, tiny_spec):
+def test_a_changed_spec_is_told_how_to_start_a_separate_sweep(tmp_path, tiny_spec, template_db):
+    new_workdir(tmp_path / "wd", template_db)
     run_cli("run", tiny_spec, "--set", "trials=1", "--workdir", "wd", "--quiet", cwd=tmp_path, check=True)
     changed = ("--set", "trials=1", "--set", "model.hidden=[4]", "--workdir", "wd", "--quiet")
     proc = run_cli("run", tiny_spec, *changed, cwd=tmp_path)

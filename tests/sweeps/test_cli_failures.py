@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.conftest import postgres_url, requires_postgres, run_cli, start_cli
+from tests.conftest import new_workdir, postgres_url, requires_postgres, run_cli, start_cli
 
 ALL_DIVERGE = """\
 name: diverge
@@ -56,9 +56,10 @@ def test_a_missing_postgresql_tracking_database_fails_at_once_naming_it(tmp_path
     assert not (tmp_path / "w" / "optuna.journal").exists()
 
 
-def test_a_sweep_whose_every_trial_diverged_exits_3(tmp_path):
+def test_a_sweep_whose_every_trial_diverged_exits_3(tmp_path, template_db):
     spec = tmp_path / "diverge.yaml"
     spec.write_text(ALL_DIVERGE)
+    new_workdir(tmp_path / "w", template_db)
     ran = run_cli("run", spec, "--workdir", tmp_path / "w", "--quiet", cwd=tmp_path)
     assert ran.returncode == 3, ran.stderr  # before: 0, as if the sweep had found something
     assert _one_error_line(ran.stderr) == (

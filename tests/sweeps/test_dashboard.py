@@ -90,8 +90,9 @@ def test_the_dashboard_opens_the_embedded_journal_as_printed(tmp_path, tiny_spec
 
 @requires_postgres
 @pytest.mark.postgres
-def test_the_dashboard_opens_a_postgresql_storage_as_printed(tmp_path, tiny_spec, fresh_db):
+def test_the_dashboard_opens_a_postgresql_storage_as_printed(tmp_path, tiny_spec, fresh_db, template_db):
     url = fresh_db("dashboard")
+    new_workdir(tmp_path / "wd", template_db)  # its MLflow store, migrated already
     proc = run_cli(
         "run", tiny_spec, "--trials", "1", "--set", "training.epochs=1", "--storage", url,
         "--workdir", "wd", cwd=tmp_path, check=True,

@@ -77,24 +77,24 @@ def test_sixteen_workers_through_the_proxy_finish_exactly_with_a_killed_worker_r
     try:
         pids = {w.pid for w in workers}
 
+        import json
+
+        import psycopg
+
         def a_running_trial():
             """a worker's RUNNING trial: (its number, its worker's PID)"""
-            import json
-
-            import psycopg
-
-            with psycopg.connect(url, autocommit=True) as conn:
-                try:
-                    rows = conn.execute(
-                        "SELECT t.number, a.value_json FROM trials t JOIN trial_system_attributes a "
-                        "ON a.trial_id = t.trial_id AND a.key = 'owner' WHERE t.state = 'RUNNING'"
-                    ).fetchall()
-                except psycopg.errors.UndefinedTable:  # no schema yet
-                    return None
+            try:
+                rows = conn.execute(
+                    "SELECT t.number, a.value_json FROM trials t JOIN trial_system_attributes a "
+                    "ON a.trial_id = t.trial_id AND a.key = 'owner' WHERE t.state = 'RUNNING'"
+                ).fetchall()
+            except psycopg.errors.UndefinedTable:  # no schema yet
+                return None
             mine = [(number, json.loads(owner)["pid"]) for number, owner in rows if json.loads(owner)["pid"] in pids]
             return mine[0] if mine else None
 
-        number, pid = wait_until(a_running_trial, timeout=400, interval=0.05)
+        with psycopg.connect(url, autocommit=True) as conn:  # one connection for the polls, not 20 a second
+            number, pid = wait_until(a_running_trial, timeout=400, interval=0.05)
         os.kill(pid, signal.SIGKILL)
         for w in workers:
             code = w.wait(300)

@@ -114,9 +114,9 @@ def test_noise_margin_is_measured_by_repeats_of_the_best_setting(tmp_path, templ
         assert said in tags["stop_reason"] and said in proc.stdout
 
 
-def test_a_confirmed_sweep_stops_on_the_spread_confirm_measured_without_repeats(tmp_path):
+def test_a_confirmed_sweep_stops_on_the_spread_confirm_measured_without_repeats(tmp_path, template_db):
     (tmp_path / "tiny.yaml").write_text(TINY_SPEC)
-    wd = tmp_path / "wd"
+    wd = new_workdir(tmp_path / "wd", template_db)
     assert _run(tmp_path, "--trials", "2").returncode == 0
     confirm = run_cli(
         "confirm", tmp_path / "tiny.yaml", *FAST, "--top", "2", "--repeats", "2", "--workdir", wd, cwd=tmp_path
