@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -40,26 +40,18 @@ from typing import Any
 import numpy as np
 
 from sweeps import blas_threads as threads
-from sweeps import console as out
-from sweeps.batchsize.select import Budget, _train_one, parse_budget
+from sweeps.batchsize.budget import Budget, parse_budget
 from sweeps.batchsize.stats import RunResult
+from sweeps.batchsize.train_run import train_one
 from sweeps.errors import Interrupted, SweepError, UsageError
 from sweeps.results.comparison import compare
-from sweeps.results.confirm_report import STUDY_ATTR, ConfirmReport, Setting, print_confirm
-from sweeps.spec import Spec
+from sweeps.results.confirm_report import STUDY_ATTR, ConfirmReport, Setting
+from sweeps.spec import OBJECTIVES, Spec
 from sweeps.study import interrupts
 
 DEFAULT_TOP = 3
 DEFAULT_REPEATS = 5
 CONFIRM_STREAM = 0x636F6E66  # "conf": the spawn key that keeps confirm seeds apart from trial seeds
-
-# objective name -> its value for one finished run (NaN when the run diverged)
-OBJECTIVE_OF: dict[str, Callable[[RunResult], float]] = {
-    "final_val_cost": lambda r: r.final_val_cost,
-    "min_val_cost": lambda r: min(r.val_cost) if r.failed is None and r.val_cost else math.nan,
-    "final_train_cost": lambda r: r.final_train_cost if r.failed is None else math.nan,
-    "train_seconds": lambda r: r.train_seconds if r.failed is None else math.nan,
-}
 
 
 def confirm_seed(sweep_seed: int, repeat: int, avoid: frozenset[int] = frozenset()) -> int:
@@ -201,7 +193,7 @@ def confirm(
         total = len(chosen) * repeats
         for repeat, seed in enumerate(seeds, start=1):
             for t in chosen:
-                result = _train_one(
+                result = train_one(
                     sweep,
                     setup,
                     settings[t.number],
@@ -223,7 +215,7 @@ def confirm(
                 runs.append((t.number, result))
                 if on_run is not None:
                     on_run(t.number, result, len(runs), total)
-        value = OBJECTIVE_OF[objective]
+        value = OBJECTIVES[objective].of_run
         labels = [t.number for t in chosen]
         # one value per repeat, in repeat order (NaN for a diverged run): repeat r used seed r everywhere
         values = {n: [value(r) for m, r in runs if m == n] for n in labels}
@@ -311,47 +303,3 @@ def _log_parent(sweep, spec: Spec, report: ConfirmReport, epochs: int) -> None:
         (folder / "confirm_report.json").write_text(json.dumps(record, indent=2))
         write_spec(resolved, folder / "spec.yaml")
         sweep.log_record(artifacts=folder, what="the confirm report")
-
-
-def _progress(trial: int, result: RunResult, done: int, total: int) -> None:
-    outcome = f"failed: {result.failed}" if result.failed else f"val cost {out.fmt(result.final_val_cost)}"
-    out.err.print(
-        f"[{done}/{total}] trial {trial}, seed {result.repeat}: {outcome} after {result.train_seconds:.3g} s",
-        highlight=False,
-    )
-
-
-def cmd_confirm(args) -> int:
-    """``sweeps confirm SPEC …``: exit 0 with a confirmed winner, 1 when no setting finished all its runs."""
-    from sweeps.cli.commands import _workdir_hint, load
-
-    check_counts(args.top, args.repeats)  # before the spec is read: the cheapest mistakes first
-    spec = load(args)
-    report = confirm(
-        spec,
-        top=args.top,
-        repeats=args.repeats,
-        budget=args.budget,
-        workdir=args.workdir,
-        storage=args.storage,
-        tracking_uri=args.tracking_uri,
-        on_run=_progress,  # on stderr: --json's stdout stays clean
-    )
-    record: Mapping[str, Any] = report.to_dict()
-    if args.json:
-        out.print_json(record)
-    else:
-        print_confirm(record, _workdir_hint(args))
-    _redraw_report(spec, args)
-    return 0 if record["winner"] is not None else 1
-
-
-def _redraw_report(spec, args) -> None:
-    """The sweep's HTML report again, now with the confirmed winner; its lines on stderr (stdout may be JSON)."""
-    from sweeps.results.html_report import draw_after_command
-    from sweeps.study.runner import load_result
-
-    def result():
-        return load_result(spec, workdir=args.workdir, storage=args.storage, tracking_uri=args.tracking_uri)
-
-    draw_after_command(spec, result, args.spec, out.err.print, out.err.print)

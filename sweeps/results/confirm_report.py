@@ -23,7 +23,7 @@ from sweeps.batchsize.report import _plain
 from sweeps.results.comparison import CONFIDENCE, Comparison
 
 if TYPE_CHECKING:
-    from sweeps.batchsize.select import Budget
+    from sweeps.batchsize.budget import Budget
     from sweeps.batchsize.stats import RunResult
     from sweeps.spec import Spec
 

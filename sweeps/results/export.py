@@ -218,24 +218,3 @@ def _check_tracking_store(uri: str) -> None:
     path = sqlite_path(uri)
     if path is not None and not path.exists():  # opening it would create an empty store
         raise UsageError(f"no MLflow store at {path}; run `sweeps run SPEC` first (or pass --workdir)")
-
-
-def cmd_export(args) -> int:
-    from sweeps import console as report
-    from sweeps.cli.commands import load
-
-    spec = load(args)
-    outcome = export_model(
-        spec,
-        trial=args.trial,
-        retrain=args.retrain,
-        register=args.register,
-        workdir=args.workdir,
-        storage=args.storage,
-        tracking_uri=args.tracking_uri,
-    )
-    if args.json:
-        report.print_json(outcome.to_dict())
-    else:
-        report.out.print(outcome.describe(), markup=False, highlight=False)
-    return 0

@@ -294,19 +294,3 @@ def draw_after_command(spec, result, spec_arg, say, warn) -> None:
         warn(f"the report was not drawn ({type(e).__name__}: {e}); try `sweeps report {spec_arg}`")
         return
     say(f"report: {path}")
-
-
-def cmd_report(args) -> int:
-    from sweeps.cli.commands import load
-    from sweeps.errors import UsageError
-    from sweeps.study.runner import load_result
-
-    spec = load(args)
-    if args.bootstrap < 0:
-        raise UsageError(f"--bootstrap must be ≥ 0; got {args.bootstrap}")
-    if args.out is not None and Path(args.out).is_dir():
-        raise UsageError(f"--out {args.out} is a folder; give the file to write, e.g. {Path(args.out) / REPORT_FILE}")
-    result = load_result(spec, workdir=args.workdir, storage=args.storage, tracking_uri=args.tracking_uri)
-    path = write_report(spec, result, args.out, bootstrap=args.bootstrap)
-    print(f"report: {path}")
-    return 0
