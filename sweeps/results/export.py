@@ -206,7 +206,7 @@ def _trial_val_cost(tracking_uri: str, run_id: str) -> float | None:
     if not run_id:
         return None
     try:
-        value = tracking.make_client(tracking_uri).get_run(run_id).data.metrics.get("final_val_cost")
+        value = tracking.read_run(tracking_uri, run_id).data.metrics.get("final_val_cost")
     except Exception:  # a run deleted since: the export stands, only the comparison is missing
         return None
     return None if value is None else float(value)

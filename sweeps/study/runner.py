@@ -234,12 +234,7 @@ def fail_run(stores: Stores, run_id: str, reason: str) -> None:
     """
     import tracking
 
-    client = tracking.make_client(stores.tracking_uri)
-    run = client.get_run(run_id)
-    if run.info.status != "FAILED":
-        client.set_tag(run_id, "trial_state", "fail")
-        client.set_tag(run_id, "fail_reason", reason)
-        client.set_terminated(run_id, status="FAILED")
+    tracking.fail_trial_run(stores.tracking_uri, run_id, reason)
 
 
 @interrupts.handling()

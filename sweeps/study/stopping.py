@@ -272,17 +272,12 @@ def bar_note(study, spec) -> str:
 def tag_parent(sweep_run, study, spec) -> None:
     """Put the decision on the MLflow parent run (``stop_reason``, ``stop_rule``, ``stopped_after_trials``,
     ``stop_noise_std``), or take old ones off a sweep that continued and did not stop."""
-    client, run_id = sweep_run.client, sweep_run.run_id
     record = stopped(study, spec)
     if record is None:
-        old = client.get_run(run_id).data.tags
-        for tag in TAGS:
-            if tag in old:
-                client.delete_tag(run_id, tag)
+        sweep_run.delete_tags(TAGS)
         return
     tags = {"stop_reason": record["reason"], "stop_rule": record["rule"]}
     tags["stopped_after_trials"] = record["after_trials"]
     if "noise_std" in record:
         tags["stop_noise_std"] = f"{record['noise_std']:.6g}"
-    for key, value in tags.items():
-        client.set_tag(run_id, key, str(value))
+    sweep_run.set_tags(tags)
