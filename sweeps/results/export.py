@@ -168,7 +168,7 @@ def export_model(
 
 
 def choose_trial(name: str, result: Any, number: int | None) -> Any:
-    """Trial ``number`` of the sweep (``result``, a :class:`~sweeps.study.runner.SweepResult`), or its best trial
+    """Trial ``number`` of the sweep (``result``, a :class:`~sweeps.study.result.SweepResult`), or its best trial
     when None (the one ``sweeps best`` shows); refused unless it completed."""
     from sweeps.console import winner
     from sweeps.study.tally import Tally, outcome_of, pruned_at
