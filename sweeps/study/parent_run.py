@@ -7,8 +7,6 @@ import copy
 import warnings
 from collections.abc import Callable
 
-import optuna
-
 import tracking
 from sweeps.results.pareto import log_front
 from sweeps.spec import OBJECTIVES, Spec
@@ -67,6 +65,8 @@ def open_parent_run(spec: Spec, study, stores: Stores, lock: TrialLock):
 def close_stale_runs(stores: Stores) -> Callable:
     """The storage's callback for a trial whose worker stopped sending heartbeats: end its MLflow run
     FAILED (not left RUNNING), then let Optuna's retry callback queue the same parameters again."""
+    import optuna  # here, not at the top: reading a sweep's result (runner.load_result) may not need Optuna yet
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from optuna.trial import TrialState
 
 from sweeps.study.storage import Stores
 from sweeps.study.trial_lifecycle import OUTCOME_ATTR, PARAMS_ATTR, RUN_ID_ATTR
@@ -49,6 +48,8 @@ def trials_frame(study) -> pd.DataFrame:
 
 def best_setting(study) -> tuple[dict[str, Any] | None, float | list[float] | None, list[dict[str, Any]] | None]:
     """(params, value, Pareto set) of the best completed trial; ties go to the lowest trial number."""
+    from optuna.trial import TrialState  # here: `sweeps best` imports this module before it needs Optuna
+
     complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
     if not complete:
         return None, None, None
