@@ -30,6 +30,7 @@ kept in the Optuna study (user attribute ``confirm``), where ``sweeps best`` rea
 
 from __future__ import annotations
 
+import json
 import math
 import tempfile
 from collections.abc import Callable
@@ -38,16 +39,26 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from optuna.trial import TrialState
 
+import optcore
+import tracking
 from sweeps import blas_threads as threads
 from sweeps.batchsize.budget import Budget, parse_budget
 from sweeps.batchsize.stats import RunResult
 from sweeps.batchsize.train_run import train_one
 from sweeps.errors import Interrupted, SweepError, UsageError
+from sweeps.optcore_adapter import train_trial
 from sweeps.results.comparison import compare
 from sweeps.results.confirm_report import STUDY_ATTR, ConfirmReport, Setting
 from sweeps.spec import OBJECTIVES, Spec
 from sweeps.study import interrupts
+from sweeps.study.runner import DATA_ATTR, SPEC_HASH_ATTR, load_result
+from sweeps.study.storage import resolve_stores
+from sweeps.study.tally import Tally
+from sweeps.study.trial_lifecycle import PARAMS_ATTR, RUN_ID_ATTR, SEED_ATTR, setup_from_spec
+from tracking import schema
+from tracking.summary import write_spec
 
 DEFAULT_TOP = 3
 DEFAULT_REPEATS = 5
@@ -92,8 +103,6 @@ def check_budget(budget: str | None, spec: Spec) -> Budget:
 def check_same_sweep(spec: Spec, study) -> None:
     """SweepError unless ``spec`` is the one the sweep ran (its search hash, as resuming requires): the
     settings are retrained with its data, model and training, which must be the trials' own."""
-    from sweeps.study.runner import SPEC_HASH_ATTR
-
     stored = study.user_attrs.get(SPEC_HASH_ATTR)
     if stored is not None and stored != spec.search_hash():
         raise SweepError(
@@ -106,8 +115,6 @@ def check_same_sweep(spec: Spec, study) -> None:
 def top_trials(study, top: int) -> list[Any]:
     """The ``top`` completed trials with the lowest (first) objective value, best first; ties to the lower
     number. SweepError when none completed."""
-    from optuna.trial import TrialState
-
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         raise SweepError(
@@ -135,15 +142,6 @@ def confirm(
     budget other than ``epochs=E``; SweepError when the sweep does not exist or has no completed trial;
     TrackingError when MLflow is unreachable. ``on_run(trial, result, done, total)`` follows each run.
     """
-    import optcore
-    import tracking
-    from sweeps.optcore_adapter import train_trial
-    from sweeps.study.runner import DATA_ATTR, load_result
-    from sweeps.study.storage import resolve_stores
-    from sweeps.study.tally import Tally
-    from sweeps.study.trial_lifecycle import PARAMS_ATTR, RUN_ID_ATTR, SEED_ATTR, setup_from_spec
-    from tracking import schema
-
     check_counts(top, repeats)
     budget_ = check_budget(budget, spec)
     stores = resolve_stores(workdir, storage, tracking_uri)
@@ -263,10 +261,6 @@ def _mean_seconds(runs: list[RunResult]) -> float:
 def _log_parent(sweep, spec: Spec, report: ConfirmReport, epochs: int) -> None:
     """The parent run's record: params, the verdict as tags, per-setting metrics (step = trial number), the
     report and the spec with the budget's epochs (what ``sweeps reproduce`` retrains a child run from)."""
-    import json
-
-    from tracking.summary import write_spec
-
     record = report.to_dict()
     params = {
         "top": report.top,

@@ -18,6 +18,15 @@ from pathlib import Path
 
 import yaml
 
+import optcore
+import tracking
+from sweeps import blas_threads as threads
+from sweeps.errors import SweepError, UsageError
+from sweeps.optcore_adapter import train_trial
+from sweeps.spec import load_spec
+from sweeps.study.trial_lifecycle import setup_from_spec
+from tracking.errors import TrackingError
+
 CURVES = ("train_cost", "val_cost")
 
 
@@ -66,8 +75,6 @@ def _where(reason: str | None) -> str | None:
 
 def check_rtol(rtol: float) -> float:
     """``rtol`` if it is a usable relative tolerance (finite, ≥ 0), else a :class:`UsageError`."""
-    from sweeps.errors import UsageError
-
     if not (math.isfinite(rtol) and rtol >= 0):
         raise UsageError(f"--rtol {rtol:g} is not allowed: rtol must be a finite number ≥ 0, e.g. 1e-9")
     return rtol
@@ -80,14 +87,6 @@ def reproduce(run_id: str, *, tracking_uri: str, rtol: float = 1e-9) -> Reproduc
     :class:`TrackingError` when the run is missing or is not a sweep trial.
     """
     check_rtol(rtol)
-    import optcore
-    import tracking
-    from sweeps import blas_threads as threads
-    from sweeps.optcore_adapter import train_trial
-    from sweeps.spec import load_spec
-    from sweeps.study.trial_lifecycle import setup_from_spec
-    from tracking.errors import TrackingError
-
     try:
         run = tracking.read_run(tracking_uri, run_id)
     except Exception:
@@ -101,8 +100,6 @@ def reproduce(run_id: str, *, tracking_uri: str, rtol: float = 1e-9) -> Reproduc
     data = setup_from_spec(spec).load()
     logged_data = tracking.read_run(tracking_uri, parent_id).data.tags.get("dataset_fingerprint")
     if logged_data is not None and logged_data != data.fingerprint:
-        from sweeps.errors import SweepError
-
         raise SweepError(
             f"the data has changed since run {run_id} was trained: dataset {data.name!r} has fingerprint "
             f"{data.fingerprint}, the sweep logged {logged_data}; there is nothing to compare against"
