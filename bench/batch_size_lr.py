@@ -15,7 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from sweeps.batchsize.select import parse_sizes, select_batch_size
+from sweeps.batchsize.select import select_batch_size
+from sweeps.cli.batch_size import parse_sizes
 from sweeps.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]

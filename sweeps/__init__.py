@@ -15,7 +15,7 @@ import importlib
 _EXPORTS = {
     "run": "sweeps.study.runner",
     "load_result": "sweeps.study.runner",
-    "SweepResult": "sweeps.study.runner",
+    "SweepResult": "sweeps.study.result",
     "load_spec": "sweeps.spec",
     "Spec": "sweeps.spec",
     "SpecError": "sweeps.spec",

@@ -38,7 +38,7 @@ def fmt_value(value: float | list[float] | None) -> str:
 def winner(result) -> tuple[int | None, str]:
     """(number, MLflow run id) of the trial behind ``result.best_params``: the completed trial with the lowest
     value, ties to the lowest number — for two objectives the Pareto member lowest in the first objective
-    (the rule of :func:`sweeps.study.runner.best_setting`)."""
+    (the rule of :func:`sweeps.study.result.best_setting`)."""
     if result.best_params is None:
         return None, ""
     trials = {t.number: t for t in result.study.get_trials(deepcopy=False)}

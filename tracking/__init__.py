@@ -29,7 +29,17 @@ from tracking.datasets import DatasetRecord, describe_dataset, log_dataset_input
 from tracking.errors import NoFinishedTrial, TrackingError, TrackingUnavailable
 from tracking.provenance import git_commit, package_versions, provenance_tags
 from tracking.redact import redact, redact_obj
-from tracking.runs import SweepRun, find_trial_run, get_or_create_experiment, start_sweep
+from tracking.runs import (
+    SweepRun,
+    download_artifact,
+    fail_trial_run,
+    find_trial_run,
+    get_or_create_experiment,
+    metric_values,
+    read_run,
+    start_sweep,
+    sweep_runs,
+)
 from tracking.schema import Outcome
 from tracking.select import best_run, curves, runs_table
 from tracking.store import (
@@ -58,17 +68,22 @@ __all__ = [
     "default_artifact_location",
     "default_tracking_uri",
     "describe_dataset",
+    "download_artifact",
+    "fail_trial_run",
     "find_trial_run",
     "get_or_create_experiment",
     "git_commit",
     "log_dataset_inputs",
     "make_client",
+    "metric_values",
     "package_versions",
     "provenance_tags",
+    "read_run",
     "redact",
     "redact_obj",
     "runs_table",
     "start_sweep",
     "start_writer",
+    "sweep_runs",
     "update_sweep_summary",
 ]

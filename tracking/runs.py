@@ -255,6 +255,22 @@ class SweepRun:
         if artifacts is not None:
             with_retries(self.client.log_artifacts, self.run_id, str(artifacts), what=f"upload {what}")
 
+    def set_tags(self, tags: Mapping[str, object]) -> None:
+        """Set ``tags`` on the parent run (values as ``str``), one request each."""
+        for key, value in tags.items():
+            self.client.set_tag(self.run_id, key, str(value))
+
+    def delete_tags(self, names: Iterable[str]) -> None:
+        """Take those of the tags ``names`` off the parent run that it has."""
+        old = self.client.get_run(self.run_id).data.tags
+        for name in names:
+            if name in old:
+                self.client.delete_tag(self.run_id, name)
+
+    def log_file(self, path: Path, folder: str | None = None) -> None:
+        """Upload the file ``path`` to the parent run's artifacts, in ``folder``."""
+        self.client.log_artifact(self.run_id, str(path), artifact_path=folder)
+
     def finish(self, status: str = "FINISHED") -> None:
         """End the parent run with MLflow ``status`` (FINISHED, KILLED or FAILED)."""
         if status not in ("FINISHED", "KILLED", "FAILED"):
@@ -293,6 +309,43 @@ class SweepRun:
     def shown_uri(self) -> str:
         """The tracking URI with any password masked."""
         return redact(self.tracking_uri)
+
+
+def read_run(tracking_uri: str, run_id: str) -> Run:
+    """The MLflow run ``run_id`` (its ``info`` and ``data``: params, tags, latest metrics); MLflow's error when
+    there is none."""
+    return make_client(tracking_uri).get_run(run_id)
+
+
+def download_artifact(tracking_uri: str, run_id: str, path: str, dest: str | Path) -> str:
+    """Download the artifact ``path`` of run ``run_id`` into the folder ``dest``; the local path of the copy."""
+    return make_client(tracking_uri).download_artifacts(run_id, path, str(dest))
+
+
+def metric_values(tracking_uri: str, run_id: str, key: str) -> list[float]:
+    """Every value run ``run_id`` logged for metric ``key``, in step order (empty when it logged none)."""
+    history = make_client(tracking_uri).get_metric_history(run_id, key)
+    return [m.value for m in sorted(history, key=lambda m: m.step)]
+
+
+def fail_trial_run(tracking_uri: str, run_id: str, reason: str) -> None:
+    """Mark the trial run ``run_id`` FAILED with ``reason`` (tags ``trial_state`` = fail and ``fail_reason``),
+    unless it is FAILED already; a run that ended otherwise is overwritten too."""
+    client = make_client(tracking_uri)
+    run = client.get_run(run_id)
+    if run.info.status != "FAILED":
+        client.set_tag(run_id, schema.TRIAL_STATE, "fail")
+        client.set_tag(run_id, schema.FAIL_REASON, reason)
+        client.set_terminated(run_id, status="FAILED")
+
+
+def sweep_runs(tracking_uri: str, experiment_name: str) -> list[Run]:
+    """The parent runs (role ``sweep``) of the experiment ``experiment_name``; none when it does not exist."""
+    client = make_client(tracking_uri)
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is None:
+        return []
+    return client.search_runs([experiment.experiment_id], filter_string=f"tags.{schema.ROLE} = '{schema.ROLE_SWEEP}'")
 
 
 def _check_unchanged(run: Run, values: Mapping[str, str], which: str, hint: str) -> None:

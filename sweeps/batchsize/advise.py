@@ -26,20 +26,29 @@ step`` (and the noise scale for the pilot).
 
 from __future__ import annotations
 
+import json
 import math
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+import optcore
+import tracking
 from sweeps import blas_threads as threads
-from sweeps import console as out
-from sweeps.batchsize.advise_report import AdviceReport, Measured, Pilot, print_advice
-from sweeps.batchsize.select import DEFAULT_SIZES, check_budget, check_sizes, held_setting
+from sweeps.batchsize.advise_report import AdviceReport, Measured, Pilot
+from sweeps.batchsize.budget import check_budget
+from sweeps.batchsize.held_setting import best_setting, held_setting
+from sweeps.batchsize.select import DEFAULT_SIZES, check_sizes
 from sweeps.batchsize.target_runs import TargetRuns, outcome
 from sweeps.batchsize.tradeoff import fit_steps, predict, s_min_from_pilot
 from sweeps.errors import Interrupted, SweepError, UsageError
+from sweeps.optcore_adapter import build_optimizer, trial_seed
 from sweeps.spec import Spec
 from sweeps.study import interrupts
+from sweeps.study.storage import resolve_stores
+from sweeps.study.trial_lifecycle import setup_from_spec
+from tracking import critical_batch_plots as plots
+from tracking.summary import write_spec
 
 DEFAULT_LR_FACTORS = (0.5, 1.0, 2.0)
 MEASURE_RANGE = (8, 1024)  # --measure-steps sizes: powers of two over this range (capped at the training split)
@@ -59,17 +68,6 @@ def measure_sizes(n_train: int) -> list[int]:
     return sizes
 
 
-def parse_factors(text: str) -> list[float]:
-    """``"0.5,1,2"`` → ``[0.5, 1.0, 2.0]``; UsageError for a part that is not a number."""
-    factors = []
-    for part in text.split(","):
-        try:
-            factors.append(float(part))
-        except ValueError:
-            raise UsageError(f"--lr-factors: {part.strip()!r} is not a number; give factors like 0.5,1,2") from None
-    return factors
-
-
 def check_factors(factors: Sequence[float]) -> list[float]:
     """The factors sorted; each finite, > 0 and listed once (UsageError otherwise)."""
     factors = list(factors)
@@ -85,8 +83,6 @@ def check_factors(factors: Sequence[float]) -> list[float]:
 
 def _check_held(settings: Mapping[int, Mapping[str, object]], factors: Sequence[float]) -> None:
     """A constant learning rate, and an optimizer every rate of the grid can build."""
-    import optcore
-    from sweeps.optcore_adapter import build_optimizer
 
     for size, hp in settings.items():
         schedule = str(hp.get("schedule", "constant"))
@@ -133,12 +129,6 @@ def advise_batch_size(
     schedule other than constant; SpecError for a searched entry without ``from_best``; TrackingError when
     MLflow is unreachable. SweepError when the pilot does not reach the target (nothing to predict from).
     """
-    import optcore
-    import tracking
-    from sweeps.batchsize.select import _best_setting
-    from sweeps.optcore_adapter import trial_seed
-    from sweeps.study.storage import resolve_stores
-    from sweeps.study.trial_lifecycle import setup_from_spec
 
     if target_cost is None:
         raise UsageError(
@@ -167,7 +157,7 @@ def advise_batch_size(
         raise UsageError(f"--seeds: {seeds!r} is not allowed; give a whole number of seeds ≥ 1")
     cap = check_budget(budget, spec)
     stores = resolve_stores(workdir, storage, tracking_uri)
-    best = _best_setting(spec, workdir, storage, tracking_uri) if from_best else None
+    best = best_setting(spec, workdir, storage, tracking_uri) if from_best else None
     settings = {s: held_setting(spec, s, best) for s in sorted({*sizes, pilot_size})}
     _check_held(settings, factors)
     tracking.check_reachable(stores.tracking_uri)
@@ -295,10 +285,6 @@ def advise_batch_size(
 
 def _log_parent(sweep, spec: Spec, report: AdviceReport) -> None:
     """Params, the outcome as tags, per-size metrics at ``step = batch size``, the report and the plots."""
-    import json
-
-    from tracking import critical_batch_plots as plots
-    from tracking.summary import write_spec
 
     params = {
         "sizes": ",".join(map(str, report.sizes)),
@@ -354,33 +340,3 @@ def _log_parent(sweep, spec: Spec, report: AdviceReport) -> None:
             target=report.target_cost,
         )
         sweep.log_record(artifacts=folder, what="the advice report")
-
-
-def cmd_advise(args) -> int:
-    """``sweeps batch-size SPEC --advise|--measure-steps …``: exit 0 with a recommendation."""
-    from sweeps.batchsize.select import parse_budget, parse_sizes
-    from sweeps.cli.commands import _workdir_hint, load
-
-    if args.csv:
-        raise UsageError("--csv is for the comparison table; --advise and --measure-steps print a table or --json")
-    spec = load(args)
-    report = advise_batch_size(
-        spec,
-        sizes=parse_sizes(args.sizes) if args.sizes is not None else None,
-        target_cost=args.target_cost,
-        measure_steps=args.measure_steps,
-        lr_factors=parse_factors(args.lr_factors) if args.lr_factors is not None else None,
-        pilot_size=args.pilot_size,
-        seeds=1 if args.seeds is None else args.seeds,
-        budget=parse_budget(args.budget) if args.budget is not None else None,
-        from_best=args.from_best,
-        workdir=args.workdir,
-        storage=args.storage,
-        tracking_uri=args.tracking_uri,
-        on_run=lambda text: out.err.print(text, highlight=False),
-    )
-    if args.json:
-        out.print_json(report.to_dict())
-    else:
-        print_advice(report, _workdir_hint(args))
-    return 0 if report.recommended is not None else 1

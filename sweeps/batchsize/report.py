@@ -1,29 +1,27 @@
-"""The report of ``sweeps batch-size``: the per-size rows, the verdict, and how they are shown — a table that
-fits the terminal, ``--json`` and ``--csv``.
-
-The table has one row per size. When its natural width exceeds the terminal's, it is printed as two tables
-sharing the size column (the validation cost and its test, then time and throughput), so no cell is ever cut.
+"""The report of ``sweeps batch-size``: the per-size rows, the verdict, its JSON (``--json`` and the parent run's
+``batch_size_report.json``) and its record in MLflow. The CLI shows it as a table (:mod:`sweeps.cli.batch_size`).
 """
 
 from __future__ import annotations
 
-import csv
+import json
 import math
-import sys
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sweeps import console as out
 from sweeps.batchsize.stats import CONFIDENCE, Choice, RunResult, SizeStats
 from sweeps.results.comparison import Comparison
+from tracking import batch_size_plots as plots
+from tracking.summary import write_spec
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
+    from sweeps.batchsize.budget import Budget
     from sweeps.batchsize.lr_rule import LrChoice
-    from sweeps.batchsize.select import Budget
+    from sweeps.spec import Spec
 
 
 @dataclass
@@ -100,7 +98,7 @@ class BatchSizeReport:
         if len(self.tied) > 1:
             fastest = next(r for r in self.rows if r.batch_size == self.fastest_tied)
             itself = " (the chosen size itself)" if fastest.batch_size == self.chosen else ""
-            text += f"; the fastest of those is {fastest.batch_size}{itself}, {_count(fastest.throughput)} samples/s"
+            text += f"; the fastest of those is {fastest.batch_size}{itself}, {fmt_count(fastest.throughput)} samples/s"
         return text
 
     def marks(self, size: int) -> str:
@@ -207,120 +205,82 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _num(value: float | None, digits: int = 3, zeros: str = "") -> str:
-    """``value`` to ``digits`` significant digits; ``zeros="#"`` keeps trailing zeros (0.180, not 0.18)."""
-    return "—" if value is None or not math.isfinite(value) else f"{value:{zeros}.{digits}g}"
-
-
-def _cost(value: float | None) -> str:
-    return _num(value, 3, "#")
-
-
-def _count(value: float) -> str:
+def fmt_count(value: float) -> str:
     return f"{value:,.0f}" if math.isfinite(value) else "—"
 
 
-def _cells(report: BatchSizeReport, r: SizeStats, p_column: str) -> dict[str, str]:
-    """One size's row of the table, by column name."""
-    cells = {
-        "size": str(r.batch_size),
-        "lr": _num(report.lr.rates[r.batch_size]) if report.lr is not None else "—",
-        "cost mean ± std": f"{_cost(r.mean_cost)} ± {_cost(r.std_cost)}",
-        "95% interval": f"[{_cost(r.ci_low)}, {_cost(r.ci_high)}]",
-        p_column: _num(report.comparison.row(r.batch_size).p_holm, 2),
-        "samples/s": _count(r.throughput),
-        "epochs": _num(r.epochs_run),
-        "seconds": _num(r.train_seconds),
-        "runs": f"{r.n_runs - r.n_failed}/{r.n_runs}",
-        "": report.marks(r.batch_size),
+def log_report(sweep, spec: Spec, report: BatchSizeReport) -> None:
+    """The parent run's record: command params, the verdict as tags, per-size metrics, report and plots."""
+    params = {
+        "sizes": ",".join(map(str, report.sizes)),
+        "repeats": report.repeats,
+        "budget": report.budget.label,
+        "target_cost": report.target_cost,
+        "held_from": report.held_from,
+        "alpha": report.alpha,
+        **report.held_params,
+        **(report.lr.params() if report.lr else {}),
     }
-    if report.target_cost is not None:
-        cells |= {
-            f"≤ {report.target_cost:g}": f"{r.n_reached}/{r.n_runs - r.n_failed}",
-            "epochs to it": _num(r.epochs_to_target),
-            "seconds to it": _num(r.seconds_to_target),
-        }
-    return cells
-
-
-def _tables(report: BatchSizeReport, split: bool) -> list[Any]:
-    """The report's table, or with ``split`` two narrower ones: the cost and its test, then time."""
-    from rich.table import Table
-
-    p_column = "p" if report.chosen is None else f"p vs {report.chosen}"  # Holm-corrected, as in the verdict
-    cost = ["size", *(["lr"] if report.varied_lr else []), "cost mean ± std", "95% interval", p_column, ""]
-    time = ["size", "samples/s", "epochs", "seconds", "runs"]
-    if report.target_cost is not None:
-        time += [f"≤ {report.target_cost:g}", "epochs to it", "seconds to it"]
-    rows = [_cells(report, r, p_column) for r in report.rows]
-    tables = []
-    for names in [cost, time] if split else [[*cost[:-1], *time[1:], ""]]:
-        table = Table(box=None, pad_edge=False, header_style="bold")
-        for name in names:
-            table.add_column(name, justify="right" if name else "left", no_wrap=True)
-        for cells in rows:
-            table.add_row(*(cells[name] for name in names))
-        tables.append(table)
-    return tables
-
-
-def print_report(report: BatchSizeReport, workdir_hint: str = "", console: Console | None = None) -> None:
-    """The table of sizes (split in two when the terminal is too narrow), the budget, what was held fixed,
-    the verdict (which names the test) and where the runs are tracked; on ``console`` (default: stdout's)."""
-    from rich.markup import escape
-
-    console = console or out.out
-    if not console.is_terminal:  # a pipe or a file has no width to fit; wrapping would only garble the table
-        from rich.console import Console
-
-        console = Console(soft_wrap=True, width=250)
-    (whole,) = _tables(report, split=False)
-    natural = console.measure(whole, options=console.options.update_width(10_000)).maximum  # uncapped
-    tables = [whole] if natural <= console.width else _tables(report, split=True)
-    for i, table in enumerate(tables):
-        if i:
-            console.print()
-        console.print(table)
-
-    def say(text: str) -> None:  # wrapped at words on a terminal
-        console.print(text, highlight=False, soft_wrap=not console.is_terminal)
-
-    held = ", ".join(f"{k}={out.fmt(v)}" for k, v in report.held_params.items())
-    source = "the best trial of the spec's sweep" if report.held_from == "best" else "the spec"
-    say(f"\nbudget: {report.budget.describe()}; {report.repeats} seeds per size")
-    say(f"held fixed (from {source}): {held}")
-    if report.lr is not None:
-        say(f"learning rate: {escape(report.lr.plan.describe())}")
-    for note in report.notes:
-        say(f"note: {note}")
-    say(f"chosen batch size: {report.chosen if report.chosen is not None else 'none'}")
-    say(report.verdict())
-    say(f"\nMLflow experiment '{report.experiment}', parent run {report.parent_run_id}, at {report.tracking_uri}")
-    if not report.tracking_uri.startswith("http"):
-        say(f"open the UI: sweeps ui{workdir_hint}   (then http://127.0.0.1:5000)")
-
-
-def print_csv(report: BatchSizeReport, stream=None) -> None:
-    """The table as CSV on ``stream`` (default stdout): one row per size, the fields of ``--json``'s rows
-    (the interval as ``ci95_low``, ``ci95_high``) plus ``chosen`` and ``fastest_tied``; full precision,
-    empty for none."""
-    rows = []
-    for row in report.row_dicts():
-        flat: dict[str, Any] = {}
-        for key, value in row.items():
-            if key == "ci95":
-                flat["ci95_low"], flat["ci95_high"] = value
-            else:
-                flat[key] = value
-        size = row["batch_size"]
-        rows.append(flat | {"chosen": size == report.chosen, "fastest_tied": size == report.fastest_tied})
-    writer = csv.DictWriter(stream or sys.stdout, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: _csv_cell(v) for k, v in row.items()})
-
-
-def _csv_cell(value: Any) -> Any:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return ""
-    return value
+    tags = {
+        "chosen_batch_size": report.chosen,
+        "runner_up": report.runner_up,
+        "test": report.comparison.method,
+        "p_value": report.p_value,
+        "within_noise": None if report.distinguishable is None else not report.distinguishable,
+        "tied_sizes": ",".join(map(str, report.tied)),
+        "fastest_tied_size": report.fastest_tied,
+        "verdict": report.verdict(),
+        **(report.lr.tags() if report.lr else {}),
+    }
+    per_size = {
+        "mean_final_val_cost": lambda r: r.mean_cost,
+        "std_final_val_cost": lambda r: r.std_cost,
+        "ci95_low": lambda r: r.ci_low,
+        "ci95_high": lambda r: r.ci_high,
+        "p_vs_chosen_holm": lambda r: report.comparison.row(r.batch_size).p_holm,
+        "throughput": lambda r: r.throughput,
+        "epochs_to_target": lambda r: r.epochs_to_target,
+        "seconds_to_target": lambda r: r.seconds_to_target,
+    }
+    metrics = [
+        (key, value(row), row.batch_size)  # step = batch size: the UI charts it over sizes
+        for row in report.rows
+        for key, value in per_size.items()
+        if value(row) is not None and math.isfinite(value(row))
+    ]
+    if report.chosen is not None:
+        metrics.append(("chosen_batch_size", report.chosen, 0))
+    if report.lr is not None:  # each size's rate, a curve over sizes like the others
+        metrics += [("lr", lr, size) for size, lr in report.lr.rates.items()]
+    sweep.log_record(params=params, tags=tags, metrics=metrics)
+    by_size = {s: [r for r in report.runs if r.batch_size == s] for s in report.sizes}
+    costs = {s: [r.val_cost for r in rs] for s, rs in by_size.items()}
+    seconds = {s: [r.epoch_seconds for r in rs] for s, rs in by_size.items()}
+    with tempfile.TemporaryDirectory(prefix="batch-size-") as tmp:
+        folder = Path(tmp)
+        (folder / "plots").mkdir()
+        (folder / "batch_size_report.json").write_text(json.dumps(report.to_dict(), indent=2))
+        write_spec(spec.resolved(), folder / "spec.yaml")
+        plots.plot_cost_curves(costs, folder / "plots" / "val_cost_curves.png", chosen=report.chosen)
+        plots.plot_throughput(
+            {s: [r.throughput for r in rs if r.failed is None] for s, rs in by_size.items()},
+            {row.batch_size: row.throughput for row in report.rows},
+            folder / "plots" / "throughput.png",
+        )
+        plots.plot_cost_vs_seconds(costs, seconds, folder / "plots" / "cost_vs_seconds.png")
+        rows = report.rows
+        plots.plot_final_cost(
+            report.sizes,
+            [r.mean_cost for r in rows],
+            [r.ci_low for r in rows],
+            [r.ci_high for r in rows],
+            folder / "plots" / "final_cost.png",
+        )
+        if report.chosen is not None:
+            finals = {s: [r.final_val_cost for r in rs] for s, rs in by_size.items()}
+            plots.plot_paired_differences(
+                finals, report.chosen, report.tied, folder / "plots" / "paired_differences.png"
+            )
+        if report.lr is not None and report.lr.trials:
+            plots.plot_lr_search(report.lr.search_by_size(), report.lr.rates, folder / "plots" / "lr_search.png")
+        sweep.log_record(artifacts=folder, what="the batch-size report")

@@ -62,6 +62,11 @@ class RunResult:
         return self.val_cost[-1] if self.val_cost and self.failed is None else math.nan
 
     @property
+    def best_val_cost(self) -> float:
+        """The lowest validation cost of any epoch (the objective ``min_val_cost``, as on optcore's History)."""
+        return min(self.val_cost) if self.val_cost else math.nan
+
+    @property
     def train_seconds(self) -> float:
         return float(sum(self.epoch_seconds))
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from sweeps.batchsize.select import MAX_EPOCHS, Budget
+from sweeps.batchsize.budget import MAX_EPOCHS, Budget
 from sweeps.study import interrupts
 
 

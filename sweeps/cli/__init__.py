@@ -251,7 +251,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], str]] 
     "proxy": (
         "serve a PostgreSQL storage to many workers over gRPC (they use --storage grpc://HOST:PORT)",
         _add_proxy,
-        "sweeps.study.proxy:cmd_proxy",
+        "sweeps.cli.proxy:cmd_proxy",
     ),
     "best": ("print the lowest-cost setting of a sweep", _add_best, "sweeps.cli.commands:cmd_best"),
     "trials": ("print a table of all trials of a sweep", _add_trials, "sweeps.cli.commands:cmd_trials"),
@@ -263,23 +263,23 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], str]] 
     "report": (
         "write the sweep's report: one self-contained HTML file, logged to its parent run",
         _add_report,
-        "sweeps.results.html_report:cmd_report",
+        "sweeps.cli.results:cmd_report",
     ),
     "ui": ("start the MLflow UI on the sweep's tracking store, on 127.0.0.1", _add_ui, "sweeps.cli.commands:cmd_ui"),
     "batch-size": (
         "compare batch sizes with repeats under an equal budget",
         _add_batch_size,
-        "sweeps.batchsize.select:cmd_batch_size",
+        "sweeps.cli.batch_size:cmd_batch_size",
     ),
     "export": (
         "retrain the best (or a chosen) trial and log it as an MLflow model",
         _add_export,
-        "sweeps.results.export:cmd_export",
+        "sweeps.cli.results:cmd_export",
     ),
     "confirm": (
         "retrain the best settings with new seeds and say which cannot be told apart",
         _add_confirm,
-        "sweeps.results.confirm:cmd_confirm",
+        "sweeps.cli.results:cmd_confirm",
     ),
 }
 

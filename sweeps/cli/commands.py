@@ -1,5 +1,8 @@
 """The CLI's commands. Each one parses the spec (before touching any store, so a bad spec writes
-nothing), resolves the stores with the same defaults, and calls the Python API."""
+nothing), resolves the stores with the same defaults, and calls the Python API.
+
+Every command loads this module (``load``), so its functions import what they use themselves: ``sweeps best``
+does not pay for the sweep loop, the HTML report or the MLflow server."""
 
 from __future__ import annotations
 

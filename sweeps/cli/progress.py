@@ -54,7 +54,7 @@ class ProgressBar:
         self._progress.stop()
 
     def __call__(self, study, done: int, total: int) -> None:
-        from sweeps.study.runner import best_setting
+        from sweeps.study.result import best_setting
 
         if self.quiet:
             return

@@ -30,36 +30,39 @@ kept in the Optuna study (user attribute ``confirm``), where ``sweeps best`` rea
 
 from __future__ import annotations
 
+import json
 import math
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from optuna.trial import TrialState
 
+import optcore
+import tracking
 from sweeps import blas_threads as threads
-from sweeps import console as out
-from sweeps.batchsize.select import Budget, _train_one, parse_budget
+from sweeps.batchsize.budget import Budget, parse_budget
 from sweeps.batchsize.stats import RunResult
+from sweeps.batchsize.train_run import train_one
 from sweeps.errors import Interrupted, SweepError, UsageError
+from sweeps.optcore_adapter import train_trial
 from sweeps.results.comparison import compare
-from sweeps.results.confirm_report import STUDY_ATTR, ConfirmReport, Setting, print_confirm
-from sweeps.spec import Spec
+from sweeps.results.confirm_report import STUDY_ATTR, ConfirmReport, Setting
+from sweeps.spec import OBJECTIVES, Spec
 from sweeps.study import interrupts
+from sweeps.study.runner import DATA_ATTR, SPEC_HASH_ATTR, load_result
+from sweeps.study.storage import resolve_stores
+from sweeps.study.tally import Tally
+from sweeps.study.trial_lifecycle import PARAMS_ATTR, RUN_ID_ATTR, SEED_ATTR, setup_from_spec
+from tracking import schema
+from tracking.summary import write_spec
 
 DEFAULT_TOP = 3
 DEFAULT_REPEATS = 5
 CONFIRM_STREAM = 0x636F6E66  # "conf": the spawn key that keeps confirm seeds apart from trial seeds
-
-# objective name -> its value for one finished run (NaN when the run diverged)
-OBJECTIVE_OF: dict[str, Callable[[RunResult], float]] = {
-    "final_val_cost": lambda r: r.final_val_cost,
-    "min_val_cost": lambda r: min(r.val_cost) if r.failed is None and r.val_cost else math.nan,
-    "final_train_cost": lambda r: r.final_train_cost if r.failed is None else math.nan,
-    "train_seconds": lambda r: r.train_seconds if r.failed is None else math.nan,
-}
 
 
 def confirm_seed(sweep_seed: int, repeat: int, avoid: frozenset[int] = frozenset()) -> int:
@@ -100,8 +103,6 @@ def check_budget(budget: str | None, spec: Spec) -> Budget:
 def check_same_sweep(spec: Spec, study) -> None:
     """SweepError unless ``spec`` is the one the sweep ran (its search hash, as resuming requires): the
     settings are retrained with its data, model and training, which must be the trials' own."""
-    from sweeps.study.runner import SPEC_HASH_ATTR
-
     stored = study.user_attrs.get(SPEC_HASH_ATTR)
     if stored is not None and stored != spec.search_hash():
         raise SweepError(
@@ -114,8 +115,6 @@ def check_same_sweep(spec: Spec, study) -> None:
 def top_trials(study, top: int) -> list[Any]:
     """The ``top`` completed trials with the lowest (first) objective value, best first; ties to the lower
     number. SweepError when none completed."""
-    from optuna.trial import TrialState
-
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         raise SweepError(
@@ -143,15 +142,6 @@ def confirm(
     budget other than ``epochs=E``; SweepError when the sweep does not exist or has no completed trial;
     TrackingError when MLflow is unreachable. ``on_run(trial, result, done, total)`` follows each run.
     """
-    import optcore
-    import tracking
-    from sweeps.optcore_adapter import train_trial
-    from sweeps.study.runner import DATA_ATTR, load_result
-    from sweeps.study.storage import resolve_stores
-    from sweeps.study.tally import Tally
-    from sweeps.study.trial_lifecycle import PARAMS_ATTR, RUN_ID_ATTR, SEED_ATTR, setup_from_spec
-    from tracking import schema
-
     check_counts(top, repeats)
     budget_ = check_budget(budget, spec)
     stores = resolve_stores(workdir, storage, tracking_uri)
@@ -201,7 +191,7 @@ def confirm(
         total = len(chosen) * repeats
         for repeat, seed in enumerate(seeds, start=1):
             for t in chosen:
-                result = _train_one(
+                result = train_one(
                     sweep,
                     setup,
                     settings[t.number],
@@ -223,7 +213,7 @@ def confirm(
                 runs.append((t.number, result))
                 if on_run is not None:
                     on_run(t.number, result, len(runs), total)
-        value = OBJECTIVE_OF[objective]
+        value = OBJECTIVES[objective].of_run
         labels = [t.number for t in chosen]
         # one value per repeat, in repeat order (NaN for a diverged run): repeat r used seed r everywhere
         values = {n: [value(r) for m, r in runs if m == n] for n in labels}
@@ -271,10 +261,6 @@ def _mean_seconds(runs: list[RunResult]) -> float:
 def _log_parent(sweep, spec: Spec, report: ConfirmReport, epochs: int) -> None:
     """The parent run's record: params, the verdict as tags, per-setting metrics (step = trial number), the
     report and the spec with the budget's epochs (what ``sweeps reproduce`` retrains a child run from)."""
-    import json
-
-    from tracking.summary import write_spec
-
     record = report.to_dict()
     params = {
         "top": report.top,
@@ -311,47 +297,3 @@ def _log_parent(sweep, spec: Spec, report: ConfirmReport, epochs: int) -> None:
         (folder / "confirm_report.json").write_text(json.dumps(record, indent=2))
         write_spec(resolved, folder / "spec.yaml")
         sweep.log_record(artifacts=folder, what="the confirm report")
-
-
-def _progress(trial: int, result: RunResult, done: int, total: int) -> None:
-    outcome = f"failed: {result.failed}" if result.failed else f"val cost {out.fmt(result.final_val_cost)}"
-    out.err.print(
-        f"[{done}/{total}] trial {trial}, seed {result.repeat}: {outcome} after {result.train_seconds:.3g} s",
-        highlight=False,
-    )
-
-
-def cmd_confirm(args) -> int:
-    """``sweeps confirm SPEC …``: exit 0 with a confirmed winner, 1 when no setting finished all its runs."""
-    from sweeps.cli.commands import _workdir_hint, load
-
-    check_counts(args.top, args.repeats)  # before the spec is read: the cheapest mistakes first
-    spec = load(args)
-    report = confirm(
-        spec,
-        top=args.top,
-        repeats=args.repeats,
-        budget=args.budget,
-        workdir=args.workdir,
-        storage=args.storage,
-        tracking_uri=args.tracking_uri,
-        on_run=_progress,  # on stderr: --json's stdout stays clean
-    )
-    record: Mapping[str, Any] = report.to_dict()
-    if args.json:
-        out.print_json(record)
-    else:
-        print_confirm(record, _workdir_hint(args))
-    _redraw_report(spec, args)
-    return 0 if record["winner"] is not None else 1
-
-
-def _redraw_report(spec, args) -> None:
-    """The sweep's HTML report again, now with the confirmed winner; its lines on stderr (stdout may be JSON)."""
-    from sweeps.results.html_report import draw_after_command
-    from sweeps.study.runner import load_result
-
-    def result():
-        return load_result(spec, workdir=args.workdir, storage=args.storage, tracking_uri=args.tracking_uri)
-
-    draw_after_command(spec, result, args.spec, out.err.print, out.err.print)

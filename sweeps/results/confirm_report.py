@@ -13,17 +13,21 @@ Every printer here works from the record, so what ``confirm`` prints and what ``
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich.table import Table
+
 from sweeps import console as out
 from sweeps.batchsize.report import _plain
 from sweeps.results.comparison import CONFIDENCE, Comparison
+from sweeps.study.tally import Tally
 
 if TYPE_CHECKING:
-    from sweeps.batchsize.select import Budget
+    from sweeps.batchsize.budget import Budget
     from sweeps.batchsize.stats import RunResult
     from sweeps.spec import Spec
 
@@ -175,15 +179,13 @@ def load_confirmed(
     spec: Spec, *, workdir: str | Path | None = None, storage: str | None = None, tracking_uri: str | None = None
 ) -> dict[str, Any] | None:
     """The latest confirm record of ``spec``'s sweep (None if none); SweepError when there is no sweep."""
-    from sweeps.study.runner import load_result
+    from sweeps.study.runner import load_result  # here: runner imports stopping, which imports this module
 
     return confirmed(load_result(spec, workdir=workdir, storage=storage, tracking_uri=tracking_uri).study)
 
 
 def completed_since(record: Mapping[str, Any], study) -> int:
     """Trials completed in the sweep after it was confirmed: their settings were not among the candidates."""
-    from sweeps.study.tally import Tally
-
     return max(0, Tally.of(study).completed - int(record["n_completed"]))
 
 
@@ -213,8 +215,6 @@ def _trials(n: int) -> str:
 
 def _say(console, text: str) -> None:
     """``text`` wrapped at words to the console's width (80 on a pipe), continuation lines indented."""
-    import textwrap
-
     for line in text.split("\n"):
         lead = " " * (len(line) - len(line.lstrip(" ")))
         wrapped = textwrap.fill(
@@ -230,8 +230,6 @@ def _say(console, text: str) -> None:
 def confirm_table(record: Mapping[str, Any]):
     """One row per confirmed trial: its one-seed value in the sweep, the mean ± std and 95% interval over
     the confirm seeds, the Holm-corrected p against the winner, seconds per run, and winner/tied marks."""
-    from rich.table import Table
-
     p_column = "p" if record["winner"] is None else f"p vs {record['winner']}"
     table = Table(box=None, pad_edge=False, header_style="bold")
     for name in ("trial", "sweep", "mean ± std", "95% interval", p_column, "s/run", ""):

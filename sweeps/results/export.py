@@ -28,8 +28,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import optcore
+import tracking
+from sweeps import blas_threads as threads
+from sweeps.console import winner
 from sweeps.errors import SweepError, UsageError
-from sweeps.spec import Spec
+from sweeps.optcore_adapter import train_trial
+from sweeps.spec import Spec, load_spec
+from sweeps.study.runner import DATA_ATTR, PARENT_RUN_ATTR, SPEC_ATTR, load_result
+from sweeps.study.tally import Tally, outcome_of, pruned_at
+from sweeps.study.trial_lifecycle import PARAMS_ATTR, SEED_ATTR, setup_from_spec
+from tracking.models import check_model_name, log_model, start_export_run
+from tracking.store import sqlite_path
 
 RETRAIN = ("train", "train+val")
 
@@ -94,14 +104,6 @@ def export_model(
     exist or did not complete, and :class:`SweepError` when there is no sweep, no completed trial or the data
     changed — all before anything is written.
     """
-    import optcore
-    from sweeps import blas_threads as threads
-    from sweeps.optcore_adapter import train_trial
-    from sweeps.spec import load_spec
-    from sweeps.study.runner import DATA_ATTR, PARENT_RUN_ATTR, SPEC_ATTR, load_result
-    from sweeps.study.trial_lifecycle import PARAMS_ATTR, SEED_ATTR, setup_from_spec
-    from tracking.models import check_model_name, log_model, start_export_run
-
     if not isinstance(spec, Spec):
         spec = load_spec(spec)
     if retrain not in RETRAIN:
@@ -168,11 +170,8 @@ def export_model(
 
 
 def choose_trial(name: str, result: Any, number: int | None) -> Any:
-    """Trial ``number`` of the sweep (``result``, a :class:`~sweeps.study.runner.SweepResult`), or its best trial
+    """Trial ``number`` of the sweep (``result``, a :class:`~sweeps.study.result.SweepResult`), or its best trial
     when None (the one ``sweeps best`` shows); refused unless it completed."""
-    from sweeps.console import winner
-    from sweeps.study.tally import Tally, outcome_of, pruned_at
-
     study = result.study
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     completed = [n for n, t in sorted(trials.items()) if t.state.name == "COMPLETE"]
@@ -201,41 +200,16 @@ def choose_trial(name: str, result: Any, number: int | None) -> Any:
 
 def _trial_val_cost(tracking_uri: str, run_id: str) -> float | None:
     """The final validation cost the trial's MLflow run logged, when there is one."""
-    import tracking
-
     if not run_id:
         return None
     try:
-        value = tracking.make_client(tracking_uri).get_run(run_id).data.metrics.get("final_val_cost")
+        value = tracking.read_run(tracking_uri, run_id).data.metrics.get("final_val_cost")
     except Exception:  # a run deleted since: the export stands, only the comparison is missing
         return None
     return None if value is None else float(value)
 
 
 def _check_tracking_store(uri: str) -> None:
-    from tracking.store import sqlite_path
-
     path = sqlite_path(uri)
     if path is not None and not path.exists():  # opening it would create an empty store
         raise UsageError(f"no MLflow store at {path}; run `sweeps run SPEC` first (or pass --workdir)")
-
-
-def cmd_export(args) -> int:
-    from sweeps import console as report
-    from sweeps.cli.commands import load
-
-    spec = load(args)
-    outcome = export_model(
-        spec,
-        trial=args.trial,
-        retrain=args.retrain,
-        register=args.register,
-        workdir=args.workdir,
-        storage=args.storage,
-        tracking_uri=args.tracking_uri,
-    )
-    if args.json:
-        report.print_json(outcome.to_dict())
-    else:
-        report.out.print(outcome.describe(), markup=False, highlight=False)
-    return 0

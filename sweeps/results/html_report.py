@@ -7,6 +7,7 @@ within noise, the confirmed winner, and the sweep's provenance; logged to the sw
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import os
@@ -17,8 +18,22 @@ from typing import Any
 
 import yaml
 
-from sweeps.results.importance import DEFAULT_BOOTSTRAP, ImportanceTable, importance_metrics, study_importances
+from sweeps.console import fmt_value, winner
+from sweeps.results.confirm_report import _interval, _marks, _num, confirmed
+from sweeps.results.importance import (
+    CACHE_ATTR,
+    DEFAULT_BOOTSTRAP,
+    ImportanceTable,
+    importance_metrics,
+    study_importances,
+)
 from sweeps.results.report_figures import Figure, ReportData, build_figures
+from sweeps.study.runner import DATA_ATTR
+from sweeps.study.stopping import CLOCK_ATTR
+from sweeps.study.tally import Tally
+from sweeps.study.trial_lifecycle import PARAMS_ATTR
+from tracking.provenance import package_versions
+from tracking.report import log_report, sweep_record
 
 NO_REPORT_ENV = "SWEEPS_NO_REPORT"  # set (to anything but "" or "0") and `sweeps run` draws no report
 REPORT_FILE = "report.html"
@@ -51,12 +66,6 @@ class Provenance:
 def gather(spec, result, *, bootstrap: int = DEFAULT_BOOTSTRAP) -> tuple[ReportData, Provenance]:
     """Read everything the report shows from the sweep's stores: trials from Optuna, curves, train_seconds
     and provenance tags from MLflow; compute the importances."""
-    from sweeps.console import winner
-    from sweeps.study.runner import DATA_ATTR
-    from sweeps.study.trial_lifecycle import PARAMS_ATTR
-    from tracking.provenance import package_versions
-    from tracking.report import sweep_record
-
     uri = result.stores.tracking_uri
     table, curves, tags = sweep_record(uri, result.parent_run_id) if result.parent_run_id else (None, None, {})
     seconds = {}
@@ -88,7 +97,7 @@ def gather(spec, result, *, bootstrap: int = DEFAULT_BOOTSTRAP) -> tuple[ReportD
 
 
 def _complete():
-    from optuna.trial import TrialState
+    from optuna.trial import TrialState  # here: `sweeps batch-size` imports this module and may not need Optuna
 
     return (TrialState.COMPLETE,)
 
@@ -140,8 +149,6 @@ def confirmed_winner_html(spec, result) -> str:
     """The latest `sweeps confirm` result of the sweep: per confirmed trial its one-seed value, the mean ± std
     and 95% interval over the confirm seeds, the Holm-corrected p against the winner and the winner/tied marks;
     or that nothing was confirmed yet."""
-    from sweeps.results.confirm_report import _interval, _marks, _num, confirmed
-
     record = confirmed(result.study) if getattr(result, "study", None) is not None else None
     if record is None:
         return (
@@ -178,8 +185,6 @@ def confirmed_winner_html(spec, result) -> str:
 
 
 def best_html(spec, result) -> str:
-    from sweeps.console import fmt_value, winner
-
     if result.best_params is None:
         return '<p class="missing">No trial completed.</p>'
     number, run_id = winner(result)
@@ -203,8 +208,6 @@ def provenance_html(p: Provenance) -> str:
 
 
 def render(spec, result, data: ReportData, provenance: Provenance, figures: list[Figure]) -> str:
-    from sweeps.study.tally import Tally
-
     drawn = "".join(_figure_html(f, i == 0) for i, f in enumerate(figures))
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     title = html.escape(f"Sweep report: {spec.name}")
@@ -236,8 +239,6 @@ def write_report(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render(spec, result, data, provenance, figures), encoding="utf-8")
     if log and result.parent_run_id:
-        from tracking.report import log_report
-
         log_report(
             result.stores.tracking_uri,
             result.parent_run_id,
@@ -251,11 +252,6 @@ def report_key(spec, result) -> str:
     """What the report is drawn from, hashed: the spec, the study's trials (states, values, settings,
     attributes) and its attributes, and the parent run. The same key means the same report but for the
     time it was drawn (the importances' bootstrap is seeded)."""
-    import hashlib
-
-    from sweeps.results.importance import CACHE_ATTR
-    from sweeps.study.stopping import CLOCK_ATTR
-
     study = result.study
     trials = [(t.number, t.state.name, t.values, t.params, t.user_attrs) for t in study.get_trials(deepcopy=False)]
     # the clock is reset by every run; the importances' cache is written by drawing the report itself
@@ -294,19 +290,3 @@ def draw_after_command(spec, result, spec_arg, say, warn) -> None:
         warn(f"the report was not drawn ({type(e).__name__}: {e}); try `sweeps report {spec_arg}`")
         return
     say(f"report: {path}")
-
-
-def cmd_report(args) -> int:
-    from sweeps.cli.commands import load
-    from sweeps.errors import UsageError
-    from sweeps.study.runner import load_result
-
-    spec = load(args)
-    if args.bootstrap < 0:
-        raise UsageError(f"--bootstrap must be ≥ 0; got {args.bootstrap}")
-    if args.out is not None and Path(args.out).is_dir():
-        raise UsageError(f"--out {args.out} is a folder; give the file to write, e.g. {Path(args.out) / REPORT_FILE}")
-    result = load_result(spec, workdir=args.workdir, storage=args.storage, tracking_uri=args.tracking_uri)
-    path = write_report(spec, result, args.out, bootstrap=args.bootstrap)
-    print(f"report: {path}")
-    return 0

@@ -43,4 +43,4 @@ def log_front(study, sweep_run, names: Sequence[str]) -> None:
     front = [i for i, t in enumerate(complete) if t.number in on_front]
     with tempfile.TemporaryDirectory(prefix="pareto-") as tmp:
         path = plot_front(points, front, names, Path(tmp) / "pareto_front.png")
-        sweep_run.client.log_artifact(sweep_run.run_id, str(path), artifact_path="plots")
+        sweep_run.log_file(path, "plots")

@@ -18,6 +18,15 @@ from pathlib import Path
 
 import yaml
 
+import optcore
+import tracking
+from sweeps import blas_threads as threads
+from sweeps.errors import SweepError, UsageError
+from sweeps.optcore_adapter import train_trial
+from sweeps.spec import load_spec
+from sweeps.study.trial_lifecycle import setup_from_spec
+from tracking.errors import TrackingError
+
 CURVES = ("train_cost", "val_cost")
 
 
@@ -66,8 +75,6 @@ def _where(reason: str | None) -> str | None:
 
 def check_rtol(rtol: float) -> float:
     """``rtol`` if it is a usable relative tolerance (finite, ≥ 0), else a :class:`UsageError`."""
-    from sweeps.errors import UsageError
-
     if not (math.isfinite(rtol) and rtol >= 0):
         raise UsageError(f"--rtol {rtol:g} is not allowed: rtol must be a finite number ≥ 0, e.g. 1e-9")
     return rtol
@@ -80,29 +87,19 @@ def reproduce(run_id: str, *, tracking_uri: str, rtol: float = 1e-9) -> Reproduc
     :class:`TrackingError` when the run is missing or is not a sweep trial.
     """
     check_rtol(rtol)
-    import optcore
-    import tracking
-    from sweeps import blas_threads as threads
-    from sweeps.optcore_adapter import train_trial
-    from sweeps.spec import load_spec
-    from sweeps.study.trial_lifecycle import setup_from_spec
-    from tracking.errors import TrackingError
-
-    client = tracking.make_client(tracking_uri)
     try:
-        run = client.get_run(run_id)
+        run = tracking.read_run(tracking_uri, run_id)
     except Exception:
         raise TrackingError(f"no run {run_id!r} in {tracking.redact(tracking_uri)}") from None
     parent_id = run.data.tags.get("mlflow.parentRunId")
     if not parent_id or "seed" not in run.data.params:
         raise TrackingError(f"run {run_id} is not a sweep trial (it has no parent sweep run or no seed param)")
     with tempfile.TemporaryDirectory() as tmp:
-        path = client.download_artifacts(parent_id, "spec.yaml", tmp)
+        path = tracking.download_artifact(tracking_uri, parent_id, "spec.yaml", tmp)
         spec = load_spec(yaml.safe_load(Path(path).read_text()))
-    data, logged_data = setup_from_spec(spec).load(), client.get_run(parent_id).data.tags.get("dataset_fingerprint")
+    data = setup_from_spec(spec).load()
+    logged_data = tracking.read_run(tracking_uri, parent_id).data.tags.get("dataset_fingerprint")
     if logged_data is not None and logged_data != data.fingerprint:
-        from sweeps.errors import SweepError
-
         raise SweepError(
             f"the data has changed since run {run_id} was trained: dataset {data.name!r} has fingerprint "
             f"{data.fingerprint}, the sweep logged {logged_data}; there is nothing to compare against"
@@ -110,7 +107,7 @@ def reproduce(run_id: str, *, tracking_uri: str, rtol: float = 1e-9) -> Reproduc
     # The logged spec types the setting: each param is read as its hyperparameter's type, not guessed.
     hp = spec.setting_from_text(run.data.params)
     seed = int(run.data.params["seed"])
-    logged = {k: [m.value for m in sorted(client.get_metric_history(run_id, k), key=lambda m: m.step)] for k in CURVES}
+    logged = {k: tracking.metric_values(tracking_uri, run_id, k) for k in CURVES}
     epochs = len(logged["val_cost"])
 
     reason = run.data.tags.get("fail_reason") if run.info.status == "FAILED" else None

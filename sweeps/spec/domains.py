@@ -208,7 +208,8 @@ _DATASET_PARAMS: dict[str, _Domain] = {  # a parameter not listed here must have
 @dataclass(frozen=True)
 class Objective:
     """What a sweep may optimise: its Optuna ``direction`` and ``metric``, the key of
-    :meth:`optcore.History.summary` (logged once per trial run) that holds its value."""
+    :meth:`optcore.History.summary` (logged once per trial run) that holds its value, and the attribute of the
+    same name of a trained trial's History and of a comparison run's ``RunResult`` (``sweeps confirm``)."""
 
     name: str
     direction: Literal["minimize", "maximize"]
@@ -217,6 +218,11 @@ class Objective:
     def value(self, history: optcore.History) -> float:
         """The objective's value for a trained trial: the History's summary value of the same name."""
         return getattr(history, self.metric)
+
+    def of_run(self, run) -> float:
+        """The objective's value for a finished run of ``sweeps confirm`` (a
+        :class:`sweeps.batchsize.stats.RunResult`): its attribute ``metric``, NaN when the run diverged."""
+        return math.nan if run.failed is not None else float(getattr(run, self.metric))
 
 
 # The objectives a spec may name (training.objective), one row each.

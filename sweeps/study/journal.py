@@ -209,11 +209,7 @@ def refuse_lost_study(name: str, stores: Stores) -> None:
         # case, answered without loading MLflow while its writer creates the store.
         if not may_hold_experiment(db, name):
             return
-    client = tracking.make_client(stores.tracking_uri)
-    experiment = client.get_experiment_by_name(name)
-    if experiment is None:
-        return
-    runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.{schema.ROLE} = '{schema.ROLE_SWEEP}'")
+    runs = tracking.sweep_runs(stores.tracking_uri, name)
     here = stores.describe_storage()
     mine = [r for r in runs if r.data.tags.get(schema.STUDY_NAME) == name and r.data.tags.get("optuna_storage") == here]
     if not mine:

@@ -3,59 +3,43 @@ total is reached — by this process alone or together with other workers on the
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from sweeps import blas_threads as threads
 from sweeps.errors import SweepError
-from sweeps.spec import OBJECTIVES, Spec
+from sweeps.spec import Spec
 from sweeps.study import interrupts, owners, stopping
 from sweeps.study.claims import STALE_REASON
+from sweeps.study.parent_run import (
+    PARENT_RUN_ATTR,
+    close_stale_runs,
+    fail_run,
+    open_parent_run,
+    update_parent_summary,
+)
+from sweeps.study.result import SweepResult, summarise
 from sweeps.study.storage import Stores, TrialLock, close_storage, heartbeat, open_storage, resolve_stores
 from sweeps.study.trial_lifecycle import (
     COUNTED_OUTCOMES,
     OUTCOME_ATTR,
-    PARAMS_ATTR,
     REASON_ATTR,
-    RUN_ID_ATTR,
     run_trial,
     setup_from_spec,
 )
 
 log = logging.getLogger("sweeps")
 
-PARENT_RUN_ATTR = "mlflow_parent_run_id"
 SPEC_HASH_ATTR = "spec_hash"
 SPEC_ATTR = "spec"
 DATA_ATTR = "dataset_fingerprint"
 # The number of trials the study held when a run last summarised the finished sweep (parent run's summary
 # written, run FINISHED): a rerun that finds the same trials has nothing to write (:func:`finished_result`).
 SUMMARISED_ATTR = "summarised_trials"
-
-
-@dataclass
-class SweepResult:
-    """What a finished (or stopped) sweep leaves: the study, the best setting and where it is tracked.
-
-    For two objectives ``pareto`` lists the Pareto-optimal trials and ``best_params``/``best_value``
-    describe the one of them best in the first objective (ties: the lowest trial number).
-    """
-
-    study: Any
-    best_params: dict[str, Any] | None
-    best_value: float | list[float] | None
-    parent_run_id: str
-    trials: pd.DataFrame
-    stores: Stores
-    pareto: list[dict[str, Any]] | None = None
 
 
 def resume_seed(spec_seed: int, n_trials: int) -> int:
@@ -84,18 +68,6 @@ def counts(study) -> tuple[int, int, int]:
         elif t.state in (TrialState.COMPLETE, TrialState.PRUNED) or t.user_attrs.get(OUTCOME_ATTR) in COUNTED_OUTCOMES:
             done += 1
     return done, running, waiting
-
-
-def update_parent_summary(sweep_run, spec: Spec, study=None):
-    """Rewrite the parent run's best-trial copy, trials table and plots from the runs now in the store
-    (and, for two objectives, the Pareto front of ``study``)."""
-    if study is not None and len(spec.objectives) > 1:
-        from sweeps.results.pareto import log_front
-
-        log_front(study, sweep_run, spec.objectives)
-    return sweep_run.update_summary(
-        spec.resolved(), metric=OBJECTIVES[spec.objectives[0]].metric, direction=spec.directions[0]
-    )
 
 
 def target_total(spec: Spec) -> int:
@@ -165,81 +137,6 @@ def name_objectives(study, spec: Spec) -> None:
         with warnings.catch_warnings():  # experimental since Optuna 3.2, stable in use since
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(list(spec.objectives))
-
-
-def _sweep_tags(spec: Spec, stores: Stores) -> dict[str, str]:
-    from tracking import redact
-
-    data = setup_from_spec(spec).load()
-    return {
-        "dataset": data.name,
-        "dataset_fingerprint": data.fingerprint,
-        "dataset_task": data.task,
-        "spec_hash": spec.spec_hash(),
-        "search_hash": spec.search_hash(),
-        "optuna_storage": stores.describe_storage() if stores.embedded else redact(stores.storage_url),
-    }
-
-
-@interrupts.shield  # never a parent run in MLflow whose id the study did not get
-def open_parent_run(spec: Spec, study, stores: Stores, lock: TrialLock):
-    """The sweep's MLflow parent run: the one whose id the study keeps, or a new one (created once, under
-    the trial lock, so workers starting together share it)."""
-    import tracking
-    from sweeps.study.run_inputs import dataset_inputs, setting_params
-
-    with lock.held():
-        parent_id = study.user_attrs.get(PARENT_RUN_ATTR)
-        sweep_run = tracking.start_sweep(
-            spec.name,
-            tracking_uri=stores.tracking_uri,
-            study_name=spec.name,
-            existing_run_id=parent_id,
-            tags=_sweep_tags(spec, stores),
-            params=setting_params(spec),
-            trial_params=setting_params(spec, trial=True),
-            inputs=dataset_inputs(spec, setup_from_spec(spec).load()),
-        )
-        if sweep_run.run_id != parent_id:
-            study.set_user_attr(PARENT_RUN_ATTR, sweep_run.run_id)
-    return sweep_run
-
-
-def close_stale_runs(stores: Stores) -> Callable:
-    """The storage's callback for a trial whose worker stopped sending heartbeats: end its MLflow run
-    FAILED (not left RUNNING), then let Optuna's retry callback queue the same parameters again."""
-    import optuna
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)
-
-    def callback(study, trial) -> None:
-        run_id = trial.user_attrs.get(RUN_ID_ATTR)
-        if run_id:
-            fail_run(stores, run_id, STALE_REASON)
-        # The retry starts afresh: not "lost" and without the reason its predecessor failed for.
-        retry_of = copy.copy(trial)
-        retry_of.user_attrs = {k: v for k, v in trial.user_attrs.items() if k not in (OUTCOME_ATTR, REASON_ATTR)}
-        retry(study, retry_of)
-
-    return callback
-
-
-def fail_run(stores: Stores, run_id: str, reason: str) -> None:
-    """Mark the MLflow run of a trial that Optuna has just failed FAILED with ``reason``, unless it is already.
-
-    A run that ended otherwise is overwritten too: a worker killed after closing its run but before telling
-    Optuna leaves it FINISHED (or KILLED) while Optuna fails and retries the trial, and the stores must agree.
-    """
-    import tracking
-
-    client = tracking.make_client(stores.tracking_uri)
-    run = client.get_run(run_id)
-    if run.info.status != "FAILED":
-        client.set_tag(run_id, "trial_state", "fail")
-        client.set_tag(run_id, "fail_reason", reason)
-        client.set_terminated(run_id, status="FAILED")
 
 
 @interrupts.handling()
@@ -473,44 +370,6 @@ def _ask(study):
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
         return study.ask()
-
-
-def trials_frame(study) -> pd.DataFrame:
-    """One row per trial: number, state, outcome, objective value(s), the full setting and its run id."""
-    rows = []
-    for t in study.get_trials(deepcopy=False):
-        hp = t.user_attrs.get(PARAMS_ATTR) or t.params
-        row = {"number": t.number, "state": t.state.name, "outcome": t.user_attrs.get(OUTCOME_ATTR, "")}
-        if t.values is not None:
-            row |= {"value": t.values[0]} if len(t.values) == 1 else {f"value_{i}": v for i, v in enumerate(t.values)}
-        row |= {k: v for k, v in hp.items()}
-        row |= {"run_id": t.user_attrs.get(RUN_ID_ATTR, ""), "fail_reason": t.user_attrs.get("fail_reason", "")}
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def best_setting(study) -> tuple[dict[str, Any] | None, float | list[float] | None, list[dict[str, Any]] | None]:
-    """(params, value, Pareto set) of the best completed trial; ties go to the lowest trial number."""
-    from optuna.trial import TrialState
-
-    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
-    if not complete:
-        return None, None, None
-    if len(study.directions) > 1:
-        front = sorted(study.best_trials, key=lambda t: t.number)
-        pareto = [
-            {"number": t.number, "values": list(t.values), "params": t.user_attrs.get(PARAMS_ATTR, t.params)}
-            for t in front
-        ]
-        first = min(pareto, key=lambda item: (item["values"][0], item["number"]))
-        return first["params"], first["values"], pareto
-    best = min(complete, key=lambda t: (t.value, t.number))
-    return best.user_attrs.get(PARAMS_ATTR, best.params), best.value, None
-
-
-def summarise(spec: Spec, study, parent_run_id: str, stores: Stores) -> SweepResult:
-    params, value, pareto = best_setting(study)
-    return SweepResult(study, params, value, parent_run_id, trials_frame(study), stores, pareto)
 
 
 def _existing_study(spec: Spec, stores: Stores):

@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from sweeps.results.confirm_report import confirmed
 from sweeps.study.trial_lifecycle import COUNTED_OUTCOMES, OUTCOME_ATTR
 
 STOP_ATTR = "stop"  # the decision: {"rule", "reason", "after_trials", "when", "key"}
@@ -148,8 +149,6 @@ def confirm_noise(study, spec) -> Noise | None:
     """The spread measured by ``sweeps confirm`` on this sweep: the standard deviation pooled over its
     confirmed settings (each setting's finite values about their own mean, ddof 1 per setting), when the
     record is for the spec's first objective at the spec's epochs and some setting has two values; else None."""
-    from sweeps.results.confirm_report import confirmed
-
     record = confirmed(study)
     if not record or record.get("objective") != spec.objectives[0]:
         return None
@@ -215,7 +214,7 @@ def _counted(t) -> bool:
 
 
 def _decide(study, spec, rule: str, reason: str, noise: Noise | None = None) -> dict[str, Any]:
-    from sweeps.study.runner import counts
+    from sweeps.study.runner import counts  # here: runner imports this module
 
     record = {
         "rule": rule,
@@ -272,17 +271,12 @@ def bar_note(study, spec) -> str:
 def tag_parent(sweep_run, study, spec) -> None:
     """Put the decision on the MLflow parent run (``stop_reason``, ``stop_rule``, ``stopped_after_trials``,
     ``stop_noise_std``), or take old ones off a sweep that continued and did not stop."""
-    client, run_id = sweep_run.client, sweep_run.run_id
     record = stopped(study, spec)
     if record is None:
-        old = client.get_run(run_id).data.tags
-        for tag in TAGS:
-            if tag in old:
-                client.delete_tag(run_id, tag)
+        sweep_run.delete_tags(TAGS)
         return
     tags = {"stop_reason": record["reason"], "stop_rule": record["rule"]}
     tags["stopped_after_trials"] = record["after_trials"]
     if "noise_std" in record:
         tags["stop_noise_std"] = f"{record['noise_std']:.6g}"
-    for key, value in tags.items():
-        client.set_tag(run_id, key, str(value))
+    sweep_run.set_tags(tags)

@@ -28,19 +28,9 @@ from sweeps import blas_threads as threads
 from sweeps.errors import Interrupted
 from sweeps.spec import Spec
 from sweeps.study import interrupts, stopping
-from sweeps.study.runner import (
-    SweepResult,
-    check_stores,
-    close_stale_runs,
-    counts,
-    fail_run,
-    mark_summarised,
-    open_parent_run,
-    open_study,
-    summarise,
-    target_total,
-    update_parent_summary,
-)
+from sweeps.study.parent_run import close_stale_runs, fail_run, open_parent_run, update_parent_summary
+from sweeps.study.result import SweepResult, summarise
+from sweeps.study.runner import check_stores, counts, mark_summarised, open_study, target_total
 from sweeps.study.storage import Stores, TrialLock, resolve_stores
 from sweeps.study.trial_lifecycle import OUTCOME_ATTR, PARAMS_ATTR, REASON_ATTR, RUN_ID_ATTR, worker_name
 

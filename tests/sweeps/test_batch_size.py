@@ -16,17 +16,10 @@ from rich.console import Console
 from scipy import stats
 
 import tracking
-from sweeps.batchsize.report import print_report
-from sweeps.batchsize.select import (
-    MAX_EPOCHS,
-    Budget,
-    check_budget,
-    check_sizes,
-    held_setting,
-    parse_budget,
-    parse_sizes,
-    select_batch_size,
-)
+from sweeps.batchsize.budget import MAX_EPOCHS, Budget, check_budget, parse_budget
+from sweeps.batchsize.held_setting import held_setting
+from sweeps.batchsize.select import check_sizes, select_batch_size
+from sweeps.cli.batch_size import parse_sizes, print_report
 from sweeps.errors import SweepError, UsageError
 from sweeps.optcore_adapter import trial_seed
 from sweeps.spec import SpecError, load_spec

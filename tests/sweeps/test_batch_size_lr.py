@@ -15,8 +15,8 @@ from rich.console import Console
 
 import tracking
 from sweeps.batchsize.lr_rule import LR_RULES, LrPlan, choose_rates, plan_lr, scaled_lr
-from sweeps.batchsize.report import print_report
 from sweeps.batchsize.select import select_batch_size
+from sweeps.cli.batch_size import print_report
 from sweeps.errors import UsageError
 from sweeps.optcore_adapter import trial_seed
 from sweeps.spec import SpecError, load_spec

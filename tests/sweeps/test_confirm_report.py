@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from sweeps.batchsize.select import Budget
+from sweeps.batchsize.budget import Budget
 from sweeps.batchsize.stats import RunResult
 from sweeps.results.comparison import compare
 from sweeps.results.confirm_report import ConfirmReport, Setting, print_confirm, print_confirmed_summary

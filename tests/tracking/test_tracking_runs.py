@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import tracking
@@ -233,3 +235,31 @@ def test_outcomes_parse_every_spelling_and_name_their_status():
     assert [o.status for o in schema.Outcome] == ["FINISHED", "KILLED", "FAILED"]
     with pytest.raises(ValueError, match="unknown trial state 'running'"):
         schema.Outcome.parse("running")
+
+
+def test_parent_and_trial_helpers_read_and_change_runs_by_id(sqlite_uri, run_trial, tmp_path):
+    """What sweeps asks of a store without a client of its own: tags on and off the parent, a file uploaded,
+    a run read back, a curve in step order, a trial failed (once), the sweep runs of an experiment."""
+    sweep = tracking.start_sweep("helpers", tracking_uri=sqlite_uri)
+    run = run_trial(sweep, 0, PARAMS, [0.9, 0.5, 0.4])
+    sweep.set_tags({"stop_rule": "max_minutes", "stopped_after_trials": 3})
+    tags = tracking.read_run(sqlite_uri, sweep.run_id).data.tags
+    assert (tags["stop_rule"], tags["stopped_after_trials"]) == ("max_minutes", "3")
+    sweep.delete_tags(["stop_rule", "never_set"])
+    assert "stop_rule" not in tracking.read_run(sqlite_uri, sweep.run_id).data.tags
+    (tmp_path / "front.png").write_bytes(b"png")
+    sweep.log_file(tmp_path / "front.png", "plots")
+    copy = tracking.download_artifact(sqlite_uri, sweep.run_id, "plots/front.png", tmp_path / "back")
+    assert Path(copy).read_bytes() == b"png"
+    assert tracking.metric_values(sqlite_uri, run.run_id, "val_cost") == [0.9, 0.5, 0.4]
+    assert tracking.metric_values(sqlite_uri, run.run_id, "never_logged") == []
+
+    tracking.fail_trial_run(sqlite_uri, run.run_id, "lost")  # a FINISHED run is overwritten
+    failed = tracking.read_run(sqlite_uri, run.run_id)
+    assert failed.info.status == "FAILED"
+    assert (failed.data.tags[schema.TRIAL_STATE], failed.data.tags[schema.FAIL_REASON]) == ("fail", "lost")
+    tracking.fail_trial_run(sqlite_uri, run.run_id, "again")  # already FAILED: its reason stays
+    assert tracking.read_run(sqlite_uri, run.run_id).data.tags[schema.FAIL_REASON] == "lost"
+
+    assert [r.info.run_id for r in tracking.sweep_runs(sqlite_uri, "helpers")] == [sweep.run_id]
+    assert tracking.sweep_runs(sqlite_uri, "no-such-sweep") == []

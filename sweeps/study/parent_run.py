@@ -1,0 +1,92 @@
+"""The sweep's MLflow side that is not a trial's own: the parent run (opened once, shared by every worker, its
+summary rewritten) and the runs of trials Optuna failed (ended FAILED in MLflow too)."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Callable
+
+import tracking
+from sweeps.results.pareto import log_front
+from sweeps.spec import OBJECTIVES, Spec
+from sweeps.study import interrupts
+from sweeps.study.claims import STALE_REASON
+from sweeps.study.run_inputs import dataset_inputs, setting_params
+from sweeps.study.storage import Stores, TrialLock
+from sweeps.study.trial_lifecycle import OUTCOME_ATTR, REASON_ATTR, RUN_ID_ATTR, setup_from_spec
+
+PARENT_RUN_ATTR = "mlflow_parent_run_id"  # the study's user attribute holding the parent run's id
+
+
+def update_parent_summary(sweep_run, spec: Spec, study=None):
+    """Rewrite the parent run's best-trial copy, trials table and plots from the runs now in the store
+    (and, for two objectives, the Pareto front of ``study``)."""
+    if study is not None and len(spec.objectives) > 1:
+        log_front(study, sweep_run, spec.objectives)
+    return sweep_run.update_summary(
+        spec.resolved(), metric=OBJECTIVES[spec.objectives[0]].metric, direction=spec.directions[0]
+    )
+
+
+def _sweep_tags(spec: Spec, stores: Stores) -> dict[str, str]:
+    data = setup_from_spec(spec).load()
+    return {
+        "dataset": data.name,
+        "dataset_fingerprint": data.fingerprint,
+        "dataset_task": data.task,
+        "spec_hash": spec.spec_hash(),
+        "search_hash": spec.search_hash(),
+        "optuna_storage": stores.describe_storage() if stores.embedded else tracking.redact(stores.storage_url),
+    }
+
+
+@interrupts.shield  # never a parent run in MLflow whose id the study did not get
+def open_parent_run(spec: Spec, study, stores: Stores, lock: TrialLock):
+    """The sweep's MLflow parent run: the one whose id the study keeps, or a new one (created once, under
+    the trial lock, so workers starting together share it)."""
+    with lock.held():
+        parent_id = study.user_attrs.get(PARENT_RUN_ATTR)
+        sweep_run = tracking.start_sweep(
+            spec.name,
+            tracking_uri=stores.tracking_uri,
+            study_name=spec.name,
+            existing_run_id=parent_id,
+            tags=_sweep_tags(spec, stores),
+            params=setting_params(spec),
+            trial_params=setting_params(spec, trial=True),
+            inputs=dataset_inputs(spec, setup_from_spec(spec).load()),
+        )
+        if sweep_run.run_id != parent_id:
+            study.set_user_attr(PARENT_RUN_ATTR, sweep_run.run_id)
+    return sweep_run
+
+
+def close_stale_runs(stores: Stores) -> Callable:
+    """The storage's callback for a trial whose worker stopped sending heartbeats: end its MLflow run
+    FAILED (not left RUNNING), then let Optuna's retry callback queue the same parameters again."""
+    import optuna  # here, not at the top: reading a sweep's result (runner.load_result) may not need Optuna yet
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)
+
+    def callback(study, trial) -> None:
+        run_id = trial.user_attrs.get(RUN_ID_ATTR)
+        if run_id:
+            fail_run(stores, run_id, STALE_REASON)
+        # The retry starts afresh: not "lost" and without the reason its predecessor failed for.
+        retry_of = copy.copy(trial)
+        retry_of.user_attrs = {k: v for k, v in trial.user_attrs.items() if k not in (OUTCOME_ATTR, REASON_ATTR)}
+        retry(study, retry_of)
+
+    return callback
+
+
+def fail_run(stores: Stores, run_id: str, reason: str) -> None:
+    """Mark the MLflow run of a trial that Optuna has just failed FAILED with ``reason``, unless it is already.
+
+    A run that ended otherwise is overwritten too: a worker killed after closing its run but before telling
+    Optuna leaves it FINISHED (or KILLED) while Optuna fails and retries the trial, and the stores must agree.
+    """
+    tracking.fail_trial_run(stores.tracking_uri, run_id, reason)
