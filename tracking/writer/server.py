@@ -82,6 +82,7 @@ class _Server:
 
     def write(self, key: Key) -> None:
         """Write the run's pending values; transient failures keep them, others become the run's error."""
+        from tracking.disk_full import disk_full
         from tracking.mlflow_requests import is_transient
         from tracking.transport import write_values
 
@@ -97,7 +98,8 @@ class _Server:
                 self.unavailable[key] = message
                 self.due[key] = time.monotonic() + RETRY_SECONDS
                 return
-            log.warning("MLflow refused values of run %s: %s", key[1], message)
+            if disk_full(e) is None:  # a full disk is said once, in one line, by the command that hits it
+                log.warning("MLflow refused values of run %s: %s", key[1], message)
             self.refused[key] = message
         del self.pending[key]
         self.due.pop(key, None)
