@@ -4,15 +4,14 @@ total is reached — by this process alone or together with other workers on the
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from sweeps import blas_threads as threads
 from sweeps.errors import SweepError
@@ -41,6 +40,10 @@ DATA_ATTR = "dataset_fingerprint"
 SUMMARISED_ATTR = "summarised_trials"
 
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+
 @dataclass
 class SweepResult:
     """What a finished (or stopped) sweep leaves: the study, the best setting and where it is tracked.
@@ -53,9 +56,17 @@ class SweepResult:
     best_params: dict[str, Any] | None
     best_value: float | list[float] | None
     parent_run_id: str
-    trials: pd.DataFrame
+    rows: list[dict[str, Any]]  # one per trial (:func:`trial_rows`), as the sweep ended
     stores: Stores
     pareto: list[dict[str, Any]] | None = None
+
+    @functools.cached_property
+    def trials(self) -> pd.DataFrame:
+        """``rows`` as a DataFrame, made when first asked for (importing pandas costs half a second that
+        ``sweeps best`` and ``sweeps trials`` do without)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.rows)
 
 
 def resume_seed(spec_seed: int, n_trials: int) -> int:
@@ -289,7 +300,7 @@ def run(
         import tracking
 
         with interrupts.shielded():  # it loads MLflow while the data, study and parent run are opened
-            tracking.start_writer(stores.tracking_uri)
+            tracking.start_writer(stores.tracking_uri, summary=finalize)
         if not data_first:
             setup_from_spec(spec).load()
         study = open_study(spec, stores, close_stale_runs(stores))
@@ -477,6 +488,13 @@ def _ask(study):
 
 def trials_frame(study) -> pd.DataFrame:
     """One row per trial: number, state, outcome, objective value(s), the full setting and its run id."""
+    import pandas as pd
+
+    return pd.DataFrame(trial_rows(study))
+
+
+def trial_rows(study) -> list[dict[str, Any]]:
+    """The rows of :func:`trials_frame` as dicts (a trial's row lacks the parameters that did not apply)."""
     rows = []
     for t in study.get_trials(deepcopy=False):
         hp = t.user_attrs.get(PARAMS_ATTR) or t.params
@@ -486,7 +504,7 @@ def trials_frame(study) -> pd.DataFrame:
         row |= {k: v for k, v in hp.items()}
         row |= {"run_id": t.user_attrs.get(RUN_ID_ATTR, ""), "fail_reason": t.user_attrs.get("fail_reason", "")}
         rows.append(row)
-    return pd.DataFrame(rows)
+    return rows
 
 
 def best_setting(study) -> tuple[dict[str, Any] | None, float | list[float] | None, list[dict[str, Any]] | None]:
@@ -510,7 +528,7 @@ def best_setting(study) -> tuple[dict[str, Any] | None, float | list[float] | No
 
 def summarise(spec: Spec, study, parent_run_id: str, stores: Stores) -> SweepResult:
     params, value, pareto = best_setting(study)
-    return SweepResult(study, params, value, parent_run_id, trials_frame(study), stores, pareto)
+    return SweepResult(study, params, value, parent_run_id, trial_rows(study), stores, pareto)
 
 
 def _existing_study(spec: Spec, stores: Stores):
