@@ -303,10 +303,10 @@ def _template() -> Path | None:
     """The cached empty store at the installed MLflow's schema, built if missing; None when there is no cache
     or it cannot be built or read (the caller migrates a new store then)."""
     head = _head()
-    folder = _cache_dir()
-    if head is None or folder is None:
-        return None
     try:
+        folder = _cache_dir()  # Path.home() fails without a home
+        if head is None or folder is None:
+            return None
         path = folder / _template_name(head)
         if _is_template(path, head):
             return path
