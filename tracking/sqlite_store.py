@@ -227,6 +227,9 @@ def _set_aside_or_refuse(db: Path) -> None:
 def _create(db: Path, artifact_location: str) -> None:
     """Build the schema in a temporary file and rename it into place (after syncing it to disk): from a copy
     of the cached empty store when there is one, else (or when that fails) by MLflow's migrations."""
+    # Loaded (a second or more) before the temporary file exists: a creator stopped meanwhile leaves none.
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore  # noqa: F401
+
     tmp = _temporary(db)
     template = _template()
     if template is not None:
