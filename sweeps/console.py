@@ -106,21 +106,25 @@ def _experiment_id(tracking_uri: str, name: str) -> str | None:
 # --- tables of trials -------------------------------------------------------------------------------------
 
 
+def trial_columns(result) -> list[str]:
+    """The columns of ``result.trials``, in its order (every key of its rows, as first seen)."""
+    return list(dict.fromkeys(key for row in result.rows for key in row))
+
+
 def trial_records(result) -> tuple[list[str], list[dict[str, Any]]]:
     """(columns, one record per trial) of ``result.trials`` plus ``pruned_at_epoch``, with each
-    hyperparameter as it was sampled (an integer stays an integer; a column of the DataFrame holding a
-    parameter that some trials lack is float) and ``None`` where a parameter did not apply."""
-    frame = result.trials
+    hyperparameter as it was sampled and ``None`` where a value is missing or NaN (as read from the
+    DataFrame, without building it: pandas takes half a second to import)."""
     trials = {t.number: t for t in result.study.get_trials(deepcopy=False)}
-    columns = [*frame.columns, "pruned_at_epoch"]
+    columns = trial_columns(result)
     records = []
-    for row in frame.to_dict("records"):
+    for row in result.rows:
         t = trials[int(row["number"])]
-        record = {k: _plain(v) for k, v in row.items()}
+        record = {k: _plain(row.get(k)) for k in columns}
         record.update(t.user_attrs.get(PARAMS_ATTR) or t.params)
         record["pruned_at_epoch"] = pruned_at(t)
         records.append(record)
-    return columns, records
+    return [*columns, "pruned_at_epoch"], records
 
 
 def _plain(value: Any) -> Any:
@@ -164,9 +168,10 @@ def outcome_of_record(record: dict[str, Any]) -> str:
 def trials_table(result, records: list[dict[str, Any]]) -> Table:
     """A column per hyperparameter when that fits the terminal, else one ``setting`` column that wraps
     (``batch_size=64 optimizer=adam …``, only the parameters that applied)."""
-    values = [c for c in result.trials.columns if c == "value" or c.startswith("value_")]
+    columns = trial_columns(result)
+    values = [c for c in columns if c == "value" or c.startswith("value_")]
     skip = {"number", "state", "outcome", "run_id", "fail_reason", *values}
-    params = [c for c in result.trials.columns if c not in skip]
+    params = [c for c in columns if c not in skip]
 
     def head() -> Table:
         table = Table(box=None, pad_edge=False, header_style="bold")

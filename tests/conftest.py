@@ -35,6 +35,13 @@ pruner: {name: none}
 """
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _store_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """New MLflow stores copy an empty one kept in a cache (tracking.sqlite_store): the tests keep theirs
+    beside their temporary folders (shared by the xdist workers of a run), not in the user's cache."""
+    os.environ.setdefault("OPTSWEEP_CACHE_DIR", str(tmp_path_factory.getbasetemp().parent / "store-cache"))
+
+
 def cli_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_TRACKING", "SWEEPS_"))}
     env |= {

@@ -7,6 +7,13 @@ same way. So :func:`ensure_complete` builds the schema in a temporary file besid
 exclusive lock on ``.<name>.lock`` in the same folder, and renames it into place: the database file either
 does not exist or is complete. A file that an older version (or an interrupted upgrade) left half-migrated
 is set aside and rebuilt when it holds no runs, and refused, with what to do, when it does.
+
+Running the migrations costs 1-2 CPU seconds for every new work folder (and the test suite creates hundreds).
+So the first creation also keeps an empty, fully migrated store in a user cache, one per MLflow schema
+(:data:`CACHE_VAR`, else ``$XDG_CACHE_HOME/optsweep`` or ``~/.cache/optsweep``), built the same way (under a
+lock, in a temporary file, renamed into place); later creations copy it into the temporary file and let
+MLflow open it there, which adds the default experiment with this folder's artifact location exactly as on
+a new database. A cache that is missing, unreadable or of another schema is rebuilt or passed by.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import importlib.util
 import logging
 import os
 import re
+import shutil
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -217,14 +225,49 @@ def _set_aside_or_refuse(db: Path) -> None:
 
 
 def _create(db: Path, artifact_location: str) -> None:
-    """Build the schema in a temporary file and rename it into place (after syncing it to disk)."""
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+    """Build the schema in a temporary file and rename it into place (after syncing it to disk): from a copy
+    of the cached empty store when there is one, else (or when that fails) by MLflow's migrations."""
+    # Loaded (a second or more) before the temporary file exists: a creator stopped meanwhile leaves none.
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore  # noqa: F401
 
     tmp = _temporary(db)
+    template = _template()
+    if template is not None:
+        try:
+            shutil.copyfile(template, tmp)
+            _build(tmp, artifact_location)  # MLflow finds every table and adds the default experiment
+        except Exception as e:  # an unusable copy: the migrations then, as without a cache
+            log.debug("the cached store %s did not serve (%s); migrating a new one", template, e)
+        else:
+            _rename_into_place(tmp, db)
+            return
+    _build(tmp, artifact_location)
+    _rename_into_place(tmp, db)
+
+
+def _build(path: Path, artifact_location: str) -> None:
+    """Let MLflow open (creating or completing) the store ``path`` and close it again; removed on failure."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
     store = None
     try:
-        store = SqlAlchemyStore(f"sqlite:///{tmp}", artifact_location)
+        store = SqlAlchemyStore(f"sqlite:///{path}", artifact_location)
         store.engine.dispose()  # every connection closed: the file is whole and no journal is left
+    except BaseException:  # interrupted or failed: nothing but the lock file is left behind
+        if store is not None:
+            store.engine.dispose()
+        _discard(path)
+        raise
+
+
+def _discard(path: Path) -> None:
+    for leftover in (path, path.with_name(path.name + "-journal")):
+        with contextlib.suppress(FileNotFoundError):
+            leftover.unlink()
+
+
+def _rename_into_place(tmp: Path, db: Path) -> None:
+    try:
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, db)
@@ -233,10 +276,81 @@ def _create(db: Path, artifact_location: str) -> None:
             os.fsync(directory)
         finally:
             os.close(directory)
-    except BaseException:  # interrupted or failed: nothing but the lock file is left behind
-        if store is not None:
-            store.engine.dispose()
-        for path in (tmp, tmp.with_name(tmp.name + "-journal")):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+    except BaseException:
+        _discard(tmp)
         raise
+
+
+# --- the cached empty store ---------------------------------------------------------------------------------
+
+CACHE_VAR = "OPTSWEEP_CACHE_DIR"  # where the empty store is kept; set to an empty value for no cache
+
+
+def _cache_dir() -> Path | None:
+    value = os.environ.get(CACHE_VAR)
+    if value is not None:
+        return Path(value).expanduser() if value.strip() else None
+    base = os.environ.get("XDG_CACHE_HOME", "").strip()
+    return (Path(base) if base else Path.home() / ".cache") / "optsweep"
+
+
+def _template_name(head: str) -> str:
+    """One file per schema and per library versions that take part in building it."""
+    from importlib.metadata import version
+
+    versions = "-".join(f"{name}{version(name)}" for name in ("mlflow", "alembic", "sqlalchemy"))
+    return f"mlflow-store-{head}-{versions}.db"
+
+
+def _template() -> Path | None:
+    """The cached empty store at the installed MLflow's schema, built if missing; None when there is no cache
+    or it cannot be built or read (the caller migrates a new store then)."""
+    head = _head()
+    try:
+        folder = _cache_dir()  # Path.home() fails without a home
+        if head is None or folder is None:
+            return None
+        path = folder / _template_name(head)
+        if _is_template(path, head):
+            return path
+        folder.mkdir(parents=True, exist_ok=True)
+        with _lock(path):
+            if not _is_template(path, head):
+                _remove_leftovers(path)
+                _build_template(path)
+        return path if _is_template(path, head) else None
+    except Exception as e:  # a read-only home, a full disk, another MLflow's odd file: no cache, same store
+        log.debug("no cached MLflow store (%s)", e)
+        return None
+
+
+def _is_template(path: Path, head: str) -> bool:
+    """Whether ``path`` is a complete store at ``head`` that holds no experiment (read only)."""
+    if not path.exists():
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=30)) as conn:
+            names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if "experiments" not in names or any(name.startswith("_alembic_tmp_") for name in names):
+                return False
+            revision = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+            empty = conn.execute("SELECT 1 FROM experiments LIMIT 1").fetchone() is None
+            return empty and revision == (head,) and conn.execute("PRAGMA quick_check").fetchone() == ("ok",)
+    except sqlite3.Error:
+        return False
+
+
+def _build_template(path: Path) -> None:
+    """Migrate a new store in a temporary file, take out the default experiment MLflow added (each copy gets
+    its own, with its folder's artifact location), and rename it into place."""
+    tmp = _temporary(path)
+    _build(tmp, path.parent.as_uri())
+    try:
+        with contextlib.closing(sqlite3.connect(tmp)) as conn:
+            with conn:
+                conn.execute("DELETE FROM experiments")
+            conn.execute("VACUUM")
+    except BaseException:
+        _discard(tmp)
+        raise
+    _rename_into_place(tmp, path)

@@ -3,15 +3,16 @@ objectives, a table of every trial) and how it is summarised."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-
-import pandas as pd
 
 from sweeps.study.storage import Stores
 from sweeps.study.trial_lifecycle import OUTCOME_ATTR, PARAMS_ATTR, RUN_ID_ATTR
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from sweeps.spec import Spec
 
 
@@ -27,13 +28,28 @@ class SweepResult:
     best_params: dict[str, Any] | None
     best_value: float | list[float] | None
     parent_run_id: str
-    trials: pd.DataFrame
+    rows: list[dict[str, Any]]  # one per trial (:func:`trial_rows`), as the sweep ended
     stores: Stores
     pareto: list[dict[str, Any]] | None = None
+
+    @functools.cached_property
+    def trials(self) -> pd.DataFrame:
+        """``rows`` as a DataFrame, made when first asked for (importing pandas costs half a second that
+        ``sweeps best`` and ``sweeps trials`` do without)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.rows)
 
 
 def trials_frame(study) -> pd.DataFrame:
     """One row per trial: number, state, outcome, objective value(s), the full setting and its run id."""
+    import pandas as pd
+
+    return pd.DataFrame(trial_rows(study))
+
+
+def trial_rows(study) -> list[dict[str, Any]]:
+    """The rows of :func:`trials_frame` as dicts (a trial's row lacks the parameters that did not apply)."""
     rows = []
     for t in study.get_trials(deepcopy=False):
         hp = t.user_attrs.get(PARAMS_ATTR) or t.params
@@ -43,7 +59,7 @@ def trials_frame(study) -> pd.DataFrame:
         row |= {k: v for k, v in hp.items()}
         row |= {"run_id": t.user_attrs.get(RUN_ID_ATTR, ""), "fail_reason": t.user_attrs.get("fail_reason", "")}
         rows.append(row)
-    return pd.DataFrame(rows)
+    return rows
 
 
 def best_setting(study) -> tuple[dict[str, Any] | None, float | list[float] | None, list[dict[str, Any]] | None]:
@@ -67,4 +83,4 @@ def best_setting(study) -> tuple[dict[str, Any] | None, float | list[float] | No
 
 def summarise(spec: Spec, study, parent_run_id: str, stores: Stores) -> SweepResult:
     params, value, pareto = best_setting(study)
-    return SweepResult(study, params, value, parent_run_id, trials_frame(study), stores, pareto)
+    return SweepResult(study, params, value, parent_run_id, trial_rows(study), stores, pareto)

@@ -186,7 +186,7 @@ def run(
         import tracking
 
         with interrupts.shielded():  # it loads MLflow while the data, study and parent run are opened
-            tracking.start_writer(stores.tracking_uri)
+            tracking.start_writer(stores.tracking_uri, summary=finalize)
         if not data_first:
             setup_from_spec(spec).load()
         study = open_study(spec, stores, close_stale_runs(stores))

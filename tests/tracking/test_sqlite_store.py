@@ -3,6 +3,8 @@ by older versions. Real processes, real signals, real SQLite files."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import signal
 import sqlite3
@@ -15,13 +17,15 @@ import pytest
 
 import tracking
 from tracking.errors import TrackingUnavailable
-from tracking.sqlite_store import _head
+from tracking.sqlite_store import CACHE_VAR, _head, _template_name
 
 CREATE = "import sys, tracking; tracking.check_reachable(tracking.default_tracking_uri(sys.argv[1]))"
 
 
-def _creator(folder: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", CREATE, str(folder)], stderr=subprocess.PIPE, text=True)
+def _creator(folder: Path, cache: str = "") -> subprocess.Popen:
+    """A process creating the store in ``folder``; by MLflow's migrations unless given a ``cache`` folder."""
+    env = {**os.environ, CACHE_VAR: cache}
+    return subprocess.Popen([sys.executable, "-c", CREATE, str(folder)], stderr=subprocess.PIPE, text=True, env=env)
 
 
 def _revision(db: Path) -> tuple[str | None, list[str]]:
@@ -129,3 +133,117 @@ def test_an_experiment_is_looked_for_without_mlflow_and_found_once_created(tmp_p
     assert may_hold_experiment(db, "other") is False
     db.write_bytes(b"not a database, " * 100)
     assert may_hold_experiment(db, "sweep") is True  # cannot tell: MLflow decides
+
+
+def _definition(sql: str | None) -> list[str]:
+    """The lines of a CREATE statement in sorted order: MLflow's migrations list a table's constraints in an
+    order that changes from one process to the next (two stores it migrates differ in it)."""
+    return sorted(line.strip().rstrip(",").strip() for line in (sql or "").splitlines())
+
+
+def _contents(db: Path) -> tuple[list, dict[str, list]]:
+    """(schema, rows of every table) of ``db``; the default experiment's times left out."""
+    with contextlib.closing(sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)) as conn:
+        schema = sorted(
+            (kind, name, table, _definition(sql))
+            for kind, name, table, sql in conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master")
+        )
+        tables = [row[1] for row in schema if row[0] == "table"]
+        rows = {table: sorted(map(repr, conn.execute(f'SELECT * FROM "{table}"'))) for table in tables}
+        conn.row_factory = sqlite3.Row
+        experiments = [dict(row) for row in conn.execute("SELECT * FROM experiments")]
+    for experiment in experiments:
+        del experiment["creation_time"], experiment["last_update_time"]
+    rows["experiments"] = experiments
+    return schema, rows
+
+
+def _create_in(folder: Path, cache: Path | str) -> Path:
+    proc = _creator(folder, str(cache))
+    assert proc.wait(timeout=120) == 0, proc.stderr.read()
+    return folder / "mlflow.db"
+
+
+def test_a_store_copied_from_the_cache_is_the_store_mlflow_migrates(tmp_path):
+    """Every new work folder used to run MLflow's ~70 migrations; the first one now keeps an empty store in
+    the cache and later ones copy it. The copies must be what MLflow builds: same schema, same revision,
+    same rows, the default experiment's artifacts in their own folder."""
+    cache = tmp_path / "cache"
+    migrated = _create_in(tmp_path / "migrated", "")
+    assert not cache.exists()
+    first = _create_in(tmp_path / "first", cache)  # builds the cached store
+    template = cache / _template_name(_head())
+    assert template.exists() and _revision(template) == (_head(), [])
+    second = _create_in(tmp_path / "second", cache)  # copies it
+    expected_schema, expected_rows = _contents(migrated)
+    for db in (first, second):
+        schema, rows = _contents(db)
+        assert schema == expected_schema
+        experiment = rows["experiments"]
+        assert experiment == [
+            {**expected_rows["experiments"][0], "artifact_location": (db.parent / "mlartifacts" / "0").as_uri()}
+        ]
+        assert rows == {**expected_rows, "experiments": experiment}
+    assert expected_rows["experiments"][0]["artifact_location"].endswith("migrated/mlartifacts/0")
+    assert sorted(p.name for p in second.parent.iterdir()) == [".mlflow.db.lock", "mlflow.db"]
+
+
+def test_a_copy_from_the_cache_runs_no_migration(tmp_path, monkeypatch):
+    import mlflow.store.db.utils as db_utils
+
+    from tracking.sqlite_store import ensure_complete
+
+    monkeypatch.setenv(CACHE_VAR, str(tmp_path / "cache"))
+    ensure_complete(tmp_path / "a" / "mlflow.db", (tmp_path / "a").as_uri())  # builds the cached store
+
+    def refuse(engine):
+        raise AssertionError("migrations ran although the cache holds the store")
+
+    monkeypatch.setattr(db_utils, "_initialize_tables", refuse)
+    ensure_complete(tmp_path / "b" / "mlflow.db", (tmp_path / "b").as_uri())
+    assert _revision(tmp_path / "b" / "mlflow.db") == (_head(), [])
+
+
+@pytest.mark.parametrize("damage", ["garbage", "experiment", "old revision", "cache is a file"])
+def test_an_unusable_cache_is_rebuilt_or_passed_by(tmp_path, damage):
+    cache = tmp_path / "cache"
+    template = cache / _template_name(_head())
+    if damage == "cache is a file":
+        cache.write_text("not a folder")
+    else:
+        _create_in(tmp_path / "first", cache)
+        if damage == "garbage":
+            template.write_bytes(b"not a database, " * 100)
+        else:
+            with sqlite3.connect(template) as conn:
+                if damage == "experiment":
+                    conn.execute(
+                        "INSERT INTO experiments (experiment_id, name, lifecycle_stage) VALUES (5, 'x', 'active')"
+                    )
+                else:
+                    conn.execute("UPDATE alembic_version SET version_num = 'a1b2c3d4e5f6'")
+    db = _create_in(tmp_path / "work", cache)
+    assert _contents(db)[0] == _contents(_create_in(tmp_path / "migrated", ""))[0]
+    assert _revision(db) == (_head(), [])
+    assert [row["name"] for row in _contents(db)[1]["experiments"]] == ["Default"]
+    if damage != "cache is a file":
+        assert _revision(template) == (_head(), [])  # rebuilt
+        with sqlite3.connect(f"{template.as_uri()}?mode=ro", uri=True) as conn:
+            assert conn.execute("SELECT COUNT(*) FROM experiments").fetchone() == (0,)
+
+
+def test_a_cache_builder_killed_midway_leaves_nothing_that_serves(tmp_path):
+    cache = tmp_path / "cache"
+    first = _creator(tmp_path / "first", str(cache))
+    deadline = time.monotonic() + 60
+    while not list(cache.glob("mlflow-store-*")) and time.monotonic() < deadline:  # the build has begun
+        time.sleep(0.02)
+    time.sleep(0.3)  # inside the seconds of migrations
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert not (tmp_path / "first" / "mlflow.db").exists()
+    template = cache / _template_name(_head())
+    assert not template.exists() or _revision(template) == (_head(), [])
+    db = _create_in(tmp_path / "second", cache)
+    assert _revision(db) == (_head(), []) and _revision(template) == (_head(), [])
+    assert sorted(p.name for p in cache.iterdir()) == [f".{template.name}.lock", template.name]

@@ -26,7 +26,7 @@ from typing import Any
 
 from tracking.errors import TrackingError
 from tracking.redact import redact
-from tracking.writer.client import OPEN_VAR
+from tracking.writer.client import OPEN_VAR, WARM_VAR
 from tracking.writer.messages import (
     LINGER_SECONDS,
     UP,
@@ -250,7 +250,8 @@ def main() -> None:
             except Exception as e:  # shows, and is handled, at the first write
                 log.debug("could not open %s yet: %s", redact(os.environ[OPEN_VAR]), e)
         server.reply(UP, True, "up")
-        threading.Thread(target=server.warm_up, daemon=True).start()
+        if os.environ.get(WARM_VAR, "1"):  # the process that started this one will ask for a summary
+            threading.Thread(target=server.warm_up, daemon=True).start()
         server.serve(inbox)
     except BaseException:
         log.exception("tracking writer failed")
