@@ -64,7 +64,7 @@ def make_client(tracking_uri: str | None = None) -> MlflowClient:
     from tracking.sqlite_store import fast_schema_check
 
     install_log_redaction()
-    if tracking_uri is not None and _is_database(tracking_uri):  # a server or a folder has no schema check
+    if tracking_uri is not None and is_database(tracking_uri):  # a server or a folder has no schema check
         fast_schema_check()
     quiet_reraised_database_errors()
     if tracking_uri is not None and redact(tracking_uri) != tracking_uri:
@@ -78,7 +78,7 @@ def make_client(tracking_uri: str | None = None) -> MlflowClient:
     return MlflowClient(tracking_uri=tracking_uri)
 
 
-def _is_database(uri: str) -> bool:
+def is_database(uri: str) -> bool:
     """Whether MLflow opens ``uri`` as an SQLAlchemy database (SQLite, PostgreSQL, …)."""
     return "://" in uri and not uri.startswith(("http://", "https://", "file:", "databricks"))
 

@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import new_workdir, run_cli, start_cli
 from tests.sweeps.test_cli import child_runs, study
+from tracking.writer.launch import NAME as WRITER_NAME
 
 SLOW = [
     "--set",
@@ -179,8 +180,9 @@ def test_interrupt_records_the_trial_then_rerun_resumes(tmp_path, tiny_spec, tem
     assert len(runs) == len(s.trials) == 3  # 2 counted + the interrupted one, each with exactly one run
 
 
-def _pids_with(*parts: str) -> list[int]:
-    """Processes whose command line contains every one of ``parts``."""
+def _pids_with(*parts: str, writers: bool = True) -> list[int]:
+    """Processes whose command line contains every one of ``parts`` (``writers=False``: but the tracking
+    writers forked from them, which share their command line)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -189,9 +191,16 @@ def _pids_with(*parts: str) -> list[int]:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if all(p in cmdline for p in parts):
+        if all(p in cmdline for p in parts) and (writers or _name(entry) != WRITER_NAME):
             found.append(int(entry.name))
     return found
+
+
+def _name(proc: Path) -> str:
+    try:
+        return (proc / "comm").read_text().strip()
+    except OSError:
+        return ""
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs /proc to find the workers")
@@ -207,7 +216,7 @@ def test_workers_stop_and_record_their_trials_when_the_coordinator_is_sigkilled(
             return len(ts) == 2 and all(t.user_attrs.get("mlflow_run_id") for t in ts)
 
         wait_until(two_running_trials)
-        workers = _pids_with("--coordinated", str(wd))
+        workers = _pids_with("--coordinated", str(wd), writers=False)
         assert len(workers) == 2
         coordinator.kill()
         coordinator.wait(30)

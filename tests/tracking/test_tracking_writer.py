@@ -142,3 +142,67 @@ def test_epochs_reach_the_store_while_the_trial_trains(sqlite_uri, make_history)
         time.sleep(0.1)
     assert sweep.client.get_run(run.run_id).info.status == "RUNNING"
     run.finish("complete", history)
+
+
+@pytest.mark.parametrize(
+    ("mode", "open_first", "expected"),
+    [("process", False, "fork"), ("process", True, "spawn"), ("spawn", False, "spawn")],
+    ids=["forked", "store-opened-first", "spawn-asked"],
+)
+def test_writer_child_is_forked_only_when_that_is_safe(tmp_path, sqlite_uri, mode, open_first, expected):
+    """A program with one thread and no MLflow store open yet (the CLI, at the start of a sweep) forks its
+    writer, which then writes the same values as a spawned one; a program that opened a store first, or
+    asks for it, spawns it. The child holds none of the parent's files open and exits with it."""
+    marker = tmp_path / "held-open.txt"
+    script = textwrap.dedent(
+        f"""
+        import os, time
+        import tracking
+        from tracking import writer
+        from optcore.history import EpochRecord, History
+
+        held = open({str(marker)!r}, "w")  # a descriptor of the parent's that the child must not keep
+        if {open_first!r}:
+            tracking.make_client({sqlite_uri!r}).search_experiments()
+        writer.start_writer({sqlite_uri!r})
+        shared = writer.shared_writer()
+        while not shared.ready():
+            time.sleep(0.05)
+        proc_fd = f"/proc/{{shared.child_pid}}/fd"
+        holds = any(os.readlink(f"{{proc_fd}}/{{fd}}") == held.name for fd in os.listdir(proc_fd))
+        print(shared.started_by, shared.child_pid, holds, flush=True)
+        sweep = tracking.start_sweep("forked", tracking_uri={sqlite_uri!r})
+        run = sweep.trial(0, {{"lr": 0.1}})
+        history = History("val_accuracy")
+        for e in (1, 2, 3):
+            record = EpochRecord(e, 1.0, 1.0 / e, 0.5, 0.1, 0.01)
+            history.append(record)
+            run.log_epoch(record)
+        run.finish("complete", history)
+        print(run.run_id, flush=True)
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TRACKING_WRITER": mode},
+    )
+    assert proc.returncode == 0, proc.stderr
+    first, run_id = proc.stdout.splitlines()
+    how, child_pid, holds = first.split()
+    assert how == expected
+    assert holds == "False"
+    deadline = time.monotonic() + 10
+    while _alive(int(child_pid)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(int(child_pid))
+    client = tracking.make_client(sqlite_uri)
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert [m.value for m in sorted(client.get_metric_history(run_id, "val_cost"), key=lambda m: m.step)] == [
+        1.0,
+        0.5,
+        pytest.approx(1 / 3),
+    ]

@@ -16,20 +16,16 @@ import logging
 import os
 import pickle
 import select
-import subprocess
-import sys
 import threading
-from pathlib import Path
 from typing import Any
 
 from tracking.errors import TrackingError
 from tracking.redact import redact
+from tracking.writer.launch import OPEN_VAR, WARM_VAR, start_child
 from tracking.writer.messages import UP, Barrier, Envelope, Log, Reply, Request, Stop
 
 log = logging.getLogger("tracking.writer")
 
-OPEN_VAR = "TRACKING_WRITER_OPEN"  # a tracking URI the child opens before it says it is up
-WARM_VAR = "TRACKING_WRITER_WARM"  # "1": the child loads what a sweep's summary draws with, ahead of time
 STOP_SECONDS = 60.0  # at most this long to write what is queued when the trainer exits
 
 
@@ -43,23 +39,15 @@ class Writer:
     def __init__(self, tracking_uri: str | None = None, summary: bool = True) -> None:
         """``summary=False``: this process will not ask for a sweep's summary (a worker under a coordinator),
         so the child does not load matplotlib ahead of time (0.5-0.7 CPU seconds spent for nothing)."""
-        root = str(Path(__file__).resolve().parents[2])
-        path = os.environ.get("PYTHONPATH")
-        env = {**os.environ, "PYTHONPATH": root + (os.pathsep + path if path else ""), WARM_VAR: "1" if summary else ""}
-        if tracking_uri is not None:  # opened before the child says it is up (in the environment, not argv:
-            env[OPEN_VAR] = tracking_uri  # a password would show in the process list)
         self.owner = os.getpid()  # the process whose pipe this is
         self.broken = False
         self._detached = False  # left to finish alone (see _abandon)
         self._up = False  # the child said it has MLflow loaded
         self._sent = self._settled = 0  # messages sent; of those, the ones an answer showed to be handled
-        self._proc = subprocess.Popen(
-            [sys.executable, "-c", "from tracking.writer.server import main; main()"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-            start_new_session=True,  # no Ctrl-C from the terminal's process group
-        )
+        settings = {WARM_VAR: "1" if summary else ""}
+        if tracking_uri is not None:  # opened before the child says it is up (in the environment, not argv:
+            settings[OPEN_VAR] = tracking_uri  # a password would show in the process list)
+        self._proc = start_child(settings, tracking_uri)
         self._tokens = itertools.count(1)
         self._send_lock, self._recv_lock = threading.Lock(), threading.Lock()
         self._replies: dict[int, Reply] = {}
@@ -68,6 +56,11 @@ class Writer:
     def child_pid(self) -> int:
         """The writer process's id."""
         return self._proc.pid
+
+    @property
+    def started_by(self) -> str:
+        """How the child was started: ``"fork"`` or ``"spawn"`` (see :mod:`tracking.writer.launch`)."""
+        return self._proc.how
 
     def send(self, message: Log) -> None:
         """Queue ``message`` for the child without waiting. Raises WriterGone when the child is gone."""
@@ -172,12 +165,9 @@ class Writer:
             return
         if self._detached:
             return
-        try:
-            self._proc.wait(timeout)
-        except subprocess.TimeoutExpired:
+        if not self._proc.wait(timeout):
             log.warning("tracking writer still busy after %.0f s; killing it", timeout)
             self._proc.kill()
-            self._proc.wait()
 
 
 _shared: Writer | None = None

@@ -18,7 +18,6 @@ import os
 import pickle
 import queue
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from typing import Any
 
 from tracking.errors import TrackingError
 from tracking.redact import redact
-from tracking.writer.client import OPEN_VAR, WARM_VAR
+from tracking.writer.launch import OPEN_VAR, WARM_VAR
 from tracking.writer.messages import (
     LINGER_SECONDS,
     UP,
@@ -240,7 +239,7 @@ def main() -> None:
 
         install_log_redaction()
         inbox: queue.Queue = queue.Queue()
-        threading.Thread(target=_read, args=(sys.stdin.buffer, inbox), daemon=True).start()
+        threading.Thread(target=_read, args=(os.fdopen(0, "rb", closefd=False), inbox), daemon=True).start()
         import mlflow  # noqa: F401 — before the first message, not while the trainer waits for an answer
 
         server = _Server(out)

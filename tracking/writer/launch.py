@@ -1,0 +1,208 @@
+"""How the writer child comes to be: forked from the training process, or a new interpreter.
+
+A new interpreter (``spawn``) imports MLflow and its SQLAlchemy store all over again: 1.5-2 CPU seconds,
+and as much memory again, for modules the training process loads anyway to open its parent run. A fork
+made right after the training process imported them shares them (``fork``), so the child only opens its
+store. Forking is safe only when nothing else is running, and nothing is shared: another thread could hold
+a lock (an import's, a logging handler's) that stays held forever in the child, and a store MLflow already
+opened here would be handed to the child from MLflow's cache, with this process's connections. So the
+child is forked only from a process with one thread that has opened no MLflow store yet (the CLI starts
+its writer before it opens one), on a system that has ``fork``; otherwise, and with
+``TRACKING_WRITER=spawn``, it is spawned.
+
+Either way the child runs :func:`tracking.writer.server.main` in its own session (no Ctrl-C from the
+terminal), reads messages on its fd 0 and answers on its fd 1, and keeps no other descriptor of the
+parent's: a lock file or a database socket the parent closes later is not held open by the child.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO, Protocol
+
+OPEN_VAR = "TRACKING_WRITER_OPEN"  # a tracking URI the child opens before it says it is up
+WARM_VAR = "TRACKING_WRITER_WARM"  # "1": the child loads what a sweep's summary draws with, ahead of time
+MODE_VAR = "TRACKING_WRITER"  # "process" (default: fork when safe, else spawn), "spawn", or "off"
+ENTRY = "tracking.writer.server"  # the child's program: its ``main()`` (by name: the parent never imports it)
+NAME = "tracking-writer"  # a forked child's process name (``ps -e``, ``top``), its command line being its parent's
+
+
+class Child(Protocol):
+    """The parent's handle on its writer child."""
+
+    pid: int
+    how: str  # "fork" or "spawn"
+    stdin: IO[bytes]  # the parent writes messages here
+    stdout: IO[bytes]  # and reads the answers here
+
+    def wait(self, timeout: float) -> bool:
+        """Reap the child; False when it is still running after ``timeout`` seconds."""
+        ...
+
+    def kill(self) -> None:
+        """SIGKILL the child and reap it."""
+        ...
+
+
+def can_fork() -> bool:
+    """Whether the child may be forked from this process now (see the module's docstring)."""
+    return (
+        os.environ.get(MODE_VAR, "process") != "spawn"
+        and hasattr(os, "fork")
+        and sys.platform != "darwin"  # macOS's system libraries are not safe to use in a forked child
+        and threading.active_count() == 1
+    )
+
+
+def start_child(settings: dict[str, str], tracking_uri: str | None) -> Child:
+    """Start the writer child with ``settings`` (OPEN_VAR, WARM_VAR) in its environment."""
+    if can_fork():
+        preload(tracking_uri)
+        if threading.active_count() == 1 and not _stores_opened():  # importing MLflow started no thread
+            return _Forked(settings)
+    return _Spawned(settings)
+
+
+def preload(tracking_uri: str | None) -> None:
+    """Import, in this process, what the child needs to open ``tracking_uri`` (the parent needs it too)."""
+    import mlflow
+
+    from tracking.store import is_database
+
+    if tracking_uri is not None and is_database(tracking_uri):
+        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401 — the import is the costly part
+
+
+def _stores_opened() -> bool:
+    """Whether this process holds an MLflow tracking store (an engine, a pool of connections): the child
+    would be handed the same object by MLflow's cache, and use the parent's connections. True also when
+    MLflow's cache cannot be read (it is not public API: a new MLflow may move it), to be safe."""
+    try:
+        from mlflow.tracking._tracking_service.utils import _tracking_store_registry
+
+        return type(_tracking_store_registry)._get_store_with_resolved_uri.cache_info().currsize > 0
+    except Exception:
+        return True
+
+
+class _Spawned:
+    """The child as a new interpreter."""
+
+    how = "spawn"
+
+    def __init__(self, settings: dict[str, str]) -> None:
+        root = str(Path(__file__).resolve().parents[2])
+        path = os.environ.get("PYTHONPATH")
+        env = {**os.environ, "PYTHONPATH": root + (os.pathsep + path if path else ""), **settings}
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", f"from {ENTRY} import main; main()"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            start_new_session=True,  # no Ctrl-C from the terminal's process group
+        )
+        self.pid, self.stdin, self.stdout = self._proc.pid, self._proc.stdin, self._proc.stdout
+
+    def wait(self, timeout: float) -> bool:
+        try:
+            self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
+    def kill(self) -> None:
+        self._proc.kill()
+        self._proc.wait()
+
+
+class _Forked:
+    """The child as a fork of this (single-threaded) process."""
+
+    how = "fork"
+
+    def __init__(self, settings: dict[str, str]) -> None:
+        to_child, from_parent = os.pipe()  # (read end, write end)
+        from_child, to_parent = os.pipe()
+        for stream in (sys.stdout, sys.stderr):  # else what they buffer is written twice, once by the child
+            with contextlib.suppress(Exception):
+                stream.flush()
+        # Objects alive now are never collected in the child: a database connection found in a cycle there
+        # would otherwise close its socket, which the parent still uses (it also keeps the pages shared).
+        gc.freeze()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            _child(settings, to_child, to_parent)
+        gc.unfreeze()
+        os.close(to_child)
+        os.close(to_parent)
+        self.pid = pid
+        self.stdin = os.fdopen(from_parent, "wb")
+        self.stdout = os.fdopen(from_child, "rb")
+
+    def wait(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                done, _ = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped already
+                return True
+            if done:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+        self.wait(10.0)
+
+
+def _child(settings: dict[str, str], inbox: int, outbox: int) -> None:
+    code = 1
+    try:
+        os.setsid()  # first: a Ctrl-C on the terminal's group must not reach the writer
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        os.dup2(inbox, 0)
+        os.dup2(outbox, 1)
+        _close_inherited()  # the parent's files, sockets and pipe ends (see the module's docstring)
+        os.environ.update(settings)
+        _rename(NAME)
+        import importlib
+        import logging
+
+        for handler in list(logging.root.handlers):  # the parent's (a test's capture, a console): not ours
+            logging.root.removeHandler(handler)
+        importlib.import_module(ENTRY).main()  # exits the process
+    finally:
+        os._exit(code)
+
+
+def _rename(name: str) -> None:
+    """Set this process's name (Linux's ``prctl(PR_SET_NAME)``); elsewhere, or if it fails, keep it."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None).prctl(15, name.encode()[:15], 0, 0, 0)  # 15: PR_SET_NAME
+
+
+def _close_inherited() -> None:
+    """Close every descriptor but 0, 1 and 2."""
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:  # no /proc: every number up to the limit
+        os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+        return
+    for fd in fds:
+        if fd > 2:
+            with contextlib.suppress(OSError):  # the listing's own descriptor, closed already
+                os.close(fd)
