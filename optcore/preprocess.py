@@ -30,10 +30,11 @@ CHUNK_ROWS = 1 << 16
 class Preprocessor:
     """Raw rows → network inputs (``transform``), network outputs → labels or values (``decode``).
 
-    ``features``: a fitted scikit-learn transformer; ``columns``: the raw feature columns by name, in order
-    (``None`` when the data came as a bare array, then rows are read by position); ``n_columns``: how many
-    raw columns a row has; ``classes``: original labels in output order (``None`` for regression);
-    ``example``: the first few raw training rows (DataFrame or array), showing the input format.
+    ``features``: a fitted scikit-learn transformer (or anything with its ``transform``); ``columns``: the
+    raw feature columns by name, in order (``None`` when the data came as a bare array, then rows are read
+    by position); ``n_columns``: how many raw columns a row has; ``classes``: original labels in output
+    order (``None`` for regression); ``example``: the first few raw training rows (DataFrame or array),
+    showing the input format.
     """
 
     task: str
@@ -123,15 +124,21 @@ def fill(features: Any, X: Any, rows: np.ndarray, out: np.ndarray) -> None:
         out[start : start + len(part)] = features.transform(take(part))
 
 
-def standard_scaler(mean: np.ndarray, std: np.ndarray) -> Any:
-    """A fitted scikit-learn ``StandardScaler`` with the given statistics: ``x̃ = (x − mean) / std``.
+@dataclass(frozen=True, eq=False)
+class Standardise:
+    """``x̃ = (x − mean) / std``: the registry datasets' feature transform, for new rows.
 
     The registry datasets standardise with NumPy's own mean and std (their fingerprints are of those
-    numbers); this scaler repeats exactly that arithmetic for new rows.
-    """
-    from sklearn.preprocessing import StandardScaler
+    numbers); this repeats exactly that arithmetic. It is NumPy only, so that loading a registry dataset
+    needs no scikit-learn (whose import costs about a second per process)."""
 
-    scaler = StandardScaler()
-    scaler.mean_, scaler.scale_, scaler.var_ = mean, std, std**2
-    scaler.n_features_in_, scaler.n_samples_seen_ = mean.shape[0], 0
-    return scaler
+    mean: np.ndarray
+    std: np.ndarray
+
+    def transform(self, X: Any) -> np.ndarray:
+        return (np.asarray(X, dtype=np.float64) - self.mean) / self.std
+
+
+def standard_scaler(mean: np.ndarray, std: np.ndarray) -> Standardise:
+    """The transform that standardises rows with ``mean`` and ``std`` (see :class:`Standardise`)."""
+    return Standardise(mean, std)

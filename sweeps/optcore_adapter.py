@@ -17,6 +17,7 @@ from functools import lru_cache
 import numpy as np
 
 import optcore
+import tracking
 from optcore import Dataset, EpochCallback, History
 from sweeps.spec.domains import GIVEN_BY_TRAINER, SEARCH_NAME
 from sweeps.study import interrupts
@@ -56,8 +57,17 @@ class TrainingSetup:
 def _load(
     name: str, seed: int, val_fraction: float, params: tuple[tuple[str, object], ...], train_on: str = "train"
 ) -> Dataset:
-    # Every trial of a sweep sees the same data; load it once per process.
-    return optcore.load_dataset(name, seed=seed, val_fraction=val_fraction, train_on=train_on, **dict(params))
+    # Every trial of a sweep sees the same data; load it once per process, and from optsweep's cache folder
+    # when an earlier process generated it (no scikit-learn import: about a second per command).
+    folder = tracking.cache_dir()
+    return optcore.load_dataset(
+        name,
+        seed=seed,
+        val_fraction=val_fraction,
+        train_on=train_on,
+        cache_dir=folder / "datasets" if folder is not None else None,
+        **dict(params),
+    )
 
 
 def trial_seed(sweep_seed: int, trial_number: int) -> int:

@@ -42,6 +42,7 @@ from tracking.runs import (
 )
 from tracking.schema import Outcome
 from tracking.select import best_run, curves, runs_table
+from tracking.sqlite_store import cache_dir
 from tracking.store import (
     check_reachable,
     check_separate_databases,
@@ -62,6 +63,7 @@ __all__ = [
     "TrackingUnavailable",
     "TrialRun",
     "best_run",
+    "cache_dir",
     "check_reachable",
     "check_separate_databases",
     "curves",

@@ -286,7 +286,9 @@ def _rename_into_place(tmp: Path, db: Path) -> None:
 CACHE_VAR = "OPTSWEEP_CACHE_DIR"  # where the empty store is kept; set to an empty value for no cache
 
 
-def _cache_dir() -> Path | None:
+def cache_dir() -> Path | None:
+    """optsweep's cache folder: ``$OPTSWEEP_CACHE_DIR`` (empty: no cache), else ``$XDG_CACHE_HOME/optsweep``
+    or ``~/.cache/optsweep``. Only things that can be made again are kept there."""
     value = os.environ.get(CACHE_VAR)
     if value is not None:
         return Path(value).expanduser() if value.strip() else None
@@ -307,7 +309,7 @@ def _template() -> Path | None:
     or it cannot be built or read (the caller migrates a new store then)."""
     head = _head()
     try:
-        folder = _cache_dir()  # Path.home() fails without a home
+        folder = cache_dir()  # Path.home() fails without a home
         if head is None or folder is None:
             return None
         path = folder / _template_name(head)
