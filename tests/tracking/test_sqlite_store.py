@@ -164,18 +164,32 @@ def _create_in(folder: Path, cache: Path | str) -> Path:
     return folder / "mlflow.db"
 
 
-def test_a_store_copied_from_the_cache_is_the_store_mlflow_migrates(tmp_path):
+@pytest.fixture(scope="module")
+def migrated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, tuple[list, dict[str, list]]]:
+    """A store made by MLflow's own migrations (no cache), and its contents: what every copy must equal.
+    Made once per module (each migration is seconds of CPU)."""
+    db = _create_in(tmp_path_factory.mktemp("sqlite-store") / "migrated", "")
+    return db, _contents(db)
+
+
+@pytest.fixture(scope="module")
+def cached_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cached empty store as the first creation in a new cache folder builds it (made once per module)."""
+    cache = tmp_path_factory.mktemp("sqlite-cache")
+    _create_in(cache.parent / f"{cache.name}-first", cache)
+    return cache / _template_name(_head())
+
+
+def test_a_store_copied_from_the_cache_is_the_store_mlflow_migrates(tmp_path, migrated):
     """Every new work folder used to run MLflow's ~70 migrations; the first one now keeps an empty store in
     the cache and later ones copy it. The copies must be what MLflow builds: same schema, same revision,
     same rows, the default experiment's artifacts in their own folder."""
     cache = tmp_path / "cache"
-    migrated = _create_in(tmp_path / "migrated", "")
-    assert not cache.exists()
+    migrated_db, (expected_schema, expected_rows) = migrated
     first = _create_in(tmp_path / "first", cache)  # builds the cached store
     template = cache / _template_name(_head())
     assert template.exists() and _revision(template) == (_head(), [])
     second = _create_in(tmp_path / "second", cache)  # copies it
-    expected_schema, expected_rows = _contents(migrated)
     for db in (first, second):
         schema, rows = _contents(db)
         assert schema == expected_schema
@@ -184,7 +198,7 @@ def test_a_store_copied_from_the_cache_is_the_store_mlflow_migrates(tmp_path):
             {**expected_rows["experiments"][0], "artifact_location": (db.parent / "mlartifacts" / "0").as_uri()}
         ]
         assert rows == {**expected_rows, "experiments": experiment}
-    assert expected_rows["experiments"][0]["artifact_location"].endswith("migrated/mlartifacts/0")
+    assert expected_rows["experiments"][0]["artifact_location"] == (migrated_db.parent / "mlartifacts" / "0").as_uri()
     assert sorted(p.name for p in second.parent.iterdir()) == [".mlflow.db.lock", "mlflow.db"]
 
 
@@ -205,13 +219,14 @@ def test_a_copy_from_the_cache_runs_no_migration(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("damage", ["garbage", "experiment", "old revision", "cache is a file"])
-def test_an_unusable_cache_is_rebuilt_or_passed_by(tmp_path, damage):
+def test_an_unusable_cache_is_rebuilt_or_passed_by(tmp_path, damage, migrated, cached_template):
     cache = tmp_path / "cache"
     template = cache / _template_name(_head())
     if damage == "cache is a file":
         cache.write_text("not a folder")
     else:
-        _create_in(tmp_path / "first", cache)
+        cache.mkdir()
+        shutil.copy(cached_template, template)  # as a first creation left it, then damaged
         if damage == "garbage":
             template.write_bytes(b"not a database, " * 100)
         else:
@@ -223,7 +238,7 @@ def test_an_unusable_cache_is_rebuilt_or_passed_by(tmp_path, damage):
                 else:
                     conn.execute("UPDATE alembic_version SET version_num = 'a1b2c3d4e5f6'")
     db = _create_in(tmp_path / "work", cache)
-    assert _contents(db)[0] == _contents(_create_in(tmp_path / "migrated", ""))[0]
+    assert _contents(db)[0] == migrated[1][0]
     assert _revision(db) == (_head(), [])
     assert [row["name"] for row in _contents(db)[1]["experiments"]] == ["Default"]
     if damage != "cache is a file":
