@@ -17,7 +17,9 @@ Reported per run:
 - ask p50/p99: per worker, the gap from the end of one of its trials to the start of its next (from the
   trials' timestamps: the claim, waiting for the lock included, and the MLflow run of the next trial);
 - peak connections to the Optuna database and to MLflow's (pg_stat_activity, sampled every 0.2 s);
-- memory per worker: the median over workers of each worker's peak RSS, its MLflow writer process included;
+- memory per worker: the median over workers of each worker's peak PSS (proportional set size: pages shared
+  between processes, such as those a worker shares with the writer it forked, counted once, split among
+  them), its MLflow writer process included;
 - after the run, all of which must be 0: requested - counted, duplicate trial numbers (Optuna or MLflow),
   RUNNING/WAITING leftovers (Optuna) and RUNNING runs (MLflow), and trials whose MLflow run disagrees with
   Optuna (missing, or FINISHED/FAILED against COMPLETE/FAIL).
@@ -68,7 +70,7 @@ def admin(base: str):
 
 
 class Sampler(threading.Thread):
-    """Samples pg_stat_activity and the workers' RSS every 0.2 s."""
+    """Samples pg_stat_activity every 0.2 s and the workers' memory every second."""
 
     def __init__(self, base: str, dbs: dict[str, str], procs: list[subprocess.Popen]):
         super().__init__(daemon=True)
@@ -79,12 +81,14 @@ class Sampler(threading.Thread):
 
     def run(self) -> None:
         with admin(self.base) as conn:
-            while not self.stop.wait(0.2):
+            for tick in itertools.count():
+                if self.stop.wait(0.2):
+                    break
                 rows = dict(conn.execute("SELECT datname, count(*) FROM pg_stat_activity GROUP BY datname").fetchall())
                 for key, db in self.dbs.items():
                     self.peak[key] = max(self.peak[key], rows.get(db, 0))
-                for p in list(self.procs):
-                    kb = sum(rss_kb(pid) for pid in [p.pid, *children(p.pid)])
+                for p in list(self.procs) if tick % 5 == 0 else ():
+                    kb = sum(pss_kb(pid) for pid in [p.pid, *children(p.pid)])
                     self.rss[p.pid] = max(self.rss.get(p.pid, 0), kb)
 
 
@@ -96,13 +100,15 @@ def children(pid: int) -> list[int]:
         return []
 
 
-def rss_kb(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
+def pss_kb(pid: int) -> int:
+    """``pid``'s proportional set size in kB (its resident size where the kernel gives no PSS)."""
+    for path, field in ((f"/proc/{pid}/smaps_rollup", "Pss:"), (f"/proc/{pid}/status", "VmRSS:")):
+        try:
+            for line in Path(path).read_text().splitlines():
+                if line.startswith(field):
+                    return int(line.split()[1])
+        except OSError:
+            continue
     return 0
 
 
