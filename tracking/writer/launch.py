@@ -172,6 +172,10 @@ def _child(settings: dict[str, str], inbox: int, outbox: int) -> None:
         os.setsid()  # first: a Ctrl-C on the terminal's group must not reach the writer
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for sig in signal.valid_signals():  # the parent's handlers (its sweep's SIGHUP) are not the writer's
+            with contextlib.suppress(OSError, ValueError, TypeError):
+                if callable(signal.getsignal(sig)):
+                    signal.signal(sig, signal.SIG_DFL)
         os.dup2(inbox, 0)
         os.dup2(outbox, 1)
         _close_inherited()  # the parent's files, sockets and pipe ends (see the module's docstring)
