@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import numpy as np
+
 from optcore.optimizers.base import Optimizer
 
 
@@ -11,5 +13,5 @@ class GD(Optimizer):
 
     name = "gd"
 
-    def _apply(self, p, g, moments, t, lr):
-        p -= lr * g
+    def _apply(self, p, g, moments, t, lr, scratch):
+        p -= np.multiply(g, lr, out=scratch[0])  # lr·dW, in the scratch array

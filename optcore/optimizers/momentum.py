@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import numpy as np
+
 from optcore.ewa import ewa_update
 from optcore.hyperparameters import Hyperparameter
 from optcore.optimizers.base import BETA1, LR, Optimizer
@@ -22,10 +24,18 @@ class Momentum(Optimizer):
     beta1: float
     nesterov: bool
 
-    def _apply(self, p, g, moments, t, lr):
+    @property
+    def n_scratch(self) -> int:
+        return 2 if self.nesterov else 1
+
+    def _apply(self, p, g, moments, t, lr, scratch):
         v, b = moments["v"], self.beta1
-        ewa_update(v, g, b)
-        if self.nesterov:
-            p -= lr * (b * v + (1 - b) * g)
+        s = scratch[0]
+        ewa_update(v, g, b, s)
+        if self.nesterov:  # lr·(b·v + (1−b)·dW), each product in a scratch array
+            np.multiply(v, b, out=s)
+            s += np.multiply(g, 1 - b, out=scratch[1])
+            s *= lr
         else:
-            p -= lr * v
+            np.multiply(v, lr, out=s)
+        p -= s
