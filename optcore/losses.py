@@ -6,7 +6,8 @@
 
 Shapes: ``Z`` and ``Y`` are ``(batch, K)``; binary and regression targets are ``(batch, 1)`` floats,
 multiclass targets are one-hot ``(batch, K)``. ``total`` returns Σ over the batch (the caller divides by m);
-``gradient`` returns ∂L/∂z per sample, written into ``out``.
+``gradient`` returns ∂L/∂z per sample, written into ``out``; ``total_and_gradient`` does both in one call
+(the training step's), with the same numbers as the two apart.
 """
 
 from __future__ import annotations
@@ -61,6 +62,33 @@ def _multiclass_gradient(z, y, out):
     return out
 
 
+def _multiclass_total_and_gradient(z, y, out):
+    """``_multiclass_total`` and ``_multiclass_gradient`` sharing the row maxima, e^(z − max) and its row
+    sums, and with no temporary of ``z``'s size: the operations of the two, in the same order, on ``out``."""
+    yz = np.sum(np.multiply(y, z, out=out))
+    top = z.max(axis=1, keepdims=True)
+    np.subtract(z, top, out=out)
+    np.exp(out, out=out)
+    sums = out.sum(axis=1, keepdims=True)
+    lse = np.log(sums)
+    lse += top  # logsumexp(z) per row
+    total = float(np.sum(lse[:, 0]) - yz)
+    out /= sums
+    out -= y
+    return total
+
+
+def _separately(total, gradient):
+    """``total_and_gradient`` as the two calls one after the other."""
+
+    def total_and_gradient(z, y, out):
+        value = total(z, y)
+        gradient(z, y, out)
+        return value
+
+    return total_and_gradient
+
+
 def _multiclass_predict(z):
     return _softmax(z, np.empty_like(z))
 
@@ -99,6 +127,12 @@ class Loss:
     predict: Callable[[np.ndarray], np.ndarray]  # logits → probabilities or values
     metric: Callable[[np.ndarray, np.ndarray], float]
     metric_name: str
+    # (z, y, out) → total, the gradient written into out; None: total then gradient
+    total_and_gradient: Callable[[np.ndarray, np.ndarray, np.ndarray], float] | None = None
+
+    def __post_init__(self):
+        if self.total_and_gradient is None:
+            object.__setattr__(self, "total_and_gradient", _separately(self.total, self.gradient))
 
 
 LOSSES: dict[str, Loss] = {
@@ -119,6 +153,7 @@ LOSSES: dict[str, Loss] = {
         _multiclass_predict,
         _accuracy_multiclass,
         "val_accuracy",
+        _multiclass_total_and_gradient,
     ),
     "regression": Loss("regression", "identity", _squared_total, _squared_gradient, lambda z: z.copy(), _r2, "val_r2"),
 }
