@@ -1,13 +1,15 @@
 """Seconds per training epoch: optcore against scikit-learn's MLPClassifier, PyTorch on the CPU and bare matmuls.
 
-The same network (n_features → 256 → 256 → 1, relu, sigmoid output with log-loss, Adam lr = 1e-3, no L2)
-on the same float32 training set (make_classification, 20,000 training rows × 100 features, binary), for
-each batch size. Every library shuffles once per epoch and takes ⌈m / batch⌉ steps. The "bare matmul" column
-times only the matrix products optcore's forward and backward pass make for one epoch's batches (3 forward,
-5 backward: ∂W for every layer and ∂A for all but the first; the one with an inner dimension of 1 as a
-broadcast multiply), the floor any NumPy implementation stands on.
+The same network (n_features → 256 → 256 → K, relu, log-loss on a sigmoid output for K = 1 or on a softmax
+for ``--classes`` K ≥ 3, Adam lr = 1e-3, no L2) on the same float32 training set (make_classification,
+20,000 training rows × 100 features), for each batch size. Every library shuffles once per epoch and takes
+⌈m / batch⌉ steps. The "bare matmul" column times only what any NumPy implementation must do: the epoch's
+row gather (one permuted copy of X and Y, as optcore and the torch loop make) and the matrix products
+optcore's forward and backward pass make for the epoch's batches (3 forward, 5 backward: ∂W for every layer
+and ∂A for all but the first; the one with an inner dimension of 1 as a broadcast multiply).
 
     python bench/core.py                  # the README table, about 2 minutes on 2 cores
+    python bench/core.py --classes 10     # the 10-class problem of issue 15
     python bench/core.py --quick          # a smoke run, about 20 s
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/core.py
 
@@ -66,28 +68,30 @@ def time_sklearn(ds: optcore.Dataset, batch: int, epochs: int, seed: int) -> tup
         early_stopping=False,
         random_state=seed,
     )
-    y = ds.Y_train[:, 0]
+    y = ds.Y_train[:, 0] if ds.n_outputs == 1 else ds.Y_train.argmax(axis=1)
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # max_iter is reached on purpose
         clf.fit(ds.X_train, y)
     seconds = time.perf_counter() - start
     assert clf.coefs_[0].dtype == np.float32, "MLPClassifier should keep float32 input in float32"
-    return seconds / epochs, float(clf.score(ds.X_val, ds.Y_val[:, 0]))
+    y_val = ds.Y_val[:, 0] if ds.n_outputs == 1 else ds.Y_val.argmax(axis=1)
+    return seconds / epochs, float(clf.score(ds.X_val, y_val))
 
 
 def time_torch(ds: optcore.Dataset, batch: int, epochs: int, seed: int) -> tuple[float, float]:
-    """(seconds per epoch, validation accuracy): nn.Sequential, BCEWithLogitsLoss, Adam, a randperm per epoch."""
+    """(seconds per epoch, validation accuracy): nn.Sequential, BCEWithLogitsLoss (CrossEntropyLoss on one-hot
+    targets for K classes), Adam, a randperm per epoch."""
     import torch
 
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    sizes = [ds.n_features, *HIDDEN, 1]
+    sizes = [ds.n_features, *HIDDEN, ds.n_outputs]
     layers: list = []
     for fan_in, fan_out in itertools.pairwise(sizes):
         layers += [torch.nn.Linear(fan_in, fan_out), torch.nn.ReLU()]
     model = torch.nn.Sequential(*layers[:-1])
-    loss_fn = torch.nn.BCEWithLogitsLoss()
+    loss_fn = torch.nn.BCEWithLogitsLoss() if ds.n_outputs == 1 else torch.nn.CrossEntropyLoss()
     opt = torch.optim.Adam(model.parameters(), lr=LR)
     X, Y = torch.from_numpy(ds.X_train), torch.from_numpy(ds.Y_train)
     m = X.shape[0]
@@ -104,25 +108,30 @@ def time_torch(ds: optcore.Dataset, batch: int, epochs: int, seed: int) -> tuple
     seconds = time.perf_counter() - start
     with torch.no_grad():
         logits = model(torch.from_numpy(ds.X_val))
-    accuracy = float(((logits > 0).numpy() == (ds.Y_val > 0.5)).mean())
+    if ds.n_outputs == 1:
+        accuracy = float(((logits > 0).numpy() == (ds.Y_val > 0.5)).mean())
+    else:
+        accuracy = float((logits.argmax(dim=1).numpy() == ds.Y_val.argmax(axis=1)).mean())
     return seconds / epochs, accuracy
 
 
 def time_matmuls(ds: optcore.Dataset, batch: int, epochs: int, seed: int) -> tuple[float, float]:
-    """Seconds per epoch of only the 8 matrix products per batch that optcore's cost_and_grad makes.
+    """Seconds per epoch of the epoch's row gather and the 8 matrix products per batch of optcore's
+    cost_and_grad.
 
-    The floor: no bias, activation, loss or optimizer, no shuffling, buffers reused.
+    The floor: no bias, activation, loss or optimizer, buffers reused.
     """
     rng = np.random.default_rng(seed)
-    sizes = [ds.n_features, *HIDDEN, 1]
+    sizes = [ds.n_features, *HIDDEN, ds.n_outputs]
     W = [rng.standard_normal(s, dtype=np.float32) * 0.05 for s in itertools.pairwise(sizes)]
     dW = [np.empty_like(w) for w in W]
-    X = ds.X_train
-    m, L = X.shape[0], len(W)
+    m, L = ds.X_train.shape[0], len(W)
     buffers: dict[int, tuple[list[np.ndarray], list[np.ndarray]]] = {}
 
     start = time.perf_counter()
     for _ in range(epochs):
+        perm = rng.permutation(m)
+        X, _Y = ds.X_train[perm], ds.Y_train[perm]  # the gather optcore.minibatches makes
         for s in range(0, m, batch):
             xb = X[s : s + batch]
             n = xb.shape[0]
@@ -186,7 +195,7 @@ def print_environment(threads: int, has_torch: bool) -> None:
     print("BLAS/OpenMP environment: " + (", ".join(f"{k}={v}" for k, v in sorted(openblas.items())) or "none set"))
 
 
-def load(n_train: int, n_features: int, seed: int) -> optcore.Dataset:
+def load(n_train: int, n_features: int, seed: int, classes: int = 2) -> optcore.Dataset:
     # val_fraction 0.2 of n_train / 0.8 samples leaves exactly n_train training rows.
     ds = optcore.load_dataset(
         "classification",
@@ -195,6 +204,7 @@ def load(n_train: int, n_features: int, seed: int) -> optcore.Dataset:
         n_features=n_features,
         n_informative=20,
         n_redundant=10,
+        n_classes=classes,
     )
     return ds.astype(np.float32)
 
@@ -206,6 +216,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=5, help="repeats; the median is reported (default 5)")
     parser.add_argument("--samples", type=int, default=20_000, help="training rows (default 20000)")
     parser.add_argument("--features", type=int, default=100)
+    parser.add_argument("--classes", type=int, default=2, help="classes (default 2: one sigmoid output)")
     parser.add_argument("--no-sklearn", action="store_true")
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--quick", action="store_true", help="1 epoch, 2 repeats, batches 64 and 512")
@@ -237,10 +248,10 @@ def main(argv: list[str] | None = None) -> None:
             print("torch is not importable: its column is left out")
     print_environment(threads, has_torch)
 
-    ds = load(args.samples, args.features, args.seed)
+    ds = load(args.samples, args.features, args.seed, args.classes)
     print(
-        f"data: {ds.n_train} × {ds.n_features} float32 (make_classification), network "
-        f"{ds.n_features}-{'-'.join(map(str, HIDDEN))}-1 relu, Adam lr={LR}; "
+        f"data: {ds.n_train} × {ds.n_features} float32 (make_classification, {args.classes} classes), network "
+        f"{ds.n_features}-{'-'.join(map(str, HIDDEN))}-{ds.n_outputs} relu, Adam lr={LR}; "
         f"{args.stat} of {args.repeats} × {args.epochs} epoch(s) after a warm-up epoch\n"
     )
     runners = {"optcore": time_optcore, "matmul": time_matmuls}

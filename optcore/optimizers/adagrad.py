@@ -23,7 +23,7 @@ class Adagrad(Optimizer):
     def _apply(self, p, g, moments, t, lr, scratch):
         G = moments["G"]
         denom, step = scratch
-        G += np.multiply(g, g, out=denom)
+        G += np.square(g, out=denom)
         np.sqrt(G, out=denom)
         denom += self.eps
         np.multiply(g, lr, out=step)  # lr·dW / denom, in that order

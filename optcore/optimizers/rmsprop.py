@@ -25,7 +25,7 @@ class RMSProp(Optimizer):
     def _apply(self, p, g, moments, t, lr, scratch):
         s = moments["s"]
         denom, step = scratch
-        np.multiply(g, g, out=denom)
+        np.square(g, out=denom)
         ewa_update(s, denom, self.beta2, denom)
         np.sqrt(s, out=denom)
         denom += self.eps
