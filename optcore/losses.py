@@ -13,7 +13,8 @@ multiclass targets are one-hot ``(batch, K)``. ``total`` returns Σ over the bat
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -80,15 +81,12 @@ def _multiclass_total_and_gradient(z, y, out):
     return total
 
 
-def _separately(total, gradient):
-    """``total_and_gradient`` as the two calls one after the other."""
-
-    def total_and_gradient(z, y, out):
-        value = total(z, y)
-        gradient(z, y, out)
-        return value
-
-    return total_and_gradient
+def _total_then_gradient(total, gradient, z, y, out):
+    """``total_and_gradient`` as the two calls one after the other (bound with functools.partial, which
+    pickles with the Loss, as a closure would not)."""
+    value = total(z, y)
+    gradient(z, y, out)
+    return value
 
 
 def _multiclass_predict(z):
@@ -130,11 +128,13 @@ class Loss:
     metric: Callable[[np.ndarray, np.ndarray], float]
     metric_name: str
     # (z, y, out) → total, the gradient written into out; None: total then gradient
-    total_and_gradient: Callable[[np.ndarray, np.ndarray, np.ndarray], float] | None = None
+    total_and_gradient: Callable[[np.ndarray, np.ndarray, np.ndarray], float] | None = field(
+        default=None, compare=False
+    )
 
     def __post_init__(self):
         if self.total_and_gradient is None:
-            object.__setattr__(self, "total_and_gradient", _separately(self.total, self.gradient))
+            object.__setattr__(self, "total_and_gradient", partial(_total_then_gradient, self.total, self.gradient))
 
 
 LOSSES: dict[str, Loss] = {
