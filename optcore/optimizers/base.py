@@ -31,9 +31,9 @@ class OptState:
 
     It is plain data (an int and lists of arrays) and can be pickled or saved with ``numpy.savez``.
     ``scratch`` is not state: buffers for the update's intermediates, one list per parameter array, kept
-    here so that a step allocates nothing (a fresh array of a network's size each step costs as much as two
-    of the update's passes, in page faults). Their contents mean nothing between steps; they are left out
-    of comparisons, the repr and pickles, and made again when missing.
+    here (not in the optimizer, which may serve several trainings at once) so that a step allocates no
+    array of the parameters' size. Their contents mean nothing between steps; they are left out of
+    comparisons, the repr and pickles, and made again when missing.
     """
 
     step: int = 0
