@@ -103,13 +103,10 @@ class Optimizer(ABC):
         return state
 
     def _scratch(self, state: OptState, params: Sequence[np.ndarray]) -> list[list[np.ndarray]]:
-        """``state.scratch``, (re)made when it does not fit ``params`` (a fresh or unpickled state)."""
+        """``state.scratch``, made when missing (a fresh or unpickled state). Shapes are not checked: a state
+        whose moments fit ``params`` has scratch arrays that fit too (a per-step check costs 2 µs)."""
         scratch = state.scratch
-        fits = len(scratch) == len(params) and all(
-            len(s) >= self.n_scratch and s[0].shape == p.shape and s[0].dtype == p.dtype
-            for s, p in zip(scratch, params, strict=True)
-        )
-        if not fits:
+        if len(scratch) != len(params) or (scratch and len(scratch[0]) < self.n_scratch):
             scratch[:] = [[np.empty_like(p) for _ in range(self.n_scratch)] for p in params]
         return scratch
 

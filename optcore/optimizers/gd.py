@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import numpy as np
-
 from optcore.optimizers.base import Optimizer
 
 
@@ -13,5 +11,7 @@ class GD(Optimizer):
 
     name = "gd"
 
+    n_scratch = 0  # one pass through a temporary measured faster than two through a kept scratch array
+
     def _apply(self, p, g, moments, t, lr, scratch):
-        p -= np.multiply(g, lr, out=scratch[0])  # lr·dW, in the scratch array
+        p -= lr * g

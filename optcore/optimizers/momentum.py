@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import numpy as np
-
 from optcore.ewa import ewa_update
 from optcore.hyperparameters import Hyperparameter
 from optcore.optimizers.base import BETA1, LR, Optimizer
@@ -24,18 +22,12 @@ class Momentum(Optimizer):
     beta1: float
     nesterov: bool
 
-    @property
-    def n_scratch(self) -> int:
-        return 2 if self.nesterov else 1
+    n_scratch = 0  # at 94k parameters as fast with temporaries as with kept scratch arrays; faster when small
 
     def _apply(self, p, g, moments, t, lr, scratch):
         v, b = moments["v"], self.beta1
-        s = scratch[0]
-        ewa_update(v, g, b, s)
-        if self.nesterov:  # lr·(b·v + (1−b)·dW), each product in a scratch array
-            np.multiply(v, b, out=s)
-            s += np.multiply(g, 1 - b, out=scratch[1])
-            s *= lr
+        ewa_update(v, g, b)
+        if self.nesterov:
+            p -= lr * (b * v + (1 - b) * g)
         else:
-            np.multiply(v, lr, out=s)
-        p -= s
+            p -= lr * v
