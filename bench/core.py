@@ -12,6 +12,13 @@ and ∂A for all but the first; the one with an inner dimension of 1 as a broadc
     python bench/core.py --classes 10     # the 10-class problem of issue 15
     python bench/core.py --quick          # a smoke run, about 20 s
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/core.py
+    python bench/core.py --classes 10 --against ../main --clock thread --repeats 7   # before/after a change
+
+``--against CHECKOUT`` times only optcore and the floor, in fresh processes that alternate between that
+checkout's optcore and this one's, and prints each one's ratio to the floor and after / before.
+``--clock thread`` measures the main thread's CPU time (``time.thread_time``, BLAS at 1 thread) instead of
+the wall clock: on a shared, loaded machine that is the figure that stays put, since time spent waiting for
+a core does not count (cache traffic from the neighbours still does).
 
 Each cell is the median (``--stat min``: the minimum) over ``--repeats`` of (time of ``--epochs`` epochs) /
 epochs, after one warm-up epoch per library and batch size; the libraries take turns inside every repeat, so
@@ -23,12 +30,16 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
+import types
 import warnings
+from pathlib import Path
 
 import numpy as np
 
@@ -36,6 +47,15 @@ import optcore
 
 HIDDEN = (256, 256)
 LR = 1e-3
+clock = time.perf_counter  # --clock thread: time.thread_time, here and in optcore.train
+
+
+def use_thread_clock() -> None:
+    """Time by the main thread's CPU time: the floor through ``clock``, optcore's epochs by pointing the
+    ``time`` that optcore.train reads its clock from at ``time.thread_time`` (a benchmark's patch)."""
+    global clock
+    clock = time.thread_time
+    sys.modules["optcore.train"].time = types.SimpleNamespace(perf_counter=time.thread_time)
 
 
 # -- one epoch (or E epochs) per library -----------------------------------------------------------------------
@@ -128,7 +148,7 @@ def time_matmuls(ds: optcore.Dataset, batch: int, epochs: int, seed: int) -> tup
     m, L = ds.X_train.shape[0], len(W)
     buffers: dict[int, tuple[list[np.ndarray], list[np.ndarray]]] = {}
 
-    start = time.perf_counter()
+    start = clock()
     for _ in range(epochs):
         perm = rng.permutation(m)
         X, _Y = ds.X_train[perm], ds.Y_train[perm]  # the gather optcore.minibatches makes
@@ -151,7 +171,7 @@ def time_matmuls(ds: optcore.Dataset, batch: int, epochs: int, seed: int) -> tup
                     product = np.multiply if dz.shape[1] == 1 else np.matmul
                     product(dz, W[l].T, out=deltas[l - 1])
                     dz = deltas[l - 1]
-    return (time.perf_counter() - start) / epochs, float("nan")
+    return (clock() - start) / epochs, float("nan")
 
 
 # -- environment, driver, table --------------------------------------------------------------------------------
@@ -228,9 +248,21 @@ def main(argv: list[str] | None = None) -> None:
         help="how repeats combine (default median; min estimates the uncontended time on a shared machine)",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--clock", choices=["wall", "thread"], default="wall", help="wall, or main-thread CPU time")
+    parser.add_argument("--against", metavar="CHECKOUT", help="alternate with that checkout's optcore (see above)")
+    parser.add_argument("--child", type=int, metavar="BATCH", help=argparse.SUPPRESS)  # one --against run
     args = parser.parse_args(argv)
     if args.quick:
         args.epochs, args.repeats, args.batches = 1, 2, [64, 512]
+    if args.clock == "thread":
+        args.threads = 1
+        use_thread_clock()
+    if args.child:
+        child(args)
+        return
+    if args.against:
+        against(args)
+        return
     if args.threads:
         from threadpoolctl import threadpool_limits
 
@@ -278,6 +310,62 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  batch {batch}, s/epoch over the repeats: {spread}", file=sys.stderr)
 
     print_table(rows)
+
+
+def child(args) -> None:
+    """One --against run: a warm-up epoch of each, then optcore's and the floor's seconds per epoch as JSON."""
+    from threadpoolctl import threadpool_limits
+
+    if args.threads:
+        threadpool_limits(args.threads, user_api="blas")
+    ds = load(args.samples, args.features, args.seed, args.classes)
+    for run in (time_optcore, time_matmuls):
+        run(ds, args.child, 1, args.seed)
+    result = {name: run(ds, args.child, args.epochs, args.seed)[0] for name, run in TWO.items()}
+    print(json.dumps({**result, "load": os.getloadavg()[0]}))
+
+
+TWO = {"optcore": time_optcore, "matmul": time_matmuls}
+
+
+def against(args) -> None:
+    """Alternate fresh processes of ``args.against``'s optcore (before) and this checkout's (after)."""
+    here = str(Path(__file__).resolve().parent.parent)
+    sides = {"before": str(Path(args.against).resolve()), "after": here}
+    print(f"before: {sides['before']}, after: {sides['after']}; clock {args.clock}; load {os.getloadavg()}")
+    runs: dict[tuple[str, int], list[dict]] = {(s, b): [] for s in sides for b in args.batches}
+    for r in range(args.repeats):
+        for batch in args.batches:
+            for side in list(sides)[:: 1 if r % 2 == 0 else -1]:  # who goes first alternates too
+                cmd = [sys.executable, __file__, *child_args(args), "--child", str(batch), "--seed", str(args.seed + r)]
+                env = dict(os.environ, PYTHONPATH=sides[side])
+                out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+                runs[(side, batch)].append(json.loads(out.strip().splitlines()[-1]))
+                print(f"  repeat {r}, batch {batch}, {side}: {runs[(side, batch)][-1]}", file=sys.stderr)
+    med = statistics.median
+    print(
+        "| batch | before s/epoch | after s/epoch | floor s/epoch | before / floor | after / floor | after / before |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for b in args.batches:
+        ratio = {s: [d["optcore"] / d["matmul"] for d in runs[(s, b)]] for s in sides}
+        opt = {s: [d["optcore"] for d in runs[(s, b)]] for s in sides}
+        floor = [d["matmul"] for s in sides for d in runs[(s, b)]]
+        change = [a / z for a, z in zip(opt["after"], opt["before"], strict=True)]
+        spread = {s: f"{med(v):.2f}× ({min(v):.2f}–{max(v):.2f})" for s, v in ratio.items()}
+        print(
+            f"| {b} | {med(opt['before']):.4f} | {med(opt['after']):.4f} | {med(floor):.4f} "
+            f"| {spread['before']} | {spread['after']} | {med(change):.2f} |"
+        )
+    loads = [d["load"] for v in runs.values() for d in v]
+    print(f"medians of {args.repeats} alternating runs; 1-minute load {min(loads):.2f}–{max(loads):.2f}")
+
+
+def child_args(args) -> list[str]:
+    """The options a child needs to train the same problem the same way."""
+    out = ["--epochs", str(args.epochs), "--samples", str(args.samples), "--features", str(args.features)]
+    out += ["--classes", str(args.classes), "--clock", args.clock]
+    return out + (["--threads", str(args.threads)] if args.threads else [])
 
 
 def print_table(rows) -> None:
