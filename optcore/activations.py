@@ -29,7 +29,7 @@ class Activation:
     init: str  # the initialisation that keeps its activations' variance steady: "he" or "xavier"
 
 
-# Read-only zeros arrays by (shape, dtype), least recently used first. A step of an L-layer network needs one
+# Read-only zeros arrays by (shape, dtype), oldest first. A step of an L-layer network needs one
 # per hidden width; the validation set and a final partial batch add a few. np.zeros takes its pages from
 # calloc, which the kernel maps to its one zero page, so even large entries cost address space, not memory.
 _ZEROS: OrderedDict[tuple[tuple[int, ...], str], np.ndarray] = OrderedDict()
@@ -40,6 +40,9 @@ _ZEROS_LOCK = threading.Lock()  # networks may train in several threads at once
 def _zeros_like(z: np.ndarray) -> np.ndarray:
     """A read-only zeros array shaped like ``z``, kept for reuse."""
     key = (z.shape, z.dtype.str)
+    zeros = _ZEROS.get(key)  # a hit, every step but the first: no lock (a dict read is atomic), no reordering
+    if zeros is not None:
+        return zeros
     with _ZEROS_LOCK:
         zeros = _ZEROS.get(key)
         if zeros is None:

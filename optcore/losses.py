@@ -6,13 +6,15 @@
 
 Shapes: ``Z`` and ``Y`` are ``(batch, K)``; binary and regression targets are ``(batch, 1)`` floats,
 multiclass targets are one-hot ``(batch, K)``. ``total`` returns Σ over the batch (the caller divides by m);
-``gradient`` returns ∂L/∂z per sample, written into ``out``.
+``gradient`` returns ∂L/∂z per sample, written into ``out``; ``total_and_gradient`` does both in one call
+(the training step's), with the same numbers as the two apart.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -61,6 +63,32 @@ def _multiclass_gradient(z, y, out):
     return out
 
 
+def _multiclass_total_and_gradient(z, y, out):
+    """``_multiclass_total`` and ``_multiclass_gradient`` sharing the row maxima, e^(z − max) and its row
+    sums, and with no temporary of ``z``'s size: the operations of the two, in the same order, on ``out``.
+    The reductions call the ufuncs' ``reduce`` that ``np.sum`` and ``ndarray.max`` wrap (the same loops;
+    the wrappers cost as much as the arithmetic at 64 × 10)."""
+    yz = np.add.reduce(np.multiply(y, z, out=out), axis=None)
+    top = np.maximum.reduce(z, axis=1, keepdims=True)
+    np.subtract(z, top, out=out)
+    np.exp(out, out=out)
+    sums = np.add.reduce(out, axis=1, keepdims=True)
+    lse = np.log(sums)
+    lse += top  # logsumexp(z) per row
+    total = float(np.add.reduce(lse[:, 0]) - yz)
+    out /= sums
+    out -= y
+    return total
+
+
+def _total_then_gradient(total, gradient, z, y, out):
+    """``total_and_gradient`` as the two calls one after the other (bound with functools.partial, which
+    pickles with the Loss, as a closure would not)."""
+    value = total(z, y)
+    gradient(z, y, out)
+    return value
+
+
 def _multiclass_predict(z):
     return _softmax(z, np.empty_like(z))
 
@@ -99,6 +127,14 @@ class Loss:
     predict: Callable[[np.ndarray], np.ndarray]  # logits → probabilities or values
     metric: Callable[[np.ndarray, np.ndarray], float]
     metric_name: str
+    # (z, y, out) → total, the gradient written into out; None: total then gradient
+    total_and_gradient: Callable[[np.ndarray, np.ndarray, np.ndarray], float] | None = field(
+        default=None, compare=False
+    )
+
+    def __post_init__(self):
+        if self.total_and_gradient is None:
+            object.__setattr__(self, "total_and_gradient", partial(_total_then_gradient, self.total, self.gradient))
 
 
 LOSSES: dict[str, Loss] = {
@@ -119,6 +155,7 @@ LOSSES: dict[str, Loss] = {
         _multiclass_predict,
         _accuracy_multiclass,
         "val_accuracy",
+        _multiclass_total_and_gradient,
     ),
     "regression": Loss("regression", "identity", _squared_total, _squared_gradient, lambda z: z.copy(), _r2, "val_r2"),
 }

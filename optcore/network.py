@@ -212,10 +212,10 @@ class Network:
             np.matmul(a, params[2 * l], out=z)
             z += params[2 * l + 1]
             a = self.activation.forward(z) if l < last else z
-        cost = self.loss.total(a, Y) / b + self.penalty(params, m)
+        dz = deltas[last]
+        cost = self.loss.total_and_gradient(a, Y, dz) / b + self.penalty(params, m)
 
         batch_sq = 0.0
-        dz = self.loss.gradient(a, Y, deltas[last])
         dz *= 1.0 / b
         for l in range(last, -1, -1):
             a_prev = acts[l - 1] if l > 0 else X

@@ -18,9 +18,14 @@ class Adagrad(Optimizer):
     hyperparameters = (LR, EPS.with_default(1e-10))
     eps: float
 
-    def _apply(self, p, g, moments, t, lr):
+    n_scratch = 2
+
+    def _apply(self, p, g, moments, t, lr, scratch):
         G = moments["G"]
-        G += g * g
-        denom = np.sqrt(G)
+        denom, step = scratch
+        G += np.square(g, out=denom)
+        np.sqrt(G, out=denom)
         denom += self.eps
-        p -= lr * g / denom
+        np.multiply(g, lr, out=step)  # lr·dW / denom, in that order
+        step /= denom
+        p -= step

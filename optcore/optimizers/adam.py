@@ -26,14 +26,14 @@ class Adam(Optimizer):
     beta2: float
     eps: float
 
-    def _apply(self, p, g, moments, t, lr):
+    def _apply(self, p, g, moments, t, lr, scratch):
         m, v = moments["m"], moments["v"]
         # One scratch array for every intermediate (12 passes over p, no other temporaries), and the bias
         # corrections folded into two scalars, as torch's foreach Adam does:
         #     α·m̂/(√v̂ + ε) = (α·√c₂/c₁)·m / (√v + ε·√c₂),   c = 1 − βᵗ
-        scratch = np.empty_like(p)
+        (scratch,) = scratch
         ewa_update(m, g, self.beta1, scratch)
-        np.multiply(g, g, out=scratch)
+        np.square(g, out=scratch)  # g·g: the same product, but square reads g once (2× faster)
         ewa_update(v, scratch, self.beta2, scratch)
         root_c2 = math.sqrt(bias_correction(self.beta2, t))
         np.sqrt(v, out=scratch)
@@ -55,7 +55,7 @@ class AdamW(Adam):
     hyperparameters = (*Adam.hyperparameters, Hyperparameter("weight_decay", float, 0.0, default=1e-2))
     weight_decay: float
 
-    def _apply(self, p, g, moments, t, lr):
+    def _apply(self, p, g, moments, t, lr, scratch):
         if self.weight_decay:
             p *= 1.0 - lr * self.weight_decay
-        super()._apply(p, g, moments, t, lr)
+        super()._apply(p, g, moments, t, lr, scratch)

@@ -30,10 +30,21 @@ class OptState:
     """An optimizer's changing state: the number of updates applied and its moment arrays by name.
 
     It is plain data (an int and lists of arrays) and can be pickled or saved with ``numpy.savez``.
+    ``scratch`` is not state: buffers for the update's intermediates, one list per parameter array, kept
+    here (not in the optimizer, which may serve several trainings at once) so that a step allocates no
+    array of the parameters' size. Their contents mean nothing between steps; they are left out of
+    comparisons, the repr and pickles, and made again when missing.
     """
 
     step: int = 0
     moments: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    scratch: list[list[np.ndarray]] = field(default_factory=list, repr=False, compare=False)
+
+    def __getstate__(self) -> dict:
+        return {"step": self.step, "moments": self.moments}
+
+    def __setstate__(self, saved: dict) -> None:
+        self.step, self.moments, self.scratch = saved["step"], saved["moments"], []
 
 
 # The hyperparameters optimizers share, with one domain each (an optimizer may give its own default).
@@ -52,6 +63,7 @@ class Optimizer(ABC):
 
     name: str = ""
     moment_names: tuple[str, ...] = ()
+    n_scratch: int = 1  # scratch arrays shaped like each parameter that :meth:`_apply` works in
     hyperparameters: ClassVar[tuple[Hyperparameter, ...]] = (LR,)
     lr: float
 
@@ -83,11 +95,24 @@ class Optimizer(ABC):
         ``lr`` overrides the learning rate for this step (a schedule's value); by default ``self.lr``.
         """
         state.step += 1
-        lr = self.lr if lr is None else lr
+        # A Python float, so that float32 parameters are updated in float32 whatever type lr came in as.
+        lr = self.lr if lr is None else float(lr)
+        scratch = self._scratch(state, params)
         for i, (p, g) in enumerate(zip(params, grads, strict=True)):
-            self._apply(p, g, {k: v[i] for k, v in state.moments.items()}, state.step, lr)
+            self._apply(p, g, {k: v[i] for k, v in state.moments.items()}, state.step, lr, scratch[i])
         return state
 
+    def _scratch(self, state: OptState, params: Sequence[np.ndarray]) -> list[list[np.ndarray]]:
+        """``state.scratch``, made when missing (a fresh or unpickled state). Shapes are not checked: a state
+        whose moments fit ``params`` has scratch arrays that fit too (a per-step check costs 2 µs)."""
+        scratch = state.scratch
+        if len(scratch) != len(params) or (scratch and len(scratch[0]) < self.n_scratch):
+            scratch[:] = [[np.empty_like(p) for _ in range(self.n_scratch)] for p in params]
+        return scratch
+
     @abstractmethod
-    def _apply(self, p: np.ndarray, g: np.ndarray, moments: dict[str, np.ndarray], t: int, lr: float) -> None:
-        """Update one parameter array ``p`` in place at step ``t`` (from 1)."""
+    def _apply(
+        self, p: np.ndarray, g: np.ndarray, moments: dict[str, np.ndarray], t: int, lr: float, scratch: list[np.ndarray]
+    ) -> None:
+        """Update one parameter array ``p`` in place at step ``t`` (from 1); ``scratch`` holds
+        :attr:`n_scratch` arrays shaped like ``p`` whose contents it may overwrite."""

@@ -11,5 +11,7 @@ class GD(Optimizer):
 
     name = "gd"
 
-    def _apply(self, p, g, moments, t, lr):
+    n_scratch = 0  # one pass through a temporary measured faster than two through a kept scratch array
+
+    def _apply(self, p, g, moments, t, lr, scratch):
         p -= lr * g

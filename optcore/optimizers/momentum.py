@@ -22,7 +22,9 @@ class Momentum(Optimizer):
     beta1: float
     nesterov: bool
 
-    def _apply(self, p, g, moments, t, lr):
+    n_scratch = 0  # at 94k parameters as fast with temporaries as with kept scratch arrays; faster when small
+
+    def _apply(self, p, g, moments, t, lr, scratch):
         v, b = moments["v"], self.beta1
         ewa_update(v, g, b)
         if self.nesterov:

@@ -20,9 +20,15 @@ class RMSProp(Optimizer):
     beta2: float
     eps: float
 
-    def _apply(self, p, g, moments, t, lr):
+    n_scratch = 2
+
+    def _apply(self, p, g, moments, t, lr, scratch):
         s = moments["s"]
-        ewa_update(s, g * g, self.beta2)
-        denom = np.sqrt(s)
+        denom, step = scratch
+        np.square(g, out=denom)
+        ewa_update(s, denom, self.beta2, denom)
+        np.sqrt(s, out=denom)
         denom += self.eps
-        p -= lr * g / denom
+        np.multiply(g, lr, out=step)  # lr·dW / denom, in that order
+        step /= denom
+        p -= step

@@ -54,6 +54,23 @@ def test_softmax_cross_entropy_is_stable_for_huge_logits():
     assert g[0] == pytest.approx([0, 0, 0], abs=1e-300)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("task", list(LOSSES))
+def test_total_and_gradient_is_total_then_gradient_bit_for_bit(task, dtype):
+    # The training step's one call must give the numbers of the two separate ones, huge logits included.
+    _, Y = _batch(task, m=9, k=4)
+    rng = np.random.default_rng(3)
+    z = (rng.standard_normal((9, Y.shape[1])) * 5).astype(dtype)
+    z[0, 0], z[-1, -1] = 500.0, -500.0
+    Y = Y.astype(dtype)
+    loss = LOSSES[task]
+    expected_grad = loss.gradient(z, Y, np.empty_like(z))
+    out = np.empty_like(z)
+    total = loss.total_and_gradient(z, Y, out)
+    assert total == loss.total(z, Y)
+    assert out.tobytes() == expected_grad.tobytes()
+
+
 def test_log_loss_from_logits_is_stable():
     loss = LOSSES["binary"]
     z = np.array([[800.0], [-800.0]])
