@@ -50,8 +50,23 @@ def is_transient(exc: BaseException) -> bool:
         return False
     error_code = getattr(exc, "error_code", None)
     if error_code is not None:  # MlflowException and its REST subclass
-        return error_code in _TRANSIENT_CODES
+        return error_code in _TRANSIENT_CODES or _busy_database(str(exc))
     return isinstance(exc, OSError | TimeoutError)  # requests' errors are OSErrors
+
+
+# What a tracking server's database says when it is only busy: the server answers BAD_REQUEST for these
+# (MLflow does not classify its SQLAlchemy errors), though asking again later succeeds. Seen with 64 workers
+# on a server with a pool of 2 x (4 + 4): "QueuePool limit of size 4 overflow 4 reached, connection timed out".
+_BUSY_DATABASE = (
+    "QueuePool limit of size",  # SQLAlchemy: every pooled connection in use for pool_timeout seconds
+    "too many clients already",  # PostgreSQL: max_connections reached
+    "remaining connection slots are reserved",  # PostgreSQL: the same, for ordinary roles
+    "database is locked",  # SQLite: another writer held the lock past the busy timeout
+)
+
+
+def _busy_database(message: str) -> bool:
+    return any(phrase in message for phrase in _BUSY_DATABASE)
 
 
 def with_retries(

@@ -261,7 +261,10 @@ def run(
             if on_trial is not None:
                 on_trial(study, counts(study)[0], total)
         # done and running are those counted under the lock when the loop found nothing left to ask.
-        if finalize:
+        # One of many independent workers leaving while others still train does not redraw the summary: it
+        # reads every trial's curves from MLflow, and N workers doing so at their exits made O(N x trials)
+        # requests at the end of a sweep (12,000 for 64 workers); the last one out draws it, whole.
+        if finalize and not (worker and running):
             update_parent_summary(sweep_run, spec, study)
             stopping.tag_parent(sweep_run, study, spec)
             if (done >= total or halt) and running == 0:

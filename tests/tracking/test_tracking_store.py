@@ -13,7 +13,14 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, TEMPORARILY_UNAVAILABLE
 
 import tracking
-from tracking.mlflow_requests import MAX_ENTITIES, MAX_METRICS, MAX_PARAMS_TAGS, batches, with_retries
+from tracking.mlflow_requests import (
+    MAX_ENTITIES,
+    MAX_METRICS,
+    MAX_PARAMS_TAGS,
+    batches,
+    is_transient,
+    with_retries,
+)
 from tracking.redact import redact
 from tracking.store import artifact_location_for, sqlite_path
 
@@ -167,6 +174,23 @@ def test_transient_errors_are_retried_and_others_are_not():
     with pytest.raises(MlflowException, match="Changing param"):
         with_retries(bad, what="bad", first_delay=0)
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize(
+    ("message", "transient"),
+    [
+        ("QueuePool limit of size 4 overflow 4 reached, connection timed out, timeout 30.00", True),
+        ("(psycopg.OperationalError) FATAL:  sorry, too many clients already", True),
+        ("Run 'abc' not found", False),
+    ],
+)
+def test_a_tracking_server_whose_database_is_busy_is_asked_again(message, transient):
+    """A server answers BAD_REQUEST when its pool is exhausted (seen with 64 workers): that passes, unlike
+    a real bad request."""
+    from mlflow.exceptions import RestException
+
+    error = RestException({"error_code": "BAD_REQUEST", "message": message})
+    assert is_transient(error) is transient
 
 
 def test_provenance_tags_name_versions_and_the_commit(tmp_path):
