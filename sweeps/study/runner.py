@@ -40,6 +40,8 @@ DATA_ATTR = "dataset_fingerprint"
 # The number of trials the study held when a run last summarised the finished sweep (parent run's summary
 # written, run FINISHED): a rerun that finds the same trials has nothing to write (:func:`finished_result`).
 SUMMARISED_ATTR = "summarised_trials"
+# The count of finished trials whose summary a worker took on drawing (see _summary_is_mine).
+SUMMARY_CLAIM_ATTR = "summary_claimed_at"
 
 
 def resume_seed(spec_seed: int, n_trials: int) -> int:
@@ -261,10 +263,7 @@ def run(
             if on_trial is not None:
                 on_trial(study, counts(study)[0], total)
         # done and running are those counted under the lock when the loop found nothing left to ask.
-        # One of many independent workers leaving while others still train does not redraw the summary: it
-        # reads every trial's curves from MLflow, and N workers doing so at their exits made O(N x trials)
-        # requests at the end of a sweep (12,000 for 64 workers); the last one out draws it, whole.
-        if finalize and not (worker and running):
+        if finalize and (not worker or _summary_is_mine(study, lock, done, running)):
             update_parent_summary(sweep_run, spec, study)
             stopping.tag_parent(sweep_run, study, spec)
             if (done >= total or halt) and running == 0:
@@ -273,6 +272,24 @@ def run(
     finally:
         lock.close()
     return summarise(spec, study, sweep_run.run_id, stores)
+
+
+def _summary_is_mine(study, lock: TrialLock, done: int, running: int) -> bool:
+    """Whether this worker, one of many independent ones, draws the parent run's summary as it leaves.
+
+    Drawing it reads every trial's curves from MLflow: every worker doing so made O(workers x trials)
+    requests at the end of a sweep (12,288 for 64 workers and 192 trials, which exhausted the tracking
+    server's pool). So it is drawn once per count of finished trials: by the first worker to leave with no
+    trial running, which records that count in the study (under the trial lock) for the others to see. A
+    worker leaving while trials still run leaves it to them. If the one that claimed it is killed first,
+    `sweeps run` on the finished sweep draws it (:func:`finished_result` sees it was not recorded)."""
+    if running:
+        return False
+    with lock.held():
+        if study.user_attrs.get(SUMMARY_CLAIM_ATTR) == done:
+            return False
+        study.set_user_attr(SUMMARY_CLAIM_ATTR, done)
+    return True
 
 
 def _claims_apply(stores: Stores, spec: Spec) -> bool:

@@ -273,3 +273,28 @@ def test_a_lost_workers_trial_ends_failed_in_mlflow_even_if_its_run_had_closed(t
     assert run.data.tags["trial_state"] == "fail"
     states = [t.state for t in study.get_trials(deepcopy=False)]
     assert states == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.WAITING]  # queued again
+
+
+def test_one_of_many_workers_draws_the_summary_per_count_of_finished_trials(tmp_path):
+    """Independent workers all stay until no trial runs (to retry a dead worker's), then leave together:
+    one of them draws the parent run's summary, which reads every trial's curves, not all of them."""
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    from sweeps.study.runner import _summary_is_mine
+    from sweeps.study.storage import TrialLock, resolve_stores
+
+    stores = resolve_stores(tmp_path / "wd", None, None)
+    storage = JournalStorage(JournalFileBackend(str(tmp_path / "journal")))
+    first = optuna.create_study(study_name="s", storage=storage)
+    other = optuna.load_study(study_name="s", storage=JournalStorage(JournalFileBackend(str(tmp_path / "journal"))))
+    lock = TrialLock(stores, "s")
+    try:
+        assert not _summary_is_mine(first, lock, done=8, running=1)  # trials still running: left to others
+        assert _summary_is_mine(first, lock, done=8, running=0)
+        assert not _summary_is_mine(other, lock, done=8, running=0)  # another worker, the same count
+        assert not _summary_is_mine(first, lock, done=8, running=0)
+        assert _summary_is_mine(other, lock, done=10, running=0)  # more finished since: drawn again, once
+        assert not _summary_is_mine(first, lock, done=10, running=0)
+    finally:
+        lock.close()
