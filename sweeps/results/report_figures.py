@@ -8,7 +8,11 @@ does not apply (a contour over a pair not both searched) gives none.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import math
+import sys
+import types
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,15 +64,82 @@ def _quiet(plot: Callable, *args, **kwargs):
         return plot(*args, **kwargs)
 
 
+class _Deferred(types.ModuleType):
+    """Stands in for module ``name`` while ``optuna.visualization`` is imported: holds what that import takes
+    from it (``provided``); any other attribute loads the real module (which then replaces it) and is taken
+    from there, so later users of the module get it whole, only later."""
+
+    def __init__(self, name: str, **provided: Any) -> None:
+        super().__init__(name)
+        self.__dict__.update(provided)
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__"):  # what the import system asks of a module (__path__, …): not the module's own
+            raise AttributeError(attr)
+        if sys.modules.get(self.__name__) is self:
+            del sys.modules[self.__name__]
+        return getattr(importlib.import_module(self.__name__), attr)
+
+
+class _Pyplot:
+    """``matplotlib.pyplot``, imported when first used (Optuna's ``plot_rank`` takes a colormap from it)."""
+
+    def __getattr__(self, attr: str) -> Any:
+        import matplotlib.pyplot
+
+        return getattr(matplotlib.pyplot, attr)
+
+
+class _MatplotlibCheck:
+    """Optuna's record of whether matplotlib imported, answered without importing it."""
+
+    def is_successful(self) -> bool:
+        return importlib.util.find_spec("matplotlib") is not None
+
+    def __getattr__(self, attr: str) -> Any:
+        from optuna.visualization.matplotlib._matplotlib_imports import _imports
+
+        return getattr(_imports, attr)
+
+
+def optuna_plots() -> types.ModuleType:
+    """``optuna.visualization`` (its plotly plots), imported without matplotlib.
+
+    Optuna's package imports its matplotlib flavour (``optuna.visualization.matplotlib``) and, in ``_rank``,
+    ``matplotlib.pyplot`` itself: 0.25-0.45 s of the report, which draws no matplotlib figure. While the package
+    is imported, those two modules (the second is private) are stood in for by :class:`_Deferred`, then taken
+    out of ``sys.modules`` again: ``optuna.visualization.matplotlib`` and ``plot_rank`` still work in this
+    process, importing matplotlib when first used. Should Optuna import something else from them, the stand-in
+    loads the real module and the report only pays matplotlib's import again."""
+    loaded = sys.modules.get("optuna.visualization")
+    if loaded is not None:
+        return loaded
+    stand_ins = [
+        _Deferred("optuna.visualization.matplotlib"),
+        _Deferred(
+            "optuna.visualization.matplotlib._matplotlib_imports", _imports=_MatplotlibCheck(), plt=_Pyplot()
+        ),
+    ]
+    for module in stand_ins:
+        sys.modules.setdefault(module.__name__, module)
+    try:
+        import optuna.visualization
+    finally:
+        for module in stand_ins:
+            if sys.modules.get(module.__name__) is module:
+                del sys.modules[module.__name__]
+    return optuna.visualization
+
+
 def history(data: ReportData) -> list[Figure]:
-    from optuna.visualization import plot_optimization_history
+    plot_optimization_history = optuna_plots().plot_optimization_history
 
     fig = _quiet(plot_optimization_history, data.study, **data.optuna_target())
     return [Figure("history", "Optimisation history", fig, "Each completed trial's objective and the best so far.")]
 
 
 def parallel(data: ReportData) -> list[Figure]:
-    from optuna.visualization import plot_parallel_coordinate
+    plot_parallel_coordinate = optuna_plots().plot_parallel_coordinate
 
     fig = _quiet(plot_parallel_coordinate, data.study, **data.optuna_target())
     return [Figure("parallel", "Parallel coordinates", fig, "One line per completed trial, coloured by objective.")]
@@ -109,7 +180,7 @@ def importance_bars(data: ReportData) -> list[Figure]:
 
 
 def slices(data: ReportData) -> list[Figure]:
-    from optuna.visualization import plot_slice
+    plot_slice = optuna_plots().plot_slice
 
     fig = _quiet(plot_slice, data.study, **data.optuna_target())
     fig.update_layout(width=None)  # Optuna gives 300 px per parameter: fit the page instead
@@ -117,7 +188,7 @@ def slices(data: ReportData) -> list[Figure]:
 
 
 def contours(data: ReportData) -> list[Figure]:
-    from optuna.visualization import plot_contour
+    plot_contour = optuna_plots().plot_contour
 
     out = []
     for a, b in CONTOURS:
