@@ -116,9 +116,7 @@ def optuna_plots() -> types.ModuleType:
         return loaded
     stand_ins = [
         _Deferred("optuna.visualization.matplotlib"),
-        _Deferred(
-            "optuna.visualization.matplotlib._matplotlib_imports", _imports=_MatplotlibCheck(), plt=_Pyplot()
-        ),
+        _Deferred("optuna.visualization.matplotlib._matplotlib_imports", _imports=_MatplotlibCheck(), plt=_Pyplot()),
     ]
     for module in stand_ins:
         sys.modules.setdefault(module.__name__, module)
