@@ -156,7 +156,8 @@ def test_the_collector_is_paused_while_drawing_and_restored_after():
     with pytest.raises(RuntimeError), collector_paused():
         assert not gc.isenabled()
         raise RuntimeError("a failed draw")
-    assert gc.isenabled()
+    assert gc.isenabled() and gc.get_freeze_count() == 0, "what it left went to the oldest generation"
+    assert gc.collect() >= 0  # and is collected as usual
     gc.disable()
     try:
         with collector_paused():
