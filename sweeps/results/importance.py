@@ -26,8 +26,8 @@ import numpy as np
 
 # Kept cheap: the report is drawn at the end of every run (its time is measured in bench/README.md). One
 # fANOVA table (13 fits) of the quickstart's 13 trials takes 0.16 s with 8 trees, 1.2 s with 64 (Optuna's
-# default); 4 trees would halve it but widen the intervals by 10-20 % and double the spread of the point
-# estimates over seeds (bench/README.md). 12 resamples give rough intervals, `sweeps report --bootstrap B`
+# default); 4 trees would halve it but widen the intervals by 10-25 % and make the point estimates up to
+# 1.7x as variable over seeds (bench/README.md). 12 resamples give rough intervals, `sweeps report --bootstrap B`
 # finer ones.
 DEFAULT_BOOTSTRAP = 12
 FANOVA_TREES = 8

@@ -65,9 +65,9 @@ def _quiet(plot: Callable, *args, **kwargs):
 
 
 class _Deferred(types.ModuleType):
-    """Stands in for module ``name`` while ``optuna.visualization`` is imported: holds what that import takes
-    from it (``provided``); any other attribute loads the real module (which then replaces it) and is taken
-    from there, so later users of the module get it whole, only later."""
+    """Stands in for module ``name`` while ``optuna.visualization`` is imported, holding what that import takes
+    from it (``provided``). Asked for anything else then, it refuses (ImportError), and the package is imported
+    without stand-ins; asked later, it loads the real module (which then replaces it) and answers from it."""
 
     def __init__(self, name: str, **provided: Any) -> None:
         super().__init__(name)
@@ -77,7 +77,7 @@ class _Deferred(types.ModuleType):
         if attr.startswith("__"):  # what the import system asks of a module (__path__, …): not the module's own
             raise AttributeError(attr)
         if sys.modules.get(self.__name__) is self:
-            del sys.modules[self.__name__]
+            raise ImportError(f"{self.__name__}.{attr} has no stand-in")
         return getattr(importlib.import_module(self.__name__), attr)
 
 
@@ -109,8 +109,8 @@ def optuna_plots() -> types.ModuleType:
     ``matplotlib.pyplot`` itself: 0.25-0.45 s of the report, which draws no matplotlib figure. While the package
     is imported, those two modules (the second is private) are stood in for by :class:`_Deferred`, then taken
     out of ``sys.modules`` again: ``optuna.visualization.matplotlib`` and ``plot_rank`` still work in this
-    process, importing matplotlib when first used. Should Optuna import something else from them, the stand-in
-    loads the real module and the report only pays matplotlib's import again."""
+    process, importing matplotlib when first used. Should a later Optuna take more from them, the package is
+    imported again as it is, matplotlib included: the report is slower, not broken."""
     loaded = sys.modules.get("optuna.visualization")
     if loaded is not None:
         return loaded
@@ -118,15 +118,24 @@ def optuna_plots() -> types.ModuleType:
         _Deferred("optuna.visualization.matplotlib"),
         _Deferred("optuna.visualization.matplotlib._matplotlib_imports", _imports=_MatplotlibCheck(), plt=_Pyplot()),
     ]
+    return import_with_stand_ins(stand_ins)
+
+
+def import_with_stand_ins(stand_ins: list[_Deferred]) -> types.ModuleType:
+    """``optuna.visualization`` imported with ``stand_ins`` in ``sys.modules``; if they do not suffice, every
+    module of that import is dropped and the package imported as it is."""
     for module in stand_ins:
         sys.modules.setdefault(module.__name__, module)
     try:
-        import optuna.visualization
+        return importlib.import_module("optuna.visualization")
+    except ImportError:
+        for name in [n for n in sys.modules if n == "optuna.visualization" or n.startswith("optuna.visualization.")]:
+            del sys.modules[name]
     finally:
         for module in stand_ins:
             if sys.modules.get(module.__name__) is module:
                 del sys.modules[module.__name__]
-    return optuna.visualization
+    return importlib.import_module("optuna.visualization")
 
 
 def history(data: ReportData) -> list[Figure]:
