@@ -19,7 +19,6 @@ import json
 import logging
 import warnings
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -136,23 +135,12 @@ def _study(trials: list, direction: str):
 def _evaluate_study(study, params: list[str], evaluator: str, seed: int) -> dict[str, float]:
     import optuna
 
-    with warnings.catch_warnings(), _fast_forests() if evaluator == "fanova" else nullcontext():
-        # PED-ANOVA warns on small studies; the interval shows the spread anyway
+    with warnings.catch_warnings():  # PED-ANOVA warns on small studies; the interval shows the spread anyway
         warnings.simplefilter("ignore")
         found = optuna.importance.get_param_importances(
             study, evaluator=EVALUATORS[evaluator][1](seed), params=params, normalize=True
         )
     return {p: float(found.get(p, 0.0)) for p in params}
-
-
-def _fast_forests():
-    """scikit-learn without its per-fit checks of the forest's parameters and of finite inputs (Optuna passes
-    fixed, valid ones, and the observations are finite): a third of the time of a small fANOVA fit."""
-    try:
-        from sklearn import config_context
-    except ImportError:  # Optuna says that fANOVA needs scikit-learn
-        return nullcontext()
-    return config_context(skip_parameter_validation=True, assume_finite=True)
 
 
 def evaluate(obs: list[Observation], params: list[str], evaluator: str, seed: int, direction: str) -> dict[str, float]:
