@@ -8,11 +8,7 @@ does not apply (a contour over a pair not both searched) gives none.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import math
-import sys
-import types
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -64,89 +60,15 @@ def _quiet(plot: Callable, *args, **kwargs):
         return plot(*args, **kwargs)
 
 
-class _Deferred(types.ModuleType):
-    """Stands in for module ``name`` while ``optuna.visualization`` is imported, holding what that import takes
-    from it (``provided``). Asked for anything else then, it refuses (ImportError), and the package is imported
-    without stand-ins; asked later, it loads the real module (which then replaces it) and answers from it."""
-
-    def __init__(self, name: str, **provided: Any) -> None:
-        super().__init__(name)
-        self.__dict__.update(provided)
-
-    def __getattr__(self, attr: str) -> Any:
-        if attr.startswith("__"):  # what the import system asks of a module (__path__, …): not the module's own
-            raise AttributeError(attr)
-        if sys.modules.get(self.__name__) is self:
-            raise ImportError(f"{self.__name__}.{attr} has no stand-in")
-        return getattr(importlib.import_module(self.__name__), attr)
-
-
-class _Pyplot:
-    """``matplotlib.pyplot``, imported when first used (Optuna's ``plot_rank`` takes a colormap from it)."""
-
-    def __getattr__(self, attr: str) -> Any:
-        import matplotlib.pyplot
-
-        return getattr(matplotlib.pyplot, attr)
-
-
-class _MatplotlibCheck:
-    """Optuna's record of whether matplotlib imported, answered without importing it."""
-
-    def is_successful(self) -> bool:
-        return importlib.util.find_spec("matplotlib") is not None
-
-    def __getattr__(self, attr: str) -> Any:
-        from optuna.visualization.matplotlib._matplotlib_imports import _imports
-
-        return getattr(_imports, attr)
-
-
-def optuna_plots() -> types.ModuleType:
-    """``optuna.visualization`` (its plotly plots), imported without matplotlib.
-
-    Optuna's package imports its matplotlib flavour (``optuna.visualization.matplotlib``) and, in ``_rank``,
-    ``matplotlib.pyplot`` itself: 0.25-0.45 s of the report, which draws no matplotlib figure. While the package
-    is imported, those two modules (the second is private) are stood in for by :class:`_Deferred`, then taken
-    out of ``sys.modules`` again: ``optuna.visualization.matplotlib`` and ``plot_rank`` still work in this
-    process, importing matplotlib when first used. Should a later Optuna take more from them, the package is
-    imported again as it is, matplotlib included: the report is slower, not broken."""
-    loaded = sys.modules.get("optuna.visualization")
-    if loaded is not None:
-        return loaded
-    stand_ins = [
-        _Deferred("optuna.visualization.matplotlib"),
-        _Deferred("optuna.visualization.matplotlib._matplotlib_imports", _imports=_MatplotlibCheck(), plt=_Pyplot()),
-    ]
-    return import_with_stand_ins(stand_ins)
-
-
-def import_with_stand_ins(stand_ins: list[_Deferred]) -> types.ModuleType:
-    """``optuna.visualization`` imported with ``stand_ins`` in ``sys.modules``; if they do not suffice, every
-    module of that import is dropped and the package imported as it is."""
-    for module in stand_ins:
-        sys.modules.setdefault(module.__name__, module)
-    try:
-        return importlib.import_module("optuna.visualization")
-    except ImportError:
-        for name in [n for n in sys.modules if n == "optuna.visualization" or n.startswith("optuna.visualization.")]:
-            del sys.modules[name]
-    finally:
-        for module in stand_ins:
-            if sys.modules.get(module.__name__) is module:
-                del sys.modules[module.__name__]
-    return importlib.import_module("optuna.visualization")
-
-
 def history(data: ReportData) -> list[Figure]:
-    plot_optimization_history = optuna_plots().plot_optimization_history
+    from optuna.visualization import plot_optimization_history
 
     fig = _quiet(plot_optimization_history, data.study, **data.optuna_target())
     return [Figure("history", "Optimisation history", fig, "Each completed trial's objective and the best so far.")]
 
 
 def parallel(data: ReportData) -> list[Figure]:
-    plot_parallel_coordinate = optuna_plots().plot_parallel_coordinate
+    from optuna.visualization import plot_parallel_coordinate
 
     fig = _quiet(plot_parallel_coordinate, data.study, **data.optuna_target())
     return [Figure("parallel", "Parallel coordinates", fig, "One line per completed trial, coloured by objective.")]
@@ -187,7 +109,7 @@ def importance_bars(data: ReportData) -> list[Figure]:
 
 
 def slices(data: ReportData) -> list[Figure]:
-    plot_slice = optuna_plots().plot_slice
+    from optuna.visualization import plot_slice
 
     fig = _quiet(plot_slice, data.study, **data.optuna_target())
     fig.update_layout(width=None)  # Optuna gives 300 px per parameter: fit the page instead
@@ -195,7 +117,7 @@ def slices(data: ReportData) -> list[Figure]:
 
 
 def contours(data: ReportData) -> list[Figure]:
-    plot_contour = optuna_plots().plot_contour
+    from optuna.visualization import plot_contour
 
     out = []
     for a, b in CONTOURS:

@@ -5,12 +5,9 @@ would, to see every figure drawn without a network and without console errors.""
 from __future__ import annotations
 
 import gc
-import os
 import re
 import shutil
 import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import mlflow
@@ -116,51 +113,6 @@ def test_bad_options_say_so_and_write_nothing(tmp_path, tiny_spec):
     none = run_cli("report", tiny_spec, "--out", tmp_path / "r.html", cwd=tmp_path)
     assert none.returncode == 2 and "no sweep named 'tiny'" in none.stderr and len(none.stderr.splitlines()) == 1
     assert not (tmp_path / "r.html").exists() and not (tmp_path / ".sweeps").exists()
-
-
-def test_optuna_plots_come_without_matplotlib_which_stays_usable():
-    """The report takes Optuna's plotly plots without importing matplotlib (0.25-0.45 s); afterwards Optuna's
-    matplotlib flavour and plot_rank (which takes a colormap from pyplot) still work in the same process."""
-    code = textwrap.dedent(
-        """
-        import sys
-        import optuna
-        from sweeps.results.report_figures import optuna_plots
-
-        vis = optuna_plots()
-        assert "matplotlib" not in sys.modules, "matplotlib was imported"
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study = optuna.create_study()
-        study.optimize(lambda t: t.suggest_float("x", 0, 1) + t.suggest_float("y", 0, 1), n_trials=4)
-        vis.plot_contour(study)
-        vis.plot_rank(study)
-        assert vis.matplotlib.plot_slice(study) is not None and "matplotlib.pyplot" in sys.modules
-        import optuna.visualization.matplotlib as real
-        assert vis.matplotlib is real and hasattr(real, "__file__")
-        from optuna.visualization.matplotlib._matplotlib_imports import _imports
-        assert _imports.is_successful() and optuna_plots() is vis
-        print("ok")
-        """
-    )
-    # a later Optuna that takes more from the stood-in modules: the package is imported as it is, matplotlib too
-    fallback = textwrap.dedent(
-        """
-        import sys
-        from sweeps.results.report_figures import _Deferred, import_with_stand_ins
-
-        vis = import_with_stand_ins([_Deferred("optuna.visualization.matplotlib._matplotlib_imports")])
-        assert "matplotlib.pyplot" in sys.modules and vis is sys.modules["optuna.visualization"]
-        assert not isinstance(sys.modules["optuna.visualization.matplotlib._matplotlib_imports"], _Deferred)
-        assert callable(vis.plot_contour) and callable(vis.matplotlib.plot_contour)
-        print("ok")
-        """
-    )
-    for script in (code, fallback):
-        done = subprocess.run(
-            [sys.executable, "-c", script], capture_output=True, text=True, env={**os.environ, "MPLBACKEND": "Agg"}
-        )
-        assert done.returncode == 0, done.stderr
-        assert done.stdout.strip() == "ok"
 
 
 def test_the_collector_is_paused_while_drawing_and_restored_after():
