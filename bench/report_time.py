@@ -7,7 +7,8 @@ Without --workdir the quickstart sweep is run first in a temporary folder (about
 --no-report). Two kinds of report are timed: the first one of a sweep (`first`: the importances are
 fitted, on a fresh copy of the workdir each time) and a redraw of an unchanged sweep (`redraw`: they are
 reused from the study). Prints wall-clock and CPU seconds (user+sys of the child) per command, the median
-of the repeats, then one in-process breakdown: reading the stores, importances, figures, HTML.
+of the repeats, then an in-process breakdown of each kind (in a fresh process each): imports, MLflow,
+importances, figures, HTML; what the command takes beyond "in all" is the interpreter's start and exit.
 
 With --baseline (another checkout of this repository, e.g. `git archive <commit> | tar -x -C /tmp/old`) every
 command runs alternately with that code and with this checkout's (through PYTHONPATH), so a shared, loaded
@@ -17,6 +18,7 @@ machine slows both alike, and the medians are printed side by side with their ra
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import shutil
@@ -51,27 +53,43 @@ def fresh_copy(pristine: Path, scratch: Path) -> Path:
 
 
 def breakdown(cwd: Path) -> dict[str, float]:
+    """Where one report's time goes, in this process (run it in a fresh one: imports are counted once), with
+    the garbage collector paused as `write_report` pauses it."""
     os.chdir(cwd)
     marks = {}
     start = time.perf_counter()
-    from sweeps.results.html_report import gather, render
+    from sweeps.results.html_report import collector_paused, gather, render
     from sweeps.results.report_figures import build_figures
     from sweeps.spec import load_spec
     from sweeps.study.runner import load_result
+    from tracking.report import sweep_record
 
     spec = load_spec(SPEC)
     result = load_result(spec)
-    marks["imports and stores"] = time.perf_counter() - start
-    t = time.perf_counter()
-    data, provenance = gather(spec, result)
-    marks["curves, tags and importances"] = time.perf_counter() - t
-    t = time.perf_counter()
-    figures = build_figures(data)
-    marks["figures"] = time.perf_counter() - t
-    t = time.perf_counter()
-    page = render(spec, result, data, provenance, figures)
-    marks[f"HTML ({len(page) / 2**20:.1f} MiB)"] = time.perf_counter() - t
+    marks["imports (sweeps, Optuna) and study"] = time.perf_counter() - start
+    with collector_paused():
+        t = time.perf_counter()
+        sweep_record(result.stores.tracking_uri, result.parent_run_id)
+        marks["MLflow: import, store, reads"] = time.perf_counter() - t
+        t = time.perf_counter()
+        data, provenance = gather(spec, result)  # reads MLflow again (now cheap), then the importances
+        marks["importances (and reads again)"] = time.perf_counter() - t
+        t = time.perf_counter()
+        figures = build_figures(data)
+        marks["figures"] = time.perf_counter() - t
+        t = time.perf_counter()
+        page = render(spec, result, data, provenance, figures)
+        marks[f"HTML ({len(page) / 2**20:.1f} MiB)"] = time.perf_counter() - t
+    marks["in all"] = time.perf_counter() - start
     return marks
+
+
+def breakdown_in_child(cwd: Path) -> dict[str, float]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_DISABLE_TELEMETRY": "true"}
+    done = subprocess.run(
+        [sys.executable, __file__, "--breakdown-of", str(cwd)], check=True, capture_output=True, text=True, env=env
+    )
+    return json.loads(done.stdout.splitlines()[-1])
 
 
 def main() -> None:
@@ -79,7 +97,11 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None, help="a folder where the quickstart has run")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--baseline", type=Path, default=None, help="another checkout to compare with")
+    parser.add_argument("--breakdown-of", type=Path, default=None, help=argparse.SUPPRESS)  # internal
     args = parser.parse_args()
+    if args.breakdown_of is not None:
+        print(json.dumps(breakdown(args.breakdown_of)))
+        return
     scratch = Path(tempfile.mkdtemp(prefix="report-bench-"))  # every folder this run makes; removed at the end
     try:
         measure(args, scratch)
@@ -123,9 +145,12 @@ def measure(args: argparse.Namespace, scratch: Path) -> None:
         if "baseline" in codes:
             (wall, cpu), (old_wall, old_cpu) = medians[label, "this checkout"], medians[label, "baseline"]
             print(f"{'':15s} {'ratio':{width}s}  wall {wall / old_wall:5.2f}     CPU {cpu / old_cpu:5.2f}")
-    print("in-process breakdown of a redraw (this checkout):")
-    for step, seconds in breakdown(redraw["this checkout"]).items():
-        print(f"  {step:32s} {seconds:5.2f} s")
+    print(f"in-process breakdown, each in a fresh process (this checkout; load average {os.getloadavg()[0]:.1f}):")
+    first = breakdown_in_child(fresh_copy(pristine, scratch))
+    again = breakdown_in_child(redraw["this checkout"])
+    print(f"  {'':36s} {'first':>6s} {'redraw':>7s}")
+    for (step, a), b in zip(first.items(), again.values(), strict=True):
+        print(f"  {step:36s} {a:5.2f} s {b:5.2f} s")
 
 
 if __name__ == "__main__":

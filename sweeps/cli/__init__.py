@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import contextlib
+import gc
 import os
 import signal
 import sys
@@ -318,12 +319,15 @@ _interrupted_exit: list[int] = []  # set when the command ends interrupted
 def _skip_teardown() -> None:
     """The last exit handler: an interrupted command ends here, after the others (the tracking writer's
     flush among them) and without tearing down the interpreter, which with MLflow, SQLAlchemy and pandas
-    loaded takes 1-4 s that a process manager's grace period (Kubernetes: 30 s) should not pay."""
+    loaded takes 1-4 s that a process manager's grace period (Kubernetes: 30 s) should not pay. Any other
+    exit still tears the interpreter down, with every loaded object frozen first so that the teardown's
+    garbage collections skip them (~0.7 s of `sweeps report`)."""
     if _interrupted_exit:
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
                 stream.flush()
         os._exit(_interrupted_exit[0])
+    gc.freeze()
 
 
 def main(argv: list[str] | None = None) -> int:

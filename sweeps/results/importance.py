@@ -23,9 +23,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Kept cheap: the report is drawn at the end of every run (its time is measured in the README). A fit of 8
-# trees takes ~0.07 s on 20 trials, 64 trees (Optuna's default) ~0.4 s; 12 resamples give rough intervals,
-# and `sweeps report --bootstrap B` finer ones.
+# Kept cheap: the report is drawn at the end of every run (its time is measured in bench/README.md). One
+# fANOVA table (13 fits) of the quickstart's 13 trials takes 0.16 s with 8 trees, 1.2 s with 64 (Optuna's
+# default); 4 trees would halve it but widen the intervals by 10-25 % and make the point estimates up to
+# 1.7x as variable over seeds (bench/README.md). 12 resamples give rough intervals, `sweeps report --bootstrap B`
+# finer ones.
 DEFAULT_BOOTSTRAP = 12
 FANOVA_TREES = 8
 FANOVA_DEPTH = 8
@@ -33,7 +35,9 @@ MIN_TRIALS = 3  # fewer completed trials than this and no importance is computed
 # The Optuna study's user attribute holding the last importances computed for it, with the key of what they
 # were computed from: redrawing the report of an unchanged sweep reuses them instead of refitting.
 CACHE_ATTR = "report_importances"
-CACHE_VERSION = 1  # raise it when the computation changes, so older stored importances are not reused
+# Raise it when the computation changes, so older stored importances are not reused. 2: every evaluator
+# on the same resamples, one point-estimate seed.
+CACHE_VERSION = 2
 
 log = logging.getLogger(__name__)
 
@@ -113,20 +117,88 @@ def common_params(obs: list[Observation]) -> list[str]:
     return sorted(n for n in names if len({repr(o.params[n]) for o in obs}) > 1)
 
 
-def evaluate(obs: list[Observation], params: list[str], evaluator: str, seed: int, direction: str) -> dict[str, float]:
-    """Optuna's normalised importances of ``params`` for ``obs``, on an in-memory study of those trials."""
+def _frozen(obs: list[Observation]) -> list:
+    import optuna
+
+    return [optuna.trial.create_trial(params=o.params, distributions=o.distributions, value=o.value) for o in obs]
+
+
+def _study(trials: list, direction: str):
+    """An in-memory Optuna study of ``trials`` (FrozenTrials; the study copies them, so one may appear twice)."""
     import optuna
 
     study = optuna.create_study(direction=direction, storage=optuna.storages.InMemoryStorage())
-    study.add_trials(
-        [optuna.trial.create_trial(params=o.params, distributions=o.distributions, value=o.value) for o in obs]
-    )
+    study.add_trials(trials)
+    return study
+
+
+def _evaluate_study(study, params: list[str], evaluator: str, seed: int) -> dict[str, float]:
+    import optuna
+
     with warnings.catch_warnings():  # PED-ANOVA warns on small studies; the interval shows the spread anyway
         warnings.simplefilter("ignore")
         found = optuna.importance.get_param_importances(
             study, evaluator=EVALUATORS[evaluator][1](seed), params=params, normalize=True
         )
     return {p: float(found.get(p, 0.0)) for p in params}
+
+
+def evaluate(obs: list[Observation], params: list[str], evaluator: str, seed: int, direction: str) -> dict[str, float]:
+    """Optuna's normalised importances of ``params`` for ``obs``, on an in-memory study of those trials."""
+    return _evaluate_study(_study(_frozen(obs), direction), params, evaluator, seed)
+
+
+def importance_tables(
+    obs: list[Observation],
+    target: str,
+    evaluators: tuple[str, ...] = tuple(EVALUATORS),
+    *,
+    direction: str = "minimize",
+    bootstrap: int = DEFAULT_BOOTSTRAP,
+    rng: np.random.Generator,
+) -> list[ImportanceTable]:
+    """Importances of the parameters of ``obs`` for ``target`` by each of ``evaluators``, with
+    percentile-bootstrap intervals over ``bootstrap`` resamples of the trials (drawn with ``rng``); no table
+    with fewer than MIN_TRIALS observations or nothing that varies. Every evaluator sees the same resamples
+    (one in-memory study each, built once); a resample on which an evaluator fails (too few distinct values)
+    is skipped for that evaluator.
+
+    The draws from ``rng``: one seed for the point estimates, then per resample the picked trials and a seed."""
+    params = common_params(obs)
+    if len(obs) < MIN_TRIALS or not params or not evaluators:
+        return []
+    import optuna
+
+    frozen = _frozen(obs)
+    seed = int(rng.integers(2**31))
+    full = _study(frozen, direction)
+    point = {e: _evaluate_study(full, params, e, seed) for e in evaluators}
+    samples: dict[str, list[list[float]]] = {e: [] for e in evaluators}
+    for _ in range(bootstrap):
+        pick = rng.integers(len(obs), size=len(obs))
+        seed = int(rng.integers(2**31))
+        study = _study([frozen[i] for i in pick], direction)
+        for e in evaluators:
+            try:
+                got = _evaluate_study(study, params, e, seed)
+            except (ValueError, RuntimeError, optuna.exceptions.OptunaError):
+                continue
+            samples[e].append([got[p] for p in params])
+    return [_table(target, e, params, point[e], samples[e], len(obs)) for e in evaluators]
+
+
+def _table(target: str, evaluator: str, params: list[str], point: dict, samples: list, n: int) -> ImportanceTable:
+    if samples:
+        low, high = np.percentile(np.asarray(samples), [2.5, 97.5], axis=0)
+    else:
+        low = high = np.array([point[p] for p in params])
+    smallest = min(point.values())
+    rows = [
+        Importance(p, point[p], float(lo), float(hi), within_noise=bool(lo <= smallest))
+        for p, lo, hi in zip(params, low, high, strict=True)
+    ]
+    rows.sort(key=lambda r: (-r.value, r.param))
+    return ImportanceTable(target, evaluator, tuple(rows), n, len(samples))
 
 
 def importance_table(
@@ -138,34 +210,10 @@ def importance_table(
     bootstrap: int = DEFAULT_BOOTSTRAP,
     rng: np.random.Generator,
 ) -> ImportanceTable | None:
-    """Importances of the parameters of ``obs`` for ``target`` with percentile-bootstrap intervals over
-    ``bootstrap`` resamples of the trials (drawn with ``rng``); None with fewer than MIN_TRIALS observations
-    or nothing that varies. A resample on which the evaluator fails (too few distinct values) is skipped."""
-    params = common_params(obs)
-    if len(obs) < MIN_TRIALS or not params:
-        return None
-    import optuna
-
-    point = evaluate(obs, params, evaluator, int(rng.integers(2**31)), direction)
-    samples = []
-    for _ in range(bootstrap):
-        pick = rng.integers(len(obs), size=len(obs))
-        try:
-            got = evaluate([obs[i] for i in pick], params, evaluator, int(rng.integers(2**31)), direction)
-        except (ValueError, RuntimeError, optuna.exceptions.OptunaError):
-            continue
-        samples.append([got[p] for p in params])
-    if samples:
-        low, high = np.percentile(np.asarray(samples), [2.5, 97.5], axis=0)
-    else:
-        low = high = np.array([point[p] for p in params])
-    smallest = min(point.values())
-    rows = [
-        Importance(p, point[p], float(lo), float(hi), within_noise=bool(lo <= smallest))
-        for p, lo, hi in zip(params, low, high, strict=True)
-    ]
-    rows.sort(key=lambda r: (-r.value, r.param))
-    return ImportanceTable(target, evaluator, tuple(rows), len(obs), len(samples))
+    """:func:`importance_tables` for one evaluator: its table, or None with fewer than MIN_TRIALS observations
+    or nothing that varies."""
+    tables = importance_tables(obs, target, (evaluator,), direction=direction, bootstrap=bootstrap, rng=rng)
+    return tables[0] if tables else None
 
 
 def importances(
@@ -182,11 +230,7 @@ def importances(
     rng = np.random.default_rng(seed)
     tables = []
     for target, value in targets.items():
-        obs = observations(trials, value)
-        for evaluator in evaluators:
-            table = importance_table(obs, target, evaluator, bootstrap=bootstrap, rng=rng)
-            if table is not None:
-                tables.append(table)
+        tables += importance_tables(observations(trials, value), target, evaluators, bootstrap=bootstrap, rng=rng)
     return tables
 
 

@@ -4,6 +4,7 @@ would, to see every figure drawn without a network and without console errors.""
 
 from __future__ import annotations
 
+import gc
 import re
 import shutil
 import subprocess
@@ -112,3 +113,21 @@ def test_bad_options_say_so_and_write_nothing(tmp_path, tiny_spec):
     none = run_cli("report", tiny_spec, "--out", tmp_path / "r.html", cwd=tmp_path)
     assert none.returncode == 2 and "no sweep named 'tiny'" in none.stderr and len(none.stderr.splitlines()) == 1
     assert not (tmp_path / "r.html").exists() and not (tmp_path / ".sweeps").exists()
+
+
+def test_the_collector_is_paused_while_drawing_and_restored_after():
+    from sweeps.results.html_report import collector_paused
+
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), collector_paused():
+        assert not gc.isenabled()
+        raise RuntimeError("a failed draw")
+    assert gc.isenabled() and gc.get_freeze_count() == 0, "what it left went to the oldest generation"
+    assert gc.collect() >= 0  # and is collected as usual
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled(), "a collector paused by the caller stays paused"
+    finally:
+        gc.enable()

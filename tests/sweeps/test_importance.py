@@ -11,6 +11,7 @@ from sweeps.results.importance import (
     ImportanceTable,
     importance_metrics,
     importance_table,
+    importance_tables,
     importances,
     observations,
     study_importances,
@@ -67,6 +68,17 @@ def test_interval_is_the_percentiles_of_the_resampled_importances():
     by_param = {r.param: r for r in table.rows}
     for p, lo, hi in zip(params, low, high, strict=True):
         assert by_param[p].low == pytest.approx(lo) and by_param[p].high == pytest.approx(hi)
+
+
+def test_every_evaluator_sees_the_same_resamples():
+    """Both evaluators are fitted on one study per resample: their tables are the ones each gives alone with
+    the same draws (one seed for the point estimates, then per resample the trials picked and a seed)."""
+    obs = observations(_trials(15), lambda t: t.value)
+    both = importance_tables(obs, "value", ("fanova", "ped_anova"), bootstrap=5, rng=np.random.default_rng(7))
+    alone = [
+        importance_table(obs, "value", e, bootstrap=5, rng=np.random.default_rng(7)) for e in ("fanova", "ped_anova")
+    ]
+    assert both == alone and [t.evaluator for t in both] == ["fanova", "ped_anova"]
 
 
 def test_too_few_trials_or_nothing_varying_gives_no_table():
