@@ -4,8 +4,8 @@ SQLite takes one writer at a time; several worker processes each opening ``mlflo
 ("database is locked"). One server process owning the database serialises their writes, so workers talk
 HTTP to it instead. ``workers=1`` (the default here): over SQLite, several server processes would contend for
 the one writer lock the server exists to avoid. Over PostgreSQL, many sweep workers are served by several
-server processes (``workers=K``), each with a bounded SQLAlchemy pool (``pool_size`` connections and as many
-overflow): K * 2 * pool_size connections at most (docs/how-to/many-workers.md; bench/scale_workers.py).
+server processes (``workers=K``), each with a bounded SQLAlchemy pool: ``pool_size`` connections kept, and
+overflow up to :func:`pool_ceiling` for a moment (docs/how-to/many-workers.md; bench/scale_workers.py).
 
 The backend store URI reaches the server through its environment (``MLFLOW_BACKEND_STORE_URI``), never its
 command line: a PostgreSQL URL's password would otherwise be in the process list, readable by every local user.
@@ -42,6 +42,23 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# uvicorn runs MLflow's request handlers on AnyIO's thread pool: at most this many at once per process.
+SERVER_THREADS = 40
+
+
+def pool_ceiling(pool_size: int) -> int:
+    """The most connections one server process's pool may open: more than its request threads.
+
+    MLflow's SQL store takes a second connection inside some requests while it holds the first (``log_batch``
+    checks the run in one session, then writes params and metrics in others). A pool no larger than the
+    requests in flight can then be held entirely by requests that each wait for a second connection: none
+    proceeds until SQLAlchemy's 30-s pool timeout fails them with BAD_REQUEST. Seen with 64 workers on
+    2 processes with pools of 4 + 4: the server stalled for 30 s at a time. With one connection more than
+    its threads, some request always gets its second one. The overflow is opened only under such load and
+    closed again; ``pool_size`` are kept."""
+    return max(2 * pool_size, SERVER_THREADS + 1)
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
@@ -154,10 +171,10 @@ class MlflowServer:
             "MLFLOW_DISABLE_TELEMETRY": "true",
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         }
-        if self.pool_size is not None:  # per server process: pool_size kept, as many more for a moment
+        if self.pool_size is not None:  # per server process: pool_size kept, more for a moment (pool_ceiling)
             env |= {
                 "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE": str(self.pool_size),
-                "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW": str(self.pool_size),
+                "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW": str(pool_ceiling(self.pool_size) - self.pool_size),
                 "MLFLOW_SQLALCHEMYSTORE_POOL_RECYCLE": "1800",
             }
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115 — owned by Popen
