@@ -32,7 +32,12 @@ from sweeps.errors import SweepError
 
 SERVICE = "optsweep.Sweeps"
 LEASE_SECONDS = 120.0
-BUSY_WAIT = 1.0  # seconds a call waits in the proxy for a taken lease before the client asks again
+# A call finding the lease taken answers "busy" at once and the client asks again after a random pause of up
+# to BUSY_BACKOFF doubling to BUSY_BACKOFF_MAX. Calls that waited in the proxy (1 s each) held its threads:
+# with 64 workers they held all 16, and the lease holder's own storage calls queued behind them (a claim
+# rate near zero for minutes at the end of a 64-worker sweep in bench/scale_workers.py).
+BUSY_WAIT = 0.0
+BUSY_BACKOFF, BUSY_BACKOFF_MAX = 0.01, 0.25
 DEFAULT_PORT = 13000
 
 
@@ -84,12 +89,14 @@ def proxy_storage(url: str, timeout: float | None = None):
             return fn(request, timeout=LEASE_SECONDS + 30)
 
         def _until_free(self, method: str, request: dict) -> dict:
-            """Call ``method`` until the proxy does not answer "the lease is taken" (after BUSY_WAIT)."""
+            """Call ``method`` until the proxy does not answer "the lease is taken" (see BUSY_BACKOFF)."""
+            pause = BUSY_BACKOFF
             while True:
                 reply = self._call(method, request)
                 if not reply.get("busy") and reply.get("token", "") is not None:
                     return reply
-                time.sleep(random.uniform(0.01, 0.1))
+                time.sleep(random.uniform(0, pause))
+                pause = min(2 * pause, BUSY_BACKOFF_MAX)
 
         def claim(self, study_name: str, total: int, owner: dict):
             from sweeps.study.claims import Claimed
@@ -155,8 +162,8 @@ class _Lease:
 
     def acquire(self, ttl: float = LEASE_SECONDS, wait: float | None = None) -> str | None:
         """A token, or None if the lease stayed taken for ``wait`` seconds (None: wait as long as it takes).
-        Calls wait briefly and the client asks again: a call blocked here holds one of the server's threads,
-        and with all of them blocked the holder's Unlock could not be served."""
+        The proxy's calls do not wait (BUSY_WAIT): a call blocked here holds one of the server's threads, and
+        with all of them blocked the holder's storage calls and Unlock could not be served."""
         import sqlalchemy
 
         give_up = None if wait is None else time.monotonic() + wait
