@@ -54,7 +54,9 @@ def test_sigkill_mid_trial_then_rerun_fails_and_retries_the_orphans(tmp_path, ti
     with no owner; it is provably orphaned too, since a live asker would still hold the lock. The test makes
     one with `ask` from here."""
     wd = new_workdir(tmp_path / "wd", template_db)
-    args = ("run", tiny_spec, "--trials", "2", *SLOW, "--set", "training.epochs=25", "--workdir", wd)
+    # Long enough (~2 s a trial) that the poll below sees trial 0 running: at 25 epochs it could finish
+    # between two polls once training got faster, and the test waited for a state it had missed.
+    args = ("run", tiny_spec, "--trials", "2", *SLOW, "--set", "training.epochs=100", "--workdir", wd)
     proc = start_cli(*args, cwd=tmp_path, log=tmp_path / "run.log")
     try:
 

@@ -67,7 +67,10 @@ def start_child(settings: dict[str, str], tracking_uri: str | None) -> Child:
     if can_fork():
         preload(tracking_uri)
         if threading.active_count() == 1 and not _stores_opened():  # importing MLflow started no thread
-            return _Forked(settings)
+            try:
+                return _Forked(settings)
+            except OSError:  # no fork now (out of processes or memory): a new interpreter may still start
+                pass
     return _Spawned(settings)
 
 
@@ -129,6 +132,7 @@ class _Forked:
     how = "fork"
 
     def __init__(self, settings: dict[str, str]) -> None:
+        self._parent_pid = os.getpid()
         to_child, from_parent = os.pipe()  # (read end, write end)
         from_child, to_parent = os.pipe()
         for stream in (sys.stdout, sys.stderr):  # else what they buffer is written twice, once by the child
@@ -137,10 +141,17 @@ class _Forked:
         # Objects alive now are never collected in the child: a database connection found in a cycle there
         # would otherwise close its socket, which the parent still uses (it also keeps the pages shared).
         gc.freeze()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:
+            for fd in (to_child, from_parent, from_child, to_parent):
+                os.close(fd)
+            raise
+        finally:
+            if os.getpid() == self._parent_pid:
+                gc.unfreeze()
         if pid == 0:  # the child: never returns
             _child(settings, to_child, to_parent)
-        gc.unfreeze()
         os.close(to_child)
         os.close(to_parent)
         self.pid = pid
