@@ -25,6 +25,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 # run again to do it): noise in a sweep of hundreds of trials.
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
+from tracking.cache import cache_dir
 from tracking.datasets import DatasetRecord, describe_dataset, log_dataset_inputs
 from tracking.errors import NoFinishedTrial, TrackingError, TrackingUnavailable
 from tracking.provenance import git_commit, package_versions, provenance_tags
@@ -42,7 +43,6 @@ from tracking.runs import (
 )
 from tracking.schema import Outcome
 from tracking.select import best_run, curves, runs_table
-from tracking.sqlite_store import cache_dir
 from tracking.store import (
     check_reachable,
     check_separate_databases,

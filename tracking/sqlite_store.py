@@ -9,9 +9,9 @@ does not exist or is complete. A file that an older version (or an interrupted u
 is set aside and rebuilt when it holds no runs, and refused, with what to do, when it does.
 
 Running the migrations costs 1-2 CPU seconds for every new work folder (and the test suite creates hundreds).
-So the first creation also keeps an empty, fully migrated store in a user cache, one per MLflow schema
-(:data:`CACHE_VAR`, else ``$XDG_CACHE_HOME/optsweep`` or ``~/.cache/optsweep``), built the same way (under a
-lock, in a temporary file, renamed into place); later creations copy it into the temporary file and let
+So the first creation also keeps an empty, fully migrated store in optsweep's cache folder
+(:func:`tracking.cache.cache_dir`), one per MLflow schema, built the same way (under a lock, in a
+temporary file, renamed into place); later creations copy it into the temporary file and let
 MLflow open it there, which adds the default experiment with this folder's artifact location exactly as on
 a new database. A cache that is missing, unreadable or of another schema is rebuilt or passed by.
 """
@@ -31,6 +31,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from tracking.cache import cache_dir
 from tracking.errors import TrackingUnavailable
 
 log = logging.getLogger(__name__)
@@ -283,18 +284,6 @@ def _rename_into_place(tmp: Path, db: Path) -> None:
 
 # --- the cached empty store ---------------------------------------------------------------------------------
 
-CACHE_VAR = "OPTSWEEP_CACHE_DIR"  # where the empty store is kept; set to an empty value for no cache
-
-
-def cache_dir() -> Path | None:
-    """optsweep's cache folder: ``$OPTSWEEP_CACHE_DIR`` (empty: no cache), else ``$XDG_CACHE_HOME/optsweep``
-    or ``~/.cache/optsweep``. Only things that can be made again are kept there."""
-    value = os.environ.get(CACHE_VAR)
-    if value is not None:
-        return Path(value).expanduser() if value.strip() else None
-    base = os.environ.get("XDG_CACHE_HOME", "").strip()
-    return (Path(base) if base else Path.home() / ".cache") / "optsweep"
-
 
 def _template_name(head: str) -> str:
     """One file per schema and per library versions that take part in building it."""
@@ -309,7 +298,7 @@ def _template() -> Path | None:
     or it cannot be built or read (the caller migrates a new store then)."""
     head = _head()
     try:
-        folder = cache_dir()  # Path.home() fails without a home
+        folder = cache_dir()
         if head is None or folder is None:
             return None
         path = folder / _template_name(head)

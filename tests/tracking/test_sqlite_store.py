@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 import tracking
+from tracking.cache import CACHE_VAR
 from tracking.errors import TrackingUnavailable
-from tracking.sqlite_store import CACHE_VAR, _head, _template_name
+from tracking.sqlite_store import _head, _template_name
 
 CREATE = "import sys, tracking; tracking.check_reachable(tracking.default_tracking_uri(sys.argv[1]))"
 
