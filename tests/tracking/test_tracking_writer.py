@@ -169,7 +169,14 @@ def test_writer_child_is_forked_only_when_that_is_safe(tmp_path, sqlite_uri, mod
         while not shared.ready():
             time.sleep(0.05)
         proc_fd = f"/proc/{{shared.child_pid}}/fd"
-        holds = any(os.readlink(f"{{proc_fd}}/{{fd}}") == held.name for fd in os.listdir(proc_fd))
+
+        def target(fd):
+            try:
+                return os.readlink(f"{{proc_fd}}/{{fd}}")
+            except FileNotFoundError:  # closed by the child between the listing and the look
+                return None
+
+        holds = any(target(fd) == held.name for fd in os.listdir(proc_fd))
         print(shared.started_by, shared.child_pid, holds, flush=True)
         sweep = tracking.start_sweep("forked", tracking_uri={sqlite_uri!r})
         run = sweep.trial(0, {{"lr": 0.1}})
