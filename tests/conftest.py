@@ -150,23 +150,45 @@ def fresh_db():
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture(scope="session")
-def shared_mlflow_server(tmp_path_factory):
-    """One `mlflow server` on a new PostgreSQL database per test process (per xdist worker): starting one takes
-    ~9 s of CPU. tests/sweeps/test_distributed.py's ``mlflow_server`` hands it to each test as new."""
-    import uuid
+def postgres_mlflow_server(folder: Path, **options):
+    """A context manager: an `mlflow server` on a new PostgreSQL database (dropped afterwards), with
+    ``options`` for :class:`tracking.server.MlflowServer`. Starting one takes ~9 s of CPU per server process,
+    so tests share them (:func:`shared_mlflow_server`) and hand them on as new (:func:`retire_experiments`)."""
+    import contextlib
 
     from sweeps.study.storage import sqlalchemy_url
     from tracking.server import MlflowServer
 
-    name = f"optsweep_mlflow_{uuid.uuid4().hex[:10]}"
-    with admin_connection() as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    folder = tmp_path_factory.mktemp("mlflow-server")
-    try:
-        backend = sqlalchemy_url(f"{postgres_url().rsplit('/', 1)[0]}/{name}")
-        with MlflowServer(backend, folder / "artifacts", log_file=folder / "mlflow-server.log") as server:
-            yield server
-    finally:
+    @contextlib.contextmanager
+    def serving():
+        name = f"optsweep_mlflow_{uuid.uuid4().hex[:10]}"
         with admin_connection() as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
+        try:
+            backend = sqlalchemy_url(f"{postgres_url().rsplit('/', 1)[0]}/{name}")
+            with MlflowServer(backend, folder / "artifacts", log_file=folder / "mlflow-server.log", **options) as s:
+                yield s
+        finally:
+            with admin_connection() as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return serving()
+
+
+def retire_experiments(server) -> None:
+    """Rename every experiment on ``server`` but Default out of the way: the next test's sweep (its experiment
+    named after the spec, ``tiny``) starts a new experiment of the same name, as on a new server."""
+    import mlflow
+
+    client = mlflow.MlflowClient(server.url)
+    for experiment in client.search_experiments():
+        if experiment.name != "Default":
+            client.rename_experiment(experiment.experiment_id, f"{experiment.name}-done-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture(scope="session")
+def shared_mlflow_server(tmp_path_factory):
+    """One `mlflow server` on a new PostgreSQL database per test process (per xdist worker).
+    tests/sweeps/test_distributed.py's ``mlflow_server`` hands it to each test as new."""
+    with postgres_mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as server:
+        yield server

@@ -11,7 +11,7 @@ import optuna
 import pytest
 
 from tests.conftest import admin_connection as _admin
-from tests.conftest import requires_postgres, run_cli, start_cli
+from tests.conftest import requires_postgres, retire_experiments, run_cli, start_cli
 from tests.sweeps.test_parallel import SLOW, wait_until
 
 pytestmark = [requires_postgres, pytest.mark.postgres]
@@ -21,14 +21,8 @@ pytestmark = [requires_postgres, pytest.mark.postgres]
 def mlflow_server(shared_mlflow_server):
     """The shared server, as new to each test: the sweeps' experiments (all named after the spec, ``tiny``) are
     renamed out of the way afterwards, so the next test's sweep starts a new experiment of the same name."""
-    import uuid
-
-    server = shared_mlflow_server
-    yield server
-    client = mlflow.MlflowClient(server.url)
-    for experiment in client.search_experiments():
-        if experiment.name != "Default":
-            client.rename_experiment(experiment.experiment_id, f"{experiment.name}-done-{uuid.uuid4().hex[:8]}")
+    yield shared_mlflow_server
+    retire_experiments(shared_mlflow_server)
 
 
 def rdb_study(url: str, name: str) -> optuna.Study:

@@ -11,7 +11,14 @@ import threading
 import optuna
 import pytest
 
-from tests.conftest import admin_connection, requires_postgres, run_cli, start_cli
+from tests.conftest import (
+    admin_connection,
+    postgres_mlflow_server,
+    requires_postgres,
+    retire_experiments,
+    run_cli,
+    start_cli,
+)
 from tests.sweeps.test_distributed import assert_settled
 from tests.sweeps.test_parallel import wait_until
 
@@ -41,15 +48,19 @@ class PeakConnections(threading.Thread):
         self.join()
 
 
-@pytest.fixture
-def server(fresh_db, tmp_path):
-    """A loopback `mlflow server` on a fresh PostgreSQL database, with 2 server processes and a sized pool."""
-    from sweeps.study.storage import sqlalchemy_url
-    from tracking.server import MlflowServer
-
-    backend = sqlalchemy_url(fresh_db("mlflow"))
-    with MlflowServer(backend, tmp_path / "art", log_file=tmp_path / "mlflow.log", workers=2, pool_size=2) as s:
+@pytest.fixture(scope="module")
+def scale_server(tmp_path_factory):
+    """A loopback `mlflow server` on a fresh PostgreSQL database, with 2 server processes and a sized pool,
+    for this module's tests (starting it costs two processes' worth of MLflow's import)."""
+    with postgres_mlflow_server(tmp_path_factory.mktemp("scale-server"), workers=2, pool_size=2) as s:
         yield s
+
+
+@pytest.fixture
+def server(scale_server):
+    """The module's server, as new to each test (its sweeps' experiments renamed out of the way after)."""
+    yield scale_server
+    retire_experiments(scale_server)
 
 
 @pytest.fixture
