@@ -188,7 +188,9 @@ def run(
         import tracking
 
         with interrupts.shielded():  # it loads MLflow while the data, study and parent run are opened
-            tracking.start_writer(stores.tracking_uri, summary=finalize)
+            # The writer loads what the summary draws with ahead of time only for a lone sweep: of many
+            # workers, one draws it (_summary_is_mine) and loads it then.
+            tracking.start_writer(stores.tracking_uri, summary=finalize and not worker)
         if not data_first:
             setup_from_spec(spec).load()
         study = open_study(spec, stores, close_stale_runs(stores))

@@ -15,6 +15,7 @@ import tracking
 from optcore.history import EpochRecord
 from tracking import writer
 from tracking.transport import DirectTransport
+from tracking.writer import launch
 
 PARAMS = {"batch_size": 64, "optimizer": "adam", "lr": 0.001}
 
@@ -213,3 +214,31 @@ def test_writer_child_is_forked_only_when_that_is_safe(tmp_path, sqlite_uri, mod
         0.5,
         pytest.approx(1 / 3),
     ]
+
+
+@pytest.mark.parametrize("summary", [True, False])
+def test_the_writer_loads_the_summarys_plotting_ahead_only_when_asked(sqlite_uri, summary):
+    """``start_writer(summary=False)`` (a worker that will not draw the sweep's summary) reaches the child:
+    it is not told to load matplotlib ahead of time. Read from a spawned child's environment."""
+    script = textwrap.dedent(
+        f"""
+        import tracking
+        from tracking import writer
+
+        tracking.start_writer({sqlite_uri!r}, summary={summary!r})
+        pid = writer.shared_writer(start=False).child_pid
+        with open(f"/proc/{{pid}}/environ", "rb") as f:
+            env = dict(item.split(b"=", 1) for item in f.read().split(b"\\0") if b"=" in item)
+        print(env.get(b"{launch.WARM_VAR}", b"unset").decode() or "empty", flush=True)
+        writer.stop_shared_writer()
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, launch.MODE_VAR: "spawn"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == (["1"] if summary else ["empty"])

@@ -38,7 +38,8 @@ class Writer:
 
     def __init__(self, tracking_uri: str | None = None, summary: bool = True) -> None:
         """``summary=False``: this process will not ask for a sweep's summary (a worker under a coordinator),
-        so the child does not load matplotlib ahead of time (0.5-0.7 CPU seconds spent for nothing)."""
+        or only one of many will (independent workers), so the child does not load matplotlib ahead of time
+        (0.5-0.7 CPU seconds spent for nothing); a summary asked for all the same loads it then."""
         self.owner = os.getpid()  # the process whose pipe this is
         self.broken = False
         self._detached = False  # left to finish alone (see _abandon)
@@ -193,10 +194,10 @@ def shared_writer(start: bool = True, tracking_uri: str | None = None, summary: 
 def start_writer(tracking_uri: str | None = None, summary: bool = True) -> None:
     """Start this process's writer now, so that it has MLflow loaded (1-3 s) when the first trial logs,
     and, given ``tracking_uri``, its store opened (another 0.5-2 s for SQLite: engine and schema check).
-    ``summary=False`` when this process will not summarise a sweep (see :class:`Writer`).
+    ``summary=False`` when this process is unlikely to summarise a sweep (see :class:`Writer`).
 
     A no-op when it runs already or ``TRACKING_WRITER=off``."""
-    shared_writer(start=True, tracking_uri=tracking_uri)
+    shared_writer(start=True, tracking_uri=tracking_uri, summary=summary)
 
 
 def stop_shared_writer() -> None:
