@@ -210,6 +210,21 @@ class SweepRun:
         """The existing child run of trial ``number`` (see :func:`find_trial_run`), or None."""
         return find_trial_run(self.client, self.experiment_id, self.run_id, self.study_name, number)
 
+    def running_trials(self) -> dict[int, str]:
+        """{trial number: run id} of this sweep's trial runs whose status is RUNNING (one search)."""
+        runs = with_retries(
+            self.client.search_runs,
+            [self.experiment_id],
+            filter_string=f"tags.`{schema.PARENT_RUN_ID}` = '{self.run_id}' and attributes.status = 'RUNNING'",
+            max_results=50_000,
+            what="search the running trial runs",
+        )
+        return {
+            int(r.data.tags[schema.TRIAL_NUMBER]): r.info.run_id
+            for r in runs
+            if r.data.tags.get(schema.STUDY_NAME) == self.study_name and schema.TRIAL_NUMBER in r.data.tags
+        }
+
     def update_summary(
         self, spec: Mapping[str, Any] | None = None, metric: str = "final_val_cost", direction: str = "minimize"
     ) -> pd.DataFrame:

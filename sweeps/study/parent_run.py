@@ -21,12 +21,38 @@ PARENT_RUN_ATTR = "mlflow_parent_run_id"  # the study's user attribute holding t
 
 def update_parent_summary(sweep_run, spec: Spec, study=None):
     """Rewrite the parent run's best-trial copy, trials table and plots from the runs now in the store
-    (and, for two objectives, the Pareto front of ``study``)."""
+    (and, for two objectives, the Pareto front of ``study``), after failing the runs :func:`fail_orphaned_runs`
+    finds."""
+    if study is not None:
+        fail_orphaned_runs(sweep_run, study)
     if study is not None and len(spec.objectives) > 1:
         log_front(study, sweep_run, spec.objectives)
     return sweep_run.update_summary(
         spec.resolved(), metric=OBJECTIVES[spec.objectives[0]].metric, direction=spec.directions[0]
     )
+
+
+def fail_orphaned_runs(sweep_run, study) -> list[int]:
+    """End FAILED the trial runs still RUNNING in MLflow whose Optuna trial has failed; return their numbers.
+
+    A trial whose worker stopped beating is failed in Optuna first, then in MLflow (its trial may yet have
+    finished, and a finished run must not be overwritten): a worker killed between the two leaves the run
+    RUNNING for good. A live worker never does (it ends the run before telling Optuna), so such a run is an
+    orphan. Looked for when a sweep starts and before its summary; one search of the store."""
+    import optuna
+
+    running = sweep_run.running_trials()
+    if not running:
+        return []
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    failed = []
+    for number, run_id in sorted(running.items()):
+        trial = trials.get(number)
+        if trial is not None and trial.state == optuna.trial.TrialState.FAIL:
+            reason = trial.user_attrs.get(REASON_ATTR) or "its Optuna trial failed while the run was left running"
+            tracking.fail_trial_run(sweep_run.tracking_uri, run_id, reason)
+            failed.append(number)
+    return failed
 
 
 def _sweep_tags(spec: Spec, stores: Stores) -> dict[str, str]:

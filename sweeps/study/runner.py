@@ -18,6 +18,7 @@ from sweeps.study.claims import STALE_REASON
 from sweeps.study.parent_run import (
     PARENT_RUN_ATTR,
     close_stale_runs,
+    fail_orphaned_runs,
     fail_run,
     open_parent_run,
     update_parent_summary,
@@ -204,6 +205,7 @@ def run(
     lock = TrialLock(stores, spec.name)
     try:
         sweep_run = open_parent_run(spec, study, stores, lock)
+        fail_orphaned_runs(sweep_run, study)  # a worker killed while failing a stale trial left its run RUNNING
         setup = setup_from_spec(spec)
         tags = {**sweep_run.tags}
         total = target_total(spec)

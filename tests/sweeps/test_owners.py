@@ -110,3 +110,30 @@ def test_a_workers_trial_is_left_to_its_coordinator_while_that_lives():
     assert why_lost(trial(me)) is None
     assert "is gone" in why_lost(trial(Owner(me.host, dead.pid, "1", me.boot, me.namespace)))
     assert "is gone" in why_lost(trial(None))
+
+
+def test_a_run_left_running_under_a_failed_trial_is_ended_by_the_next_run(tmp_path, tiny_spec, template_db):
+    """A worker killed between failing a stale trial in Optuna and failing its run in MLflow leaves the run
+    RUNNING under a FAIL trial; the next `sweeps run` of the sweep ends it FAILED, with the trial's reason."""
+    from tracking import schema
+
+    wd = new_workdir(tmp_path / "wd", template_db)
+    args = ("run", tiny_spec, "--set", "training.epochs=1", "--workdir", wd, "--quiet")
+    run_cli(*args, "--trials", "2", cwd=tmp_path, check=True)
+    # What that kill leaves, made by hand in both stores: a trial failed as lost, its run still RUNNING.
+    s = study(wd, "tiny")
+    trial = s.ask()
+    reason = f"lost: worker elsewhere:1 stopped beating (trial {trial.number})"
+    s._storage.set_trial_user_attr(trial._trial_id, "outcome", "lost")
+    s._storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
+    s._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+    c, runs = child_runs(wd, "tiny")
+    tags = {k: runs[0].data.tags[k] for k in (schema.PARENT_RUN_ID, schema.ROLE, schema.STUDY_NAME)}
+    orphan = c.create_run(runs[0].info.experiment_id, tags={**tags, schema.TRIAL_NUMBER: str(trial.number)})
+    assert c.get_run(orphan.info.run_id).info.status == "RUNNING"
+
+    run_cli(*args, "--trials", "3", cwd=tmp_path, check=True)
+    ended = c.get_run(orphan.info.run_id)
+    assert ended.info.status == "FAILED" and ended.data.tags[schema.FAIL_REASON] == reason
+    others = [r for r in child_runs(wd, "tiny")[1] if r.info.run_id != orphan.info.run_id]
+    assert [r.info.status for r in others] == ["FINISHED"] * 3  # the live trials' runs untouched
