@@ -44,11 +44,12 @@ def fail_orphaned_runs(sweep_run, study) -> list[int]:
     running = sweep_run.running_trials()
     if not running:
         return []
-    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    # Only the failed trials are read (a database storage filters them in its query), not all of a large study.
+    failed_trials = {t.number: t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))}
     failed = []
     for number, run_id in sorted(running.items()):
-        trial = trials.get(number)
-        if trial is not None and trial.state == optuna.trial.TrialState.FAIL:
+        trial = failed_trials.get(number)
+        if trial is not None:
             reason = trial.user_attrs.get(REASON_ATTR) or "its Optuna trial failed while the run was left running"
             tracking.fail_trial_run(sweep_run.tracking_uri, run_id, reason)
             failed.append(number)
