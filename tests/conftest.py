@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -150,29 +151,24 @@ def fresh_db():
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@contextlib.contextmanager
 def postgres_mlflow_server(folder: Path, **options):
-    """A context manager: an `mlflow server` on a new PostgreSQL database (dropped afterwards), with
-    ``options`` for :class:`tracking.server.MlflowServer`. Starting one takes ~9 s of CPU per server process,
-    so tests share them (:func:`shared_mlflow_server`) and hand them on as new (:func:`retire_experiments`)."""
-    import contextlib
-
+    """An `mlflow server` on a new PostgreSQL database (dropped afterwards), with ``options`` for
+    :class:`tracking.server.MlflowServer`. Starting one takes ~9 s of CPU per server process, so tests share
+    them (:func:`shared_mlflow_server`) and hand them on as new (:func:`retire_experiments`)."""
     from sweeps.study.storage import sqlalchemy_url
     from tracking.server import MlflowServer
 
-    @contextlib.contextmanager
-    def serving():
-        name = f"optsweep_mlflow_{uuid.uuid4().hex[:10]}"
+    name = f"optsweep_mlflow_{uuid.uuid4().hex[:10]}"
+    with admin_connection() as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        backend = sqlalchemy_url(f"{postgres_url().rsplit('/', 1)[0]}/{name}")
+        with MlflowServer(backend, folder / "artifacts", log_file=folder / "mlflow-server.log", **options) as server:
+            yield server
+    finally:
         with admin_connection() as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        try:
-            backend = sqlalchemy_url(f"{postgres_url().rsplit('/', 1)[0]}/{name}")
-            with MlflowServer(backend, folder / "artifacts", log_file=folder / "mlflow-server.log", **options) as s:
-                yield s
-        finally:
-            with admin_connection() as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    return serving()
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def retire_experiments(server) -> None:

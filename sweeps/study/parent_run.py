@@ -25,8 +25,8 @@ def update_parent_summary(sweep_run, spec: Spec, study=None):
     finds."""
     if study is not None:
         fail_orphaned_runs(sweep_run, study)
-    if study is not None and len(spec.objectives) > 1:
-        log_front(study, sweep_run, spec.objectives)
+        if len(spec.objectives) > 1:
+            log_front(study, sweep_run, spec.objectives)
     return sweep_run.update_summary(
         spec.resolved(), metric=OBJECTIVES[spec.objectives[0]].metric, direction=spec.directions[0]
     )

@@ -195,7 +195,7 @@ def test_writer_child_is_forked_only_when_that_is_safe(tmp_path, sqlite_uri, mod
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ, "TRACKING_WRITER": mode},
+        env={**os.environ, launch.MODE_VAR: mode},
     )
     assert proc.returncode == 0, proc.stderr
     first, run_id = proc.stdout.splitlines()
