@@ -65,11 +65,13 @@ def server(scale_server):
 
 @pytest.fixture
 def proxy(fresh_db, tmp_path):
-    """`sweeps proxy` on a fresh database: (its grpc:// URL, the database URL); stopped afterwards."""
+    """`sweeps proxy` on a fresh database: (its grpc:// URL, the database URL); stopped afterwards. The proxy's
+    heartbeat settings are the ones its workers follow (it tells them), so it gets the tests' short ones."""
     from tracking.server import free_port
 
     url, port = fresh_db("proxy"), free_port()
-    proc = start_cli("proxy", "--port", str(port), cwd=tmp_path, env={"SWEEPS_STORAGE": url}, log=tmp_path / "p.log")
+    env = {"SWEEPS_STORAGE": url, **BEATS}
+    proc = start_cli("proxy", "--port", str(port), cwd=tmp_path, env=env, log=tmp_path / "p.log")
     try:
         wait_until(lambda: "grpc://" in (tmp_path / "p.log").read_text(), timeout=120)
         yield f"grpc://127.0.0.1:{port}", url
