@@ -70,7 +70,8 @@ def server_uri(tmp_path_factory: pytest.TempPathFactory, template_db: Path) -> I
         cwd=folder,
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
+        # No job runner (as tracking.server starts its own): seven consumer processes, 16 CPU-s, never used here.
+        env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
     )
     uri = f"http://127.0.0.1:{port}"
     try:
