@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import shutil
 from pathlib import Path
 
 import mlflow
@@ -23,7 +22,7 @@ from sweeps.cli.batch_size import parse_sizes, print_report
 from sweeps.errors import SweepError, UsageError
 from sweeps.optcore_adapter import trial_seed
 from sweeps.spec import SpecError, load_spec
-from tests.conftest import TINY_SPEC, run_cli
+from tests.conftest import TINY_SPEC, new_workdir, run_cli
 
 FIXED = [
     "search.optimizer.value=adam",
@@ -36,20 +35,6 @@ SIZES = [16, 64]
 
 def fixed_spec(*extra: str):
     return load_spec(TINY_SPEC, [*FIXED, *extra])
-
-
-@pytest.fixture(scope="module")
-def template_db(tmp_path_factory) -> Path:
-    """An empty, migrated MLflow database; each store below is a copy (migrations take seconds)."""
-    folder = tmp_path_factory.mktemp("template")
-    tracking.check_reachable(tracking.default_tracking_uri(folder))
-    return folder / "mlflow.db"
-
-
-def new_workdir(folder: Path, template_db: Path) -> Path:
-    folder.mkdir(parents=True)
-    shutil.copy(template_db, folder / "mlflow.db")
-    return folder
 
 
 def client(workdir: Path) -> mlflow.MlflowClient:

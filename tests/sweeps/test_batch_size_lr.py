@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import shutil
 from pathlib import Path
 
 import mlflow
@@ -20,7 +19,7 @@ from sweeps.cli.batch_size import print_report
 from sweeps.errors import UsageError
 from sweeps.optcore_adapter import trial_seed
 from sweeps.spec import SpecError, load_spec
-from tests.conftest import TINY_SPEC, run_cli
+from tests.conftest import TINY_SPEC, new_workdir, run_cli
 
 HELD = ["search.optimizer.value=adam", "search.beta1.value=0.9", "search.schedule.value=constant"]
 FIXED = [*HELD, "search.lr.value=0.02"]
@@ -32,19 +31,6 @@ def spec_with(*overrides: str):
 
 def sets(items) -> list[str]:
     return [arg for item in items for arg in ("--set", item)]
-
-
-@pytest.fixture(scope="module")
-def template_db(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("template")
-    tracking.check_reachable(tracking.default_tracking_uri(folder))
-    return folder / "mlflow.db"
-
-
-def new_workdir(folder: Path, template_db: Path) -> Path:
-    folder.mkdir(parents=True)
-    shutil.copy(template_db, folder / "mlflow.db")
-    return folder
 
 
 def children(workdir: Path, parent_id: str):

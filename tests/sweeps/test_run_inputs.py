@@ -4,37 +4,20 @@ a real SQLite MLflow store, the tiny spec, a CSV and a user's loader."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import pandas as pd
-import pytest
 import yaml
 
 import optcore
-import tracking
 from sweeps.spec import load_spec
 from sweeps.study.run_inputs import SEED_PARAM, dataset_inputs, setting_params
 from sweeps.study.trial_lifecycle import setup_from_spec
-from tests.conftest import TINY_SPEC, run_cli
+from tests.conftest import TINY_SPEC, new_workdir, run_cli
 
 CONTEXT = "mlflow.data.context"
-
-
-@pytest.fixture(scope="module")
-def template_db(tmp_path_factory) -> Path:
-    """An empty, migrated MLflow database: each workdir starts from a copy instead of ~2 s of migrations."""
-    folder = tmp_path_factory.mktemp("template")
-    tracking.check_reachable(tracking.default_tracking_uri(folder))
-    return folder / "mlflow.db"
-
-
-def _workdir(folder: Path, template_db: Path) -> Path:
-    folder.mkdir(parents=True)
-    shutil.copy(template_db, folder / "mlflow.db")
-    return folder
 
 
 def _runs(workdir: Path, experiment: str = "tiny") -> tuple[mlflow.entities.Run, list[mlflow.entities.Run]]:
@@ -58,7 +41,7 @@ def _inputs(run) -> dict[str, tuple[str, str, str]]:
 
 
 def test_every_run_carries_the_data_and_settings_and_a_resumed_sweep_adds_no_copies(tiny_spec, tmp_path, template_db):
-    workdir = _workdir(tmp_path / "wd", template_db)
+    workdir = new_workdir(tmp_path / "wd", template_db)
     run_cli("run", tiny_spec, "--trials", "2", "--workdir", workdir, cwd=tmp_path, check=True)
     proc = run_cli("run", tiny_spec, "--trials", "3", "--workdir", workdir, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr  # params already logged with the same values are fine
@@ -126,7 +109,7 @@ def test_changed_data_gets_another_digest(tmp_path, template_db):
     digests = []
     for shift, workdir in ((0.0, tmp_path / "before"), (0.5, tmp_path / "after")):
         _csv(data, shift)
-        run_cli("run", spec_file, "--workdir", _workdir(workdir, template_db), cwd=tmp_path, check=True)
+        run_cli("run", spec_file, "--workdir", new_workdir(workdir, template_db), cwd=tmp_path, check=True)
         fingerprint = optcore.load_dataset(path=str(data), seed=7).fingerprint
         parent, (trial,) = _runs(workdir)
         assert (

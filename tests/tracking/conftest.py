@@ -22,14 +22,6 @@ from optcore.history import EpochRecord, History
 SERVER_START_SECONDS = 90
 
 
-@pytest.fixture(scope="session")
-def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty, migrated MLflow database; copying it saves each test the ~2 s of schema migrations."""
-    folder = tmp_path_factory.mktemp("template")
-    tracking.check_reachable(tracking.default_tracking_uri(folder))
-    return folder / "mlflow.db"
-
-
 @pytest.fixture
 def sqlite_uri(tmp_path: Path, template_db: Path) -> str:
     """A fresh embedded store: ``sqlite:////<tmp>/mlflow.db`` with artifacts in ``<tmp>/mlartifacts``."""
