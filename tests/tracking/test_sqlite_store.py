@@ -160,8 +160,11 @@ def _contents(db: Path) -> tuple[list, dict[str, list]]:
 
 
 def _create_in(folder: Path, cache: Path | str) -> Path:
-    proc = _creator(folder, str(cache))
-    assert proc.wait(timeout=120) == 0, proc.stderr.read()
+    """Create the store in ``folder`` as a work folder's first command does, here in the test's process (the
+    store is the subject; :func:`_creator` runs the same in a process of its own where one is to be killed)."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv(CACHE_VAR, str(cache))
+        tracking.check_reachable(tracking.default_tracking_uri(folder))
     return folder / "mlflow.db"
 
 
