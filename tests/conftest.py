@@ -206,7 +206,8 @@ def retire_experiments(server) -> None:
 
 @pytest.fixture(scope="session")
 def shared_mlflow_server(tmp_path_factory):
-    """One `mlflow server` on a new PostgreSQL database per test process (per xdist worker).
+    """One `mlflow server` on a new PostgreSQL database per test process (the tests using it share one xdist
+    worker: :func:`pytest_collection_modifyitems`).
     tests/sweeps/test_distributed.py's ``mlflow_server`` hands it to each test as new."""
     with postgres_mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as server:
         yield server
