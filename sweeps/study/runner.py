@@ -107,26 +107,33 @@ def open_study(spec: Spec, stores: Stores, stale_trial_callback: Callable | None
         load_if_exists=True,
     )
     name_objectives(study, spec)
-    stored = study.user_attrs.get(SPEC_HASH_ATTR)
     data = setup_from_spec(spec).load()
-    if stored is None:
+    if study.user_attrs.get(SPEC_HASH_ATTR) is None:
         study.set_user_attr(SPEC_HASH_ATTR, spec.search_hash())
         study.set_user_attr(SPEC_ATTR, spec.resolved())
         study.set_user_attr(DATA_ATTR, data.fingerprint)
-    elif stored != spec.search_hash():
-        raise SweepError(
-            f"the sweep {spec.name!r} in {stores.describe_storage()} was started from a different spec "
-            f"(search hash {stored}, this spec {spec.search_hash()}); only `trials` may change when resuming. "
-            f"To start a separate sweep, give it its own name (--set name={spec.name}-2, or `name:` in the spec) "
-            "or another --workdir/--storage; to continue this one, run the spec it started from."
-        )
-    elif study.user_attrs.get(DATA_ATTR, data.fingerprint) != data.fingerprint:  # older sweeps did not store it
+        return study
+    refuse_other_search(study, spec, stores)
+    if study.user_attrs.get(DATA_ATTR, data.fingerprint) != data.fingerprint:  # older sweeps did not store it
         raise SweepError(
             f"the sweep {spec.name!r} was run on other data: dataset {data.name!r} has fingerprint "
             f"{data.fingerprint}, the sweep's was {study.user_attrs[DATA_ATTR]} (has the file changed?). "
             "Rename the sweep (`name:`) or use another --workdir/--storage to sweep the new data."
         )
     return study
+
+
+def refuse_other_search(study, spec: Spec, stores: Stores) -> None:
+    """Raise SweepError when ``study`` was started from another search than ``spec``'s: only ``trials`` may
+    change when a sweep is resumed."""
+    stored = study.user_attrs.get(SPEC_HASH_ATTR)
+    if stored is not None and stored != spec.search_hash():
+        raise SweepError(
+            f"the sweep {spec.name!r} in {stores.describe_storage()} was started from a different spec "
+            f"(search hash {stored}, this spec {spec.search_hash()}); only `trials` may change when resuming. "
+            f"To start a separate sweep, give it its own name (--set name={spec.name}-2, or `name:` in the spec) "
+            "or another --workdir/--storage; to continue this one, run the spec it started from."
+        )
 
 
 def name_objectives(study, spec: Spec) -> None:
@@ -410,11 +417,15 @@ def _existing_study(spec: Spec, stores: Stores):
 
 
 def study_counts_for(spec: Spec, workdir: str | Path | None, storage: str | None) -> int:
-    """Trials of ``spec``'s sweep already counted (0 for a new sweep); used to start the progress bar."""
-    study = _existing_study(spec, resolve_stores(workdir, storage, "unused"))
+    """Trials of ``spec``'s sweep already counted (0 for a new sweep); used to start the progress bar. A study
+    started from another search is refused here, from the study the bar reads anyway: before the sweep
+    loads MLflow (~2 s), which :func:`open_study` would refuse it after."""
+    stores = resolve_stores(workdir, storage, "unused")
+    study = _existing_study(spec, stores)
     if study is None:
         return 0
     try:
+        refuse_other_search(study, spec, stores)
         return counts(study)[0]
     finally:
         close_storage(study._storage)  # its connections: the sweep opens a storage of its own
