@@ -178,7 +178,7 @@ def _cli_loading(*args: str, cwd: Path, env: dict[str, str] | None = None) -> tu
         env={**cli_env(), **(env or {})},
         timeout=300,
     )
-    *said, loaded = proc.stdout.strip().splitlines()
+    *said, loaded = proc.stdout.strip().splitlines() or [""]  # nothing printed: it failed before main returned
     proc.stdout = "\n".join(said)
     return proc, loaded
 
