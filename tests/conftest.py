@@ -43,28 +43,6 @@ def _store_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ.setdefault("OPTSWEEP_CACHE_DIR", str(tmp_path_factory.getbasetemp().parent / "store-cache"))
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests sharing a session's `mlflow server` go to one xdist worker (``--dist loadgroup`` in
-    pyproject.toml), so the suite starts one server of each kind instead of one per worker (a start is two
-    interpreters importing MLflow, ~5 CPU-s, and seconds in which the test waits)."""
-    for item in items:
-        group = _server_group(item)
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
-
-
-def _server_group(item: pytest.Item) -> str | None:
-    names = set(getattr(item, "fixturenames", ()))
-    if names & {"shared_mlflow_server", "mlflow_server"}:
-        return "postgres-mlflow-server"
-    callspec = getattr(item, "callspec", None)
-    params = set(map(str, callspec.params.values())) if callspec else set()
-    # tests/tracking's `server_uri`, asked for by name or through a "server" parameter (store_uri, store)
-    if item.path.is_relative_to(ROOT / "tests" / "tracking") and ("server_uri" in names or "server" in params):
-        return "mlflow-server"
-    return None
-
-
 def cli_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_TRACKING", "SWEEPS_"))}
     env |= {
@@ -206,8 +184,8 @@ def retire_experiments(server) -> None:
 
 @pytest.fixture(scope="session")
 def shared_mlflow_server(tmp_path_factory):
-    """One `mlflow server` on a new PostgreSQL database per test process (the tests using it share one xdist
-    worker: :func:`pytest_collection_modifyitems`).
+    """One `mlflow server` on a new PostgreSQL database per test process (per xdist worker that runs a test
+    using it; `--dist worksteal` keeps a module's tests together unless a worker runs out of work).
     tests/sweeps/test_distributed.py's ``mlflow_server`` hands it to each test as new."""
     with postgres_mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as server:
         yield server
