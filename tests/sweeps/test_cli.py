@@ -163,9 +163,11 @@ def test_a_resumed_sweep_proposes_new_settings_and_is_reproducible(tmp_path, tin
     assert len({params["lr"] for params, _ in results[0]}) == 4
 
 
-def _cli_loading(*args: str, cwd: Path, env: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess, str]:
-    """The CLI's ``main`` with ``args`` in a new interpreter, and which of MLflow and scikit-learn it loaded
-    (printed as the last line of its output)."""
+def _cli_loading(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> tuple[subprocess.CompletedProcess, list[str], str]:
+    """The CLI's ``main`` with ``args`` in a new interpreter: the process, the lines it printed, and which of
+    MLflow and scikit-learn it loaded (which the probe prints last)."""
     code = (
         "import sys; from sweeps.cli import main; rc = main(sys.argv[1:]); "
         "print(sorted(m for m in ('mlflow', 'sklearn') if m in sys.modules)); sys.exit(rc)"
@@ -179,15 +181,14 @@ def _cli_loading(*args: str, cwd: Path, env: dict[str, str] | None = None) -> tu
         timeout=300,
     )
     *said, loaded = proc.stdout.strip().splitlines() or [""]  # nothing printed: it failed before main returned
-    proc.stdout = "\n".join(said)
-    return proc, loaded
+    return proc, said, loaded
 
 
 def test_changed_search_on_resume_is_refused_before_mlflow_loads(tiny_sweep):
     tmp_path, wd, trials = tiny_sweep
     changed = ("run", "tiny.yaml", "--set", "trials=5", "--set", "model.hidden=[4]", "--workdir", str(wd))
     for workers in ("1", "2"):
-        proc, loaded = _cli_loading(*changed, "--workers", workers, cwd=tmp_path)
+        proc, _, loaded = _cli_loading(*changed, "--workers", workers, cwd=tmp_path)
         assert proc.returncode == 2
         assert "was started from a different spec" in proc.stderr and "Traceback" not in proc.stderr
         assert loaded == "[]"  # refused from the study the progress bar reads, before MLflow's ~2 s
@@ -612,10 +613,10 @@ def test_a_rerun_of_a_finished_sweep_writes_nothing_and_loads_neither_data_nor_m
     first = run_cli("run", tiny_spec, "--workdir", wd, cwd=tmp_path, check=True, env=report_on)
     files = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in wd.iterdir() if p.is_file()}
     assert "tiny-report.html" in files and "mlflow.db" in files
-    proc, loaded = _cli_loading("run", str(tiny_spec), "--workdir", str(wd), cwd=tmp_path, env=report_on)
+    proc, said, loaded = _cli_loading("run", str(tiny_spec), "--workdir", str(wd), cwd=tmp_path, env=report_on)
     assert proc.returncode == 0, proc.stderr
     assert loaded == "[]"
-    assert proc.stdout.splitlines() == first.stdout.strip().splitlines()
+    assert said == first.stdout.strip().splitlines()
     assert {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in wd.iterdir() if p.is_file()} == files
     # More trials asked for: the full path trains them and the report is drawn again.
     more = run_cli("run", tiny_spec, "--trials", "5", "--workdir", wd, cwd=tmp_path, check=True, env=report_on)
