@@ -194,7 +194,7 @@ def fail_stale(study) -> list[str]:
     return runs
 
 
-def _unreachable(error: BaseException) -> bool:
+def unreachable(error: BaseException) -> bool:
     """Whether ``error`` says the storage cannot be reached now (worth retrying), not that a call was wrong."""
     import optuna
 
@@ -227,7 +227,7 @@ def retrying(call: Callable[[], T], where: str, seconds: float | None = None) ->
         try:
             return call()
         except Exception as e:
-            if not _unreachable(e):
+            if not unreachable(e):
                 raise
             if time.monotonic() + delay > deadline:
                 raise SweepError(

@@ -43,6 +43,8 @@ DATA_ATTR = "dataset_fingerprint"
 SUMMARISED_ATTR = "summarised_trials"
 # The count of finished trials whose summary a worker took on drawing (see _summary_is_mine).
 SUMMARY_CLAIM_ATTR = "summary_claimed_at"
+# How often a worker waiting for other workers' trials looks whether one has ended (_wait_while_running).
+RUNNING_POLL_SECONDS = 1.0
 
 
 def resume_seed(spec_seed: int, n_trials: int) -> int:
@@ -223,9 +225,8 @@ def run(
             if scaled:
                 trial, running = _claim_trial(study, spec, stores, lock, total)
                 if trial is None:
-                    if running:
-                        with interrupts.interruptible():  # a dead worker's trial is retried: stay for it
-                            time.sleep(_beats(study) or 1)
+                    if running:  # a dead worker's trial is retried: stay for it
+                        _wait_while_running(study, running)
                         continue
                     done, running, _ = counts(study)
                     halt = None
@@ -257,8 +258,7 @@ def run(
                 if running and _beats(study) and not halt:
                     # Trials of other workers are still running. If one of them died, its heartbeat stops
                     # and, after the grace period, it is failed and queued again: stay to pick it up.
-                    with interrupts.interruptible():
-                        time.sleep(_beats(study))
+                    _wait_while_running(study, running)
                     continue
                 break
             try:
@@ -346,6 +346,34 @@ def check_stores(stores: Stores) -> None:
     tracking.check_separate_databases(stores.tracking_uri, storage_for_check)
     # A new SQLite store is created by the tracking writer, on its own core, while the study is opened.
     tracking.check_reachable(stores.tracking_uri, create=False)
+
+
+def _wait_while_running(study, running: int) -> None:
+    """Wait, as a worker with nothing left to claim while ``running`` trials of other workers run, until one
+    of them ends or one heartbeat interval has passed, then let the caller ask again.
+
+    After an interval the next ask fails a dead worker's trial and queues it again; but when the trials
+    simply end, waiting out the interval (10 s by default) kept every finished worker, and the end of the
+    sweep, that much longer. So the RUNNING trials are counted once a second meanwhile: a state-filtered
+    read, without the study lock, that a proxy or PostgreSQL answers from its index. A storage that does not
+    answer leaves the rest of the interval to the ask, which retries with its own messages."""
+    from optuna.trial import TrialState
+
+    from sweeps.study import claims
+
+    deadline = time.monotonic() + (_beats(study) or 1)
+    db = claims.backend(study._storage)
+    with interrupts.interruptible():
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(RUNNING_POLL_SECONDS, left))
+            try:
+                now = len(db.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.RUNNING,)))
+            except Exception as e:
+                if not claims.unreachable(e):
+                    raise
+                continue
+            if now < running:
+                return
 
 
 def _beats(study) -> int | None:

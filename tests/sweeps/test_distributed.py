@@ -3,6 +3,7 @@ real `mlflow server` with a PostgreSQL backend store, both on 127.0.0.1; fresh d
 
 from __future__ import annotations
 
+import datetime
 import os
 import signal
 
@@ -50,18 +51,27 @@ def assert_settled(url: str, server, total: int):
 
 
 def test_workers_started_together_on_a_fresh_database(tmp_path, tiny_spec, fresh_db, mlflow_server):
+    """Two workers start together on a new database and share 3 trials of ~1 s. The one left with nothing to
+    claim while the other's last trial runs stays for it (it could die and be retried), and leaves when it
+    ends: not a heartbeat interval later (30 s here)."""
     url = fresh_db("optuna")
-    env = {"SWEEPS_STORAGE": url, "SWEEPS_TRACKING_URI": mlflow_server.url}
-    common = ("worker", tiny_spec, "--trials", "10", "--set", "training.epochs=2", "--workdir", tmp_path / "wd")
+    env = {"SWEEPS_STORAGE": url, "SWEEPS_TRACKING_URI": mlflow_server.url, "SWEEPS_HEARTBEAT_SECONDS": "30"}
+    common = ("worker", tiny_spec, "--trials", "3", *SLOW, "--workdir", tmp_path / "wd")
     workers = [start_cli(*common, cwd=tmp_path, env=env, log=tmp_path / f"w{i}.log") for i in range(2)]
     for i, w in enumerate(workers):
         assert w.wait(300) == 0, (tmp_path / f"w{i}.log").read_text()
-    s, c, runs = assert_settled(url, mlflow_server, 10)
-    assert len(s.trials) == 10 and len(runs) == 10
+    left = datetime.datetime.now()  # both gone by now: an upper bound on when the waiting one left
+    s, c, runs = assert_settled(url, mlflow_server, 3)
+    assert len(s.trials) == 3 and len(runs) == 3
+    assert {t.system_attrs["owner"]["pid"] for t in s.trials} == {w.pid for w in workers}  # both trained
+    last_trial_ended = max(t.datetime_complete for t in s.trials)
+    # Waiting out the interval would leave ~30 s after the last trial; the parent's summary takes a few.
+    assert (left - last_trial_ended).total_seconds() < 15, (left, last_trial_ended)
     parents = {r.data.tags["mlflow.parentRunId"] for r in runs}
     assert parents == {s.user_attrs["mlflow_parent_run_id"]}
+    epochs = next(int(o.split("=")[1]) for o in SLOW if o.startswith("training.epochs="))
     for r in runs:
-        assert len(c.get_metric_history(r.info.run_id, "val_cost")) == 2
+        assert len(c.get_metric_history(r.info.run_id, "val_cost")) == epochs
     # the storage URL is recorded without secrets and the workers never wrote the embedded stores
     assert not (tmp_path / "wd" / "optuna.journal").exists() and not (tmp_path / "wd" / "mlflow.db").exists()
     for w in range(2):
