@@ -51,7 +51,7 @@ def assert_settled(url: str, server, total: int):
 
 
 def test_workers_started_together_on_a_fresh_database(tmp_path, tiny_spec, fresh_db, mlflow_server):
-    """Two workers start together on a new database and share 3 trials of ~1 s. The one left with nothing to
+    """Two workers start together on a new database and share 3 trials of ~0.6 s. The one left with nothing to
     claim while the other's last trial runs stays for it (it could die and be retried), and leaves when it
     ends: not a heartbeat interval later (30 s here)."""
     url = fresh_db("optuna")
