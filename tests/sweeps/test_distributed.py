@@ -51,12 +51,24 @@ def assert_settled(url: str, server, total: int):
 
 
 def test_workers_started_together_on_a_fresh_database(tmp_path, tiny_spec, fresh_db, mlflow_server):
-    """Two workers start together on a new database and share 3 trials of ~0.6 s. The one left with nothing to
-    claim while the other's last trial runs stays for it (it could die and be retried), and leaves when it
-    ends: not a heartbeat interval later (30 s here)."""
+    """Two workers start together on a new database and share 3 trials of ~1.2 s: long enough that a worker
+    starting a second or two after the other (a loaded machine) still claims one before the other has taken
+    them all. The one left with nothing to claim while the other's last trial runs stays for it (it could
+    die and be retried), and leaves when it ends: not a heartbeat interval later (30 s here)."""
     url = fresh_db("optuna")
     env = {"SWEEPS_STORAGE": url, "SWEEPS_TRACKING_URI": mlflow_server.url, "SWEEPS_HEARTBEAT_SECONDS": "30"}
-    common = ("worker", tiny_spec, "--trials", "3", *SLOW, "--workdir", tmp_path / "wd")
+    epochs = 100
+    common = (
+        "worker",
+        tiny_spec,
+        "--trials",
+        "3",
+        *SLOW,
+        "--set",
+        f"training.epochs={epochs}",
+        "--workdir",
+        tmp_path / "wd",
+    )
     workers = [start_cli(*common, cwd=tmp_path, env=env, log=tmp_path / f"w{i}.log") for i in range(2)]
     for i, w in enumerate(workers):
         assert w.wait(300) == 0, (tmp_path / f"w{i}.log").read_text()
@@ -69,7 +81,6 @@ def test_workers_started_together_on_a_fresh_database(tmp_path, tiny_spec, fresh
     assert (left - last_trial_ended).total_seconds() < 15, (left, last_trial_ended)
     parents = {r.data.tags["mlflow.parentRunId"] for r in runs}
     assert parents == {s.user_attrs["mlflow_parent_run_id"]}
-    epochs = next(int(o.split("=")[1]) for o in SLOW if o.startswith("training.epochs="))
     for r in runs:
         assert len(c.get_metric_history(r.info.run_id, "val_cost")) == epochs
     # the storage URL is recorded without secrets and the workers never wrote the embedded stores
