@@ -12,21 +12,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from tracking.plots import new_figure
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 # Per-size series: batch size -> one sequence of values per repeat.
 Series = Mapping[int, Sequence[Sequence[float]]]
-
-
-def _figure() -> tuple[Figure, Axes]:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(7, 4.5), dpi=100, layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure, figure.add_subplot()
 
 
 def _color(i: int) -> str:
@@ -54,7 +47,7 @@ def plot_cost_curves(val_costs: Series, path: Path, chosen: int | None = None) -
     Runs of a size can differ in length (an equal-time budget); each epoch averages the repeats that
     reached it. The chosen size is drawn thicker.
     """
-    figure, ax = _figure()
+    figure, ax = new_figure()
     for i, (size, runs) in enumerate(sorted(val_costs.items())):
         length = max((len(r) for r in runs), default=0)
         if length == 0:
@@ -82,7 +75,7 @@ def plot_cost_curves(val_costs: Series, path: Path, chosen: int | None = None) -
 def plot_throughput(throughput: Series, overall: Mapping[int, float], path: Path) -> Path:
     """Training samples per second against batch size: each repeat as a dot, and a line through ``overall``
     (one figure per size: all its samples over all its seconds, as in the report's table)."""
-    figure, ax = _figure()
+    figure, ax = new_figure()
     sizes = sorted(throughput)
     for s in sizes:
         ax.scatter([s] * len(throughput[s]), throughput[s], color="tab:blue", alpha=0.5, s=18)
@@ -97,7 +90,7 @@ def plot_cost_vs_seconds(val_costs: Series, epoch_seconds: Series, path: Path) -
 
     Shows which size gets lowest soonest; the end of each line is the cost reached when the budget ran out.
     """
-    figure, ax = _figure()
+    figure, ax = new_figure()
     for i, size in enumerate(sorted(val_costs)):
         for j, (costs, seconds) in enumerate(zip(val_costs[size], epoch_seconds[size], strict=True)):
             n = min(len(costs), len(seconds))
@@ -117,7 +110,7 @@ def plot_final_cost(
     sizes: Sequence[int], means: Sequence[float], lows: Sequence[float], highs: Sequence[float], path: Path
 ) -> Path:
     """Mean final validation cost against batch size with its 95% interval as error bars."""
-    figure, ax = _figure()
+    figure, ax = new_figure()
     mean = np.asarray(means, dtype=float)
     low = np.nan_to_num(mean - np.asarray(lows, dtype=float))
     high = np.nan_to_num(np.asarray(highs, dtype=float) - mean)
@@ -140,7 +133,7 @@ def plot_paired_differences(
     intervals overlap can still be told apart when every seed's line stays on one side of zero. Sizes tied
     with the chosen one are drawn as hollow markers.
     """
-    figure, ax = _figure()
+    figure, ax = new_figure()
     sizes = sorted(final_costs)
     base = np.asarray(final_costs[chosen], dtype=float)
     diffs = np.array([np.asarray(final_costs[s], dtype=float) - base for s in sizes])  # (sizes, seeds)
@@ -173,7 +166,7 @@ def plot_lr_search(
     """Final validation cost against learning rate, one line per batch size through its search trials
     (``trials[size]`` holds ``(lr, cost)`` pairs; NaN for a diverged trial, left out), each size's chosen rate
     ringed. Shows whether larger batches want larger rates, and whether a search stopped at its range's edge."""
-    figure, ax = _figure()
+    figure, ax = new_figure()
     for i, size in enumerate(sorted(trials)):
         points = sorted((lr, cost) for lr, cost in trials[size] if np.isfinite(cost))
         if not points:

@@ -18,16 +18,17 @@ BEST_COLOR = "tab:red"
 OTHER_COLOR = "0.55"
 
 
-def _figure() -> tuple[Figure, Axes]:
-    """One axes with fixed margins, wide enough for these figures' labels (a six-digit tick and an axis
-    title on the left, one line of ticks and a label below). Not matplotlib's constrained layout: it draws
-    the figure once more to measure its text, 40 % of each figure's time, and every sweep ends by drawing
-    these three (bench/README.md, startup)."""
+def new_figure() -> tuple[Figure, Axes]:
+    """A 7 x 4.5-inch figure on matplotlib's Agg canvas with one axes, its margins fixed and wide enough for
+    these figures' labels (a seven-character tick and an axis title on the left, one line of ticks and a
+    label below, a title above). Not matplotlib's constrained layout: that draws the figure once more to
+    measure its text, 40 % of each figure's time, and every sweep ends by drawing three (bench/README.md,
+    fifth round). Used by the sweep's summary, the batch-size figures and the Pareto front."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(7, 4.5), dpi=100)
-    figure.subplots_adjust(left=0.13, right=0.97, bottom=0.11, top=0.92)
+    figure.subplots_adjust(left=0.14, right=0.97, bottom=0.11, top=0.92)
     FigureCanvasAgg(figure)
     return figure, figure.add_subplot()
 
@@ -55,7 +56,7 @@ def plot_val_cost_curves(curves: pd.DataFrame, table: pd.DataFrame, best_run_id:
     diverging trial does not flatten the others. ``curves`` is long-form (``run_id, trial_number, step,
     value``) as :func:`tracking.select.curves` gives.
     """
-    figure, ax = _figure()
+    figure, ax = new_figure()
     finite = curves[curves["value"].map(math.isfinite)] if len(curves) else curves
     if finite.empty:
         _empty(ax, "no validation cost logged yet")
@@ -91,7 +92,7 @@ def _fit_y(ax: Axes, values: pd.Series) -> None:
 
 def plot_optimization_history(table: pd.DataFrame, metric: str, direction: str, path: Path) -> Path:
     """The objective of each finished trial against trial number, with the running best as a step line."""
-    figure, ax = _figure()
+    figure, ax = new_figure()
     done = table[(table["status"] == "FINISHED") & table[metric].map(math.isfinite)].sort_values("trial_number")
     if done.empty:
         _empty(ax, "no finished trial yet")
@@ -108,7 +109,7 @@ def plot_optimization_history(table: pd.DataFrame, metric: str, direction: str, 
 
 def plot_batch_size_vs_cost(table: pd.DataFrame, metric: str, best_run_id: str | None, path: Path) -> Path:
     """``metric`` of each finished trial against its ``batch_size`` param (log-2 axis), best trial in red."""
-    figure, ax = _figure()
+    figure, ax = new_figure()
     done = table[(table["status"] == "FINISHED") & table[metric].map(math.isfinite)]
     if "batch_size" not in table.columns or done.empty:
         _empty(ax, "no finished trial with a batch_size param yet")

@@ -13,12 +13,9 @@ from pathlib import Path
 
 def plot_front(points: Sequence[Sequence[float]], front: Sequence[int], names: Sequence[str], path: Path) -> Path:
     """Every completed trial as a dot, the Pareto set joined as a red staircase."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from tracking.plots import new_figure
 
-    figure = Figure(figsize=(7, 4.5), dpi=100, layout="constrained")
-    FigureCanvasAgg(figure)
-    ax = figure.add_subplot()
+    figure, ax = new_figure()
     if points:
         ax.scatter([p[0] for p in points], [p[1] for p in points], color="0.55", s=18, label="trials")
         best = sorted((points[i] for i in front), key=lambda p: p[0])
