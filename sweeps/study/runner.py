@@ -354,8 +354,9 @@ def _wait_while_running(study, running: int) -> None:
 
     After an interval the next ask fails a dead worker's trial and queues it again; but when the trials
     simply end, waiting out the interval (10 s by default) kept every finished worker, and the end of the
-    sweep, that much longer. So the RUNNING trials are counted once a second meanwhile: a state-filtered
-    read, without the study lock, that a proxy or PostgreSQL answers from its index. A storage that does not
+    sweep, that much longer. So the RUNNING trials are counted once a second meanwhile: a query for the
+    study's RUNNING trials (the one a claim makes), outside the study lock; it returns a row per running
+    trial, though the database looks through the study's trials to find them. A storage that does not
     answer leaves the rest of the interval to the ask, which retries with its own messages."""
     from optuna.trial import TrialState
 
