@@ -81,6 +81,13 @@ def recount(study) -> tuple[int, int, int]:
     return done, running, waiting
 
 
+def count_running(study) -> int:
+    """The study's RUNNING trials, read from the database (a state-filtered query, past Optuna's cache)."""
+    from optuna.trial import TrialState
+
+    return len(backend(study._storage).get_all_trials(study._study_id, deepcopy=False, states=(TrialState.RUNNING,)))
+
+
 def _heartbeat_seconds(storage) -> int | None:
     getter = getattr(storage, "get_heartbeat_interval", None)
     return getter() if getter is not None else None
@@ -91,8 +98,6 @@ def claim(study, total: int, owner: dict, *, now: float | None = None) -> Claime
 
     The trial is RUNNING when this returns, with ``owner`` recorded (system attr ``owner``) and a first
     heartbeat, so a worker that dies right after still has its trial failed and retried."""
-    from optuna.trial import TrialState
-
     from sweeps.study.owners import OWNER_ATTR
 
     storage, sid = study._storage, study._study_id
@@ -121,7 +126,7 @@ def claim(study, total: int, owner: dict, *, now: float | None = None) -> Claime
         if _heartbeat_seconds(storage):
             db.record_heartbeat(trial_id)
     else:
-        result.running = len(db.get_all_trials(sid, deepcopy=False, states=(TrialState.RUNNING,)))
+        result.running = count_running(study)
         if result.running == 0 and not state.get("settled"):
             # About to leave: make sure nothing ended uncounted since the last recount.
             done, running, waiting = recount(study)

@@ -354,21 +354,18 @@ def _wait_while_running(study, running: int) -> None:
 
     After an interval the next ask fails a dead worker's trial and queues it again; but when the trials
     simply end, waiting out the interval (10 s by default) kept every finished worker, and the end of the
-    sweep, that much longer. So the RUNNING trials are counted once a second meanwhile: a query for the
-    study's RUNNING trials (the one a claim makes), outside the study lock; it returns a row per running
-    trial, though the database looks through the study's trials to find them. A storage that does not
-    answer leaves the rest of the interval to the ask, which retries with its own messages."""
-    from optuna.trial import TrialState
-
+    sweep, that much longer. So the RUNNING trials are counted once a second meanwhile, as a claim counts
+    them (:func:`claims.count_running`) but outside the study lock: a row per running trial, though the
+    database looks through the study's trials to find them. A storage that does not answer leaves the rest
+    of the interval to the ask, which retries with its own messages."""
     from sweeps.study import claims
 
     deadline = time.monotonic() + (_beats(study) or 1)
-    db = claims.backend(study._storage)
     with interrupts.interruptible():
         while (left := deadline - time.monotonic()) > 0:
             time.sleep(min(RUNNING_POLL_SECONDS, left))
             try:
-                now = len(db.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.RUNNING,)))
+                now = claims.count_running(study)
             except Exception as e:
                 if not claims.unreachable(e):
                     raise
