@@ -6,6 +6,7 @@ does not pay for the sweep loop, the HTML report or the MLflow server."""
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import time
 
@@ -40,16 +41,40 @@ def cmd_run(args) -> int:
     started = time.time()
     if args.workers < 1:
         raise UsageError(f"--workers must be ≥ 1; got {args.workers}")
-    if (result := _finished(spec, args)) is not None:
-        pass  # nothing to train or write: no data loaded, no MLflow store opened
-    elif args.workers > 1:
+    with contextlib.ExitStack() as stack:
+        if (result := _finished(spec, args)) is not None:
+            child = None  # nothing to train or write: no data loaded, no MLflow store opened
+        else:
+            child = stack.enter_context(_report_child(args))
+            result = _train(spec, args)
+        report.print_summary(spec, result, _workdir_hint(args))
+        from sweeps.study.stopping import describe
+
+        for line in describe(result.study, spec, since=started):  # why it stopped before `trials`, if it did
+            print(line)
+        _draw_report(spec, result, args, child)
+    return _outcome_code(result)
+
+
+def _report_child(args):
+    """The report's child process (:mod:`sweeps.results.report_child`), forked now, while this process has
+    one thread (the progress bar starts another), when the report is to be drawn."""
+    from sweeps.results.html_report import report_enabled
+    from sweeps.results.report_child import report_child
+
+    return report_child(report_enabled(args.no_report))
+
+
+def _train(spec, args):
+    """Train the sweep of ``spec`` here, or with ``--workers`` processes; its result."""
+    if args.workers > 1:
         _say_inferred_task(spec, quiet=args.quiet)
         from sweeps.study.runner import study_counts_for, target_total
         from sweeps.study.workers import run_parallel
 
         done = study_counts_for(spec, args.workdir, args.storage)
         with progress.ProgressBar(target_total(spec), done, enabled=not args.quiet, spec=spec) as bar:
-            result = run_parallel(
+            return run_parallel(
                 spec,
                 args.workers,
                 workdir=args.workdir,
@@ -59,17 +84,9 @@ def cmd_run(args) -> int:
                 overrides=_overrides(args),
                 on_trial=None if args.quiet else bar,
             )
-    else:
-        if spec.dataset.source != "name":  # a registry dataset is loaded by run(), beside the writer's start
-            _say_inferred_task(spec, quiet=args.quiet)
-        result = _run_here(spec, args)
-    report.print_summary(spec, result, _workdir_hint(args))
-    from sweeps.study.stopping import describe
-
-    for line in describe(result.study, spec, since=started):  # why it stopped before `trials`, if it did
-        print(line)
-    _draw_report(spec, result, args)
-    return _outcome_code(result)
+    if spec.dataset.source != "name":  # a registry dataset is loaded by run(), beside the writer's start
+        _say_inferred_task(spec, quiet=args.quiet)
+    return _run_here(spec, args)
 
 
 def _finished(spec, args):
@@ -106,12 +123,12 @@ def _diverged(trial) -> bool:
     return str(trial.user_attrs.get(REASON_ATTR, "")).startswith("cost diverged")
 
 
-def _draw_report(spec, result, args) -> None:
-    """The sweep's HTML report, unless --no-report (or $SWEEPS_NO_REPORT)."""
+def _draw_report(spec, result, args, child=None) -> None:
+    """The sweep's HTML report, unless --no-report (or $SWEEPS_NO_REPORT); composed by ``child`` if given."""
     from sweeps.results.html_report import draw_after_command
 
     if not args.no_report:
-        draw_after_command(spec, result, args.spec, report.out.print, report.err.print)
+        draw_after_command(spec, result, args.spec, report.out.print, report.err.print, child=child)
 
 
 def _say_inferred_task(spec, quiet: bool) -> None:
@@ -142,13 +159,15 @@ def _run_here(spec, args, finalize: bool = True, worker: bool = False):
     from sweeps.study.runner import run, study_counts_for, target_total
 
     done = study_counts_for(spec, args.workdir, args.storage)
-    with progress.ProgressBar(target_total(spec), done, enabled=not args.quiet, spec=spec) as bar:
+    bar = progress.ProgressBar(target_total(spec), done, enabled=not args.quiet, spec=spec, deferred=True)
+    with bar:
         return run(
             spec,
             workdir=args.workdir,
             storage=args.storage,
             tracking_uri=args.tracking_uri,
             on_trial=bar,
+            on_start=bar.begin,
             finalize=finalize,
             worker=worker,
         )

@@ -23,13 +23,16 @@ class ProgressBar:
     """``with ProgressBar(total, done) as bar: ... bar(study, done, total)`` after each trial (or whenever the
     study changed, for a coordinator watching workers)."""
 
-    def __init__(self, total: int, done: int, enabled: bool = True, spec=None):
-        """``enabled=False`` shows nothing; on a terminal it is a live bar, elsewhere one line per trial."""
+    def __init__(self, total: int, done: int, enabled: bool = True, spec=None, deferred: bool = False):
+        """``enabled=False`` shows nothing; on a terminal it is a live bar, elsewhere one line per trial.
+        ``deferred``: shown at :meth:`begin` (or the first trial), not on entering: a process that still has
+        children to fork (`sweeps run`'s tracking writer) must not have rich's thread running yet."""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.quiet = not enabled
         self.spec = spec  # its stop block: the bar says when the sweep stopped early (sweeps.study.stopping)
         self.enabled = enabled and sys.stderr.isatty()
+        self.deferred, self._begun = deferred, False
         self._progress = Progress(
             TextColumn("[bold]trials"),
             BarColumn(bar_width=None),  # the room the text leaves, so the line fits the terminal
@@ -47,17 +50,26 @@ class ProgressBar:
         self._last_line_done = done  # a line when a trial ends, not when one starts
 
     def __enter__(self) -> ProgressBar:
-        self._progress.start()
+        if not self.deferred:
+            self.begin()
         return self
 
+    def begin(self) -> None:
+        """Show the bar: on a terminal rich redraws it from a thread of its own, which this starts."""
+        if not self._begun:
+            self._begun = True
+            self._progress.start()
+
     def __exit__(self, *exc) -> None:
-        self._progress.stop()
+        if self._begun:
+            self._progress.stop()
 
     def __call__(self, study, done: int, total: int) -> None:
         from sweeps.study.result import best_setting
 
         if self.quiet:
             return
+        self.begin()
         _, value, _ = best_setting(study)
         best, counts = fmt_value(value), brief(Tally.of(study))
         if self.spec is not None and self.spec.stop is not None:

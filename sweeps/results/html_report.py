@@ -29,6 +29,7 @@ from sweeps.results.importance import (
     importance_metrics,
     study_importances,
 )
+from sweeps.results.report_child import ChildGone, ReportChild
 from sweeps.results.report_figures import Figure, ReportData, build_figures
 from sweeps.study.runner import DATA_ATTR
 from sweeps.study.stopping import CLOCK_ATTR
@@ -65,11 +66,18 @@ class Provenance:
     dataset_fingerprint: str
 
 
-def gather(spec, result, *, bootstrap: int = DEFAULT_BOOTSTRAP) -> tuple[ReportData, Provenance]:
-    """Read everything the report shows from the sweep's stores: trials from Optuna, curves, train_seconds
-    and provenance tags from MLflow; compute the importances."""
-    uri = result.stores.tracking_uri
-    table, curves, tags = sweep_record(uri, result.parent_run_id) if result.parent_run_id else (None, None, {})
+def read_records(result) -> tuple:
+    """What the report reads from MLflow: the trials table, curves and tags of the sweep's parent run
+    (:func:`tracking.report.sweep_record`), or nothing when the sweep has no parent run."""
+    return sweep_record(result.stores.tracking_uri, result.parent_run_id) if result.parent_run_id else (None, None, {})
+
+
+def gather(
+    spec, result, *, bootstrap: int = DEFAULT_BOOTSTRAP, records: tuple | None = None
+) -> tuple[ReportData, Provenance]:
+    """Everything the report shows: trials from Optuna; curves, train_seconds and provenance tags from MLflow
+    (``records`` from :func:`read_records`, read now when not given); the importances, computed."""
+    table, curves, tags = records if records is not None else read_records(result)
     seconds = {}
     if table is not None:
         seconds = {int(n): s for n, s in zip(table["trial_number"], table["train_seconds"], strict=True)}
@@ -231,24 +239,41 @@ def render(spec, result, data: ReportData, provenance: Provenance, figures: list
 
 
 def write_report(
-    spec, result, out: Path | None = None, *, bootstrap: int = DEFAULT_BOOTSTRAP, log: bool = True
+    spec,
+    result,
+    out: Path | None = None,
+    *,
+    bootstrap: int = DEFAULT_BOOTSTRAP,
+    log: bool = True,
+    child: ReportChild | None = None,
 ) -> Path:
     """Draw the report of ``result``'s sweep to ``out`` (default: ``<name>-report.html`` in the sweep's
-    workdir) and log it, with the ``importance.*`` metrics, to the parent run. Returns the file's path."""
+    workdir) and log it, with the ``importance.*`` metrics, to the parent run. Returns the file's path.
+
+    With ``child`` (see :mod:`sweeps.results.report_child`), the page is composed there, where its libraries
+    were loaded while the sweep trained; here when the child is gone. The stores are read and written here."""
     with collector_paused():
-        data, provenance = gather(spec, result, bootstrap=bootstrap)
-        figures = build_figures(data)
+        records = read_records(result)
+        composed = None
+        if child is not None:
+            with contextlib.suppress(ChildGone):  # then drawn here
+                composed = child.compose(spec, result, records, bootstrap)
+        page, tables = composed or compose(spec, result, records, bootstrap)
         path = Path(out) if out is not None else result.stores.workdir / f"{spec.name}-{REPORT_FILE}"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(render(spec, result, data, provenance, figures), encoding="utf-8")
+        path.write_text(page, encoding="utf-8")
         if log and result.parent_run_id:
             log_report(
-                result.stores.tracking_uri,
-                result.parent_run_id,
-                path,
-                importance_metrics(data.importances, spec.objectives[0]),
+                result.stores.tracking_uri, result.parent_run_id, path, importance_metrics(tables, spec.objectives[0])
             )
     return path
+
+
+def compose(spec, result, records: tuple, bootstrap: int = DEFAULT_BOOTSTRAP) -> tuple[str, list[ImportanceTable]]:
+    """The report's page and its importance tables, from the study and ``records`` (:func:`read_records`):
+    no MLflow here, so that a process without it (the report child) can draw it."""
+    data, provenance = gather(spec, result, bootstrap=bootstrap, records=records)
+    return render(spec, result, data, provenance, build_figures(data)), data.importances
 
 
 @contextlib.contextmanager
@@ -296,7 +321,7 @@ def _drawn_key(path: Path) -> str | None:
     return head[start + len(marker) :].split('"', 1)[0] if start >= 0 else None
 
 
-def draw_after_command(spec, result, spec_arg, say, warn) -> None:
+def draw_after_command(spec, result, spec_arg, say, warn, child: ReportChild | None = None) -> None:
     """The report at the end of a command (``run``, ``confirm``, ``batch-size``), unless $SWEEPS_NO_REPORT:
     its path through ``say``; a failure to draw it through ``warn``, not fatal, since the command's work is
     recorded. A report already drawn from the same trials (a rerun that trained nothing) is kept: drawing it
@@ -309,7 +334,7 @@ def draw_after_command(spec, result, spec_arg, say, warn) -> None:
         if _drawn_key(path) == report_key(spec, result):
             say(f"report: {path}")
             return
-        path = write_report(spec, result)
+        path = write_report(spec, result, child=child)
     except Exception as e:
         warn(f"the report was not drawn ({type(e).__name__}: {e}); try `sweeps report {spec_arg}`")
         return

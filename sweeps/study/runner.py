@@ -160,13 +160,16 @@ def run(
     storage: str | None = None,
     tracking_uri: str | None = None,
     on_trial: Callable[[Any, int, int], None] | None = None,
+    on_start: Callable[[], None] | None = None,
     finalize: bool = True,
     worker: bool = False,
 ) -> SweepResult:
     """Train trials of ``spec`` (a Spec, or the path of a spec file) until ``spec.trials`` count in
     total (completed, pruned or failed), then summarise. Resuming — running again with the same spec and
     stores — continues the same study and MLflow parent run. ``on_trial(study, done, total)`` is called
-    after every trial (progress display). ``finalize=False`` (a worker under a coordinator) leaves the
+    after every trial (progress display); ``on_start()`` once the tracking writer runs, the last child process
+    this one forks, which it can only do while it has one thread: a display with a thread of its own starts
+    there (the CLI's progress bar on a terminal). ``finalize=False`` (a worker under a coordinator) leaves the
     parent run's summary to the coordinator. ``worker=True`` (one of several processes on the study)
     reseeds the sampler at random, as Optuna does for parallel jobs: with the spec's seed every worker
     would propose the same settings. A resumed sweep seeds it with :func:`resume_seed`.
@@ -201,6 +204,8 @@ def run(
             # The writer loads what the summary draws with ahead of time only for a lone sweep: of many
             # workers, one draws it (_summary_is_mine) and loads it then.
             tracking.start_writer(stores.tracking_uri, summary=finalize and not worker)
+        if on_start is not None:
+            on_start()
         if not data_first:
             setup_from_spec(spec).load()
         study = open_study(spec, stores, close_stale_runs(stores))

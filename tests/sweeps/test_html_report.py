@@ -4,16 +4,26 @@ would, to see every figure drawn without a network and without console errors.""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import gc
+import json
+import os
+import pty
 import re
+import select
 import shutil
+import struct
 import subprocess
+import sys
+import termios
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
 import pytest
 
-from tests.conftest import new_workdir, run_cli
+from tests.conftest import SWEEPS, cli_env, new_workdir, run_cli
 
 REPORT_ON = {"SWEEPS_NO_REPORT": ""}  # tests/conftest.py turns the report off for every other test
 # The tiny spec searches batch_size, optimizer, lr, beta1 and schedule: history, parallel coordinates,
@@ -37,9 +47,49 @@ def _parent(workdir: Path):
     return client, parent
 
 
+@dataclass
+class AtTerminal:
+    """What a command run at a terminal left: its exit code, the screen's text (colours left out), and its
+    child processes (pid -> (process name, command line)) as seen while it ran."""
+
+    code: int
+    screen: str
+    children: dict[int, tuple[str, str]]
+
+
+def run_at_terminal(*args: str, cwd: Path, env: dict[str, str]) -> AtTerminal:
+    """``sweeps ARGS`` with stdout and stderr on a pseudo-terminal of 80 columns, as a person runs it."""
+    main, side = pty.openpty()
+    fcntl.ioctl(side, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 80, 0, 0))
+    proc = subprocess.Popen(
+        [str(SWEEPS), *args], cwd=cwd, env={**cli_env(), **env}, stdin=subprocess.DEVNULL, stdout=side, stderr=side
+    )
+    os.close(side)
+    screen, children = b"", {}
+    try:
+        while True:
+            for pid in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split():
+                with contextlib.suppress(OSError):
+                    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+                    children[int(pid)] = (Path(f"/proc/{pid}/comm").read_text().strip(), cmdline)
+            if select.select([main], [], [], 0.05)[0]:
+                try:
+                    screen += os.read(main, 65536)
+                except OSError:  # the command exited: its side of the terminal is closed
+                    break
+    except FileNotFoundError:  # the command exited between two looks
+        pass
+    finally:
+        proc.wait(timeout=300)
+        os.close(main)
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.decode(errors="replace")).replace("\r\n", "\n")
+    return AtTerminal(proc.returncode, text, children)
+
+
 @pytest.fixture(scope="module")
-def swept(tmp_path_factory, template_db) -> Path:
-    """A tiny sweep of 4 trials: 3 with --no-report, then the 4th with the report drawn at the end of `run`."""
+def swept_at_terminal(tmp_path_factory, template_db) -> tuple[Path, AtTerminal]:
+    """A tiny sweep of 4 trials: 3 with --no-report, then the 4th at a terminal, with its progress bar and
+    the report drawn at the end of `run`."""
     from tests.conftest import TINY_SPEC
 
     root = tmp_path_factory.mktemp("report")
@@ -47,9 +97,25 @@ def swept(tmp_path_factory, template_db) -> Path:
     new_workdir(root / ".sweeps", template_db)
     run_cli("run", "tiny.yaml", "--trials", "3", "--quiet", "--no-report", cwd=root, env=REPORT_ON, check=True)
     assert not list((root / ".sweeps").glob("*.html")), "--no-report drew a report"
-    done = run_cli("run", "tiny.yaml", "--quiet", cwd=root, env=REPORT_ON, check=True)
-    assert f"report: {root / '.sweeps' / 'tiny-report.html'}" in done.stdout
-    return root
+    done = run_at_terminal("run", "tiny.yaml", cwd=root, env=REPORT_ON)
+    assert done.code == 0, done.screen
+    assert f"report: {root / '.sweeps' / 'tiny-report.html'}" in done.screen
+    return root, done
+
+
+@pytest.fixture(scope="module")
+def swept(swept_at_terminal) -> Path:
+    return swept_at_terminal[0]
+
+
+def test_at_a_terminal_the_writer_and_the_report_child_are_forked_before_the_bar_starts(swept_at_terminal):
+    """rich redraws the bar from a thread of its own, and a process with two threads must not fork: the bar
+    starts after the tracking writer and the report child are forked (a spawned writer loads MLflow again,
+    ~2 s of a core)."""
+    _, done = swept_at_terminal
+    names = sorted(name for name, _ in done.children.values())
+    assert names == ["sweeps-report", "tracking-writer"], done.children
+    assert "4/4" in done.screen and "━" in done.screen, "the live bar was drawn"
 
 
 def test_run_draws_a_self_contained_report_logged_to_the_parent_run(swept):
@@ -105,6 +171,53 @@ def test_report_opens_in_chromium_with_every_figure_drawn(swept):
         assert "js-plotly-plot" in body and 'class="main-svg"' in body, f"figure {key} not drawn"
     # the page's console messages (console.error, uncaught exceptions) appear as INFO:CONSOLE lines: none at all
     assert [line for line in shown.stderr.splitlines() if ":CONSOLE" in line] == []
+
+
+CHILD_SCRIPT = """
+import json, os, sys
+from sweeps.results import report_child
+from sweeps.results.html_report import compose, read_records, write_report
+from sweeps.spec import load_spec
+from sweeps.study.runner import load_result
+
+spec = load_spec("tiny.yaml")
+result = load_result(spec)
+records = read_records(result)
+child = report_child.start()  # this program has one thread: forked
+by_child = child.compose(spec, result, records, 6)
+alive = os.path.exists(f"/proc/{child.pid}") and open(f"/proc/{child.pid}/stat").read().split()[2] != "Z"
+loaded_here = [m for m in ("sklearn", "plotly") if m in sys.modules]
+here = compose(spec, result, records, 6)
+gone = report_child.start()
+gone._proc.kill()
+fallback = write_report(spec, result, "fallback.html", bootstrap=6, log=False, child=gone)
+unasked = report_child.start()
+unasked._proc.stdin.close()  # the command ended without asking: the child leaves by itself
+print(json.dumps({
+    "pages": [by_child[0], here[0]], "tables_equal": by_child[1] == here[1], "tables": len(here[1]),
+    "child_alive_after_answering": alive, "loaded_here_before_composing_here": loaded_here,
+    "fallback": open(fallback).read(), "unasked_exited": unasked._proc.wait(60),
+}))
+"""
+
+
+def test_the_report_child_composes_the_same_report_in_another_process(swept):
+    """`sweeps run` forks a child that loads the report's libraries while the sweep trains and composes the
+    page at the end: the same page and importances as composing it here, without this process loading
+    scikit-learn or plotly; the child leaves after answering, or when never asked; one that is gone
+    leaves the report to this process."""
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD_SCRIPT], cwd=swept, capture_output=True, text=True, timeout=300, check=True
+    )
+    got = json.loads(done.stdout)
+    # what differs between two drawings: the time drawn and plotly's random ids of its figures' elements
+    varies = re.compile(r" · drawn [^<]*|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+    by_child, here, fallback = (varies.sub("", page) for page in [*got["pages"], got["fallback"]])
+    assert by_child == here and re.findall(r'data-figure="([^"]+)"', here) == EXPECTED
+    assert got["tables_equal"] and got["tables"] == 4  # two targets by two evaluators, same seeded intervals
+    assert got["loaded_here_before_composing_here"] == [], "the page was composed in this process"
+    assert not got["child_alive_after_answering"] and got["unasked_exited"]
+    assert fallback == here
 
 
 def test_bad_options_say_so_and_write_nothing(tmp_path, tiny_spec):

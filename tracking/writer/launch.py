@@ -53,10 +53,15 @@ class Child(Protocol):
 
 
 def can_fork() -> bool:
-    """Whether the child may be forked from this process now (see the module's docstring)."""
+    """Whether the writer may be forked from this process now (see the module's docstring)."""
+    return os.environ.get(MODE_VAR, "process") != "spawn" and fork_is_safe()
+
+
+def fork_is_safe() -> bool:
+    """Whether a child may be forked from this process now: a system with ``fork`` whose libraries are safe
+    in a forked child, and no thread but this one (another could hold a lock the child would never see freed)."""
     return (
-        os.environ.get(MODE_VAR, "process") != "spawn"
-        and hasattr(os, "fork")
+        hasattr(os, "fork")
         and sys.platform != "darwin"  # macOS's system libraries are not safe to use in a forked child
         and threading.active_count() == 1
     )
@@ -68,7 +73,7 @@ def start_child(settings: dict[str, str], tracking_uri: str | None) -> Child:
         preload(tracking_uri)
         if threading.active_count() == 1 and not _stores_opened():  # importing MLflow started no thread
             try:
-                return _Forked(settings)
+                return fork(ENTRY, NAME, settings)
             except OSError:  # no fork now (out of processes or memory): a new interpreter may still start
                 pass
     return _Spawned(settings)
@@ -126,12 +131,21 @@ class _Spawned:
         self._proc.wait()
 
 
+def fork(entry: str, name: str, settings: dict[str, str] | None = None) -> Child:
+    """Fork this process into a child that runs ``entry``'s ``main()`` as the writer runs (see the module's
+    docstring; also the CLI's report child, :mod:`sweeps.results.report_child`): its own session, SIGINT and
+    SIGTERM ignored, messages on fd 0, answers on fd 1, the parent's other descriptors closed, ``settings``
+    in its environment, process name ``name``. Only when :func:`can_fork` says so; OSError when the system
+    cannot fork now."""
+    return _Forked(entry, name, settings or {})
+
+
 class _Forked:
     """The child as a fork of this (single-threaded) process."""
 
     how = "fork"
 
-    def __init__(self, settings: dict[str, str]) -> None:
+    def __init__(self, entry: str, name: str, settings: dict[str, str]) -> None:
         self._parent_pid = os.getpid()
         to_child, from_parent = os.pipe()  # (read end, write end)
         from_child, to_parent = os.pipe()
@@ -151,7 +165,7 @@ class _Forked:
             if os.getpid() == self._parent_pid:
                 gc.unfreeze()
         if pid == 0:  # the child: never returns
-            _child(settings, to_child, to_parent)
+            _child(entry, name, settings, to_child, to_parent)
         os.close(to_child)
         os.close(to_parent)
         self.pid = pid
@@ -177,7 +191,7 @@ class _Forked:
         self.wait(10.0)
 
 
-def _child(settings: dict[str, str], inbox: int, outbox: int) -> None:
+def _child(entry: str, name: str, settings: dict[str, str], inbox: int, outbox: int) -> None:
     code = 1
     try:
         os.setsid()  # first: a Ctrl-C on the terminal's group must not reach the writer
@@ -191,13 +205,13 @@ def _child(settings: dict[str, str], inbox: int, outbox: int) -> None:
         os.dup2(outbox, 1)
         _close_inherited()  # the parent's files, sockets and pipe ends (see the module's docstring)
         os.environ.update(settings)
-        _rename(NAME)
+        _rename(name)
         import importlib
         import logging
 
         for handler in list(logging.root.handlers):  # the parent's (a test's capture, a console): not ours
             logging.root.removeHandler(handler)
-        importlib.import_module(ENTRY).main()  # exits the process
+        importlib.import_module(entry).main()  # exits the process
     finally:
         os._exit(code)
 

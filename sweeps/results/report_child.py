@@ -1,0 +1,163 @@
+"""The report child: a process forked as `sweeps run` starts, which loads what the HTML report is drawn with
+while the sweep trains, and composes the report when the sweep ends.
+
+Drawing the report in the command's own process began with importing Optuna's fANOVA (and with it
+scikit-learn) and plotly: ~1.5 s on a 2-core machine, after the last trial, every time. The child pays it on
+the other core while the trials train. At the end the command reads the sweep's MLflow records, hands them
+to the child with the sweep's result, and gets back the page and its importance tables; it writes the file
+and logs it itself (:func:`sweeps.results.html_report.write_report`). The child reopens the study from the
+storage (the journal file, PostgreSQL or ``sweeps proxy``), and MLflow is never loaded there.
+
+It is forked only from a process with one thread (:func:`tracking.writer.launch.fork_is_safe`; the progress
+bar starts one on a terminal, so the child comes first), and composes one report, then exits; it also exits
+when its input closes unasked (the command ended another way). Where it cannot be forked, or when it is
+gone, the command draws the report itself as before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import gc
+import os
+import pickle
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from tracking.writer.launch import fork, fork_is_safe
+
+if TYPE_CHECKING:
+    from tracking.writer.launch import Child
+
+ENTRY = "sweeps.results.report_child"  # the child's program: this module's ``main()``
+NAME = "sweeps-report"  # its process name (``ps -e``, ``top``); its command line is its parent's
+NICENESS = 10  # the child's priority below its parent's (Unix niceness): ~10 % of a core when both want one
+CLOSE_SECONDS = 5.0  # how long a child that answered is given to exit before it is killed
+
+
+class ChildGone(Exception):
+    """The report child exited or its pipe broke: the caller composes the report itself."""
+
+
+class ReportChild:
+    """The command's handle on its report child (one report per child)."""
+
+    def __init__(self, proc: Child) -> None:
+        self._proc = proc
+        self._answered = False
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    def compose(self, spec, result, records: tuple, bootstrap: int):
+        """:func:`sweeps.results.html_report.compose` in the child: ``(page, importance tables)``. Raises
+        ChildGone when the child is gone, or the exception composing raised there."""
+        request = (spec, result.study.study_name, dataclasses.replace(result, study=None), records, bootstrap)
+        try:
+            pickle.dump(request, self._proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            self._proc.stdin.flush()
+            ok, value = pickle.load(self._proc.stdout)
+        except (OSError, EOFError, pickle.UnpicklingError) as e:
+            self.close()
+            raise ChildGone(f"the report child exited ({type(e).__name__})") from None
+        self._answered = True
+        self.close()
+        if not ok:
+            raise value
+        return value
+
+    def close(self) -> None:
+        """Close the pipe and reap the child: at once (killed) when it was not asked for a report, since it
+        holds nothing and may still be loading; else after it exits, which it does after answering."""
+        for stream in (self._proc.stdin, self._proc.stdout):
+            with contextlib.suppress(OSError):
+                stream.close()
+        if not self._answered or not self._proc.wait(CLOSE_SECONDS):
+            self._proc.kill()
+
+
+def start() -> ReportChild | None:
+    """A new report child, or None where one cannot be forked now (then the report is drawn in process)."""
+    if not fork_is_safe():
+        return None
+    try:
+        return ReportChild(fork(ENTRY, NAME))
+    except OSError:  # no fork now (out of processes or memory)
+        return None
+
+
+@contextlib.contextmanager
+def report_child(wanted: bool) -> Iterator[ReportChild | None]:
+    """``with report_child(wanted) as child:`` a child when ``wanted`` and it can be forked, else None;
+    closed (killed if never asked) on the way out."""
+    child = start() if wanted else None
+    try:
+        yield child
+    finally:
+        if child is not None:
+            child.close()
+
+
+# --- the child's side ---------------------------------------------------------------------------------------
+
+
+def _warm_up() -> None:
+    """Import what composing a report imports (~1.5 s): Optuna's importances (scikit-learn), plotly."""
+    import optuna.importance
+    import optuna.visualization  # noqa: F401
+    import plotly.graph_objects  # noqa: F401
+
+    import sweeps.results.html_report  # noqa: F401
+
+
+def _compose(request) -> tuple[bool, object]:
+    import optuna
+
+    from sweeps.results.html_report import collector_paused, compose
+    from sweeps.study.storage import close_storage, open_storage
+
+    spec, study_name, result, records, bootstrap = request
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = open_storage(result.stores)
+    try:
+        result.study = optuna.load_study(study_name=study_name, storage=storage)
+        with collector_paused():
+            return True, compose(spec, result, records, bootstrap)
+    finally:
+        close_storage(storage)
+
+
+def main() -> None:
+    code = 0
+    try:
+        # Answers get a private copy of stdout; anything printed goes to stderr instead of corrupting them.
+        out = os.fdopen(os.dup(1), "wb")
+        os.dup2(2, 1)
+        with contextlib.suppress(OSError):
+            # Loading yields to the training and the writer, which the sweep waits for; it uses what they leave.
+            os.nice(NICENESS)
+        _warm_up()
+        gc.freeze()  # what was imported is never collected: the collections while composing skip it
+        try:
+            request = pickle.load(os.fdopen(0, "rb", closefd=False))
+        except (EOFError, OSError):  # the command ended without asking
+            return
+        try:
+            reply = _compose(request)
+        except Exception as e:
+            reply = (False, e)
+        try:
+            data = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:  # an exception that does not pickle
+            data = pickle.dumps((False, RuntimeError(f"{type(reply[1]).__name__}: {reply[1]}")))
+        with contextlib.suppress(OSError):  # nobody listens any more
+            out.write(data)
+            out.flush()
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    finally:
+        os._exit(code)
