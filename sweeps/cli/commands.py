@@ -46,7 +46,7 @@ def cmd_run(args) -> int:
             child = None  # nothing to train or write: no data loaded, no MLflow store opened
         else:
             child = stack.enter_context(_report_child(args))
-            result = _train(spec, args)
+            result = _train(spec, args, child)
         report.print_summary(spec, result, _workdir_hint(args))
         from sweeps.study.stopping import describe
 
@@ -65,8 +65,9 @@ def _report_child(args):
     return report_child(report_enabled(args.no_report))
 
 
-def _train(spec, args):
-    """Train the sweep of ``spec`` here, or with ``--workers`` processes; its result."""
+def _train(spec, args, child=None):
+    """Train the sweep of ``spec`` here, or with ``--workers`` processes; its result. A report ``child`` is
+    asked for the report as the trials end here, while the writer draws the parent run's summary."""
     if args.workers > 1:
         _say_inferred_task(spec, quiet=args.quiet)
         from sweeps.study.runner import study_counts_for, target_total
@@ -86,7 +87,7 @@ def _train(spec, args):
             )
     if spec.dataset.source != "name":  # a registry dataset is loaded by run(), beside the writer's start
         _say_inferred_task(spec, quiet=args.quiet)
-    return _run_here(spec, args)
+    return _run_here(spec, args, child=child)
 
 
 def _finished(spec, args):
@@ -155,8 +156,13 @@ def _overrides(args) -> list[str]:
     return [*args.overrides, *extra]
 
 
-def _run_here(spec, args, finalize: bool = True, worker: bool = False):
+def _run_here(spec, args, finalize: bool = True, worker: bool = False, child=None):
     from sweeps.study.runner import run, study_counts_for, target_total
+
+    def trials_done(result) -> None:
+        from sweeps.results.html_report import DEFAULT_BOOTSTRAP, read_records
+
+        child.begin(spec, result, read_records(result), DEFAULT_BOOTSTRAP)
 
     done = study_counts_for(spec, args.workdir, args.storage)
     bar = progress.ProgressBar(target_total(spec), done, enabled=not args.quiet, spec=spec, deferred=True)
@@ -168,6 +174,7 @@ def _run_here(spec, args, finalize: bool = True, worker: bool = False):
             tracking_uri=args.tracking_uri,
             on_trial=bar,
             on_start=bar.begin,
+            on_trials_done=trials_done if child is not None else None,
             finalize=finalize,
             worker=worker,
         )

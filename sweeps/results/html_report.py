@@ -31,13 +31,14 @@ from sweeps.results.importance import (
 )
 from sweeps.results.report_child import ChildGone, ReportChild
 from sweeps.results.report_figures import Figure, ReportData, build_figures
-from sweeps.study.runner import DATA_ATTR
+from sweeps.study.runner import DATA_ATTR, SUMMARISED_ATTR, SUMMARY_CLAIM_ATTR
 from sweeps.study.stopping import CLOCK_ATTR
 from sweeps.study.tally import Tally
 from sweeps.study.trial_lifecycle import PARAMS_ATTR
 from tracking.provenance import package_versions
 from tracking.report import log_report, sweep_record
 
+UNREPORTED_ATTRS = (CLOCK_ATTR, CACHE_ATTR, SUMMARISED_ATTR, SUMMARY_CLAIM_ATTR)  # study attributes not in report_key
 NO_REPORT_ENV = "SWEEPS_NO_REPORT"  # set (to anything but "" or "0") and `sweeps run` draws no report
 REPORT_FILE = "report.html"
 KEY_META = "sweeps-report-key"  # the head's <meta> that holds report_key(): what the report was drawn from
@@ -251,14 +252,19 @@ def write_report(
     workdir) and log it, with the ``importance.*`` metrics, to the parent run. Returns the file's path.
 
     With ``child`` (see :mod:`sweeps.results.report_child`), the page is composed there, where its libraries
-    were loaded while the sweep trained; here when the child is gone. The stores are read and written here."""
+    were loaded while the sweep trained, or taken from it when it was asked already (as the trials ended);
+    here when the child is gone or composed it from other trials. The stores are read and written here."""
     with collector_paused():
-        records = read_records(result)
-        composed = None
+        records, composed = None, None
         if child is not None:
             with contextlib.suppress(ChildGone):  # then drawn here
-                composed = child.compose(spec, result, records, bootstrap)
-        page, tables = composed or compose(spec, result, records, bootstrap)
+                if child.asked is None:
+                    records = read_records(result)
+                    child.begin(spec, result, records, bootstrap)
+                key, page, tables = child.collect()
+                if child.asked == (result.study.study_name, bootstrap) and key == report_key(spec, result):
+                    composed = page, tables
+        page, tables = composed or compose(spec, result, records or read_records(result), bootstrap)
         path = Path(out) if out is not None else result.stores.workdir / f"{spec.name}-{REPORT_FILE}"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(page, encoding="utf-8")
@@ -303,8 +309,9 @@ def report_key(spec, result) -> str:
     time it was drawn (the importances' bootstrap is seeded)."""
     study = result.study
     trials = [(t.number, t.state.name, t.values, t.params, t.user_attrs) for t in study.get_trials(deepcopy=False)]
-    # the clock is reset by every run; the importances' cache is written by drawing the report itself
-    attrs = {k: v for k, v in study.user_attrs.items() if k not in (CLOCK_ATTR, CACHE_ATTR)}
+    # the clock is reset by every run; the importances' cache is written by drawing the report itself; the
+    # summary's bookkeeping is written while the report child composes it (sweeps.results.report_child)
+    attrs = {k: v for k, v in study.user_attrs.items() if k not in UNREPORTED_ATTRS}
     content = json.dumps([spec.spec_hash(), trials, attrs, result.parent_run_id], sort_keys=True, default=str)
     return hashlib.sha256(content.encode()).hexdigest()[:24]
 

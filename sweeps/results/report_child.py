@@ -40,25 +40,38 @@ class ChildGone(Exception):
 
 
 class ReportChild:
-    """The command's handle on its report child (one report per child)."""
+    """The command's handle on its report child (one report per child): :meth:`begin` hands it a sweep's
+    result, :meth:`collect` takes the page back."""
 
     def __init__(self, proc: Child) -> None:
         self._proc = proc
+        self.asked: tuple | None = None  # (study name, bootstrap) of the report asked for
         self._answered = False
 
     @property
     def pid(self) -> int:
         return self._proc.pid
 
-    def compose(self, spec, result, records: tuple, bootstrap: int):
-        """:func:`sweeps.results.html_report.compose` in the child: ``(page, importance tables)``. Raises
-        ChildGone when the child is gone, or the exception composing raised there."""
+    def begin(self, spec, result, records: tuple, bootstrap: int) -> None:
+        """Ask for the report of ``result`` (:func:`sweeps.results.html_report.compose` with ``records``),
+        without waiting. A child that is gone is found out by :meth:`collect`."""
+        if self.asked is not None:
+            raise RuntimeError("a report child composes one report")
+        self.asked = (result.study.study_name, bootstrap)
         request = (spec, result.study.study_name, dataclasses.replace(result, study=None), records, bootstrap)
         try:
             pickle.dump(request, self._proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
             self._proc.stdin.flush()
+        except OSError:
+            self.close()
+
+    def collect(self) -> tuple[str, str, list]:
+        """The report asked for: ``(its key, page, importance tables)`` (the key as
+        :func:`~sweeps.results.html_report.report_key` gives it for the study the child read). Raises
+        ChildGone when the child is gone, or the exception composing raised there."""
+        try:
             ok, value = pickle.load(self._proc.stdout)
-        except (OSError, EOFError, pickle.UnpicklingError) as e:
+        except (OSError, EOFError, pickle.UnpicklingError, ValueError) as e:
             self.close()
             raise ChildGone(f"the report child exited ({type(e).__name__})") from None
         self._answered = True
@@ -114,7 +127,7 @@ def _warm_up() -> None:
 def _compose(request) -> tuple[bool, object]:
     import optuna
 
-    from sweeps.results.html_report import collector_paused, compose
+    from sweeps.results.html_report import collector_paused, compose, report_key
     from sweeps.study.storage import close_storage, open_storage
 
     spec, study_name, result, records, bootstrap = request
@@ -123,7 +136,7 @@ def _compose(request) -> tuple[bool, object]:
     try:
         result.study = optuna.load_study(study_name=study_name, storage=storage)
         with collector_paused():
-            return True, compose(spec, result, records, bootstrap)
+            return True, (report_key(spec, result), *compose(spec, result, records, bootstrap))
     finally:
         close_storage(storage)
 

@@ -161,6 +161,7 @@ def run(
     tracking_uri: str | None = None,
     on_trial: Callable[[Any, int, int], None] | None = None,
     on_start: Callable[[], None] | None = None,
+    on_trials_done: Callable[[SweepResult], None] | None = None,
     finalize: bool = True,
     worker: bool = False,
 ) -> SweepResult:
@@ -169,8 +170,11 @@ def run(
     stores — continues the same study and MLflow parent run. ``on_trial(study, done, total)`` is called
     after every trial (progress display); ``on_start()`` once the tracking writer runs, the last child process
     this one forks, which it can only do while it has one thread: a display with a thread of its own starts
-    there (the CLI's progress bar on a terminal). ``finalize=False`` (a worker under a coordinator) leaves the
-    parent run's summary to the coordinator. ``worker=True`` (one of several processes on the study)
+    there (the CLI's progress bar on a terminal); ``on_trials_done(result)`` when this process is about to
+    draw the parent run's summary, with the result as the trials left it: work that only reads them can run
+    beside the summary there (the CLI's report child composes the report). ``finalize=False`` (a worker
+    under a coordinator) leaves the parent run's summary to the coordinator. ``worker=True`` (one of
+    several processes on the study)
     reseeds the sampler at random, as Optuna does for parallel jobs: with the spec's seed every worker
     would propose the same settings. A resumed sweep seeds it with :func:`resume_seed`.
 
@@ -280,6 +284,8 @@ def run(
                 on_trial(study, counts(study)[0], total)
         # done and running are those counted under the lock when the loop found nothing left to ask.
         if finalize and (not worker or _summary_is_mine(study, lock, done, running)):
+            if on_trials_done is not None:
+                on_trials_done(summarise(spec, study, sweep_run.run_id, stores))
             update_parent_summary(sweep_run, spec, study)
             stopping.tag_parent(sweep_run, study, spec)
             if (done >= total or halt) and running == 0:

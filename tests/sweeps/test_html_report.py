@@ -176,7 +176,7 @@ def test_report_opens_in_chromium_with_every_figure_drawn(swept):
 CHILD_SCRIPT = """
 import json, os, sys
 from sweeps.results import report_child
-from sweeps.results.html_report import compose, read_records, write_report
+from sweeps.results.html_report import compose, read_records, report_key, write_report
 from sweeps.spec import load_spec
 from sweeps.study.runner import load_result
 
@@ -184,7 +184,9 @@ spec = load_spec("tiny.yaml")
 result = load_result(spec)
 records = read_records(result)
 child = report_child.start()  # this program has one thread: forked
-by_child = child.compose(spec, result, records, 6)
+child.begin(spec, result, records, 6)
+key, *by_child = child.collect()
+key_is_the_results = key == report_key(spec, result)
 alive = os.path.exists(f"/proc/{child.pid}") and open(f"/proc/{child.pid}/stat").read().split()[2] != "Z"
 loaded_here = [m for m in ("sklearn", "plotly") if m in sys.modules]
 here = compose(spec, result, records, 6)
@@ -193,10 +195,16 @@ gone._proc.kill()
 fallback = write_report(spec, result, "fallback.html", bootstrap=6, log=False, child=gone)
 unasked = report_child.start()
 unasked._proc.stdin.close()  # the command ended without asking: the child leaves by itself
+early = report_child.start()
+early.begin(spec, result, records, 6)  # asked as the trials ended; then the study changes
+result.study.set_user_attr("changed", "after the child was asked")
+late = open(write_report(spec, result, "late.html", bootstrap=6, log=False, child=early)).read()
 print(json.dumps({
     "pages": [by_child[0], here[0]], "tables_equal": by_child[1] == here[1], "tables": len(here[1]),
+    "key_is_the_results": key_is_the_results,
     "child_alive_after_answering": alive, "loaded_here_before_composing_here": loaded_here,
     "fallback": open(fallback).read(), "unasked_exited": unasked._proc.wait(60),
+    "late_is_of_the_changed_study": f'content="{report_key(spec, result)}"' in late,
 }))
 """
 
@@ -204,8 +212,8 @@ print(json.dumps({
 def test_the_report_child_composes_the_same_report_in_another_process(swept):
     """`sweeps run` forks a child that loads the report's libraries while the sweep trains and composes the
     page at the end: the same page and importances as composing it here, without this process loading
-    scikit-learn or plotly; the child leaves after answering, or when never asked; one that is gone
-    leaves the report to this process."""
+    scikit-learn or plotly; the child leaves after answering, or when never asked; one that is gone, or
+    that composed the report of a study that changed since, leaves the report to this process."""
     done = subprocess.run(
         [sys.executable, "-c", CHILD_SCRIPT], cwd=swept, capture_output=True, text=True, timeout=300, check=True
     )
@@ -214,10 +222,12 @@ def test_the_report_child_composes_the_same_report_in_another_process(swept):
     varies = re.compile(r" · drawn [^<]*|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
     by_child, here, fallback = (varies.sub("", page) for page in [*got["pages"], got["fallback"]])
     assert by_child == here and re.findall(r'data-figure="([^"]+)"', here) == EXPECTED
+    assert got["key_is_the_results"]
     assert got["tables_equal"] and got["tables"] == 4  # two targets by two evaluators, same seeded intervals
     assert got["loaded_here_before_composing_here"] == [], "the page was composed in this process"
     assert not got["child_alive_after_answering"] and got["unasked_exited"]
     assert fallback == here
+    assert got["late_is_of_the_changed_study"], "a report composed from other trials was drawn again here"
 
 
 def test_bad_options_say_so_and_write_nothing(tmp_path, tiny_spec):
