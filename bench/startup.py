@@ -4,6 +4,8 @@ Cases, each run ``--repeats`` times, every time from a new Python process:
 
 - ``fresh``: ``sweeps run SPEC`` in a new, empty work folder (stores created, every trial trained, the HTML
   report drawn as a user gets it);
+- ``fresh-terminal``: the same with its output on a pseudo-terminal, as a person at a terminal runs it (the
+  live progress bar and its thread; not among the default cases);
 - ``rerun``: the same command again in a finished work folder (it trains nothing);
 - ``best`` and ``trials``: the read-only commands on that folder;
 - ``help``: ``sweeps --help``.
@@ -13,6 +15,7 @@ beside their wall time, and the ratio is what the targets speak of:
 
     python bench/startup.py                       # examples/quickstart.yaml, 3 repeats
     python bench/startup.py --repeats 5 --cases rerun best trials
+    python bench/startup.py --cases fresh fresh-terminal
 
 Reported: min and median wall seconds, median CPU seconds of the process and its children (the writer
 process included). The cases take turns inside every repeat, so a slow spell of a shared machine falls on
@@ -34,19 +37,29 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+FRESH = ("fresh", "fresh-terminal")  # the cases that train the sweep from nothing
 TARGETS = {  # case -> (what the wall time is compared with, target)
     "fresh": ("× summed train_seconds", 2.0),
+    "fresh-terminal": ("× summed train_seconds", 2.0),
     "rerun": ("s", 1.5),
     "best": ("s", 1.0),
     "trials": ("s", 1.0),
 }
 
 
-def cli(args: list[str], cwd: Path) -> tuple[float, float, int]:
-    """(wall seconds, CPU seconds of the command and its children, exit code) of ``sweeps ARGS``."""
+def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_TRACKING", "SWEEPS_"))}
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    return env
+
+
+def cli(args: list[str], cwd: Path, terminal: bool = False) -> tuple[float, float, int]:
+    """(wall seconds, CPU seconds of the command and its children, exit code) of ``sweeps ARGS``; with
+    ``terminal``, its output goes to a pseudo-terminal of 80 columns (the live progress bar), not a pipe."""
+    if terminal:
+        return _at_terminal(args, cwd)
+    env = _env()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(
@@ -63,6 +76,45 @@ def cli(args: list[str], cwd: Path) -> tuple[float, float, int]:
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if proc.returncode != 0:
         print(f"  sweeps {' '.join(args)} exited {proc.returncode}: {proc.stderr.strip()[-500:]}", file=sys.stderr)
+    return wall, cpu, proc.returncode
+
+
+def _at_terminal(args: list[str], cwd: Path) -> tuple[float, float, int]:
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+
+    main_fd, side = pty.openpty()
+    fcntl.ioctl(side, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 80, 0, 0))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sweeps.cli", *args],
+        cwd=cwd,
+        env=_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=side,
+        stderr=side,
+    )
+    os.close(side)
+    tail = b""
+    while True:  # read what it shows, as a terminal does, until it exits
+        if select.select([main_fd], [], [], 0.5)[0]:
+            try:
+                tail = (tail + os.read(main_fd, 65536))[-2000:]
+            except OSError:  # its side closed: it exited
+                break
+        elif proc.poll() is not None:
+            break
+    proc.wait()
+    wall = time.perf_counter() - start
+    os.close(main_fd)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if proc.returncode != 0:
+        print(f"  sweeps {' '.join(args)} exited {proc.returncode}: {tail.decode(errors='replace')}", file=sys.stderr)
     return wall, cpu, proc.returncode
 
 
@@ -85,25 +137,26 @@ def main(argv: list[str] | None = None) -> None:
     spec = str(Path(args.spec).resolve())
     commands = {
         "fresh": ["run", spec],
+        "fresh-terminal": ["run", spec],
         "rerun": ["run", spec],
         "best": ["best", spec],
         "trials": ["trials", spec],
         "help": ["--help"],
     }
     samples: dict[str, list[tuple[float, float]]] = {case: [] for case in args.cases}
-    trained: list[float] = []
+    trained: dict[str, list[float]] = {case: [] for case in FRESH}
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
         finished = Path(tmp) / "finished"  # a work folder with the sweep done, for the other cases
         finished.mkdir()
-        if set(args.cases) - {"fresh", "help"}:
+        if set(args.cases) - {*FRESH, "help"}:
             cli(commands["fresh"], finished)
         for r in range(args.repeats):
             for case in args.cases:
-                if case == "fresh":
-                    here = Path(tmp) / f"fresh-{r}"
+                if case in FRESH:
+                    here = Path(tmp) / f"{case}-{r}"
                     here.mkdir()
-                    wall, cpu, _ = cli(commands[case], here)
-                    trained.append(summed_train_seconds(here))
+                    wall, cpu, _ = cli(commands[case], here, terminal=case == "fresh-terminal")
+                    trained[case].append(summed_train_seconds(here))
                     shutil.rmtree(here)
                 else:
                     wall, cpu, _ = cli(commands[case], finished)
@@ -118,9 +171,9 @@ def main(argv: list[str] | None = None) -> None:
         walls = [w for w, _ in values]
         cpu = statistics.median(c for _, c in values)
         target = ""
-        if case == "fresh" and trained:
-            train = statistics.median(trained)
-            ratios = [w / t for w, t in zip(walls, trained, strict=True) if t > 0]
+        if case in FRESH and trained[case]:
+            train = statistics.median(trained[case])
+            ratios = [w / t for w, t in zip(walls, trained[case], strict=True) if t > 0]
             target = (
                 f"summed train_seconds median {train:.2f} s; wall / train min {min(ratios):.2f}×, median "
                 f"{statistics.median(ratios):.2f}× (target ≤ {TARGETS['fresh'][1]}×)"

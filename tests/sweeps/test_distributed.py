@@ -102,22 +102,29 @@ def test_sigkilled_worker_is_failed_by_heartbeat_and_retried(tmp_path, tiny_spec
     try:
 
         def a_running_trial():
-            """a RUNNING trial with an MLflow run in PostgreSQL"""
+            """a RUNNING trial with an MLflow run in PostgreSQL, started less than a second ago"""
             try:
                 ts = rdb_study(url, "tiny").trials
             except Exception:  # the study may not exist yet
                 return None
+            # Just started: a trial seen near its end could complete before the kill lands (under load).
             running = [
-                t for t in ts if t.state == optuna.trial.TrialState.RUNNING and t.user_attrs.get("mlflow_run_id")
+                t
+                for t in ts
+                if t.state == optuna.trial.TrialState.RUNNING
+                and t.user_attrs.get("mlflow_run_id")
+                and datetime.datetime.now() - t.datetime_start < datetime.timedelta(seconds=1)
             ]
             return running[0] if running else None
 
-        victim = wait_until(a_running_trial, timeout=180)
+        victim = wait_until(a_running_trial, timeout=180, interval=0.1)
         os.kill(first.pid, signal.SIGKILL)
         first.wait(30)
     finally:
         if first.poll() is None:
             first.kill()
+    killed = rdb_study(url, "tiny").trials[victim.number]
+    assert killed.state == optuna.trial.TrialState.RUNNING, "the trial ended before the kill: nothing to retry"
     second = run_cli(*common, cwd=tmp_path, env=env, timeout=300)
     assert second.returncode == 0, second.stderr
     s, c, _runs = assert_settled(url, mlflow_server, 3)
