@@ -264,7 +264,7 @@ def write_report(
                 key, page, tables = child.collect()
                 if child.asked == (result.study.study_name, bootstrap) and key == report_key(spec, result):
                     composed = page, tables
-        page, tables = composed or compose(spec, result, records or read_records(result), bootstrap)
+        page, tables = composed or compose(spec, result, records, bootstrap)
         path = Path(out) if out is not None else result.stores.workdir / f"{spec.name}-{REPORT_FILE}"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(page, encoding="utf-8")
@@ -275,9 +275,12 @@ def write_report(
     return path
 
 
-def compose(spec, result, records: tuple, bootstrap: int = DEFAULT_BOOTSTRAP) -> tuple[str, list[ImportanceTable]]:
-    """The report's page and its importance tables, from the study and ``records`` (:func:`read_records`):
-    no MLflow here, so that a process without it (the report child) can draw it."""
+def compose(
+    spec, result, records: tuple | None, bootstrap: int = DEFAULT_BOOTSTRAP
+) -> tuple[str, list[ImportanceTable]]:
+    """The report's page and its importance tables, from the study and ``records`` (:func:`read_records`;
+    read now when None): given them, no MLflow here, so that a process without it (the report child) can
+    draw it."""
     data, provenance = gather(spec, result, bootstrap=bootstrap, records=records)
     return render(spec, result, data, provenance, build_figures(data)), data.importances
 
