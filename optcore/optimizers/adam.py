@@ -8,6 +8,11 @@ from optcore.ewa import bias_correction, ewa_update
 from optcore.hyperparameters import Hyperparameter
 from optcore.optimizers.base import BETA1, BETA2, EPS, LR, Optimizer
 
+try:  # the same update in one compiled pass (optcore/_kernels.c), when the install could build it
+    from optcore._kernels import adam as fused_adam
+except ImportError:
+    fused_adam = None
+
 
 class Adam(Optimizer):
     """Adam: momentum and RMSProp together, both bias-corrected:
@@ -31,15 +36,20 @@ class Adam(Optimizer):
         # One scratch array for every intermediate (12 passes over p, no other temporaries), and the bias
         # corrections folded into two scalars, as torch's foreach Adam does:
         #     α·m̂/(√v̂ + ε) = (α·√c₂/c₁)·m / (√v + ε·√c₂),   c = 1 − βᵗ
+        root_c2 = math.sqrt(bias_correction(self.beta2, t))
+        eps_term = self.eps * root_c2
+        step_scale = lr * root_c2 / bias_correction(self.beta1, t)
+        b1, b2 = self.beta1, self.beta2
+        if fused_adam is not None and fused_adam(p, g, m, v, b1, 1.0 - b1, b2, 1.0 - b2, eps_term, step_scale):
+            return  # the same operations in one pass over the five arrays instead of twelve
         (scratch,) = scratch
         ewa_update(m, g, self.beta1, scratch)
         np.square(g, out=scratch)  # g·g: the same product, but square reads g once (2× faster)
         ewa_update(v, scratch, self.beta2, scratch)
-        root_c2 = math.sqrt(bias_correction(self.beta2, t))
         np.sqrt(v, out=scratch)
-        scratch += self.eps * root_c2
+        scratch += eps_term
         np.divide(m, scratch, out=scratch)
-        scratch *= lr * root_c2 / bias_correction(self.beta1, t)
+        scratch *= step_scale
         p -= scratch
 
 
