@@ -1,50 +1,110 @@
-/* optcore._kernels: Adam's update in one pass over the parameters (optcore/optimizers/adam.py).
+/* optcore._kernels: the optimizers' updates in one pass over the parameters (optcore/optimizers/).
 
-   The NumPy update makes twelve passes over five arrays the size of the network (94k floats in issue 15's
-   network: ~157 us a step, half of a batch-64 step's matrix products). This loop makes one, with the same
-   operations in the same order, each rounded to the arrays' type as NumPy rounds it, so the two give the
-   same bits (tests/optcore/test_kernels.py):
+   NumPy makes the update of Adam in twelve passes over five arrays the size of the network (94k floats in
+   issue 15's network: ~115 us a step in float32, more than a third of a batch-64 step's matrix products),
+   RMSProp and Adagrad in seven, momentum in three to six, each a call of its own. These loops make one, with
+   the same operations in the same order, each rounded to the arrays' type as NumPy rounds it, so that the
+   two give the same bits (tests/optcore/test_kernels.py). Each line of a loop is one NumPy operation of the
+   optimizer's ``_apply``.
 
-       m = m*b1;  m = m + g*(1-b1)            (ewa_update, scratch = g*(1-b1))
-       v = v*b2;  v = v + (g*g)*(1-b2)        (np.square, then ewa_update)
-       p = p - (m / (sqrt(v) + eps_term)) * step_scale
-
-   The scalars arrive as Python floats and are rounded to the arrays' type once, as NumPy rounds a Python
-   float against a float32 array. Built without contracting a*b + c into a fused multiply-add, which rounds
-   once where NumPy rounds twice (setup flags in pyproject.toml); IEEE square root and division round
-   correctly in both. Only C-contiguous float32 or float64 buffers of one length and type are taken, p, m and
-   v writable and no two of the five the same memory; anything else returns False and the caller takes the
-   NumPy path. */
+   The scalars arrive as Python floats (already combined in Python, as ``_apply`` combines them) and are
+   rounded to the arrays' type once, as NumPy rounds a Python float against a float32 array. Built without
+   contracting a*b + c into a fused multiply-add, which rounds once where NumPy rounds twice (the flags in
+   pyproject.toml); IEEE square root and division round correctly in both. Only C-contiguous float32 or
+   float64 arrays of one length and type are taken, the parameters and moments writable, no two overlapping;
+   for anything else a function changes nothing and returns False, and the caller makes the NumPy update. */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
 #include <string.h>
 
-#define ADAM_LOOP(T, SQRT)                                                                             \
+/* The loops, once per float type. Each line is one NumPy operation of the optimizer's _apply, in its order;
+   a temporary is rounded to T as NumPy's array is. */
+#define LOOPS(T, SQRT)                                                                                   \
     static void adam_##T(Py_ssize_t n, T *restrict p, const T *restrict g, T *restrict m, T *restrict v, \
-                         T b1, T c1, T b2, T c2, T eps_term, T step_scale)                             \
-    {                                                                                                  \
-        for (Py_ssize_t i = 0; i < n; i++) {                                                           \
-            T gi = g[i];                                                                               \
-            T mi = m[i] * b1;                                                                          \
-            T gc = gi * c1;                                                                            \
-            mi = mi + gc;                                                                              \
-            T sq = gi * gi;                                                                            \
-            T vi = v[i] * b2;                                                                          \
-            T sc = sq * c2;                                                                            \
-            vi = vi + sc;                                                                              \
-            T d = SQRT(vi) + eps_term;                                                                 \
-            T u = mi / d;                                                                              \
-            u = u * step_scale;                                                                        \
-            p[i] = p[i] - u;                                                                           \
-            m[i] = mi;                                                                                 \
-            v[i] = vi;                                                                                 \
-        }                                                                                              \
+                         const double *k)                                                               \
+    {                                                                                                    \
+        const T b1 = (T)k[0], c1 = (T)k[1], b2 = (T)k[2], c2 = (T)k[3], eps = (T)k[4], scale = (T)k[5];  \
+        for (Py_ssize_t i = 0; i < n; i++) {                                                             \
+            T gi = g[i];                                                                                 \
+            T mi = m[i] * b1;                                                                            \
+            T gc = gi * c1;                                                                              \
+            mi = mi + gc;                                                                                \
+            T sq = gi * gi;                                                                              \
+            T vi = v[i] * b2;                                                                            \
+            T sc = sq * c2;                                                                              \
+            vi = vi + sc;                                                                                \
+            T d = SQRT(vi) + eps;                                                                        \
+            T u = mi / d;                                                                                \
+            u = u * scale;                                                                               \
+            p[i] = p[i] - u;                                                                             \
+            m[i] = mi;                                                                                   \
+            v[i] = vi;                                                                                   \
+        }                                                                                                \
+    }                                                                                                    \
+    static void rmsprop_##T(Py_ssize_t n, T *restrict p, const T *restrict g, T *restrict s, T *unused, \
+                            const double *k)                                                            \
+    {                                                                                                    \
+        const T b2 = (T)k[0], c2 = (T)k[1], eps = (T)k[2], lr = (T)k[3];                                 \
+        (void)unused;                                                                                    \
+        for (Py_ssize_t i = 0; i < n; i++) {                                                             \
+            T gi = g[i];                                                                                 \
+            T sq = gi * gi;                                                                              \
+            T si = s[i] * b2;                                                                            \
+            sq = sq * c2;                                                                                \
+            si = si + sq;                                                                                \
+            T d = SQRT(si) + eps;                                                                        \
+            T u = gi * lr;                                                                               \
+            u = u / d;                                                                                   \
+            p[i] = p[i] - u;                                                                             \
+            s[i] = si;                                                                                   \
+        }                                                                                                \
+    }                                                                                                    \
+    static void adagrad_##T(Py_ssize_t n, T *restrict p, const T *restrict g, T *restrict G, T *unused, \
+                            const double *k)                                                            \
+    {                                                                                                    \
+        const T eps = (T)k[0], lr = (T)k[1];                                                             \
+        (void)unused;                                                                                    \
+        for (Py_ssize_t i = 0; i < n; i++) {                                                             \
+            T gi = g[i];                                                                                 \
+            T Gi = G[i] + gi * gi;                                                                       \
+            T d = SQRT(Gi) + eps;                                                                        \
+            T u = gi * lr;                                                                               \
+            u = u / d;                                                                                   \
+            p[i] = p[i] - u;                                                                             \
+            G[i] = Gi;                                                                                   \
+        }                                                                                                \
+    }                                                                                                    \
+    static void momentum_##T(Py_ssize_t n, T *restrict p, const T *restrict g, T *restrict v, T *unused, \
+                             const double *k)                                                           \
+    {                                                                                                    \
+        const T b = (T)k[0], c = (T)k[1], lr = (T)k[2];                                                  \
+        const int nesterov = k[3] != 0.0;                                                                \
+        (void)unused;                                                                                    \
+        for (Py_ssize_t i = 0; i < n; i++) {                                                             \
+            T gi = g[i];                                                                                 \
+            T gc = c * gi;                                                                               \
+            T vi = v[i] * b;                                                                             \
+            vi = vi + gc;                                                                                \
+            T u;                                                                                         \
+            if (nesterov) {                                                                              \
+                T bv = b * vi;                                                                           \
+                u = bv + gc;                                                                             \
+                u = lr * u;                                                                              \
+            }                                                                                            \
+            else                                                                                         \
+                u = lr * vi;                                                                             \
+            p[i] = p[i] - u;                                                                             \
+            v[i] = vi;                                                                                   \
+        }                                                                                                \
     }
 
-ADAM_LOOP(float, sqrtf)
-ADAM_LOOP(double, sqrt)
+LOOPS(float, sqrtf)
+LOOPS(double, sqrt)
+
+typedef void (*loop_f)(Py_ssize_t, float *, const float *, float *, float *, const double *);
+typedef void (*loop_d)(Py_ssize_t, double *, const double *, double *, double *, const double *);
 
 static int
 is_type(const Py_buffer *b, char code)
@@ -62,18 +122,28 @@ overlaps(const Py_buffer *a, const Py_buffer *b)
     return a0 < b0 + b->len && b0 < a0 + a->len;
 }
 
-/* adam(p, g, m, v, b1, c1, b2, c2, eps_term, step_scale) -> bool: True when the update was made. */
+/* update(p, g, a, b|None, scalars...) for one optimizer: p and the moments a (and b) writable, g read; all
+   C-contiguous, of one float type and length, no two overlapping. True when the update was made. */
 static PyObject *
-adam(PyObject *self, PyObject *args)
+update(PyObject *args, int n_moments, int n_scalars, loop_f loop_float, loop_d loop_double)
 {
-    PyObject *objs[4];
-    double b1, c1, b2, c2, eps_term, step_scale;
-    if (!PyArg_ParseTuple(args, "OOOOdddddd", &objs[0], &objs[1], &objs[2], &objs[3], &b1, &c1, &b2, &c2,
-                          &eps_term, &step_scale))
+    PyObject *objs[4] = {NULL, NULL, NULL, NULL};
+    double k[6];
+    Py_ssize_t n_args = PyTuple_GET_SIZE(args), n_arrays = 2 + n_moments;
+    if (n_args != n_arrays + n_scalars) {
+        PyErr_Format(PyExc_TypeError, "takes %zd arguments, got %zd", n_arrays + n_scalars, n_args);
         return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n_scalars; i++) {
+        k[i] = PyFloat_AsDouble(PyTuple_GET_ITEM(args, n_arrays + i));
+        if (k[i] == -1.0 && PyErr_Occurred())
+            return NULL;
+    }
     Py_buffer bufs[4];
-    int got = 0, ok = 1;
-    for (; got < 4; got++) {
+    Py_ssize_t got = 0;
+    int ok = 1;
+    for (; got < n_arrays; got++) {
+        objs[got] = PyTuple_GET_ITEM(args, got);
         int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (got == 1 ? 0 : PyBUF_WRITABLE);
         if (PyObject_GetBuffer(objs[got], &bufs[got], flags) < 0) {
             PyErr_Clear();
@@ -83,33 +153,58 @@ adam(PyObject *self, PyObject *args)
     }
     if (ok) {
         char code = is_type(&bufs[0], 'f') ? 'f' : is_type(&bufs[0], 'd') ? 'd' : 0;
-        for (int i = 0; i < 4 && ok; i++)
+        for (Py_ssize_t i = 0; i < n_arrays && ok; i++)
             ok = code && is_type(&bufs[i], code) && bufs[i].len == bufs[0].len;
-        for (int i = 0; i < 4 && ok; i++)
-            for (int j = i + 1; j < 4 && ok; j++)
+        for (Py_ssize_t i = 0; i < n_arrays && ok; i++)
+            for (Py_ssize_t j = i + 1; j < n_arrays && ok; j++)
                 ok = !overlaps(&bufs[i], &bufs[j]);
         if (ok) {
+            void *b3 = n_moments > 1 ? bufs[3].buf : NULL;
             Py_BEGIN_ALLOW_THREADS
             if (code == 'f')
-                adam_float(bufs[0].len / (Py_ssize_t)sizeof(float), bufs[0].buf, bufs[1].buf, bufs[2].buf,
-                           bufs[3].buf, (float)b1, (float)c1, (float)b2, (float)c2, (float)eps_term,
-                           (float)step_scale);
+                loop_float(bufs[0].len / (Py_ssize_t)sizeof(float), bufs[0].buf, bufs[1].buf, bufs[2].buf, b3, k);
             else
-                adam_double(bufs[0].len / (Py_ssize_t)sizeof(double), bufs[0].buf, bufs[1].buf, bufs[2].buf,
-                            bufs[3].buf, b1, c1, b2, c2, eps_term, step_scale);
+                loop_double(bufs[0].len / (Py_ssize_t)sizeof(double), bufs[0].buf, bufs[1].buf, bufs[2].buf, b3,
+                            k);
             Py_END_ALLOW_THREADS
         }
     }
-    for (int i = 0; i < got; i++)
+    for (Py_ssize_t i = 0; i < got; i++)
         PyBuffer_Release(&bufs[i]);
     return PyBool_FromLong(ok);
 }
 
+static PyObject *
+adam(PyObject *self, PyObject *args)
+{
+    return update(args, 2, 6, adam_float, adam_double);
+}
+
+static PyObject *
+rmsprop(PyObject *self, PyObject *args)
+{
+    return update(args, 1, 4, rmsprop_float, rmsprop_double);
+}
+
+static PyObject *
+adagrad(PyObject *self, PyObject *args)
+{
+    return update(args, 1, 2, adagrad_float, adagrad_double);
+}
+
+static PyObject *
+momentum(PyObject *self, PyObject *args)
+{
+    return update(args, 1, 4, momentum_float, momentum_double);
+}
+
 static PyMethodDef methods[] = {
     {"adam", adam, METH_VARARGS,
-     "adam(p, g, m, v, b1, c1, b2, c2, eps_term, step_scale) -> bool\n\n"
-     "Adam's update of p, m and v in place, in one pass (see optcore/optimizers/adam.py); False, with\n"
-     "nothing changed, for arrays it does not take (not C-contiguous float32/float64 of one length)."},
+     "adam(p, g, m, v, b1, 1-b1, b2, 1-b2, eps_term, step_scale) -> bool: Adam's update of p, m, v in place."},
+    {"rmsprop", rmsprop, METH_VARARGS, "rmsprop(p, g, s, b2, 1-b2, eps, lr) -> bool: RMSProp's update of p, s."},
+    {"adagrad", adagrad, METH_VARARGS, "adagrad(p, g, G, eps, lr) -> bool: Adagrad's update of p, G."},
+    {"momentum", momentum, METH_VARARGS,
+     "momentum(p, g, v, b, 1-b, lr, nesterov) -> bool: momentum's update of p, v (Nesterov's when true)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -3,6 +3,9 @@ from __future__ import annotations
 import numpy as np
 
 from optcore.optimizers.base import EPS, LR, Optimizer
+from optcore.optimizers.kernels import kernel
+
+fused = kernel("adagrad")  # the same update in one compiled pass, or None
 
 
 class Adagrad(Optimizer):
@@ -22,6 +25,8 @@ class Adagrad(Optimizer):
 
     def _apply(self, p, g, moments, t, lr, scratch):
         G = moments["G"]
+        if fused is not None and fused(p, g, G, self.eps, lr):
+            return
         denom, step = scratch
         G += np.square(g, out=denom)
         np.sqrt(G, out=denom)

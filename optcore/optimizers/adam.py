@@ -7,11 +7,9 @@ import numpy as np
 from optcore.ewa import bias_correction, ewa_update
 from optcore.hyperparameters import Hyperparameter
 from optcore.optimizers.base import BETA1, BETA2, EPS, LR, Optimizer
+from optcore.optimizers.kernels import kernel
 
-try:  # the same update in one compiled pass (optcore/_kernels.c), when the install could build it
-    from optcore._kernels import adam as fused_adam
-except ImportError:
-    fused_adam = None
+fused = kernel("adam")  # the same update in one compiled pass, or None
 
 
 class Adam(Optimizer):
@@ -40,7 +38,7 @@ class Adam(Optimizer):
         eps_term = self.eps * root_c2
         step_scale = lr * root_c2 / bias_correction(self.beta1, t)
         b1, b2 = self.beta1, self.beta2
-        if fused_adam is not None and fused_adam(p, g, m, v, b1, 1.0 - b1, b2, 1.0 - b2, eps_term, step_scale):
+        if fused is not None and fused(p, g, m, v, b1, 1.0 - b1, b2, 1.0 - b2, eps_term, step_scale):
             return  # the same operations in one pass over the five arrays instead of twelve
         (scratch,) = scratch
         ewa_update(m, g, self.beta1, scratch)

@@ -3,6 +3,9 @@ from __future__ import annotations
 from optcore.ewa import ewa_update
 from optcore.hyperparameters import Hyperparameter
 from optcore.optimizers.base import BETA1, LR, Optimizer
+from optcore.optimizers.kernels import kernel
+
+fused = kernel("momentum")  # the same update in one compiled pass, or None
 
 
 class Momentum(Optimizer):
@@ -26,6 +29,8 @@ class Momentum(Optimizer):
 
     def _apply(self, p, g, moments, t, lr, scratch):
         v, b = moments["v"], self.beta1
+        if fused is not None and fused(p, g, v, b, 1.0 - b, lr, self.nesterov):
+            return
         ewa_update(v, g, b)
         if self.nesterov:
             p -= lr * (b * v + (1 - b) * g)

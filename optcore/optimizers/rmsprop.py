@@ -4,6 +4,9 @@ import numpy as np
 
 from optcore.ewa import ewa_update
 from optcore.optimizers.base import BETA2, EPS, LR, Optimizer
+from optcore.optimizers.kernels import kernel
+
+fused = kernel("rmsprop")  # the same update in one compiled pass, or None
 
 
 class RMSProp(Optimizer):
@@ -24,6 +27,8 @@ class RMSProp(Optimizer):
 
     def _apply(self, p, g, moments, t, lr, scratch):
         s = moments["s"]
+        if fused is not None and fused(p, g, s, self.beta2, 1.0 - self.beta2, self.eps, lr):
+            return
         denom, step = scratch
         np.square(g, out=denom)
         ewa_update(s, denom, self.beta2, denom)

@@ -1,5 +1,5 @@
-"""optcore._kernels: Adam's compiled one-pass update gives NumPy's twelve passes' bits, and declines what it
-does not take (the NumPy path then runs)."""
+"""optcore._kernels: each optimizer's compiled one-pass update gives the bits of its NumPy passes, and declines
+what it does not take (the NumPy path then runs)."""
 
 import os
 
@@ -7,9 +7,12 @@ import numpy as np
 import pytest
 
 import optcore
-from optcore.optimizers import adam as adam_module
+from optcore.optimizers import adagrad, adam, momentum, rmsprop
+from optcore.optimizers.kernels import kernel
 
-fused = adam_module.fused_adam
+MODULES = {"adam": adam, "adamw": adam, "rmsprop": rmsprop, "adagrad": adagrad, "momentum": momentum}
+KERNELS = {name: kernel(name) for name in ("adam", "rmsprop", "adagrad", "momentum")}
+fused = KERNELS["adam"]
 needs_kernels = pytest.mark.skipif(
     fused is None and not os.environ.get("OPTSWEEP_REQUIRE_KERNELS"),
     reason="optcore._kernels is not built (no C compiler at install); optcore runs Adam in NumPy",
@@ -21,11 +24,16 @@ needs_kernels = pytest.mark.skipif(
     reason="OPTSWEEP_REQUIRE_KERNELS is unset: the kernels are optional here (.ci/run requires them)",
 )
 def test_the_kernels_are_built_where_they_are_required():
-    assert fused is not None, "optcore._kernels did not build: is a C compiler installed?"
+    assert all(KERNELS.values()), "optcore._kernels did not build: is a C compiler installed?"
+
+
+def _use_kernels(monkeypatch, use: bool) -> None:
+    for name, module in MODULES.items():
+        monkeypatch.setattr(module, "fused", KERNELS[name.removesuffix("w")] if use else None)
 
 
 def _run_updates(monkeypatch, use_kernel, opt, dtype, steps=40, size=1000, seed=0, lrs=None):
-    monkeypatch.setattr(adam_module, "fused_adam", fused if use_kernel else None)
+    _use_kernels(monkeypatch, use_kernel)
     rng = np.random.default_rng(seed)
     # Magnitudes over many decades, exact zeros, and gradients much larger and smaller than the weights.
     params = [(rng.standard_normal(size) * 10.0 ** rng.integers(-6, 3, size)).astype(dtype), np.zeros(7, dtype)]
@@ -46,6 +54,12 @@ def _run_updates(monkeypatch, use_kernel, opt, dtype, steps=40, size=1000, seed=
         optcore.make_optimizer("adam", lr=0.3, beta1=0.5, beta2=0.9, eps=1e-3),
         optcore.make_optimizer("adam", lr=2e-2, beta1=0.0, beta2=0.0, eps=1e-12),
         optcore.make_optimizer("adamw", lr=1e-2, beta1=0.95, beta2=0.98, eps=1e-6, weight_decay=0.1),
+        optcore.make_optimizer("rmsprop", lr=1e-3, beta2=0.99, eps=1e-8),
+        optcore.make_optimizer("rmsprop", lr=0.2, beta2=0.5, eps=1e-2),
+        optcore.make_optimizer("adagrad", lr=0.05, eps=1e-10),
+        optcore.make_optimizer("momentum", lr=0.1, beta1=0.9),
+        optcore.make_optimizer("momentum", lr=0.03, beta1=0.6, nesterov=True),
+        optcore.make_optimizer("momentum", lr=0.5, beta1=0.0),
     ],
     ids=repr,
 )
@@ -56,7 +70,7 @@ def test_the_fused_update_gives_numpys_bits(monkeypatch, opt, dtype):
     for w, g in zip(want, got, strict=True):
         assert g.dtype == dtype
         np.testing.assert_array_equal(g, w, strict=True)
-    for name in ("m", "v"):
+    for name in opt.moment_names:
         for w, g in zip(want_state.moments[name], got_state.moments[name], strict=True):
             np.testing.assert_array_equal(g, w, strict=True)
     assert not np.array_equal(want[0], _run_updates(monkeypatch, False, opt, dtype, steps=0)[0][0])  # it moved
@@ -64,13 +78,14 @@ def test_the_fused_update_gives_numpys_bits(monkeypatch, opt, dtype):
 
 @needs_kernels
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_training_with_the_fused_update_is_bit_for_bit_the_numpy_training(monkeypatch, dtype):
+@pytest.mark.parametrize("name", ["adam", "rmsprop", "momentum"])
+def test_training_with_the_fused_update_is_bit_for_bit_the_numpy_training(monkeypatch, dtype, name):
     digits = optcore.load_dataset("digits", seed=0)
 
     def train(use_kernel):
-        monkeypatch.setattr(adam_module, "fused_adam", fused if use_kernel else None)
+        _use_kernels(monkeypatch, use_kernel)
         net = optcore.Network.for_dataset(digits, hidden=[32, 16], dtype=dtype)
-        opt = optcore.make_optimizer("adam", lr=0.01, beta1=0.9, beta2=0.99, eps=1e-7)
+        opt = optcore.make_optimizer(name, lr=0.01)
         return optcore.train(digits, net, opt, epochs=2, batch_size=64, seed=2, record_minibatch=True)
 
     want, got = train(False), train(True)
@@ -79,42 +94,51 @@ def test_training_with_the_fused_update_is_bit_for_bit_the_numpy_training(monkey
     assert got.minibatch_cost == want.minibatch_cost and got.val_cost == want.val_cost
 
 
+# name -> (arrays: p, g and the moments; scalars)
+SIGNATURES = {"adam": (4, 6), "rmsprop": (3, 4), "adagrad": (3, 2), "momentum": (3, 4)}
+
+
 @needs_kernels
+@pytest.mark.parametrize("name", list(SIGNATURES))
 @pytest.mark.parametrize(
     "case",
     ["strided", "mixed types", "lengths", "same array", "read-only", "float16", "integers", "not an array"],
 )
-def test_the_kernel_declines_what_it_does_not_take_and_changes_nothing(case):
+def test_a_kernel_declines_what_it_does_not_take_and_changes_nothing(name, case):
+    n_arrays, n_scalars = SIGNATURES[name]
     n = 64
-    p, g, m, v = (np.linspace(1, 2, n) for _ in range(4))
+    arrays = [np.linspace(1, 2, n) for _ in range(n_arrays)]
     if case == "strided":
-        p = np.linspace(1, 2, 2 * n)[::2]
+        arrays[0] = np.linspace(1, 2, 2 * n)[::2]
     elif case == "mixed types":
-        g = g.astype(np.float32)
+        arrays[1] = arrays[1].astype(np.float32)
     elif case == "lengths":
-        v = np.linspace(1, 2, n + 1)
+        arrays[-1] = np.linspace(1, 2, n + 1)
     elif case == "same array":
-        m = v
+        arrays[-1] = arrays[0]
     elif case == "read-only":
-        p.flags.writeable = False
+        arrays[-1].flags.writeable = False
     elif case == "float16":
-        p, g, m, v = (a.astype(np.float16) for a in (p, g, m, v))
+        arrays = [a.astype(np.float16) for a in arrays]
     elif case == "integers":
-        p, g, m, v = (np.arange(n) for _ in range(4))
+        arrays = [np.arange(n) for _ in arrays]
     elif case == "not an array":
-        g = list(g)
-    before = [np.array(a, copy=True) for a in (p, g, m, v)]
-    assert fused(p, g, m, v, 0.9, 0.1, 0.99, 0.01, 1e-8, 1e-3) is False
-    for b, a in zip(before, (p, g, m, v), strict=True):
+        arrays[1] = list(arrays[1])
+    before = [np.array(a, copy=True) for a in arrays]
+    assert KERNELS[name](*arrays, *[0.5] * n_scalars) is False
+    for b, a in zip(before, arrays, strict=True):
         np.testing.assert_array_equal(np.asarray(a), b)
+    with pytest.raises(TypeError):  # a wrong call is an error, not a silent decline
+        KERNELS[name](*arrays)
 
 
 @needs_kernels
-def test_adam_on_arrays_the_kernel_declines_still_takes_the_numpy_update(monkeypatch):
-    opt = optcore.make_optimizer("adam", lr=0.1, beta1=0.9, beta2=0.99, eps=1e-8)
+@pytest.mark.parametrize("name", list(MODULES))
+def test_an_optimizer_on_arrays_the_kernel_declines_still_takes_the_numpy_update(monkeypatch, name):
+    opt = optcore.make_optimizer(name, lr=0.1)
 
     def step(use_kernel):
-        monkeypatch.setattr(adam_module, "fused_adam", fused if use_kernel else None)
+        _use_kernels(monkeypatch, use_kernel)
         base = np.linspace(-1, 1, 40)
         p = base[::2]  # a strided view: not C-contiguous
         state = opt.init([p])
