@@ -10,13 +10,17 @@
    The scalars arrive as Python floats (already combined in Python, as ``_apply`` combines them) and are
    rounded to the arrays' type once, as NumPy rounds a Python float against a float32 array. Built without
    contracting a*b + c into a fused multiply-add, which rounds once where NumPy rounds twice (the flags in
-   pyproject.toml); IEEE square root and division round correctly in both. Only C-contiguous float32 or
-   float64 arrays of one length and type are taken, the parameters and moments writable, no two overlapping;
-   for anything else a function changes nothing and returns False, and the caller makes the NumPy update. */
+   pyproject.toml); IEEE square root and division round correctly in both. Two things differ: a NaN's payload
+   and sign where two NaNs meet in an addition (the compiler may swap its operands; NumPy's own choice
+   changes between versions), and no floating-point warnings (the training loop silences NumPy's anyway).
+   Only C-contiguous float32 or float64 arrays of one shape and type are taken, the parameters and moments
+   writable, no two overlapping; for anything else a function changes nothing and returns False, and the
+   caller makes the NumPy update. */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 /* The loops, once per float type. Each line is one NumPy operation of the optimizer's _apply, in its order;
@@ -116,10 +120,21 @@ is_type(const Py_buffer *b, char code)
 }
 
 static int
+same_shape(const Py_buffer *a, const Py_buffer *b)
+{
+    if (a->ndim != b->ndim)
+        return 0;
+    for (int d = 0; d < a->ndim; d++)
+        if (a->shape[d] != b->shape[d])
+            return 0;
+    return 1;
+}
+
+static int
 overlaps(const Py_buffer *a, const Py_buffer *b)
 {
-    const char *a0 = a->buf, *b0 = b->buf;
-    return a0 < b0 + b->len && b0 < a0 + a->len;
+    uintptr_t a0 = (uintptr_t)a->buf, b0 = (uintptr_t)b->buf;
+    return a0 < b0 + (uintptr_t)b->len && b0 < a0 + (uintptr_t)a->len;
 }
 
 /* update(p, g, a, b|None, scalars...) for one optimizer: p and the moments a (and b) writable, g read; all
@@ -146,6 +161,10 @@ update(PyObject *args, int n_moments, int n_scalars, loop_f loop_float, loop_d l
         objs[got] = PyTuple_GET_ITEM(args, got);
         int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (got == 1 ? 0 : PyBUF_WRITABLE);
         if (PyObject_GetBuffer(objs[got], &bufs[got], flags) < 0) {
+            /* Not an array it can take (no buffer, strided, read-only): declined. Anything else is raised. */
+            if (!PyErr_ExceptionMatches(PyExc_BufferError) && !PyErr_ExceptionMatches(PyExc_TypeError) &&
+                !PyErr_ExceptionMatches(PyExc_ValueError))
+                goto error;
             PyErr_Clear();
             ok = 0;
             break;
@@ -154,7 +173,7 @@ update(PyObject *args, int n_moments, int n_scalars, loop_f loop_float, loop_d l
     if (ok) {
         char code = is_type(&bufs[0], 'f') ? 'f' : is_type(&bufs[0], 'd') ? 'd' : 0;
         for (Py_ssize_t i = 0; i < n_arrays && ok; i++)
-            ok = code && is_type(&bufs[i], code) && bufs[i].len == bufs[0].len;
+            ok = code && is_type(&bufs[i], code) && same_shape(&bufs[i], &bufs[0]);
         for (Py_ssize_t i = 0; i < n_arrays && ok; i++)
             for (Py_ssize_t j = i + 1; j < n_arrays && ok; j++)
                 ok = !overlaps(&bufs[i], &bufs[j]);
@@ -172,6 +191,10 @@ update(PyObject *args, int n_moments, int n_scalars, loop_f loop_float, loop_d l
     for (Py_ssize_t i = 0; i < got; i++)
         PyBuffer_Release(&bufs[i]);
     return PyBool_FromLong(ok);
+error:
+    for (Py_ssize_t i = 0; i < got; i++)
+        PyBuffer_Release(&bufs[i]);
+    return NULL;
 }
 
 static PyObject *

@@ -12,10 +12,9 @@ from optcore.optimizers.kernels import kernel
 
 MODULES = {"adam": adam, "adamw": adam, "rmsprop": rmsprop, "adagrad": adagrad, "momentum": momentum}
 KERNELS = {name: kernel(name) for name in ("adam", "rmsprop", "adagrad", "momentum")}
-fused = KERNELS["adam"]
 needs_kernels = pytest.mark.skipif(
-    fused is None and not os.environ.get("OPTSWEEP_REQUIRE_KERNELS"),
-    reason="optcore._kernels is not built (no C compiler at install); optcore runs Adam in NumPy",
+    not all(KERNELS.values()),
+    reason="optcore._kernels is not built (no C compiler at install): optcore makes its updates in NumPy",
 )
 
 
@@ -24,16 +23,34 @@ needs_kernels = pytest.mark.skipif(
     reason="OPTSWEEP_REQUIRE_KERNELS is unset: the kernels are optional here (.ci/run requires them)",
 )
 def test_the_kernels_are_built_where_they_are_required():
-    assert all(KERNELS.values()), "optcore._kernels did not build: is a C compiler installed?"
+    assert all(KERNELS.values()), "optcore._kernels did not build (or is stale): is a C compiler installed?"
 
 
-def _use_kernels(monkeypatch, use: bool) -> None:
+class Calls:
+    """How often the optimizers called a kernel, and how often it made the update."""
+
+    def __init__(self):
+        self.made, self.declined = 0, 0
+
+    def wrap(self, kernel):
+        def counted(*args):
+            made = kernel(*args)
+            self.made, self.declined = self.made + made, self.declined + (not made)
+            return made
+
+        return counted
+
+
+def _use_kernels(monkeypatch, use: bool) -> Calls:
+    """The optimizers with their kernels (counted) or without (NumPy only)."""
+    calls = Calls()
     for name, module in MODULES.items():
-        monkeypatch.setattr(module, "fused", KERNELS[name.removesuffix("w")] if use else None)
+        monkeypatch.setattr(module, "fused", calls.wrap(KERNELS[name.removesuffix("w")]) if use else None)
+    return calls
 
 
 def _run_updates(monkeypatch, use_kernel, opt, dtype, steps=40, size=1000, seed=0, lrs=None):
-    _use_kernels(monkeypatch, use_kernel)
+    calls = _use_kernels(monkeypatch, use_kernel)
     rng = np.random.default_rng(seed)
     # Magnitudes over many decades, exact zeros, and gradients much larger and smaller than the weights.
     params = [(rng.standard_normal(size) * 10.0 ** rng.integers(-6, 3, size)).astype(dtype), np.zeros(7, dtype)]
@@ -42,6 +59,8 @@ def _run_updates(monkeypatch, use_kernel, opt, dtype, steps=40, size=1000, seed=
         grads = [(rng.standard_normal(p.shape) * 10.0 ** rng.integers(-8, 4, p.shape)).astype(dtype) for p in params]
         grads[0][:: 11 + step] = 0.0
         state = opt.update(params, grads, state, lr=None if lrs is None else lrs[step])
+    if use_kernel:  # every update went through the kernel, none through NumPy
+        assert (calls.made, calls.declined) == (steps * len(params), 0)
     return params, state
 
 
@@ -78,17 +97,19 @@ def test_the_fused_update_gives_numpys_bits(monkeypatch, opt, dtype):
 
 @needs_kernels
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("name", ["adam", "rmsprop", "momentum"])
+@pytest.mark.parametrize("name", list(MODULES))
 def test_training_with_the_fused_update_is_bit_for_bit_the_numpy_training(monkeypatch, dtype, name):
     digits = optcore.load_dataset("digits", seed=0)
 
     def train(use_kernel):
-        _use_kernels(monkeypatch, use_kernel)
+        calls = _use_kernels(monkeypatch, use_kernel)
         net = optcore.Network.for_dataset(digits, hidden=[32, 16], dtype=dtype)
         opt = optcore.make_optimizer(name, lr=0.01)
-        return optcore.train(digits, net, opt, epochs=2, batch_size=64, seed=2, record_minibatch=True)
+        history = optcore.train(digits, net, opt, epochs=2, batch_size=64, seed=2, record_minibatch=True)
+        return history, calls
 
-    want, got = train(False), train(True)
+    (want, _), (got, calls) = train(False), train(True)
+    assert calls.made > 0 and calls.declined == 0  # the training's flat buffers are what the kernels take
     for w, g in zip(want.params, got.params, strict=True):
         np.testing.assert_array_equal(g, w, strict=True)
     assert got.minibatch_cost == want.minibatch_cost and got.val_cost == want.val_cost
@@ -102,7 +123,18 @@ SIGNATURES = {"adam": (4, 6), "rmsprop": (3, 4), "adagrad": (3, 2), "momentum": 
 @pytest.mark.parametrize("name", list(SIGNATURES))
 @pytest.mark.parametrize(
     "case",
-    ["strided", "mixed types", "lengths", "same array", "read-only", "float16", "integers", "not an array"],
+    [
+        "strided",
+        "mixed types",
+        "lengths",
+        "shapes",
+        "same array",
+        "overlapping views",
+        "read-only",
+        "float16",
+        "integers",
+        "not an array",
+    ],
 )
 def test_a_kernel_declines_what_it_does_not_take_and_changes_nothing(name, case):
     n_arrays, n_scalars = SIGNATURES[name]
@@ -114,8 +146,14 @@ def test_a_kernel_declines_what_it_does_not_take_and_changes_nothing(name, case)
         arrays[1] = arrays[1].astype(np.float32)
     elif case == "lengths":
         arrays[-1] = np.linspace(1, 2, n + 1)
+    elif case == "shapes":
+        arrays[0], arrays[1] = arrays[0].reshape(8, 8), arrays[1].reshape(4, 16)
+        arrays[2:] = [a.reshape(8, 8) for a in arrays[2:]]
     elif case == "same array":
         arrays[-1] = arrays[0]
+    elif case == "overlapping views":  # two views of one buffer, one element in common
+        base = np.linspace(1, 2, 2 * n - 1)
+        arrays[0], arrays[-1] = base[:n], base[n - 1 :]
     elif case == "read-only":
         arrays[-1].flags.writeable = False
     elif case == "float16":
@@ -130,6 +168,28 @@ def test_a_kernel_declines_what_it_does_not_take_and_changes_nothing(name, case)
         np.testing.assert_array_equal(np.asarray(a), b)
     with pytest.raises(TypeError):  # a wrong call is an error, not a silent decline
         KERNELS[name](*arrays)
+
+
+@needs_kernels
+@pytest.mark.parametrize("name", list(SIGNATURES))
+@pytest.mark.parametrize("case", ["1-D", "2-D", "read-only gradient", "adjacent views", "empty"])
+def test_a_kernel_takes_contiguous_arrays_of_one_shape_and_type(name, case):
+    n_arrays, n_scalars = SIGNATURES[name]
+    arrays = [np.linspace(1, 2, 64, dtype=np.float32) for _ in range(n_arrays)]
+    if case == "2-D":
+        arrays = [a.reshape(8, 8) for a in arrays]
+    elif case == "read-only gradient":
+        arrays[1].flags.writeable = False
+    elif case == "adjacent views":  # one buffer cut in pieces that touch but do not overlap
+        base = np.linspace(1, 2, 64 * n_arrays, dtype=np.float32)
+        arrays = [base[64 * i : 64 * (i + 1)] for i in range(n_arrays)]
+    elif case == "empty":
+        arrays = [np.empty(0, np.float64) for _ in range(n_arrays)]
+    before = [a.copy() for a in arrays]
+    assert KERNELS[name](*arrays, *[0.5] * n_scalars) is True
+    if case != "empty":
+        assert not np.array_equal(arrays[0], before[0])  # the parameters moved
+        np.testing.assert_array_equal(arrays[1], before[1])  # the gradient is only read
 
 
 @needs_kernels
