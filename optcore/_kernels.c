@@ -137,12 +137,11 @@ overlaps(const Py_buffer *a, const Py_buffer *b)
     return a0 < b0 + (uintptr_t)b->len && b0 < a0 + (uintptr_t)a->len;
 }
 
-/* update(p, g, a, b|None, scalars...) for one optimizer: p and the moments a (and b) writable, g read; all
-   C-contiguous, of one float type and length, no two overlapping. True when the update was made. */
+/* update(p, g, a[, b], scalars...) for one optimizer: p and the moments a (and b) writable, g read; all
+   C-contiguous, of one float type and shape, no two overlapping. True when the update was made. */
 static PyObject *
 update(PyObject *args, int n_moments, int n_scalars, loop_f loop_float, loop_d loop_double)
 {
-    PyObject *objs[4] = {NULL, NULL, NULL, NULL};
     double k[6];
     Py_ssize_t n_args = PyTuple_GET_SIZE(args), n_arrays = 2 + n_moments;
     if (n_args != n_arrays + n_scalars) {
@@ -158,9 +157,8 @@ update(PyObject *args, int n_moments, int n_scalars, loop_f loop_float, loop_d l
     Py_ssize_t got = 0;
     int ok = 1;
     for (; got < n_arrays; got++) {
-        objs[got] = PyTuple_GET_ITEM(args, got);
         int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (got == 1 ? 0 : PyBUF_WRITABLE);
-        if (PyObject_GetBuffer(objs[got], &bufs[got], flags) < 0) {
+        if (PyObject_GetBuffer(PyTuple_GET_ITEM(args, got), &bufs[got], flags) < 0) {
             /* Not an array it can take (no buffer, strided, read-only): declined. Anything else is raised. */
             if (!PyErr_ExceptionMatches(PyExc_BufferError) && !PyErr_ExceptionMatches(PyExc_TypeError) &&
                 !PyErr_ExceptionMatches(PyExc_ValueError))
