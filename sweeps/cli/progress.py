@@ -25,14 +25,16 @@ class ProgressBar:
 
     def __init__(self, total: int, done: int, enabled: bool = True, spec=None, deferred: bool = False):
         """``enabled=False`` shows nothing; on a terminal it is a live bar, elsewhere one line per trial.
-        ``deferred``: shown at :meth:`begin` (or the first trial), not on entering: a process that still has
-        children to fork (`sweeps run`'s tracking writer) must not have rich's thread running yet."""
+        ``deferred``: live from :meth:`begin` (or the first trial), not on entering: a process that still has
+        children to fork (`sweeps run`'s tracking writer) must not have rich's thread running yet. On a
+        terminal it is drawn once on entering all the same (``· starting``, no thread), so the command shows
+        at once that it runs while MLflow loads (~1.5 s); the live bar then takes that line."""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.quiet = not enabled
         self.spec = spec  # its stop block: the bar says when the sweep stopped early (sweeps.study.stopping)
         self.enabled = enabled and sys.stderr.isatty()
-        self.deferred, self._begun = deferred, False
+        self.deferred, self._begun, self._drawn = deferred, False, False
         self._progress = Progress(
             TextColumn("[bold]trials"),
             BarColumn(bar_width=None),  # the room the text leaves, so the line fits the terminal
@@ -52,12 +54,19 @@ class ProgressBar:
     def __enter__(self) -> ProgressBar:
         if not self.deferred:
             self.begin()
+        elif self.enabled:  # drawn once now, without rich's thread, so the command shows it has started
+            self._progress.update(self._task, tally=" · starting")
+            err.print(self._progress.get_renderable())
+            self._drawn = True
         return self
 
     def begin(self) -> None:
         """Show the bar: on a terminal rich redraws it from a thread of its own, which this starts."""
         if not self._begun:
             self._begun = True
+            if self._drawn:  # the live bar takes the line of the one drawn on entering (rich ended it)
+                err.file.write("\x1b[1A\r\x1b[2K")
+                err.file.flush()
             self._progress.start()
 
     def __exit__(self, *exc) -> None:

@@ -49,12 +49,14 @@ def _parent(workdir: Path):
 
 @dataclass
 class AtTerminal:
-    """What a command run at a terminal left: its exit code, the screen's text (colours left out), and its
-    child processes (pid -> (process name, command line)) as seen while it ran."""
+    """What a command run at a terminal left: its exit code, the screen's text (colours left out), its child
+    processes (pid -> (process name, command line)) as seen while it ran, and for each child's name the
+    text on the screen when it was first seen."""
 
     code: int
     screen: str
     children: dict[int, tuple[str, str]]
+    screen_before: dict[str, str]
 
 
 def run_at_terminal(*args: str, cwd: Path, env: dict[str, str]) -> AtTerminal:
@@ -65,13 +67,14 @@ def run_at_terminal(*args: str, cwd: Path, env: dict[str, str]) -> AtTerminal:
         [str(SWEEPS), *args], cwd=cwd, env={**cli_env(), **env}, stdin=subprocess.DEVNULL, stdout=side, stderr=side
     )
     os.close(side)
-    screen, children = b"", {}
+    screen, children, seen_at = b"", {}, {}
     try:
         while True:
             for pid in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split():
                 with contextlib.suppress(OSError):
                     cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-                    children[int(pid)] = (Path(f"/proc/{pid}/comm").read_text().strip(), cmdline)
+                    children[int(pid)] = name, _ = (Path(f"/proc/{pid}/comm").read_text().strip(), cmdline)
+                    seen_at.setdefault(name, len(screen))
             if select.select([main], [], [], 0.05)[0]:
                 try:
                     screen += os.read(main, 65536)
@@ -82,8 +85,11 @@ def run_at_terminal(*args: str, cwd: Path, env: dict[str, str]) -> AtTerminal:
     finally:
         proc.wait(timeout=300)
         os.close(main)
-    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.decode(errors="replace")).replace("\r\n", "\n")
-    return AtTerminal(proc.returncode, text, children)
+
+    def text(raw: bytes) -> str:
+        return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", raw.decode(errors="replace")).replace("\r\n", "\n")
+
+    return AtTerminal(proc.returncode, text(screen), children, {k: text(screen[:n]) for k, n in seen_at.items()})
 
 
 @pytest.fixture(scope="module")
@@ -117,6 +123,16 @@ def test_at_a_terminal_the_writer_and_the_report_child_are_forked_before_the_bar
     assert {"sweeps-report", "tracking-writer"} <= names, done.children  # forked: named as such
     assert not [cmd for _, cmd in done.children.values() if "tracking.writer.server" in cmd], "a spawned writer"
     assert "4/4" in done.screen and "━" in done.screen, "the live bar was drawn"
+
+
+def test_at_a_terminal_the_bar_shows_at_once_and_the_live_bar_takes_its_line(swept_at_terminal):
+    """The bar is drawn once as the command starts (no thread: the children are still to be forked), so a
+    person sees the sweep starting while MLflow loads; the live bar then goes up a line and redraws it."""
+    _, done = swept_at_terminal
+    starting = done.screen_before["tracking-writer"]  # the writer is forked once MLflow is loaded
+    assert re.search(r"trials [━╸╺]+\s+3/4 · best — · starting", starting), done.screen
+    raw_bar_lines = [line for line in done.screen.split("\n") if "━" in line]
+    assert raw_bar_lines and "4/4" in raw_bar_lines[-1]
 
 
 def test_run_draws_a_self_contained_report_logged_to_the_parent_run(swept):
