@@ -26,6 +26,13 @@
 /* The loops, once per float type. Each line is one NumPy operation of the optimizer's _apply, in its order;
    a temporary is rounded to T as NumPy's array is. */
 #define LOOPS(T, SQRT)                                                                                   \
+    /* RMSProp's and Adagrad's step, lr·g / (sqrt(acc) + eps): np.sqrt, += eps, g·lr, then the division */ \
+    static inline T adaptive_step_##T(T acc, T gi, T eps, T lr)                                          \
+    {                                                                                                    \
+        T d = SQRT(acc) + eps;                                                                           \
+        T u = gi * lr;                                                                                   \
+        return u / d;                                                                                    \
+    }                                                                                                    \
     static void adam_##T(Py_ssize_t n, T *restrict p, const T *restrict g, T *restrict m, T *restrict v, \
                          const double *k)                                                               \
     {                                                                                                    \
@@ -58,10 +65,7 @@
             T si = s[i] * b2;                                                                            \
             sq = sq * c2;                                                                                \
             si = si + sq;                                                                                \
-            T d = SQRT(si) + eps;                                                                        \
-            T u = gi * lr;                                                                               \
-            u = u / d;                                                                                   \
-            p[i] = p[i] - u;                                                                             \
+            p[i] = p[i] - adaptive_step_##T(si, gi, eps, lr);                                            \
             s[i] = si;                                                                                   \
         }                                                                                                \
     }                                                                                                    \
@@ -73,10 +77,7 @@
         for (Py_ssize_t i = 0; i < n; i++) {                                                             \
             T gi = g[i];                                                                                 \
             T Gi = G[i] + gi * gi;                                                                       \
-            T d = SQRT(Gi) + eps;                                                                        \
-            T u = gi * lr;                                                                               \
-            u = u / d;                                                                                   \
-            p[i] = p[i] - u;                                                                             \
+            p[i] = p[i] - adaptive_step_##T(Gi, gi, eps, lr);                                            \
             G[i] = Gi;                                                                                   \
         }                                                                                                \
     }                                                                                                    \
