@@ -34,7 +34,8 @@ class ProgressBar:
         self.quiet = not enabled
         self.spec = spec  # its stop block: the bar says when the sweep stopped early (sweeps.study.stopping)
         self.enabled = enabled and sys.stderr.isatty()
-        self.deferred, self._begun, self._drawn = deferred, False, False
+        self.deferred, self._begun = deferred, False
+        self._drawn = 0  # lines of the bar drawn on entering, which the live bar takes over
         self._progress = Progress(
             TextColumn("[bold]trials"),
             BarColumn(bar_width=None),  # the room the text leaves, so the line fits the terminal
@@ -56,16 +57,17 @@ class ProgressBar:
             self.begin()
         elif self.enabled:  # drawn once now, without rich's thread, so the command shows it has started
             self._progress.update(self._task, tally=" · starting")
-            err.print(self._progress.get_renderable())
-            self._drawn = True
+            bar = self._progress.get_renderable()
+            self._drawn = len(err.render_lines(bar, pad=False))  # one, unless the terminal is very narrow
+            err.print(bar)
         return self
 
     def begin(self) -> None:
         """Show the bar: on a terminal rich redraws it from a thread of its own, which this starts."""
         if not self._begun:
             self._begun = True
-            if self._drawn:  # the live bar takes the line of the one drawn on entering (rich ended it)
-                err.file.write("\x1b[1A\r\x1b[2K")
+            if self._drawn:  # the live bar takes the lines of the one drawn on entering
+                err.file.write(f"\x1b[{self._drawn}A\r\x1b[J")  # up, then clear to the end of the screen
                 err.file.flush()
             self._progress.start()
 
