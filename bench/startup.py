@@ -57,29 +57,34 @@ def _env() -> dict[str, str]:
 def cli(args: list[str], cwd: Path, terminal: bool = False) -> tuple[float, float, int]:
     """(wall seconds, CPU seconds of the command and its children, exit code) of ``sweeps ARGS``; with
     ``terminal``, its output goes to a pseudo-terminal of 80 columns (the live progress bar), not a pipe."""
-    if terminal:
-        return _at_terminal(args, cwd)
-    env = _env()
+    command = [sys.executable, "-m", "sweeps.cli", *args]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
+    code, tail = (_at_terminal if terminal else _piped)(command, cwd)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if code != 0:
+        print(f"  sweeps {' '.join(args)} exited {code}: {tail}", file=sys.stderr)
+    return wall, cpu, code
+
+
+def _piped(command: list[str], cwd: Path) -> tuple[int, str]:
+    """(exit code, the end of its stderr) of ``command``, its output on pipes."""
     proc = subprocess.run(
-        [sys.executable, "-m", "sweeps.cli", *args],
+        command,
         cwd=cwd,
-        env=env,
+        env=_env(),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    if proc.returncode != 0:
-        print(f"  sweeps {' '.join(args)} exited {proc.returncode}: {proc.stderr.strip()[-500:]}", file=sys.stderr)
-    return wall, cpu, proc.returncode
+    return proc.returncode, proc.stderr.strip()[-500:]
 
 
-def _at_terminal(args: list[str], cwd: Path) -> tuple[float, float, int]:
+def _at_terminal(command: list[str], cwd: Path) -> tuple[int, str]:
+    """(exit code, the end of what it showed) of ``command``, its output on a pseudo-terminal."""
     import fcntl
     import pty
     import select
@@ -88,16 +93,7 @@ def _at_terminal(args: list[str], cwd: Path) -> tuple[float, float, int]:
 
     main_fd, side = pty.openpty()
     fcntl.ioctl(side, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 80, 0, 0))
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sweeps.cli", *args],
-        cwd=cwd,
-        env=_env(),
-        stdin=subprocess.DEVNULL,
-        stdout=side,
-        stderr=side,
-    )
+    proc = subprocess.Popen(command, cwd=cwd, env=_env(), stdin=subprocess.DEVNULL, stdout=side, stderr=side)
     os.close(side)
     tail = b""
     while True:  # read what it shows, as a terminal does, until it exits
@@ -109,13 +105,8 @@ def _at_terminal(args: list[str], cwd: Path) -> tuple[float, float, int]:
         elif proc.poll() is not None:
             break
     proc.wait()
-    wall = time.perf_counter() - start
     os.close(main_fd)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    if proc.returncode != 0:
-        print(f"  sweeps {' '.join(args)} exited {proc.returncode}: {tail.decode(errors='replace')}", file=sys.stderr)
-    return wall, cpu, proc.returncode
+    return proc.returncode, tail.decode(errors="replace")
 
 
 def summed_train_seconds(workdir: Path) -> float:
