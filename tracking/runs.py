@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracking import schema
+from tracking import run_writes, schema
 from tracking.datasets import DatasetRecord, log_dataset_inputs
 from tracking.errors import TrackingError
 from tracking.mlflow_requests import log_batched, param_value, tag_value, with_retries
@@ -308,10 +308,11 @@ class SweepRun:
     def _create(self, number: int, tags: dict[str, str]) -> Run:
         # A caller's own run name (tag mlflow.runName, e.g. batch-size's bs-0128-seed-1) wins over trial-0007,
         # and its own role (confirm's retrainings) over trial.
-        return self.client.create_run(
+        return run_writes.create_run(
+            self.client,
             self.experiment_id,
-            run_name=tags.get(schema.RUN_NAME, schema.trial_run_name(number)),
-            tags={
+            tags.get(schema.RUN_NAME, schema.trial_run_name(number)),
+            {
                 **tags,  # in the same request: one round trip fewer per trial
                 schema.PARENT_RUN_ID: self.run_id,
                 schema.ROLE: tags.get(schema.ROLE, schema.ROLE_TRIAL),

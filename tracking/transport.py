@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
-from tracking.mlflow_requests import log_batched, with_retries
+from tracking import run_writes
 from tracking.writer.client import Writer, WriterGone
 from tracking.writer.messages import Finish, Log, RunValues, Sync
 
@@ -47,19 +47,12 @@ class Transport(Protocol):
 
 
 def write_values(client: MlflowClient, run_id: str, values: RunValues) -> None:
-    """Write ``values`` to the run in as few ``log_batch`` requests as MLflow's limits allow; dataset
-    inputs after them (what is left is sent again on a transient failure; MLflow keeps one copy of each)."""
-    from mlflow.entities import Metric, Param, RunTag
-
+    """Write ``values`` to the run (:func:`tracking.run_writes.log_values`: one transaction on an embedded
+    store, else as few ``log_batch`` requests as MLflow's limits allow); dataset inputs after them (what is
+    left is sent again on a transient failure; MLflow keeps one copy of each)."""
     from tracking.datasets import log_dataset_inputs
 
-    log_batched(
-        client,
-        run_id,
-        metrics=[Metric(*m) for m in values.metrics],
-        params=[Param(*p) for p in values.params],
-        tags=[RunTag(*t) for t in values.tags],
-    )
+    run_writes.log_values(client, run_id, values.metrics, values.params, values.tags)
     if values.inputs:
         log_dataset_inputs(client, run_id, values.inputs)
 
@@ -81,7 +74,7 @@ class DirectTransport:
 
     def finish(self, run_id: str, values: RunValues, status: str) -> None:
         write_values(self.client, run_id, values)
-        with_retries(self.client.set_terminated, run_id, status=status, what=f"end run {run_id}")
+        run_writes.set_terminated(self.client, run_id, status)
 
     def unconfirmed(self) -> RunValues:
         return RunValues()

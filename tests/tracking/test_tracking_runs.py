@@ -165,14 +165,18 @@ def test_embedded_store_puts_artifacts_in_mlartifacts(sqlite_uri, tmp_path):
     assert experiment.artifact_location == (tmp_path / "mlartifacts").as_uri()
 
 
-def test_a_new_trial_whose_create_answer_was_lost_gets_one_run(sqlite_uri):
+@pytest.mark.parametrize("direct", ["1", "0"], ids=["direct-sqlite", "through-mlflow"])
+def test_a_new_trial_whose_create_answer_was_lost_gets_one_run(sqlite_uri, monkeypatch, direct):
     """new=True skips the lookup on the first attempt only: when the store made the run but the answer was
     lost (a transient error after the fact), the retry finds that run instead of making a second one."""
     from mlflow.exceptions import MlflowException
     from mlflow.protos.databricks_pb2 import TEMPORARILY_UNAVAILABLE
 
+    from tracking import run_writes
+
+    monkeypatch.setenv(run_writes.SWITCH_VAR, direct)
     sweep = tracking.start_sweep("lost-answer", tracking_uri=sqlite_uri)
-    real_create, calls = sweep.client.create_run, []
+    real_create, calls = run_writes.create_run, []
 
     def create_then_lose_the_answer(*args, **kwargs):
         calls.append(args)
@@ -181,12 +185,12 @@ def test_a_new_trial_whose_create_answer_was_lost_gets_one_run(sqlite_uri):
             raise MlflowException("connection reset", error_code=TEMPORARILY_UNAVAILABLE)
         return run
 
-    sweep.client.create_run = create_then_lose_the_answer
+    monkeypatch.setattr(run_writes, "create_run", create_then_lose_the_answer)
     run = sweep.trial(3, {"lr": 0.1}, new=True)
     assert len(calls) == 1  # the retry found the run made by the first attempt
     found = sweep.client.search_runs([sweep.experiment_id], "tags.trial_number = '3'")
     assert [r.info.run_id for r in found] == [run.run_id]
-    sweep.client.create_run = real_create
+    monkeypatch.setattr(run_writes, "create_run", real_create)
     other = sweep.trial(4, {"lr": 0.1}, new=True)
     assert other.run_id != run.run_id
 

@@ -139,7 +139,7 @@ class _Server:
     def finish(self, request: Finish) -> None:
         """The run's values, the request's included (see ``receive``), are written: end the run. The
         trainer keeps its copy of the values and sends them again on failure, so they are dropped here then."""
-        from tracking.mlflow_requests import with_retries
+        from tracking import run_writes
 
         key = (request.uri, request.run_id)
         if not self.settle(key):
@@ -147,7 +147,7 @@ class _Server:
             self.due.pop(key, None)
             raise TrackingError(self.unavailable.pop(key, "the store is unavailable"))
         client = self.client(request.uri)
-        with_retries(client.set_terminated, request.run_id, status=request.status, what=f"end run {request.run_id}")
+        run_writes.set_terminated(client, request.run_id, request.status)
         self.written.pop(key, None)
 
     def summary(self, request: Summary):

@@ -1,0 +1,409 @@
+"""A trial run's hot-path writes — its creation, its values, its end — straight into an embedded SQLite store.
+
+Every trial creates a run, logs ~150 values and ends it; through MLflow's SQLAlchemy store those three
+requests cost 30-100 ms of CPU on a quickstart trial that trains for ~30-60 ms (ORM objects for every
+value, and a session with its own commit for the params, the metrics and the tags of one ``log_batch``).
+Here each is one transaction of plain statements on the same database, writing the rows MLflow's store
+writes (``tests/tracking/test_run_writes.py`` compares the two, as MLflow reads them back): a run's creation
+~1 ms, a batch of values ~1-2 ms, its end ~1 ms, each committed as durably as MLflow commits.
+
+Only where that is known to be exact: a ``sqlite:///`` store at a schema revision listed in
+:data:`KNOWN_REVISIONS` (the one the installed MLflow was checked at), whose tables hold the columns this
+module writes and nothing else, and values MLflow would take as they are (plain names, lengths within its
+limits, numbers for metrics). Everything else — another store, another MLflow schema, a value MLflow would
+refuse or change — goes through ``MlflowClient`` as before, which says what is wrong; and so does all
+reading, searching, artifacts and dataset inputs. ``TRACKING_DIRECT_SQLITE=0`` turns the direct writes
+off. The connection is this process's own: a forked child opens its own (SQLite connections must not
+cross a fork).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import numbers
+import os
+import posixpath
+import re
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tracking.mlflow_requests import MAX_PARAM_VALUE, MAX_TAG_VALUE, log_batched, with_retries
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
+
+SWITCH_VAR = "TRACKING_DIRECT_SQLITE"  # "0": every write through MLflow's client
+# Schema revisions whose runs, metrics, latest_metrics, params and tags this module writes as MLflow does:
+# MLflow 3.17's. A newer MLflow adds a migration (a new head): its writes go through MLflow until the rows
+# it writes are checked again (the tests compare them) and its revision is added here.
+KNOWN_REVISIONS = frozenset({"dc11669786a5"})
+# The columns of the tables written here, exactly; a store whose tables differ is written through MLflow.
+COLUMNS = {
+    "runs": {
+        "run_uuid", "name", "source_type", "source_name", "entry_point_name", "user_id", "status",
+        "start_time", "end_time", "source_version", "lifecycle_stage", "artifact_uri", "experiment_id",
+        "deleted_time",
+    },
+    "metrics": {"key", "value", "timestamp", "run_uuid", "step", "is_nan"},
+    "latest_metrics": {"key", "value", "timestamp", "step", "is_nan", "run_uuid"},
+    "params": {"key", "value", "run_uuid"},
+    "tags": {"key", "value", "run_uuid"},
+}  # fmt: skip
+BUSY_TIMEOUT_SECONDS = 20.0  # as MLflow's SQLite sessions (PRAGMA busy_timeout = 20000)
+MAX_KEY = 250  # the key columns' width
+RUN_NAME_TAG = "mlflow.runName"
+USER_TAG = "mlflow.user"
+STATUSES = frozenset({"RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED"})
+_FLOAT_MAX = 1.7976931348623157e308  # what MLflow stores for ±inf
+_NAME = re.compile(r"^[/\w.\- :]*$")  # the names MLflow accepts (on POSIX)
+
+Pair = tuple[str, str]
+MetricT = tuple[str, float, int, int]  # key, value, timestamp (ms), step
+
+
+# --- what callers use: the direct write when it applies, else MLflow's ----------------------------------
+
+
+def create_run(client: MlflowClient, experiment_id: str, run_name: str, tags: Mapping[str, str]) -> Run:
+    """``client.create_run(experiment_id, run_name=run_name, tags=tags)``; the new run as MLflow returns it."""
+    direct = for_client(client)
+    plain = _plain_tags(tags.items()) and tags.get(RUN_NAME_TAG) in (None, run_name) and str(experiment_id).isdigit()
+    if direct is not None and plain:
+        return direct.create_run(experiment_id, run_name, dict(tags))
+    return client.create_run(experiment_id, run_name=run_name, tags=dict(tags))
+
+
+def log_values(
+    client: MlflowClient,
+    run_id: str,
+    metrics: Sequence[MetricT] = (),
+    params: Sequence[Pair] = (),
+    tags: Sequence[Pair] = (),
+) -> None:
+    """Log ``metrics`` (``(key, value, timestamp, step)``), ``params`` and ``tags`` to the run, retried on
+    transient failures: one transaction when direct, else as few ``log_batch`` requests as MLflow allows.
+    A param cannot change value (MLflow's rule); a metric point already logged is not logged twice."""
+    direct = for_client(client)
+    if direct is not None and _plain(metrics, params, tags):
+        with_retries(direct.log_batch, run_id, metrics, params, tags, what=f"log_batch({run_id})")
+        return
+    from mlflow.entities import Metric, Param, RunTag
+
+    log_batched(
+        client,
+        run_id,
+        metrics=[Metric(*m) for m in metrics],
+        params=[Param(*p) for p in params],
+        tags=[RunTag(*t) for t in tags],
+    )
+
+
+def set_terminated(client: MlflowClient, run_id: str, status: str) -> None:
+    """End the run with ``status`` (``FINISHED``, ``FAILED``, ``KILLED``) now, retried on transient failures."""
+    direct = for_client(client)
+    if direct is not None and status in STATUSES:
+        with_retries(direct.set_terminated, run_id, status, what=f"end run {run_id}")
+        return
+    with_retries(client.set_terminated, run_id, status=status, what=f"end run {run_id}")
+
+
+def for_client(client: MlflowClient) -> SqliteRuns | None:
+    """The direct writer of the store ``client`` talks to, or None when writes must go through MLflow."""
+    try:
+        uri = client.tracking_uri
+    except Exception:
+        return None
+    return for_uri(uri) if isinstance(uri, str) else None
+
+
+def for_uri(uri: str) -> SqliteRuns | None:
+    """The direct writer of the SQLite store at ``uri`` (see the module's docstring), or None."""
+    if os.environ.get(SWITCH_VAR, "1") == "0":
+        return None
+    from tracking.store import sqlite_path
+
+    db = sqlite_path(uri)
+    return None if db is None else _writer(db)
+
+
+# --- the direct writes ------------------------------------------------------------------------------------
+
+
+class SqliteRuns:
+    """One SQLite store's direct writes (see the module's docstring). Thread-safe; one connection per process."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._connection: sqlite3.Connection | None = None
+        self._pid = 0
+
+    def connected(self) -> bool:
+        return self._connection is not None and self._pid == os.getpid()
+
+    def create_run(self, experiment_id: str, run_name: str, tags: dict[str, str], start_time: int | None = None):
+        """A new RUNNING run of the experiment, as ``MlflowClient.create_run`` makes it; returns the Run."""
+        from mlflow.entities import Run, RunData, RunInfo, RunInputs, RunTag
+        from mlflow.utils.uri import append_to_uri_path
+
+        start = start_time or _now_ms()
+        run_id = uuid.uuid4().hex
+        tags = dict(tags)
+        tags.setdefault(RUN_NAME_TAG, run_name)
+        user = tags.get(USER_TAG, "unknown")
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT artifact_location, lifecycle_stage FROM experiments WHERE experiment_id = ?",
+                (int(experiment_id),),
+            ).fetchone()
+            if row is None:
+                raise _error(f"No Experiment with id={experiment_id} exists", "RESOURCE_DOES_NOT_EXIST")
+            location, stage = row
+            if stage != "active":
+                raise _error(
+                    f"The experiment {experiment_id} must be in the 'active' state. Current state is {stage}.",
+                    "INVALID_PARAMETER_VALUE",
+                )
+            artifact_uri = append_to_uri_path(location, run_id, "artifacts")
+            db.execute(
+                "INSERT INTO runs (run_uuid, name, source_type, source_name, entry_point_name, user_id, status,"
+                " start_time, end_time, source_version, lifecycle_stage, artifact_uri, experiment_id, deleted_time)"
+                " VALUES (?, ?, 'UNKNOWN', '', '', ?, 'RUNNING', ?, NULL, '', 'active', ?, ?, NULL)",
+                (run_id, run_name, user, start, artifact_uri, int(experiment_id)),
+            )
+            db.executemany(
+                "INSERT INTO tags (key, value, run_uuid) VALUES (?, ?, ?)",
+                [(k, v, run_id) for k, v in tags.items()],
+            )
+        info = RunInfo(run_id, str(experiment_id), user, "RUNNING", start, None, "active", artifact_uri, run_name)
+        return Run(info, RunData(tags=[RunTag(k, v) for k, v in tags.items()]), RunInputs(dataset_inputs=[]))
+
+    def log_batch(
+        self, run_id: str, metrics: Sequence[MetricT] = (), params: Sequence[Pair] = (), tags: Sequence[Pair] = ()
+    ) -> None:
+        """Params, metrics (and each key's latest value) and tags of a batch in one transaction, as MLflow's
+        ``log_batch`` writes them; the values must be plain (:func:`_plain`)."""
+        with self._transaction() as db:
+            self._check_active(db, run_id)
+            if params:
+                keys = [k for k, _ in params]
+                held = dict(
+                    db.execute(
+                        f"SELECT key, value FROM params WHERE run_uuid = ? AND key IN ({_marks(keys)})",
+                        (run_id, *keys),
+                    ).fetchall()
+                )
+                changed = [
+                    {"key": k, "old_value": held[k], "new_value": v} for k, v in params if k in held and held[k] != v
+                ]
+                if changed:
+                    raise _error(
+                        f"Changing param values is not allowed. Params were already logged='{changed}' for run "
+                        f"ID='{run_id}'.",
+                        "INVALID_PARAMETER_VALUE",
+                    )
+                db.executemany(
+                    "INSERT INTO params (key, value, run_uuid) VALUES (?, ?, ?)",
+                    [(k, v, run_id) for k, v in params if k not in held],
+                )
+            if metrics:
+                rows = [(k, *_stored(v), t, s) for k, v, t, s in metrics]  # key, value, is_nan, timestamp, step
+                db.executemany(
+                    "INSERT OR IGNORE INTO metrics (key, value, is_nan, timestamp, step, run_uuid)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    [(*row, run_id) for row in rows],
+                )
+                self._update_latest(db, run_id, rows)
+            for key, value in _last_wins(tags):
+                db.execute(
+                    "INSERT INTO tags (key, value, run_uuid) VALUES (?, ?, ?)"
+                    " ON CONFLICT (key, run_uuid) DO UPDATE SET value = excluded.value",
+                    (key, value, run_id),
+                )
+                if key == RUN_NAME_TAG:  # MLflow keeps the run's name in both places
+                    db.execute("UPDATE runs SET name = ? WHERE run_uuid = ?", (value, run_id))
+
+    def set_terminated(self, run_id: str, status: str, end_time: int | None = None) -> None:
+        """The run's status and end time, as ``MlflowClient.set_terminated`` sets them."""
+        with self._transaction() as db:
+            self._check_active(db, run_id)
+            db.execute(
+                "UPDATE runs SET status = ?, end_time = ? WHERE run_uuid = ?", (status, end_time or _now_ms(), run_id)
+            )
+
+    @staticmethod
+    def _check_active(db: sqlite3.Connection, run_id: str) -> None:
+        row = db.execute("SELECT lifecycle_stage FROM runs WHERE run_uuid = ?", (run_id,)).fetchone()
+        if row is None:
+            raise _error(f"Run with id={run_id} not found", "RESOURCE_DOES_NOT_EXIST")
+        if row[0] != "active":
+            raise _error(
+                f"The run {run_id} must be in the 'active' state. Current state is {row[0]}.",
+                "INVALID_PARAMETER_VALUE",
+            )
+
+    @staticmethod
+    def _update_latest(db: sqlite3.Connection, run_id: str, rows: list[tuple]) -> None:
+        """Each key's latest value: the greatest (step, timestamp, value), as MLflow orders them."""
+        best: dict[str, tuple] = {}
+        for key, value, is_nan, timestamp, step in rows:
+            order = (step, timestamp, value)
+            if key not in best or order > best[key][0]:
+                best[key] = (order, is_nan)
+        keys = list(best)
+        held = {
+            key: (step, timestamp, value)
+            for key, step, timestamp, value in db.execute(
+                "SELECT key, step, timestamp, value FROM latest_metrics"
+                f" WHERE run_uuid = ? AND key IN ({_marks(keys)})",
+                (run_id, *keys),
+            )
+        }
+        for key, ((step, timestamp, value), is_nan) in best.items():
+            if key not in held:
+                db.execute(
+                    "INSERT INTO latest_metrics (key, value, timestamp, step, is_nan, run_uuid)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (key, value, timestamp, step, is_nan, run_id),
+                )
+            elif (step, timestamp, value) > held[key]:
+                db.execute(
+                    "UPDATE latest_metrics SET value = ?, timestamp = ?, step = ?, is_nan = ?"
+                    " WHERE key = ? AND run_uuid = ?",
+                    (value, timestamp, step, is_nan, key, run_id),
+                )
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, the database locked from its start (no upgrade from a read lock to fail);
+        SQLite's errors become MlflowExceptions as MLflow's SQL store makes them (a busy database:
+        TEMPORARILY_UNAVAILABLE, retried by :func:`with_retries`)."""
+        with self._lock:
+            db = self._connect()
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                yield db
+                db.execute("COMMIT")
+            except BaseException as e:
+                with contextlib.suppress(sqlite3.Error):
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                if isinstance(e, sqlite3.OperationalError):
+                    raise _error(f"(sqlite3.OperationalError) {e}", "TEMPORARILY_UNAVAILABLE") from e
+                if isinstance(e, sqlite3.Error):
+                    raise _error(f"({type(e).__module__}.{type(e).__name__}) {e}", "BAD_REQUEST") from e
+                raise
+
+    def _connect(self) -> sqlite3.Connection:
+        if not self.connected():
+            if self._connection is not None:  # the parent's, inherited by a fork: neither used nor closed here
+                _inherited.append(self._connection)
+            db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA foreign_keys = ON")
+            self._connection, self._pid = db, os.getpid()
+        return self._connection
+
+
+_writers: dict[Path, SqliteRuns | None] = {}
+_inherited: list[sqlite3.Connection] = []  # kept so that a fork never closes its parent's connections
+_writers_lock = threading.Lock()
+
+
+def _writer(db: Path) -> SqliteRuns | None:
+    with _writers_lock:
+        if db not in _writers:
+            _writers[db] = SqliteRuns(db) if _known_schema(db) else None
+        return _writers[db]
+
+
+def _known_schema(db: Path) -> bool:
+    """Whether the store at ``db`` is at a revision of :data:`KNOWN_REVISIONS` and its tables hold exactly
+    :data:`COLUMNS` (read-only; False when it cannot be read)."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True, timeout=5)) as con:
+            revision = con.execute("SELECT version_num FROM alembic_version").fetchall()
+            if len(revision) != 1 or revision[0][0] not in KNOWN_REVISIONS:
+                return False
+            for table, columns in COLUMNS.items():
+                if {row[1] for row in con.execute(f"PRAGMA table_info({table})")} != columns:
+                    return False
+            experiment_columns = {row[1] for row in con.execute("PRAGMA table_info(experiments)")}
+            return {"experiment_id", "artifact_location", "lifecycle_stage"} <= experiment_columns
+    except (sqlite3.Error, OSError):
+        return False
+
+
+# --- values MLflow would take as they are ---------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=4096)
+def _plain_name(name: object) -> bool:
+    """A metric, param or tag name MLflow accepts unchanged: its characters, within the column's width, not
+    a path that normalises to another name."""
+    if not isinstance(name, str) or len(name) > MAX_KEY or not _NAME.match(name):
+        return False
+    norm = posixpath.normpath(name)
+    return norm == name and norm != "." and not norm.startswith(("..", "/"))
+
+
+def _plain_tags(tags) -> bool:
+    return all(_plain_name(k) and isinstance(v, str) and len(v) <= MAX_TAG_VALUE for k, v in tags)
+
+
+def _plain(metrics: Sequence[MetricT], params: Sequence[Pair], tags: Sequence[Pair]) -> bool:
+    """Whether MLflow would take the batch as it is: plain names, string values within its limits, params
+    named once, metrics with a number, a non-negative whole timestamp and a whole step."""
+    if not _plain_tags(tags):
+        return False
+    if not all(_plain_name(k) and isinstance(v, str) and len(v) <= MAX_PARAM_VALUE for k, v in params):
+        return False
+    if len({k for k, _ in params}) != len(params):
+        return False
+    for m in metrics:
+        if len(m) != 4:
+            return False
+        key, value, timestamp, step = m
+        if not _plain_name(key) or isinstance(value, bool) or not isinstance(value, numbers.Real):
+            return False
+        if type(timestamp) is not int or timestamp < 0 or type(step) is not int:
+            return False
+    return True
+
+
+def _stored(value: float) -> tuple[float, int]:
+    """(value, is_nan) as MLflow stores a metric value: NaN as 0 with the flag, ±inf as ±float max."""
+    value = float(value)
+    if math.isnan(value):
+        return 0.0, 1
+    if math.isinf(value):
+        return math.copysign(_FLOAT_MAX, value), 0
+    return value, 0
+
+
+def _last_wins(pairs: Sequence[Pair]) -> list[Pair]:
+    """Tags of one batch with a key given twice: the last value, as MLflow keeps it."""
+    return list(dict(pairs).items())
+
+
+def _error(message: str, code: str) -> Exception:
+    """MLflow's exception with ``code`` (a name of its error codes), as its SQL store raises it."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos import databricks_pb2
+
+    return MlflowException(message, error_code=getattr(databricks_pb2, code))
+
+
+def _marks(items: Sequence[Any]) -> str:
+    return ", ".join("?" * len(items))
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
