@@ -47,12 +47,12 @@ def log_report(tracking_uri: str, run_id: str, html: Path, metrics: dict[str, fl
 
     A finished parent run takes them too (MLflow refuses only deleted runs), so the report may be redrawn at
     any time; a metric logged again keeps its history, the newest value last."""
-    from mlflow.entities import Metric
+    from tracking import run_writes
 
     client = make_client(tracking_uri)
     now = int(time.time() * 1000)
-    batch = [Metric(key, float(value), now, 0) for key, value in sorted(metrics.items())]
-    for start in range(0, len(batch), 1000):  # MLflow's limit per log_batch request
-        with_retries(client.log_batch, run_id, metrics=batch[start : start + 1000], what="log the importances")
+    run_writes.log_values(
+        client, run_id, metrics=[(key, float(value), now, 0) for key, value in sorted(metrics.items())]
+    )
     with_retries(client.log_artifact, run_id, str(html), REPORT_ARTIFACT_DIR, what="upload the sweep report")
     return f"{REPORT_ARTIFACT_DIR}/{Path(html).name}"

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from tracking import run_writes, schema
 from tracking.datasets import DatasetRecord, log_dataset_inputs
 from tracking.errors import TrackingError
-from tracking.mlflow_requests import log_batched, param_value, tag_value, with_retries
+from tracking.mlflow_requests import param_value, tag_value, with_retries
 from tracking.provenance import provenance_tags
 from tracking.redact import redact
 from tracking.store import artifact_location_for, make_client, resolved_uri
@@ -257,15 +257,13 @@ class SweepRun:
         stamped now) in as few ``log_batch`` requests as MLflow allows, then the files of the folder
         ``artifacts`` (``what`` names them in errors). Raises TrackingError when the store fails after
         retries; params cannot change value (MLflow's rule)."""
-        from mlflow.entities import Metric, Param, RunTag
-
         stamp = int(time.time() * 1000)
-        log_batched(
+        run_writes.log_values(
             self.client,
             self.run_id,
-            metrics=[Metric(k, float(v), stamp, step) for k, v, step in metrics if v is not None],
-            params=[Param(k, param_value(v)) for k, v in (params or {}).items() if v is not None],
-            tags=[RunTag(k, tag_value(v)) for k, v in (tags or {}).items() if v is not None],
+            metrics=[(k, float(v), stamp, step) for k, v, step in metrics if v is not None],
+            params=[(k, param_value(v)) for k, v in (params or {}).items() if v is not None],
+            tags=[(k, tag_value(v)) for k, v in (tags or {}).items() if v is not None],
         )
         if artifacts is not None:
             with_retries(self.client.log_artifacts, self.run_id, str(artifacts), what=f"upload {what}")
@@ -441,14 +439,12 @@ def start_sweep(
         inputs=tuple(inputs),
         trial_params={k: param_value(v) for k, v in (trial_params or {}).items()},
     )
-    from mlflow.entities import Param, RunTag
-
     parent_tags = {**shared, schema.TRACKING_URI: tag_value(uri)}
-    log_batched(
+    run_writes.log_values(
         client,
         sweep.run_id,
-        params=[Param(k, v) for k, v in values.items() if k not in run.data.params],
-        tags=[RunTag(k, v) for k, v in parent_tags.items()],
+        params=[(k, v) for k, v in values.items() if k not in run.data.params],
+        tags=list(parent_tags.items()),
     )
     log_dataset_inputs(client, sweep.run_id, _missing_inputs(run, sweep.inputs))
     return sweep

@@ -16,9 +16,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracking import plots, schema
+from tracking import plots, run_writes, schema
 from tracking.errors import NoFinishedTrial, TrackingError
-from tracking.mlflow_requests import log_batched, tag_value, with_retries
+from tracking.mlflow_requests import tag_value, with_retries
 from tracking.redact import redact_obj
 from tracking.select import DIRECTIONS, metric_curves, pick_best, table_from_runs, trial_runs
 
@@ -77,8 +77,6 @@ def update_sweep_summary(
         )
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
-    from mlflow.entities import Metric, RunTag
-
     client = sweep.client
     runs = trial_runs(client, [sweep.experiment_id], sweep.run_id)
     table = table_from_runs(runs)
@@ -106,10 +104,10 @@ def update_sweep_summary(
     metrics |= {f"n_{state}": float(counts.get(state, 0)) for state in ("complete", "pruned", "fail")}
     for stale in sorted(k for k in parent.tags if k.startswith(schema.BEST_PREFIX) and k not in best_tags):
         with_retries(client.delete_tag, sweep.run_id, stale, what=f"delete tag {stale}")
-    log_batched(
+    run_writes.log_values(
         client,
         sweep.run_id,
-        metrics=[Metric(k, v, stamp, step) for k, v in metrics.items()],
-        tags=[RunTag(k, v) for k, v in best_tags.items()],
+        metrics=[(k, float(v), stamp, step) for k, v in metrics.items()],
+        tags=list(best_tags.items()),
     )
     return table
