@@ -11,9 +11,12 @@ validation cost ± std over the seeds, Holm-corrected p against the chosen size,
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's code, not an installed one
 
 from sweeps.batchsize.select import select_batch_size
 from sweeps.cli.batch_size import parse_sizes

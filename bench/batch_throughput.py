@@ -18,8 +18,12 @@ import argparse
 import math
 import os
 import statistics
+import sys
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's code, not an installed one
 
 import optcore
 

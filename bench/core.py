@@ -43,6 +43,8 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's code, not an installed one
+
 import optcore
 
 HIDDEN = (256, 256)

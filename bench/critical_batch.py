@@ -19,8 +19,12 @@ Nothing is asserted; the stores go to a temporary folder (``--workdir`` keeps th
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's code, not an installed one
 
 import optcore
 from sweeps.batchsize.advise import advise_batch_size

@@ -15,9 +15,13 @@ it says so and stops.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's code, not an installed one
 
 import optcore
 from optcore.optimizers import adagrad, adam, momentum, rmsprop
