@@ -145,6 +145,7 @@ class SqliteRuns:
         self._lock = threading.Lock()
         self._connection: sqlite3.Connection | None = None
         self._pid = 0
+        self._identity: tuple[int, int] | None = None  # (device, inode) of the file connected to
 
     def connected(self) -> bool:
         return self._connection is not None and self._pid == os.getpid()
@@ -303,12 +304,29 @@ class SqliteRuns:
                 raise
 
     def _connect(self) -> sqlite3.Connection:
-        if not self.connected():
-            if self._connection is not None:  # the parent's, inherited by a fork: neither used nor closed here
+        """This process's connection to the file now at ``path``: a store deleted and created again (a work
+        folder removed between two sweeps of one Python session) gets a new one; a store that is gone is
+        an error, never an empty file created here."""
+        try:
+            stat = os.stat(self.path)
+            identity = (stat.st_dev, stat.st_ino)
+        except FileNotFoundError:
+            raise _error(f"the MLflow store {self.path} is gone", "RESOURCE_DOES_NOT_EXIST") from None
+        if not self.connected() or identity != self._identity:
+            if self._connection is not None and self.connected():  # a replaced file's: closed
+                with contextlib.suppress(sqlite3.Error):
+                    self._connection.close()
+            elif self._connection is not None:  # the parent's, inherited by a fork: neither used nor closed here
                 _inherited.append(self._connection)
-            db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False)
+            db = sqlite3.connect(
+                f"{self.path.as_uri()}?mode=rw",
+                uri=True,
+                timeout=BUSY_TIMEOUT_SECONDS,
+                isolation_level=None,
+                check_same_thread=False,
+            )
             db.execute("PRAGMA foreign_keys = ON")
-            self._connection, self._pid = db, os.getpid()
+            self._connection, self._pid, self._identity = db, os.getpid(), identity
         return self._connection
 
 

@@ -286,3 +286,26 @@ def test_a_sweeps_trial_runs_are_written_directly_unless_turned_off(sqlite_uri, 
     assert held.info.status == "FINISHED" and held.data.params["lr"] == "0.1"
     assert held.data.metrics["val_cost"] == 0.3 and held.data.metrics["final_val_cost"] == 0.3
     assert len(sweep.client.get_metric_history(run.run_id, "minibatch_cost")) == 12
+
+
+def test_a_store_removed_and_created_again_is_written_where_it_now_is(tmp_path, template_db):
+    """A work folder removed between two sweeps of one Python session: the new store gets the writes."""
+    uri = tracking.default_tracking_uri(tmp_path)
+    shutil.copy(template_db, tmp_path / "mlflow.db")
+    client = tracking.make_client(uri)
+    direct = run_writes.for_uri(uri)
+    first = direct.create_run(client.create_experiment("first"), "r", {}).info.run_id
+    (tmp_path / "mlflow.db").unlink()
+    with pytest.raises(MlflowException, match="is gone") as gone:
+        direct.log_batch(first, metrics=[("cost", 1.0, NOW, 1)])
+    assert not (tmp_path / "mlflow.db").exists(), "no empty file made in its place"
+    assert gone.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+    shutil.copy(template_db, tmp_path / "mlflow.db")
+    with sqlite3.connect(tmp_path / "mlflow.db") as db:
+        db.execute(
+            "INSERT INTO experiments (experiment_id, name, artifact_location, lifecycle_stage)"
+            " VALUES (7, 'again', 'file:///tmp/a', 'active')"
+        )
+    again = run_writes.for_uri(uri).create_run("7", "r", {}).info.run_id
+    with sqlite3.connect(tmp_path / "mlflow.db") as db:
+        assert db.execute("SELECT run_uuid FROM runs").fetchall() == [(again,)]
