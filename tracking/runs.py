@@ -417,10 +417,11 @@ def start_sweep(
         raise TrackingError(f"run {existing_run_id} is not the sweep run of experiment {experiment!r} in {redact(uri)}")
     if run is None:
         run = with_retries(
-            client.create_run,
+            run_writes.create_run,
+            client,
             experiment_id,
-            run_name=study,
-            tags={schema.ROLE: schema.ROLE_SWEEP, schema.STUDY_NAME: study},
+            study,
+            {schema.ROLE: schema.ROLE_SWEEP, schema.STUDY_NAME: study},
             what="create the sweep run",
         )
     elif run.info.status != "RUNNING":

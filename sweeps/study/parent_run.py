@@ -38,14 +38,15 @@ def fail_orphaned_runs(sweep_run, study) -> list[int]:
     A trial whose worker stopped beating is failed in Optuna first, then in MLflow (its trial may yet have
     finished, and a finished run must not be overwritten): a worker killed between the two leaves the run
     RUNNING for good. A live worker never does (it ends the run before telling Optuna), so such a run is an
-    orphan. Looked for when a sweep starts and before its summary; one search of the store."""
+    orphan. Looked for when a sweep starts and before its summary: the study's failed trials first (a
+    database storage filters them in its query, not reading all of a large study), then, if there are any,
+    one search of the MLflow store."""
     import optuna
 
-    running = sweep_run.running_trials()
-    if not running:
-        return []
-    # Only the failed trials are read (a database storage filters them in its query), not all of a large study.
     failed_trials = {t.number: t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))}
+    if not failed_trials:
+        return []
+    running = sweep_run.running_trials()
     failed = []
     for number, run_id in sorted(running.items()):
         trial = failed_trials.get(number)
