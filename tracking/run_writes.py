@@ -75,7 +75,12 @@ MetricT = tuple[str, float, int, int]  # key, value, timestamp (ms), step
 def create_run(client: MlflowClient, experiment_id: str, run_name: str, tags: Mapping[str, str]) -> Run:
     """``client.create_run(experiment_id, run_name=run_name, tags=tags)``; the new run as MLflow returns it."""
     direct = for_client(client)
-    plain = _plain_tags(tags.items()) and tags.get(RUN_NAME_TAG) in (None, run_name) and str(experiment_id).isdigit()
+    plain = (
+        bool(run_name)  # MLflow makes up a name for an empty one
+        and _plain_tags(tags.items())
+        and tags.get(RUN_NAME_TAG) in (None, run_name)
+        and str(experiment_id).isdigit()
+    )
     if direct is not None and plain:
         return direct.create_run(experiment_id, run_name, dict(tags))
     return client.create_run(experiment_id, run_name=run_name, tags=dict(tags))
@@ -90,9 +95,13 @@ def log_values(
 ) -> None:
     """Log ``metrics`` (``(key, value, timestamp, step)``), ``params`` and ``tags`` to the run, retried on
     transient failures: one transaction when direct, else as few ``log_batch`` requests as MLflow allows.
-    A param cannot change value (MLflow's rule); a metric point already logged is not logged twice."""
+    A param cannot change value (MLflow's rule); a metric point already logged is not logged twice.
+    Metrics logged while an MLflow model is active (``mlflow.set_active_model``, ``MLFLOW_ACTIVE_MODEL_ID``)
+    go through MLflow, which links them to it."""
+    if not (metrics or params or tags):
+        return  # as MLflow: nothing asked, nothing checked
     direct = for_client(client)
-    if direct is not None and _plain(metrics, params, tags):
+    if direct is not None and _plain(metrics, params, tags) and not (metrics and _active_model()):
         with_retries(direct.log_batch, run_id, metrics, params, tags, what=f"log_batch({run_id})")
         return
     from mlflow.entities import Metric, Param, RunTag
@@ -126,7 +135,7 @@ def for_client(client: MlflowClient) -> SqliteRuns | None:
 
 def for_uri(uri: str) -> SqliteRuns | None:
     """The direct writer of the SQLite store at ``uri`` (see the module's docstring), or None."""
-    if os.environ.get(SWITCH_VAR, "1") == "0":
+    if os.environ.get(SWITCH_VAR, "1") == "0" or _workspaces():
         return None
     from tracking.store import sqlite_path
 
@@ -307,11 +316,9 @@ class SqliteRuns:
         """This process's connection to the file now at ``path``: a store deleted and created again (a work
         folder removed between two sweeps of one Python session) gets a new one; a store that is gone is
         an error, never an empty file created here."""
-        try:
-            stat = os.stat(self.path)
-            identity = (stat.st_dev, stat.st_ino)
-        except FileNotFoundError:
-            raise _error(f"the MLflow store {self.path} is gone", "RESOURCE_DOES_NOT_EXIST") from None
+        identity = _identity(self.path)
+        if identity is None:
+            raise _error(f"the MLflow store {self.path} is gone", "RESOURCE_DOES_NOT_EXIST")
         if not self.connected() or identity != self._identity:
             if self._connection is not None and self.connected():  # a replaced file's: closed
                 with contextlib.suppress(sqlite3.Error):
@@ -330,16 +337,59 @@ class SqliteRuns:
         return self._connection
 
 
-_writers: dict[Path, SqliteRuns | None] = {}
+_writers: dict[Path, tuple[tuple[int, int], SqliteRuns | None]] = {}  # path -> (file identity, writer)
 _inherited: list[sqlite3.Connection] = []  # kept so that a fork never closes its parent's connections
 _writers_lock = threading.Lock()
 
 
 def _writer(db: Path) -> SqliteRuns | None:
+    """The writer of the file now at ``db``: its schema checked once per file (a store deleted and made
+    again, by another MLflow perhaps, is checked again); None for a missing file (MLflow decides)."""
+    identity = _identity(db)
+    if identity is None:
+        return None
     with _writers_lock:
-        if db not in _writers:
-            _writers[db] = SqliteRuns(db) if _known_schema(db) else None
-        return _writers[db]
+        known, writer = _writers.get(db, (None, None))
+        if known != identity:
+            writer = SqliteRuns(db) if _known_schema(db) else None
+            _writers[db] = (identity, writer)
+        return writer
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+def _reset_locks_in_child() -> None:
+    """After a fork: locks that another thread of the parent held would stay held in the child for ever."""
+    global _writers_lock
+    _writers_lock = threading.Lock()
+    for _, writer in _writers.values():
+        if writer is not None:
+            writer._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_locks_in_child)
+
+
+def _active_model() -> bool:
+    """Whether MLflow would link logged metrics to an active model (it does so in its client)."""
+    try:
+        from mlflow.tracking.fluent import get_active_model_id
+
+        return get_active_model_id() is not None
+    except Exception:
+        return True  # cannot tell: MLflow decides
+
+
+def _workspaces() -> bool:
+    """MLflow's workspaces scope experiments and runs; the direct writes know only the default one."""
+    return os.environ.get("MLFLOW_ENABLE_WORKSPACES", "").strip().lower() in ("1", "true", "yes")
 
 
 def _known_schema(db: Path) -> bool:
@@ -373,7 +423,10 @@ def _plain_name(name: object) -> bool:
 
 
 def _plain_tags(tags) -> bool:
-    return all(_plain_name(k) and isinstance(v, str) and len(v) <= MAX_TAG_VALUE for k, v in tags)
+    """Tags MLflow stores unchanged (an empty run name it does not: it keeps the old one)."""
+    return all(
+        _plain_name(k) and isinstance(v, str) and len(v) <= MAX_TAG_VALUE and (v or k != RUN_NAME_TAG) for k, v in tags
+    )
 
 
 def _plain(metrics: Sequence[MetricT], params: Sequence[Pair], tags: Sequence[Pair]) -> bool:
@@ -391,7 +444,12 @@ def _plain(metrics: Sequence[MetricT], params: Sequence[Pair], tags: Sequence[Pa
         key, value, timestamp, step = m
         if not _plain_name(key) or isinstance(value, bool) or not isinstance(value, numbers.Real):
             return False
-        if type(timestamp) is not int or timestamp < 0 or type(step) is not int:
+        if (
+            type(timestamp) is not int
+            or not 0 <= timestamp < 2**63
+            or type(step) is not int
+            or not -(2**63) <= step < 2**63
+        ):
             return False
     return True
 

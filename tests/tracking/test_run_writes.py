@@ -222,7 +222,7 @@ def test_a_busy_store_is_a_transient_failure(tmp_path, template_db, monkeypatch)
 
 
 def _write_in_child(db: str, run_id: str) -> None:
-    writer = run_writes._writers[Path(db)]  # the parent's object, with its connection
+    writer = run_writes._writers[Path(db)][1]  # the parent's object, with its connection
     writer.log_batch(run_id, metrics=[("cost", 2.0, NOW, 2)])
 
 
@@ -309,3 +309,46 @@ def test_a_store_removed_and_created_again_is_written_where_it_now_is(tmp_path, 
     again = run_writes.for_uri(uri).create_run("7", "r", {}).info.run_id
     with sqlite3.connect(tmp_path / "mlflow.db") as db:
         assert db.execute("SELECT run_uuid FROM runs").fetchall() == [(again,)]
+
+
+def test_what_mlflow_would_do_more_with_goes_through_mlflow(store, monkeypatch):
+    """An empty run name (MLflow makes one up, or keeps the old), metrics while an MLflow model is active
+    (MLflow links them to it), a step beyond 64 bits; and an empty batch does nothing, as in MLflow."""
+    import mlflow
+
+    client, experiment = store
+    made = run_writes.create_run(client, experiment, "", {})
+    assert made.info.run_name and client.get_run(made.info.run_id).info.run_name == made.info.run_name
+    run_id = made.info.run_id
+    run_writes.log_values(client, run_id, tags=[("mlflow.runName", "")])
+    assert client.get_run(run_id).info.run_name == made.info.run_name
+    model = client.create_logged_model(experiment)
+    mlflow.set_tracking_uri(client.tracking_uri)
+    mlflow.set_active_model(model_id=model.model_id)
+    try:
+        run_writes.log_values(client, run_id, metrics=[("cost", 1.0, NOW, 1)])
+    finally:
+        mlflow.clear_active_model()
+        mlflow.set_tracking_uri(None)
+    with sqlite3.connect(_db(client)) as db:
+        linked = db.execute(
+            "SELECT metric_name, metric_value FROM logged_model_metrics WHERE run_id = ?", (run_id,)
+        ).fetchall()
+    assert linked == [("cost", 1.0)]
+    assert not run_writes._plain([("cost", 1.0, NOW, 2**63)], [], [])
+    client.delete_run(run_id)
+    run_writes.log_values(client, run_id)  # nothing to log: no error, as MLflow
+    monkeypatch.setenv("MLFLOW_ENABLE_WORKSPACES", "true")
+    assert run_writes.for_client(client) is None  # workspaces scope runs: MLflow's business
+
+
+def test_a_store_replaced_by_one_of_another_schema_is_checked_again(tmp_path, template_db):
+    uri = tracking.default_tracking_uri(tmp_path)
+    shutil.copy(template_db, tmp_path / "mlflow.db")
+    assert run_writes.for_uri(uri) is not None
+    other = tmp_path / "other.db"
+    shutil.copy(template_db, other)
+    with sqlite3.connect(other) as db:
+        db.execute("ALTER TABLE metrics ADD COLUMN model_id VARCHAR(32)")
+    other.replace(tmp_path / "mlflow.db")
+    assert run_writes.for_uri(uri) is None

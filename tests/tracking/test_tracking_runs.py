@@ -98,8 +98,10 @@ def test_resume_reuses_parent_and_trial_runs(store_uri, run_trial, make_history)
     sweep = tracking.start_sweep("resume", tracking_uri=store_uri)
     first = sweep.trial(0, PARAMS, seed=1)
     history = make_history([0.9, 0.7, 0.6, 0.5])
-    for i in range(2):  # the process dies after epoch 2
+    for i in range(2):  # the process dies after epoch 2, which are in the store
         first.log_epoch(EpochRecord(i + 1, 1.0, history.val_cost[i], 0.5, 0.01, 0.1))
+    # (values logged while the writer still starts are held, not written: those would die with the process)
+    assert first.flush()
     sweep.finish("KILLED")
 
     again = tracking.start_sweep("resume", tracking_uri=store_uri, existing_run_id=sweep.run_id)
