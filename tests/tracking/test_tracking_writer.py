@@ -242,3 +242,19 @@ def test_the_writer_loads_the_summarys_plotting_ahead_only_when_asked(sqlite_uri
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == (["1"] if summary else ["empty"])
+
+
+def test_the_warm_up_hands_the_gil_over_often_and_then_restores_the_interval(monkeypatch):
+    """While the summary's modules load in a thread, the writer's SQLite calls get the GIL back within
+    WARM_SWITCH_SECONDS, not 5 ms; afterwards the interpreter's interval is what it was."""
+    from tracking.writer.server import WARM_SWITCH_SECONDS, _Server
+
+    before, seen, real = sys.getswitchinterval(), [], sys.setswitchinterval
+
+    def record(seconds: float) -> None:
+        seen.append(seconds)
+        real(seconds)
+
+    monkeypatch.setattr(sys, "setswitchinterval", record)
+    _Server.warm_up()
+    assert seen == [WARM_SWITCH_SECONDS, before] and sys.getswitchinterval() == before

@@ -18,6 +18,7 @@ import os
 import pickle
 import queue
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -42,6 +43,7 @@ from tracking.writer.messages import (
 
 log = logging.getLogger("tracking.writer")
 
+WARM_SWITCH_SECONDS = 0.0002  # the GIL's hand-over interval while the summary's modules load (see warm_up)
 RETRY_SECONDS = 5.0  # a run whose values the store refused for now is tried again this often
 
 Key = tuple[str, str]  # (tracking uri, run id)
@@ -175,7 +177,13 @@ class _Server:
 
     @staticmethod
     def warm_up() -> None:
-        """Load what the parent run's summary needs (matplotlib, ~0.5 s), in a thread beside the writing."""
+        """Load what the parent run's summary needs (matplotlib, ~0.5 s), in a thread beside the writing.
+
+        Meanwhile the interpreter hands the GIL over every ``WARM_SWITCH_SECONDS`` instead of every 5 ms:
+        each of a write's SQLite calls lets the GIL go and must get it back from the importing thread, and
+        at 5 ms a turn a trial's end waited 27-77 ms instead of ~5 (the first trials of every sweep)."""
+        default = sys.getswitchinterval()
+        sys.setswitchinterval(WARM_SWITCH_SECONDS)
         try:
             import matplotlib.backends.backend_agg
             import matplotlib.figure  # noqa: F401
@@ -183,6 +191,8 @@ class _Server:
             import tracking.summary  # noqa: F401
         except Exception as e:  # drawn without the head start, or the error shows when it is drawn
             log.debug("warm-up failed: %s", e)
+        finally:
+            sys.setswitchinterval(default)
 
     def serve(self, inbox: queue.Queue) -> None:
         while True:
