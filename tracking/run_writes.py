@@ -157,9 +157,6 @@ class SqliteRuns:
         self._pid = 0
         self._identity: tuple[int, int] | None = None  # (device, inode) of the file connected to
 
-    def connected(self) -> bool:
-        return self._connection is not None and self._pid == os.getpid()
-
     def create_run(self, experiment_id: str, run_name: str, tags: dict[str, str], start_time: int | None = None):
         """A new RUNNING run of the experiment, as ``MlflowClient.create_run`` makes it; returns the Run."""
         from mlflow.entities import Run, RunData, RunInfo, RunInputs, RunTag
@@ -320,8 +317,9 @@ class SqliteRuns:
         identity = _identity(self.path)
         if identity is None:
             raise _error(f"the MLflow store {self.path} is gone", "RESOURCE_DOES_NOT_EXIST")
-        if not self.connected() or identity != self._identity:
-            if self._connection is not None and self.connected():  # a replaced file's: closed
+        mine = self._connection is not None and self._pid == os.getpid()
+        if not mine or identity != self._identity:
+            if mine:  # a replaced file's: closed
                 with contextlib.suppress(sqlite3.Error):
                     self._connection.close()
             elif self._connection is not None:  # the parent's, inherited by a fork: neither used nor closed here
