@@ -14,6 +14,7 @@ another count (1e-7 apart in float32 on AVX2 kernels). So each trial records the
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Iterator
 
@@ -46,12 +47,22 @@ def limited(workers: int = 1) -> Iterator[None]:
 
 def current() -> int | None:
     """The BLAS threads this process's matrix products use now (the fewest over its BLAS libraries, which
-    are normally one: NumPy's); None when no BLAS library is visible to threadpoolctl."""
-    import numpy  # noqa: F401 — its BLAS must be loaded to be seen
-    from threadpoolctl import threadpool_info
+    are normally one: NumPy's); None when no BLAS library is visible to threadpoolctl.
 
-    counts = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    The libraries are looked for once a process (threadpoolctl reads every loaded library: ~4 ms with MLflow
+    loaded, paid at every trial before) and their counts read anew at every call, so a limit set later is
+    seen. NumPy's BLAS, the one optcore's products use, is loaded by then; a library loaded afterwards (a
+    sampler's PyTorch) is not counted."""
+    counts = [lib.num_threads for lib in _blas_libraries()]
     return min(counts) if counts else None
+
+
+@functools.cache
+def _blas_libraries() -> tuple:
+    import numpy  # noqa: F401 — its BLAS must be loaded to be seen
+    from threadpoolctl import ThreadpoolController
+
+    return tuple(ThreadpoolController().select(user_api="blas").lib_controllers)
 
 
 @contextlib.contextmanager

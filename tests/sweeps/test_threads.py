@@ -52,3 +52,14 @@ def test_exactly_overrides_the_users_setting_and_restores_it(monkeypatch):
     with threads.exactly(2):
         assert threads.current() == 2
     assert _numpy_blas_threads() == before
+
+
+def test_current_looks_for_the_libraries_once_and_reads_their_counts_every_time():
+    threads.current()  # the libraries are known from here on
+    scans = threads._blas_libraries.cache_info().misses
+    with threads.exactly(1):
+        assert threads.current() == _numpy_blas_threads() == 1
+        with threads.exactly(2):
+            assert threads.current() == _numpy_blas_threads() == 2
+    assert threads.current() == _numpy_blas_threads()
+    assert threads._blas_libraries.cache_info().misses == scans
