@@ -10,6 +10,9 @@ dies, however it dies) and, under that lock, a torn tail is repaired before ever
 journal is opened: the whole file is first copied to ``<journal>.torn-<UTC time>``, then cut back to its
 last complete record, and one line on stderr says so. A damaged record elsewhere is an error naming the
 file and the line.
+
+Appends are synced to disk as Optuna syncs them, except a running trial's own records (see ``_UNSYNCED``):
+the record that ends the trial is synced, and with it everything written before.
 """
 
 from __future__ import annotations
@@ -33,7 +36,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("sweeps")
 
 TORN_SUFFIX = ".torn-"
+# A running trial's own records (Optuna's journal op codes): its params, intermediate values and attributes.
+# Optuna syncs every append to disk (fsync, ~0.2 ms here; ~38 appends a quickstart trial, 30 of them its
+# epochs' values). These are written without: the record that ends the trial, its state, is synced, and an
+# fsync makes every earlier write of the file durable with it. Until then a crash of the machine can lose
+# only records of a trial that had not ended, which a resume fails and retries either way; a killed process
+# loses nothing, since the kernel holds what it wrote, and other processes read it from there. The
+# study's records, a new trial and a trial's state are synced as Optuna syncs them.
+_UNSYNCED = frozenset({5, 7, 8, 9})  # SET_TRIAL_PARAM, _INTERMEDIATE_VALUE, _USER_ATTR, _SYSTEM_ATTR
 _CHUNK = 1 << 16
+_TAIL = 1 << 12  # bytes read at the end of the journal before each append: most records are shorter
 
 
 class _Flock:
@@ -100,6 +112,15 @@ def _is_record(line: bytes) -> bool:
         return False
 
 
+def _ends_whole(tail: bytes, size: int) -> bool:
+    """Whether ``tail``, the last bytes of a file of ``size`` bytes, ends with a whole record (False also when
+    its last line starts before it: then the file is read as a whole)."""
+    if not tail.endswith(b"\n"):
+        return False
+    start = tail.rfind(b"\n", 0, len(tail) - 1)
+    return (start >= 0 or size <= len(tail)) and _is_record(tail[start + 1 :])
+
+
 def repair_tail(path: Path) -> Path | None:
     """Cut a torn last record off ``path``, after copying the whole file beside it; return the copy's path.
 
@@ -107,8 +128,14 @@ def repair_tail(path: Path) -> Path | None:
     does not end with a newline, or its last line is not a JSON record (an older append glued onto a torn
     line). Returns None when the tail is whole.
     """
-    size = path.stat().st_size if path.exists() else 0
-    if size == 0:
+    try:  # the usual case, answered by one read: the file ends with a whole record
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            f.seek(max(0, size - _TAIL))
+            tail = f.read()
+    except FileNotFoundError:
+        return None
+    if size == 0 or _ends_whole(tail, size):
         return None
     start, end = _last_records(path, size)
     with open(path, "rb") as f:
@@ -135,6 +162,21 @@ def repair_tail(path: Path) -> Path | None:
     return backup
 
 
+def must_sync(logs: list[dict]) -> bool:
+    """Whether appending ``logs`` ends with an fsync: unless each is one of a running trial's own records."""
+    return any(log.get("op_code") not in _UNSYNCED for log in logs)
+
+
+def _append(path: Path, logs: list[dict]) -> None:
+    """Append ``logs`` to the journal ``path``, one JSON record a line as Optuna writes them, under its lock."""
+    data = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs).encode()
+    with open(path, "ab") as f:
+        f.write(data)
+        f.flush()
+        if must_sync(logs):
+            os.fsync(f.fileno())
+
+
 def _first_bad_line(path: Path) -> int | None:
     with open(path, "rb") as f:
         for number, line in enumerate(f, start=1):
@@ -156,7 +198,7 @@ def open_journal(path: Path):
             self._lock.acquire()
             try:
                 repair_tail(path)
-                super().append_logs(logs)
+                _append(path, logs)
             finally:
                 self._lock.release()
 

@@ -63,3 +63,82 @@ def test_a_damaged_or_emptied_journal_is_refused_naming_the_file(tmp_path, tiny_
     experiment = c.get_experiment_by_name("tiny").experiment_id
     assert len(c.search_runs([experiment])) == 1 + len(runs)  # no new parent, no new trial
     assert journal.read_bytes() == b""
+
+
+def test_only_a_running_trials_own_records_skip_the_fsync_and_optuna_reads_back_what_was_written(tmp_path, monkeypatch):
+    import os
+
+    import optuna
+    from optuna.storages.journal._storage import JournalOperation
+
+    from sweeps.study import journal as jr
+
+    unsynced = {"SET_TRIAL_PARAM", "SET_TRIAL_INTERMEDIATE_VALUE", "SET_TRIAL_USER_ATTR", "SET_TRIAL_SYSTEM_ATTR"}
+    assert {op.name for op in JournalOperation if op.value in jr._UNSYNCED} == unsynced
+    path = tmp_path / "optuna.journal"
+    syncs = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(jr.os, "fsync", lambda fd: syncs.append(fd) or real_fsync(fd))
+
+    def synced(step) -> int:
+        before = len(syncs)
+        step()
+        return len(syncs) - before
+
+    storage = jr.open_journal(path)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = None
+
+    def create():
+        nonlocal study
+        study = optuna.create_study(study_name="s", storage=storage, sampler=optuna.samplers.RandomSampler(seed=1))
+
+    assert synced(create) >= 1
+    assert synced(lambda: study.set_user_attr("k", 1)) == 1
+    trial = None
+
+    def ask():
+        nonlocal trial
+        trial = study.ask()
+
+    assert synced(ask) == 1
+    assert synced(lambda: trial.suggest_float("lr", 1e-4, 1e-1, log=True)) == 0
+    assert synced(lambda: [trial.report(v, step) for step, v in enumerate((0.9, 0.5, 0.4), start=1)]) == 0
+    assert synced(lambda: trial.set_user_attr("run_id", "abc")) == 0
+    assert synced(lambda: study.tell(trial, 0.4)) == 1
+
+    again = optuna.load_study(
+        study_name="s", storage=optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+    )
+    [t] = again.get_trials()
+    assert (t.state, t.value, t.params, t.intermediate_values, t.user_attrs) == (
+        optuna.trial.TrialState.COMPLETE,
+        0.4,
+        trial.params,
+        {1: 0.9, 2: 0.5, 3: 0.4},
+        {"run_id": "abc"},
+    )
+    assert again.user_attrs == {"k": 1}
+
+
+def test_the_tail_check_reads_long_and_short_last_records_alike(tmp_path):
+    import json
+
+    from sweeps.study.journal import _TAIL, repair_tail
+
+    path = tmp_path / "optuna.journal"
+    assert repair_tail(path) is None  # no file yet
+    short = json.dumps({"op_code": 7, "v": 1}) + "\n"
+    long = json.dumps({"op_code": 8, "value": "x" * (3 * _TAIL)}) + "\n"
+    for whole in (short, long, short + long, long + short, short * 3):
+        path.write_text(whole)
+        assert repair_tail(path) is None and path.read_text() == whole
+    for whole, torn in ((short + long, long[: _TAIL + 10]), (long + short, short[:5]), (short, long[:-1])):
+        path.write_text(whole + torn)
+        copy = repair_tail(path)
+        assert copy is not None and copy.read_text() == whole + torn
+        assert path.read_text() == whole
+        copy.unlink()
+    # a whole record glued onto a torn one: the last line is not a record, so it is cut off too
+    path.write_text(short + long[:50] + short)
+    assert repair_tail(path) is not None and path.read_text() == short
