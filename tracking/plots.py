@@ -24,13 +24,17 @@ def new_figure() -> tuple[Figure, Axes]:
     label below, a title above). Not matplotlib's constrained layout: that draws the figure once more to
     measure its text, 40 % of each figure's time, and every sweep ends by drawing three (bench/README.md,
     fifth round). Used by the sweep's summary, the batch-size figures and the Pareto front."""
+    from matplotlib import rc_context
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(7, 4.5), dpi=100)
     figure.subplots_adjust(left=0.14, right=0.97, bottom=0.11, top=0.92)
     FigureCanvasAgg(figure)
-    return figure, figure.add_subplot()
+    # The title sits just above the axes, where matplotlib's automatic placement puts it over these axes
+    # (their ticks are below) after measuring every tick label at each draw: ~7 % of a figure's time.
+    with rc_context({"axes.titley": 1.0}):
+        return figure, figure.add_subplot()
 
 
 def _save(figure: Figure, path: Path) -> Path:
