@@ -46,8 +46,8 @@ def limited(workers: int = 1) -> Iterator[None]:
 
 
 def current() -> int | None:
-    """The BLAS threads this process's matrix products use now (the fewest over its BLAS libraries, which
-    are normally one: NumPy's); None when no BLAS library is visible to threadpoolctl.
+    """The BLAS threads this process's matrix products use now (the fewest over the BLAS libraries it had
+    loaded when first asked, normally one: NumPy's); None when no BLAS library is visible to threadpoolctl.
 
     The libraries are looked for once a process (threadpoolctl reads every loaded library: ~4 ms with MLflow
     loaded, paid at every trial before) and their counts read anew at every call, so a limit set later is

@@ -49,7 +49,7 @@ _TAIL = 1 << 12  # bytes read at the end of the journal before each append: most
 
 
 class _Flock:
-    """Optuna's journal lock interface over ``flock``; re-entrant within a process (append_logs nests it)."""
+    """Optuna's journal lock interface over ``flock``; re-entrant within a process (and thread-safe)."""
 
     def __init__(self, journal: str):
         self._path = journal + ".flock"
@@ -118,7 +118,7 @@ def _ends_whole(tail: bytes, size: int) -> bool:
     if not tail.endswith(b"\n"):
         return False
     start = tail.rfind(b"\n", 0, len(tail) - 1)
-    return (start >= 0 or size <= len(tail)) and _is_record(tail[start + 1 :])
+    return (start >= 0 or size <= _TAIL) and _is_record(tail[start + 1 :])  # else the line began before it
 
 
 def repair_tail(path: Path) -> Path | None:
