@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tracking.plots import new_figure
+from tracking.plots import new_figure, save_png
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -31,8 +31,7 @@ def _finish(figure: Figure, ax: Axes, path: Path, **labels: str) -> Path:
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize="small")
-    figure.savefig(path, format="png")
-    return path
+    return save_png(figure, path)
 
 
 def _log2_sizes(ax: Axes, sizes: Sequence[int]) -> None:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tracking.plots import save_png
+
 
 def _figure(ncols: int = 1, width: float = 7.5):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -90,8 +92,7 @@ def plot_pareto(
     ax.set(xlabel="samples E = steps × batch size", ylabel="optimisation steps S", title=f"Steps against samples{goal}")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize="small")
-    figure.savefig(path, format="png")
-    return path
+    return save_png(figure, path)
 
 
 def plot_prediction(
@@ -126,5 +127,4 @@ def plot_prediction(
         ax.set(xlabel="batch size", ylabel=label, title=f"{label.capitalize()} to the target")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
-    figure.savefig(path, format="png")
-    return path
+    return save_png(figure, path)

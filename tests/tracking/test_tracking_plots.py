@@ -49,3 +49,19 @@ def test_the_title_is_where_matplotlib_would_place_it(tmp_path, monkeypatch, fig
     fixed = draw(tmp_path / "fixed.png").read_bytes()
     monkeypatch.setattr(plots, "new_figure", _automatic_figure)
     assert draw(tmp_path / "automatic.png").read_bytes() == fixed
+
+
+def test_a_saved_png_holds_the_pixels_of_matplotlibs_default_one(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    table, curves = _sweep()
+    fast = plots.plot_val_cost_curves(curves, table, "run4", tmp_path / "fast.png")
+    figure, ax = plots.new_figure()
+    ax.plot(curves["step"], curves["value"])
+    plots.save_png(figure, tmp_path / "a.png")
+    figure.savefig(tmp_path / "b.png", format="png")  # zlib's default level
+    for path in (fast, tmp_path / "a.png"):
+        assert Image.open(path).format == "PNG"
+    a, b = (np.asarray(Image.open(tmp_path / name)) for name in ("a.png", "b.png"))
+    assert a.shape == (450, 700, 4) and (a == b).all()
