@@ -162,7 +162,7 @@ def repair_tail(path: Path) -> Path | None:
     return backup
 
 
-def must_sync(logs: list[dict]) -> bool:
+def _must_sync(logs: list[dict]) -> bool:
     """Whether appending ``logs`` ends with an fsync: unless each is one of a running trial's own records."""
     return any(log.get("op_code") not in _UNSYNCED for log in logs)
 
@@ -173,7 +173,7 @@ def _append(path: Path, logs: list[dict]) -> None:
     with open(path, "ab") as f:
         f.write(data)
         f.flush()
-        if must_sync(logs):
+        if _must_sync(logs):
             os.fsync(f.fileno())
 
 

@@ -38,9 +38,13 @@ def _sweep() -> tuple[pd.DataFrame, pd.DataFrame]:
     return table, curves
 
 
+@pytest.mark.parametrize("offset", [False, True], ids=["plain", "offset-text"])
 @pytest.mark.parametrize("figure", ["val_cost_curves", "optimization_history", "batch_size_vs_cost"])
-def test_the_title_is_where_matplotlib_would_place_it(tmp_path, monkeypatch, figure):
+def test_the_title_is_where_matplotlib_would_place_it(tmp_path, monkeypatch, figure, offset):
     table, curves = _sweep()
+    if offset:  # values that make matplotlib write an offset ("+1.43e1") above the y axis, which it keeps clear
+        table["final_val_cost"] = 14.3 + table["final_val_cost"] * 1e-4
+        curves["value"] = 14.3 + curves["value"] * 1e-4
     draw = {
         "val_cost_curves": lambda path: plots.plot_val_cost_curves(curves, table, "run4", path),
         "optimization_history": lambda path: plots.plot_optimization_history(table, "final_val_cost", "minimize", path),
