@@ -35,17 +35,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tracking.direct_sql import KNOWN_REVISIONS, allowed
 from tracking.mlflow_requests import MAX_PARAM_VALUE, MAX_TAG_VALUE, log_batched, with_retries
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Run
 
-SWITCH_VAR = "TRACKING_DIRECT_SQLITE"  # "0": every write through MLflow's client
-# Schema revisions whose runs, metrics, latest_metrics, params and tags this module writes as MLflow does:
-# MLflow 3.17's. A newer MLflow adds a migration (a new head): its writes go through MLflow until the rows
-# it writes are checked again (the tests compare them) and its revision is added here.
-KNOWN_REVISIONS = frozenset({"dc11669786a5"})
 # The columns of the tables written here, exactly; a store whose tables differ is written through MLflow.
 COLUMNS = {
     "runs": {
@@ -136,7 +132,7 @@ def for_client(client: MlflowClient) -> SqliteRuns | None:
 
 def for_uri(uri: str) -> SqliteRuns | None:
     """The direct writer of the SQLite store at ``uri`` (see the module's docstring), or None."""
-    if os.environ.get(SWITCH_VAR, "1") == "0" or _workspaces():
+    if not allowed():
         return None
     from tracking.store import sqlite_path
 
@@ -384,11 +380,6 @@ def _active_model() -> bool:
         return get_active_model_id() is not None
     except Exception:
         return True  # cannot tell: MLflow decides
-
-
-def _workspaces() -> bool:
-    """MLflow's workspaces scope experiments and runs; the direct writes know only the default one."""
-    return os.environ.get("MLFLOW_ENABLE_WORKSPACES", "").strip().lower() in ("1", "true", "yes")
 
 
 def _known_schema(db: Path) -> bool:

@@ -15,7 +15,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 import tracking
-from tracking import run_writes
+from tracking import direct_sql, run_writes
 from tracking.mlflow_requests import is_transient
 
 NOW = 1_700_000_000_000
@@ -196,7 +196,7 @@ def test_a_store_of_another_schema_is_written_through_mlflow(sqlite_uri, change)
 def test_the_direct_writes_can_be_turned_off(store, monkeypatch):
     client, _ = store
     assert run_writes.for_client(client) is not None
-    monkeypatch.setenv(run_writes.SWITCH_VAR, "0")
+    monkeypatch.setenv(direct_sql.SWITCH_VAR, "0")
     assert run_writes.for_client(client) is None
 
 
@@ -263,7 +263,7 @@ def test_a_sweeps_trial_runs_are_written_directly_unless_turned_off(sqlite_uri, 
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
     monkeypatch.setenv("TRACKING_WRITER", "off")  # the writes in this process, where they can be counted
-    monkeypatch.setenv(run_writes.SWITCH_VAR, "1" if direct else "0")
+    monkeypatch.setenv(direct_sql.SWITCH_VAR, "1" if direct else "0")
     sweep = tracking.start_sweep("counted", tracking_uri=sqlite_uri)
     calls: list[str] = []
     for owner, names in (

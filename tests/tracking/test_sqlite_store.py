@@ -184,16 +184,26 @@ def cached_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return cache / _template_name(_head())
 
 
-def test_a_store_copied_from_the_cache_is_the_store_mlflow_migrates(tmp_path, migrated):
+@pytest.mark.parametrize("via", ["direct", "mlflow"])
+def test_a_store_copied_from_the_cache_is_the_store_mlflow_migrates(tmp_path, migrated, monkeypatch, via):
     """Every new work folder used to run MLflow's ~70 migrations; the first one now keeps an empty store in
     the cache and later ones copy it. The copies must be what MLflow builds: same schema, same revision,
-    same rows, the default experiment's artifacts in their own folder."""
+    same rows, the default experiment's artifacts in their own folder. A copy gets its default experiment
+    written directly where the schema is one the direct writes know, else from MLflow opening it."""
+    from tracking import sqlite_store
+
     cache = tmp_path / "cache"
     migrated_db, (expected_schema, expected_rows) = migrated
     first = _create_in(tmp_path / "first", cache)  # builds the cached store
     template = cache / _template_name(_head())
     assert template.exists() and _revision(template) == (_head(), [])
-    second = _create_in(tmp_path / "second", cache)  # copies it
+    if via == "mlflow":
+        monkeypatch.setenv("TRACKING_DIRECT_SQLITE", "0")
+    opened = []
+    real_build = sqlite_store._build
+    monkeypatch.setattr(sqlite_store, "_build", lambda *a: opened.append(a) or real_build(*a))
+    second = _create_in(tmp_path / "second ü folder", cache)  # copies it (a URI with escapes)
+    assert len(opened) == (0 if via == "direct" else 1)
     for db in (first, second):
         schema, rows = _contents(db)
         assert schema == expected_schema
@@ -204,6 +214,10 @@ def test_a_store_copied_from_the_cache_is_the_store_mlflow_migrates(tmp_path, mi
         assert rows == {**expected_rows, "experiments": experiment}
     assert expected_rows["experiments"][0]["artifact_location"] == (migrated_db.parent / "mlartifacts" / "0").as_uri()
     assert sorted(p.name for p in second.parent.iterdir()) == [".mlflow.db.lock", "mlflow.db"]
+    client = tracking.make_client(tracking.default_tracking_uri(second.parent))
+    default = client.get_experiment("0")
+    assert (default.name, default.lifecycle_stage) == ("Default", "active")
+    assert client.create_experiment("next") == "1"
 
 
 def test_a_copy_from_the_cache_runs_no_migration(tmp_path, monkeypatch):

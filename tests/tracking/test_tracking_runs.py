@@ -8,7 +8,7 @@ import pytest
 
 import tracking
 from optcore.history import EpochRecord
-from tracking import schema, writer
+from tracking import direct_sql, schema, writer
 
 EPOCH_CURVES = ("train_cost", "val_cost", "val_accuracy", "lr", "epoch_seconds")
 PARAMS = {"batch_size": 64, "optimizer": "adam", "lr": 0.001, "beta1": 0.9, "beta2": 0.999, "schedule": "cosine"}
@@ -176,7 +176,7 @@ def test_a_new_trial_whose_create_answer_was_lost_gets_one_run(sqlite_uri, monke
 
     from tracking import run_writes
 
-    monkeypatch.setenv(run_writes.SWITCH_VAR, direct)
+    monkeypatch.setenv(direct_sql.SWITCH_VAR, direct)
     sweep = tracking.start_sweep("lost-answer", tracking_uri=sqlite_uri)
     real_create, calls = run_writes.create_run, []
 

@@ -1,0 +1,21 @@
+"""When optsweep may write MLflow's SQLite tables itself (:mod:`tracking.run_writes`, and the default
+experiment of a new store, :mod:`tracking.sqlite_store`): at the schema revisions whose rows the tests
+compare with MLflow's own writes, in MLflow's default workspace, unless turned off."""
+
+from __future__ import annotations
+
+import os
+
+SWITCH_VAR = "TRACKING_DIRECT_SQLITE"  # "0": every write through MLflow's client
+# Schema revisions whose runs, metrics, latest_metrics, params, tags and experiments are written here as MLflow
+# writes them: MLflow 3.17's. A newer MLflow adds a migration (a new head): its writes go through MLflow until
+# the rows it writes are checked again (tests/tracking/test_run_writes.py, test_sqlite_store.py compare
+# them) and its revision is added here.
+KNOWN_REVISIONS = frozenset({"dc11669786a5"})
+
+
+def allowed() -> bool:
+    """Whether direct writes are allowed at all: not turned off, and MLflow's workspaces (which scope
+    experiments and runs; the direct writes know only the default one) not enabled."""
+    workspaces = os.environ.get("MLFLOW_ENABLE_WORKSPACES", "").strip().lower() in ("1", "true", "yes")
+    return os.environ.get(SWITCH_VAR, "1") != "0" and not workspaces
