@@ -5,6 +5,8 @@ compare with MLflow's own writes, in MLflow's default workspace, unless turned o
 from __future__ import annotations
 
 import os
+import sqlite3
+from collections.abc import Mapping, Set
 
 SWITCH_VAR = "TRACKING_DIRECT_SQLITE"  # "0": every write through MLflow's client
 # Schema revisions whose runs, metrics, latest_metrics, params, tags and experiments are written here as MLflow
@@ -19,3 +21,12 @@ def allowed() -> bool:
     experiments and runs; the direct writes know only the default one) not enabled."""
     workspaces = os.environ.get("MLFLOW_ENABLE_WORKSPACES", "").strip().lower() in ("1", "true", "yes")
     return os.environ.get(SWITCH_VAR, "1") != "0" and not workspaces
+
+
+def known_schema(conn: sqlite3.Connection, columns: Mapping[str, Set[str]]) -> bool:
+    """Whether the store open on ``conn`` is at one of :data:`KNOWN_REVISIONS` and each table of ``columns``
+    holds exactly those columns."""
+    revision = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+    if len(revision) != 1 or revision[0][0] not in KNOWN_REVISIONS:
+        return False
+    return all({row[1] for row in conn.execute(f"PRAGMA table_info({t})")} == set(c) for t, c in columns.items())

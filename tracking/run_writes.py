@@ -8,14 +8,14 @@ writes (``tests/tracking/test_run_writes.py`` compares the two, as MLflow reads 
 ~2 ms, a trial's ~150 values ~2.5 ms, its end under 1 ms, each committed as durably as MLflow commits.
 
 Only where that is known to be exact: a ``sqlite:///`` store at a schema revision listed in
-:data:`KNOWN_REVISIONS` (the one the installed MLflow was checked at), whose tables hold the columns this
-module writes and nothing else, and values MLflow would take as they are (plain names, lengths within its
-limits, numbers for metrics, a non-empty run name). Everything else — another store, another MLflow schema,
-MLflow's workspaces, metrics while an MLflow model is active (MLflow links them to it), a value MLflow
-would refuse or change — goes through ``MlflowClient`` as before, which says what is wrong; and so does all
-reading, searching, artifacts and dataset inputs. ``TRACKING_DIRECT_SQLITE=0`` turns the direct writes
-off. The connection is this process's own: a forked child opens its own (SQLite connections must not
-cross a fork).
+:data:`tracking.direct_sql.KNOWN_REVISIONS` (the one the installed MLflow was checked at), whose tables hold
+the columns this module writes and nothing else, and values MLflow would take as they are (plain names,
+lengths within its limits, numbers for metrics, a non-empty run name). Everything else — another store,
+another MLflow schema, MLflow's workspaces, metrics while an MLflow model is active (MLflow links them to
+it), a value MLflow would refuse or change — goes through ``MlflowClient`` as before, which says what is
+wrong; and so does all reading, searching, artifacts and dataset inputs. ``TRACKING_DIRECT_SQLITE=0`` turns
+the direct writes off. The connection is this process's own: a forked child opens its own (SQLite
+connections must not cross a fork).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracking.direct_sql import KNOWN_REVISIONS, allowed
+from tracking.direct_sql import allowed, known_schema
 from tracking.mlflow_requests import MAX_PARAM_VALUE, MAX_TAG_VALUE, log_batched, with_retries
 
 if TYPE_CHECKING:
@@ -383,16 +383,12 @@ def _active_model() -> bool:
 
 
 def _known_schema(db: Path) -> bool:
-    """Whether the store at ``db`` is at a revision of :data:`KNOWN_REVISIONS` and its tables hold exactly
+    """Whether the store at ``db`` is at a revision of ``direct_sql.KNOWN_REVISIONS`` and its tables hold exactly
     :data:`COLUMNS` (read-only; False when it cannot be read)."""
     try:
         with contextlib.closing(sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True, timeout=5)) as con:
-            revision = con.execute("SELECT version_num FROM alembic_version").fetchall()
-            if len(revision) != 1 or revision[0][0] not in KNOWN_REVISIONS:
+            if not known_schema(con, COLUMNS):
                 return False
-            for table, columns in COLUMNS.items():
-                if {row[1] for row in con.execute(f"PRAGMA table_info({table})")} != columns:
-                    return False
             experiment_columns = {row[1] for row in con.execute("PRAGMA table_info(experiments)")}
             return {"experiment_id", "artifact_location", "lifecycle_stage"} <= experiment_columns
     except (sqlite3.Error, OSError):

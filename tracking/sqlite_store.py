@@ -283,9 +283,7 @@ def _add_default_experiment(path: Path, artifact_location: str) -> bool:
     if not artifact_location.startswith("file:///"):
         return False
     with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
-        revision = conn.execute("SELECT version_num FROM alembic_version").fetchall()
-        columns = {row[1] for row in conn.execute("PRAGMA table_info(experiments)")}
-        if len(revision) != 1 or revision[0][0] not in direct_sql.KNOWN_REVISIONS or columns != EXPERIMENT_COLUMNS:
+        if not direct_sql.known_schema(conn, {"experiments": EXPERIMENT_COLUMNS}):
             return False
         if conn.execute("SELECT 1 FROM experiments LIMIT 1").fetchone() is not None:
             return False
