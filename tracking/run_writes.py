@@ -13,9 +13,12 @@ the columns this module writes and nothing else, and values MLflow would take as
 lengths within its limits, numbers for metrics, a non-empty run name). Everything else — another store,
 another MLflow schema, MLflow's workspaces, metrics while an MLflow model is active (MLflow links them to
 it), a value MLflow would refuse or change — goes through ``MlflowClient`` as before, which says what is
-wrong; and so does all reading, searching, artifacts and dataset inputs. ``TRACKING_DIRECT_SQLITE=0`` turns
-the direct writes off. The connection is this process's own: a forked child opens its own (SQLite
-connections must not cross a fork).
+wrong; and so does all reading, searching and artifacts. A sweep's experiment (found, or created with the
+artifact location it is given) and a run's dataset inputs are written here too, under the same rules, so that
+a sweep on an embedded store can run without importing MLflow at all (~2.4 s of a quickstart's CPU): nothing
+on the direct paths imports it, and the run :func:`create_run` returns is a plain :class:`CreatedRun`.
+``TRACKING_DIRECT_SQLITE=0`` turns the direct writes off. The connection is this process's own: a forked
+child opens its own (SQLite connections must not cross a fork).
 """
 
 from __future__ import annotations
@@ -28,14 +31,17 @@ import os
 import posixpath
 import re
 import sqlite3
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tracking.direct_sql import allowed, known_schema
+from tracking.errors import TrackingError
 from tracking.mlflow_requests import MAX_PARAM_VALUE, MAX_TAG_VALUE, log_batched, with_retries
 
 if TYPE_CHECKING:
@@ -53,6 +59,16 @@ COLUMNS = {
     "latest_metrics": {"key", "value", "timestamp", "step", "is_nan", "run_uuid"},
     "params": {"key", "value", "run_uuid"},
     "tags": {"key", "value", "run_uuid"},
+    "experiments": {
+        "experiment_id", "name", "artifact_location", "lifecycle_stage", "creation_time", "last_update_time",
+        "workspace",
+    },
+    "datasets": {
+        "dataset_uuid", "experiment_id", "name", "digest", "dataset_source_type", "dataset_source", "dataset_schema",
+        "dataset_profile",
+    },
+    "inputs": {"input_uuid", "source_type", "source_id", "destination_type", "destination_id", "step"},
+    "input_tags": {"input_uuid", "name", "value"},
 }  # fmt: skip
 BUSY_TIMEOUT_SECONDS = 20.0  # as MLflow's SQLite sessions (PRAGMA busy_timeout = 20000)
 MAX_KEY = 250  # the key columns' width
@@ -61,16 +77,89 @@ USER_TAG = "mlflow.user"
 STATUSES = frozenset({"RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED"})
 _FLOAT_MAX = 1.7976931348623157e308  # what MLflow stores for ±inf
 _NAME = re.compile(r"^[/\w.\- :]*$")  # the names MLflow accepts (on POSIX)
+# What names an active MLflow model in a process that has not set one itself (MLflow's public and legacy names).
+ACTIVE_MODEL_VARS = ("MLFLOW_ACTIVE_MODEL_ID", "_MLFLOW_ACTIVE_MODEL_ID")
+DEFAULT_WORKSPACE = "default"  # MLflow's one workspace while its workspaces are off
+MAX_EXPERIMENT_NAME = 500
+MAX_ARTIFACT_LOCATION = 2048  # MLflow's default limit; MLFLOW_ARTIFACT_LOCATION_MAX_LENGTH changes it
+# Artifact locations known without MLflow: an absolute path, plain or as a ``file:///`` URI, with nothing
+# urllib would read as a host, a query or a fragment, or strip (control characters). MLflow keeps such a
+# location as it is and puts a run's artifacts at ``<location>/<run id>/artifacts``.
+_SIMPLE_LOCATION = re.compile(r"(?:file://)?/(?!/)[^?#\x00-\x1f\x7f]*")
+_RUN_ID = re.compile(r"[a-zA-Z0-9][\w\-]{0,255}")  # the run ids MLflow accepts
+# MLflow's limits on a dataset input's name, digest, source type (none), source, schema and profile: its store
+# refuses longer ones.
+MAX_DATASET = (500, 36, math.inf, 65535, 1048575, 16777215)
+MAX_INPUT_TAG_KEY, MAX_INPUT_TAG_VALUE = 255, 500
 
 Pair = tuple[str, str]
 MetricT = tuple[str, float, int, int]  # key, value, timestamp (ms), step
 
 
+class DatasetInput(Protocol):
+    """A run's dataset input as written here (:class:`tracking.datasets.DatasetRecord` is one): the dataset's
+    strings as MLflow stores them, and the input's tags."""
+
+    name: str
+    digest: str
+    source_type: str
+    source: str
+    schema: str | None
+    profile: str | None
+
+    @property
+    def tags(self) -> Mapping[str, str]: ...
+
+
+# --- the run a direct create_run returns: what callers read of MLflow's Run, without importing MLflow -------
+
+
+@dataclass(frozen=True)
+class CreatedRunInfo:
+    """The fields of ``mlflow.entities.RunInfo`` that a new run has."""
+
+    run_id: str
+    experiment_id: str
+    user_id: str
+    status: str
+    start_time: int
+    end_time: int | None
+    lifecycle_stage: str
+    artifact_uri: str
+    run_name: str
+
+
+@dataclass(frozen=True)
+class CreatedRunData:
+    """A new run's data: its tags; no params or metrics yet."""
+
+    tags: dict[str, str]
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CreatedRunInputs:
+    """A new run's inputs: none yet."""
+
+    dataset_inputs: tuple = ()
+
+
+@dataclass(frozen=True)
+class CreatedRun:
+    """A run just created directly, read as MLflow's ``Run`` is: ``run.info.run_id``, ``run.data.tags``, ..."""
+
+    info: CreatedRunInfo
+    data: CreatedRunData
+    inputs: CreatedRunInputs = field(default_factory=CreatedRunInputs)
+
+
 # --- what callers use: the direct write when it applies, else MLflow's ----------------------------------
 
 
-def create_run(client: MlflowClient, experiment_id: str, run_name: str, tags: Mapping[str, str]) -> Run:
-    """``client.create_run(experiment_id, run_name=run_name, tags=tags)``; the new run as MLflow returns it."""
+def create_run(client: MlflowClient, experiment_id: str, run_name: str, tags: Mapping[str, str]) -> Run | CreatedRun:
+    """``client.create_run(experiment_id, run_name=run_name, tags=tags)``; the new run as MLflow returns it
+    (a :class:`CreatedRun` with the same values when written directly)."""
     direct = for_client(client)
     plain = (
         bool(run_name)  # MLflow makes up a name for an empty one
@@ -81,6 +170,31 @@ def create_run(client: MlflowClient, experiment_id: str, run_name: str, tags: Ma
     if direct is not None and plain:
         return direct.create_run(experiment_id, run_name, dict(tags))
     return client.create_run(experiment_id, run_name=run_name, tags=dict(tags))
+
+
+def experiment_id(client: MlflowClient, name: str, artifact_location: str | None) -> str | None:
+    """The id of the active experiment ``name``, created with ``artifact_location`` if missing (as
+    ``client.create_experiment(name, artifact_location=artifact_location)`` creates it), retried on transient
+    failures. None where that is MLflow's to do (the caller asks it): no direct writes to this store, no
+    ``artifact_location`` (MLflow picks one), a location or a name it would change or refuse. Raises
+    TrackingError when the experiment is deleted."""
+    direct = for_client(client)
+    if direct is None or artifact_location is None:
+        return None
+    if not _plain_experiment(name, artifact_location):
+        return None
+    return with_retries(direct.experiment_id, name, artifact_location, what=f"get or create experiment {name!r}")
+
+
+def log_inputs(client: MlflowClient, run_id: str, inputs: Sequence[DatasetInput]) -> bool:
+    """Log the dataset ``inputs`` to the run as ``client.log_inputs`` does, retried on transient failures;
+    inputs the run holds already are left as they are. False, nothing done, when that is MLflow's to do (no
+    direct writes to this store, a value MLflow would refuse): the caller asks it."""
+    direct = for_client(client)
+    if direct is None or not _RUN_ID.fullmatch(run_id) or not all(map(_plain_input, inputs)):
+        return False
+    with_retries(direct.log_inputs, run_id, inputs, what=f"log the inputs of {run_id}")
+    return True
 
 
 def log_values(
@@ -153,11 +267,10 @@ class SqliteRuns:
         self._pid = 0
         self._identity: tuple[int, int] | None = None  # (device, inode) of the file connected to
 
-    def create_run(self, experiment_id: str, run_name: str, tags: dict[str, str], start_time: int | None = None):
-        """A new RUNNING run of the experiment, as ``MlflowClient.create_run`` makes it; returns the Run."""
-        from mlflow.entities import Run, RunData, RunInfo, RunInputs, RunTag
-        from mlflow.utils.uri import append_to_uri_path
-
+    def create_run(
+        self, experiment_id: str, run_name: str, tags: dict[str, str], start_time: int | None = None
+    ) -> CreatedRun:
+        """A new RUNNING run of the experiment, as ``MlflowClient.create_run`` makes it; returns it."""
         start = start_time or _now_ms()
         run_id = uuid.uuid4().hex
         tags = dict(tags)
@@ -176,7 +289,7 @@ class SqliteRuns:
                     f"The experiment {experiment_id} must be in the 'active' state. Current state is {stage}.",
                     "INVALID_PARAMETER_VALUE",
                 )
-            artifact_uri = append_to_uri_path(location, run_id, "artifacts")
+            artifact_uri = _artifact_uri(location, run_id)
             db.execute(
                 "INSERT INTO runs (run_uuid, name, source_type, source_name, entry_point_name, user_id, status,"
                 " start_time, end_time, source_version, lifecycle_stage, artifact_uri, experiment_id, deleted_time)"
@@ -187,8 +300,85 @@ class SqliteRuns:
                 "INSERT INTO tags (key, value, run_uuid) VALUES (?, ?, ?)",
                 [(k, v, run_id) for k, v in tags.items()],
             )
-        info = RunInfo(run_id, str(experiment_id), user, "RUNNING", start, None, "active", artifact_uri, run_name)
-        return Run(info, RunData(tags=[RunTag(k, v) for k, v in tags.items()]), RunInputs(dataset_inputs=[]))
+        info = CreatedRunInfo(
+            run_id, str(experiment_id), user, "RUNNING", start, None, "active", artifact_uri, run_name
+        )
+        return CreatedRun(info, CreatedRunData(tags))
+
+    def experiment_id(self, name: str, artifact_location: str, now: int | None = None) -> str | None:
+        """The id of the experiment ``name``, made as MLflow's SQL store makes one if there is none: in the
+        default workspace, active, created and last updated now, with ``artifact_location`` (which MLflow
+        keeps as it is, :func:`_plain_experiment`) and no tags. Two processes asking at once get the same
+        one: the transaction holds the write lock from its start, so nobody adds it between the look-up and
+        the insert. None, nothing written, for a store holding experiments of other workspaces, which MLflow
+        refuses to open with its workspaces off; raises TrackingError for a deleted experiment."""
+        with self._transaction() as db:
+            if db.execute("SELECT 1 FROM experiments WHERE workspace != ? LIMIT 1", (DEFAULT_WORKSPACE,)).fetchone():
+                return None
+            row = db.execute(
+                "SELECT experiment_id, lifecycle_stage FROM experiments WHERE name = ?", (name,)
+            ).fetchone()
+            if row is None:
+                created = now or _now_ms()
+                cursor = db.execute(
+                    "INSERT INTO experiments (name, artifact_location, lifecycle_stage, creation_time,"
+                    " last_update_time, workspace) VALUES (?, ?, 'active', ?, ?, ?)",
+                    (name, artifact_location, created, created, DEFAULT_WORKSPACE),
+                )
+                return str(cursor.lastrowid)
+        found, stage = str(row[0]), row[1]
+        if stage != "active":
+            raise TrackingError(
+                f"MLflow experiment {name!r} (id {found}) is deleted; restore it with "
+                f"`mlflow experiments restore --experiment-id {found}` or rename the sweep"
+            )
+        return found
+
+    def log_inputs(self, run_id: str, inputs: Sequence[DatasetInput]) -> None:
+        """The dataset inputs of an active run, as MLflow's ``log_inputs`` writes them: of inputs with one name
+        and digest the first; each dataset once per experiment (the one there kept as it is); an input edge
+        from the dataset to the run, with its tags, unless the run has it already (its tags then unchanged)."""
+        first: dict[tuple[str, str], DatasetInput] = {}
+        for item in inputs:
+            first.setdefault((item.name, item.digest), item)
+        with self._transaction() as db:
+            experiment = self._check_active(db, run_id)
+            for item in first.values():
+                dataset = self._dataset_uuid(db, experiment, item)
+                held = db.execute(
+                    "SELECT 1 FROM inputs WHERE source_type = 'DATASET' AND source_id = ?"
+                    " AND destination_type = 'RUN' AND destination_id = ?",
+                    (dataset, run_id),
+                ).fetchone()
+                if held:
+                    continue
+                input_uuid = uuid.uuid4().hex
+                db.execute(
+                    "INSERT INTO inputs (input_uuid, source_type, source_id, destination_type, destination_id)"
+                    " VALUES (?, 'DATASET', ?, 'RUN', ?)",
+                    (input_uuid, dataset, run_id),
+                )
+                db.executemany(
+                    "INSERT INTO input_tags (input_uuid, name, value) VALUES (?, ?, ?)",
+                    [(input_uuid, k, v) for k, v in item.tags.items()],
+                )
+
+    @staticmethod
+    def _dataset_uuid(db: sqlite3.Connection, experiment: int, item: DatasetInput) -> str:
+        """The id of the experiment's dataset of ``item``'s name and digest, added if missing."""
+        row = db.execute(
+            "SELECT dataset_uuid FROM datasets WHERE experiment_id = ? AND name = ? AND digest = ?",
+            (experiment, item.name, item.digest),
+        ).fetchone()
+        if row is not None:
+            return row[0]
+        dataset = uuid.uuid4().hex
+        db.execute(
+            "INSERT INTO datasets (dataset_uuid, experiment_id, name, digest, dataset_source_type, dataset_source,"
+            " dataset_schema, dataset_profile) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (dataset, experiment, item.name, item.digest, item.source_type, item.source, item.schema, item.profile),
+        )
+        return dataset
 
     def log_batch(
         self, run_id: str, metrics: Sequence[MetricT] = (), params: Sequence[Pair] = (), tags: Sequence[Pair] = ()
@@ -244,8 +434,9 @@ class SqliteRuns:
             )
 
     @staticmethod
-    def _check_active(db: sqlite3.Connection, run_id: str) -> None:
-        row = db.execute("SELECT lifecycle_stage FROM runs WHERE run_uuid = ?", (run_id,)).fetchone()
+    def _check_active(db: sqlite3.Connection, run_id: str) -> int:
+        """The experiment of the run, which must exist and be active (MLflow's errors otherwise)."""
+        row = db.execute("SELECT lifecycle_stage, experiment_id FROM runs WHERE run_uuid = ?", (run_id,)).fetchone()
         if row is None:
             raise _error(f"Run with id={run_id} not found", "RESOURCE_DOES_NOT_EXIST")
         if row[0] != "active":
@@ -253,6 +444,7 @@ class SqliteRuns:
                 f"The run {run_id} must be in the 'active' state. Current state is {row[0]}.",
                 "INVALID_PARAMETER_VALUE",
             )
+        return row[1]
 
     @staticmethod
     def _update_latest(db: sqlite3.Connection, run_id: str, rows: list[tuple]) -> None:
@@ -373,7 +565,13 @@ if hasattr(os, "register_at_fork"):
 
 
 def _active_model() -> bool:
-    """Whether MLflow would link logged metrics to an active model (it does so in its client)."""
+    """Whether MLflow would link logged metrics to an active model (it does so in its client). A process that
+    never imported MLflow's fluent API cannot have set one: only MLflow's environment variables can name one
+    then, and MLflow is not imported to read them. Nor while another thread is still importing it (the
+    tracking writer's warm-up): waiting for that import would hold a trial's end for seconds."""
+    fluent = sys.modules.get("mlflow.tracking.fluent")
+    if fluent is None or getattr(getattr(fluent, "__spec__", None), "_initializing", False):
+        return any(os.environ.get(name) is not None for name in ACTIVE_MODEL_VARS)
     try:
         from mlflow.tracking.fluent import get_active_model_id
 
@@ -387,15 +585,51 @@ def _known_schema(db: Path) -> bool:
     :data:`COLUMNS` (read-only; False when it cannot be read)."""
     try:
         with contextlib.closing(sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True, timeout=5)) as con:
-            if not known_schema(con, COLUMNS):
-                return False
-            experiment_columns = {row[1] for row in con.execute("PRAGMA table_info(experiments)")}
-            return {"experiment_id", "artifact_location", "lifecycle_stage"} <= experiment_columns
+            return known_schema(con, COLUMNS)
     except (sqlite3.Error, OSError):
         return False
 
 
 # --- values MLflow would take as they are ---------------------------------------------------------------
+
+
+def _artifact_uri(location: str, run_id: str) -> str:
+    """Where MLflow puts a new run's artifacts in an experiment whose artifacts are at ``location``: MLflow's
+    ``append_to_uri_path(location, run_id, "artifacts")``, computed here for the locations this store's
+    experiments have (:data:`_SIMPLE_LOCATION`: the path gets ``/<run id>/artifacts``), by MLflow otherwise."""
+    if isinstance(location, str) and _SIMPLE_LOCATION.fullmatch(location):
+        return posixpath.join(location, run_id, "artifacts")
+    from mlflow.utils.uri import append_to_uri_path
+
+    return append_to_uri_path(location, run_id, "artifacts")
+
+
+def _plain_experiment(name: object, artifact_location: str) -> bool:
+    """Whether MLflow would create the experiment with this name and location as they are: a name of 1 to 500
+    characters, an absolute location (MLflow makes a relative one absolute) within its length limit."""
+    return (
+        isinstance(name, str)
+        and 0 < len(name) <= MAX_EXPERIMENT_NAME
+        and isinstance(artifact_location, str)
+        and _SIMPLE_LOCATION.fullmatch(artifact_location) is not None
+        and len(artifact_location) <= MAX_ARTIFACT_LOCATION
+        and "MLFLOW_ARTIFACT_LOCATION_MAX_LENGTH" not in os.environ
+    )
+
+
+def _plain_input(item: DatasetInput) -> bool:
+    """A dataset input MLflow's store would take as it is: strings within its limits (schema and profile may
+    be missing)."""
+    required = (item.name, item.digest, item.source_type, item.source)
+    optional = (item.schema, item.profile)
+    if not all(isinstance(v, str) for v in required) or not all(v is None or isinstance(v, str) for v in optional):
+        return False
+    if any(v is not None and len(v) > limit for v, limit in zip((*required, *optional), MAX_DATASET, strict=True)):
+        return False
+    return all(
+        isinstance(k, str) and isinstance(v, str) and len(k) <= MAX_INPUT_TAG_KEY and len(v) <= MAX_INPUT_TAG_VALUE
+        for k, v in item.tags.items()
+    )
 
 
 @functools.lru_cache(maxsize=4096)

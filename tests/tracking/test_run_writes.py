@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -115,17 +118,92 @@ def test_a_run_written_directly_holds_the_rows_mlflow_writes(store):
     assert info == ("KILLED", NOW + 100, "renamed", "someone")
 
 
+RUN_INFO = (
+    "run_id", "experiment_id", "status", "run_name", "start_time", "end_time", "artifact_uri", "lifecycle_stage",
+    "user_id",
+)  # fmt: skip
+
+
 def test_the_new_run_is_returned_as_mlflow_returns_it(store):
     client, experiment = store
     made = run_writes.create_run(client, experiment, "trial-0001", {"role": "trial"})
+    assert isinstance(made, run_writes.CreatedRun), "written directly"
     read = client.get_run(made.info.run_id)
-    assert made.info.run_name == read.info.run_name == "trial-0001"
-    assert made.info.artifact_uri == read.info.artifact_uri
+    theirs = client.create_run(experiment, run_name="trial-0002", tags={"role": "trial"})
+    for name in RUN_INFO:
+        assert getattr(made.info, name) == getattr(read.info, name), name
+        assert type(getattr(made.info, name)) is type(getattr(theirs.info, name)), name
     assert read.info.artifact_uri.endswith(f"/{made.info.run_id}/artifacts")
     assert (made.info.status, made.info.lifecycle_stage, made.info.experiment_id) == ("RUNNING", "active", experiment)
     assert made.data.tags == read.data.tags == {"role": "trial", "mlflow.runName": "trial-0001"}
-    assert made.info.start_time == read.info.start_time and abs(made.info.start_time - time.time() * 1000) < 60_000
-    assert not made.data.params and not made.data.metrics and made.inputs.dataset_inputs == []
+    assert made.data.params == read.data.params == {} and made.data.metrics == read.data.metrics == {}
+    assert list(made.inputs.dataset_inputs) == list(read.inputs.dataset_inputs) == []
+    assert abs(made.info.start_time - time.time() * 1000) < 60_000
+
+
+# Artifact locations: absolute paths and file:/// URIs (computed here), and what MLflow computes (a host, a
+# query, a fragment, a relative path, another scheme, a path urllib would read a host in).
+LOCATIONS = {
+    "file:///abs/dir/mlartifacts/1": True,
+    "file:///abs/dir/": True,
+    "file:///": True,
+    "file:///a b/%20c;d/[e]/é/x:y@z": True,
+    "/abs/dir": True,
+    "/abs/dir/": True,
+    "/a;b/c d/é": True,
+    "file:////double/slash": False,
+    "file://localhost/abs": False,
+    "file:/abs/one-slash": False,
+    "file:///abs?x=1": False,
+    "file:///abs#frag": False,
+    "//host/path": False,
+    "relative/dir": False,
+    "s3://bucket/prefix?versionId=3": False,
+    "mlflow-artifacts:/1": False,
+    "/abs/tab\tin": False,
+}
+
+
+@pytest.mark.parametrize("location", list(LOCATIONS))
+def test_the_artifact_uri_is_mlflows(location):
+    from mlflow.utils.uri import append_to_uri_path
+
+    run_id = "0123456789abcdef0123456789abcdef"
+    assert bool(run_writes._SIMPLE_LOCATION.fullmatch(location)) is LOCATIONS[location]
+    assert run_writes._artifact_uri(location, run_id) == append_to_uri_path(location, run_id, "artifacts")
+
+
+def test_a_run_experiment_and_inputs_written_directly_import_no_mlflow(tmp_path, template_db):
+    """A fresh process that finds its experiment, creates a run, logs values and dataset inputs and ends the
+    run on an embedded store never imports MLflow (~2.4 s)."""
+    shutil.copy(template_db, tmp_path / "mlflow.db")
+    uri = tracking.default_tracking_uri(tmp_path)
+    script = (
+        "import sys, types\n"
+        "import numpy as np\n"
+        "from tracking import run_writes\n"
+        "from tracking.datasets import describe_dataset, log_dataset_inputs\n"
+        f"client = types.SimpleNamespace(tracking_uri={uri!r})\n"
+        f"experiment = run_writes.experiment_id(client, 'fresh', {(tmp_path / 'mlartifacts').as_uri()!r})\n"
+        "run = run_writes.create_run(client, experiment, 'r', {'role': 'trial'})\n"
+        "run_writes.log_values(client, run.info.run_id, [('cost', 1.0, 1, 0)], [('lr', '0.1')], [('t', 'v')])\n"
+        "records = describe_dataset('d', 'abc', {'n': 1}, {'training': (np.zeros((2, 2)), np.zeros((2, 1)))})\n"
+        "log_dataset_inputs(client, run.info.run_id, records)\n"
+        "run_writes.set_terminated(client, run.info.run_id, 'FINISHED')\n"
+        "print(run.info.run_id, sorted(m for m in sys.modules if m.split('.')[0] == 'mlflow'))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in (direct_sql.SWITCH_VAR, *run_writes.ACTIVE_MODEL_VARS)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_id, imported = done.stdout.split(" ", 1)
+    assert imported.strip() == "[]"
+    client = tracking.make_client(uri)
+    run = client.get_run(run_id)
+    assert (run.info.status, run.data.params, run.data.metrics) == ("FINISHED", {"lr": "0.1"}, {"cost": 1.0})
+    assert [i.dataset.name for i in run.inputs.dataset_inputs] == ["d-train"]
+    assert client.get_experiment(run.info.experiment_id).name == "fresh"
 
 
 def test_a_param_keeps_its_value_as_mlflow_insists(store):
@@ -352,3 +430,268 @@ def test_a_store_replaced_by_one_of_another_schema_is_checked_again(tmp_path, te
         db.execute("ALTER TABLE metrics ADD COLUMN model_id VARCHAR(32)")
     other.replace(tmp_path / "mlflow.db")
     assert run_writes.for_uri(uri) is None
+
+
+# --- the experiment ---------------------------------------------------------------------------------------
+
+
+def _experiment_rows(uri: str, name: str) -> tuple[list[tuple], list[tuple]]:
+    """The experiment's row (without its times) and its tags' rows, and whether its times are equal."""
+    with sqlite3.connect(tracking.store.sqlite_path(uri)) as db:
+        rows = db.execute(
+            "SELECT experiment_id, name, artifact_location, lifecycle_stage, workspace,"
+            " creation_time = last_update_time, typeof(creation_time) FROM experiments WHERE name = ?",
+            (name,),
+        ).fetchall()
+        tags = db.execute(
+            "SELECT key, value FROM experiment_tags WHERE experiment_id IN"
+            " (SELECT experiment_id FROM experiments WHERE name = ?)",
+            (name,),
+        ).fetchall()
+    return rows, tags
+
+
+@pytest.mark.parametrize("where", ["file-uri", "path"])
+def test_an_experiment_created_directly_is_the_one_mlflow_creates(tmp_path, template_db, where):
+    uris = []
+    for side in ("mlflow", "direct"):
+        (tmp_path / side).mkdir()
+        shutil.copy(template_db, tmp_path / side / "mlflow.db")
+        uris.append(tracking.default_tracking_uri(tmp_path / side))
+    location = (tmp_path / "shared artifacts").as_uri() if where == "file-uri" else str(tmp_path / "shared")
+    theirs, ours = (tracking.make_client(uri) for uri in uris)
+    assert run_writes.for_client(ours) is not None
+    their_id = theirs.create_experiment("sweep one", artifact_location=location)
+    before = time.time() * 1000
+    our_id = run_writes.experiment_id(ours, "sweep one", location)
+    assert our_id == their_id == "1"
+    assert _experiment_rows(uris[1], "sweep one") == _experiment_rows(uris[0], "sweep one")
+    assert _experiment_rows(uris[1], "sweep one")[0][0][-2:] == (1, "integer")
+    a, b = ours.get_experiment_by_name("sweep one"), theirs.get_experiment_by_name("sweep one")
+    times = ("creation_time", "last_update_time")
+    assert {k: v for k, v in dict(a).items() if k not in times} == {k: v for k, v in dict(b).items() if k not in times}
+    assert a.creation_time == a.last_update_time and abs(a.creation_time - before) < 60_000
+    # Found again, as MLflow finds it; the location given then is not the experiment's business any more.
+    assert run_writes.experiment_id(ours, "sweep one", "/elsewhere") == our_id
+    run = run_writes.create_run(ours, our_id, "r", {})
+    assert run.info.artifact_uri == ours.get_run(run.info.run_id).info.artifact_uri
+    assert run.info.artifact_uri == f"{location}/{run.info.run_id}/artifacts"
+
+
+def test_a_deleted_experiment_is_refused_as_get_or_create_experiment_refuses_it(store, monkeypatch):
+    client, experiment = store
+    client.delete_experiment(experiment)
+    location = "file:///tmp/anywhere"
+    with pytest.raises(tracking.TrackingError) as direct:
+        run_writes.experiment_id(client, "writes", location)
+    monkeypatch.setenv(direct_sql.SWITCH_VAR, "0")
+    with pytest.raises(tracking.TrackingError) as by_mlflow:
+        tracking.get_or_create_experiment(client, "writes", location)
+    assert str(direct.value) == str(by_mlflow.value) and f"--experiment-id {experiment}" in str(direct.value)
+
+
+def test_an_experiment_mlflow_must_create_is_left_to_it(store, monkeypatch):
+    """No location (MLflow picks one), a relative one (MLflow makes it absolute), a name MLflow refuses, a
+    store with another workspace's experiments, or of another schema, or direct writes off: None."""
+    client, _ = store
+    location = "file:///tmp/anywhere"
+    assert run_writes.experiment_id(client, "new", None) is None
+    assert run_writes.experiment_id(client, "new", "relative/dir") is None
+    assert run_writes.experiment_id(client, "", location) is None
+    assert run_writes.experiment_id(client, "x" * 501, location) is None
+    monkeypatch.setenv("MLFLOW_ARTIFACT_LOCATION_MAX_LENGTH", "10")
+    assert run_writes.experiment_id(client, "new", location) is None
+    monkeypatch.delenv("MLFLOW_ARTIFACT_LOCATION_MAX_LENGTH")
+    monkeypatch.setenv(direct_sql.SWITCH_VAR, "0")
+    assert run_writes.experiment_id(client, "new", location) is None
+    monkeypatch.delenv(direct_sql.SWITCH_VAR)
+    with sqlite3.connect(_db(client)) as db:
+        db.execute("UPDATE experiments SET workspace = 'team' WHERE name = 'writes'")
+    assert run_writes.experiment_id(client, "new", location) is None
+    with sqlite3.connect(_db(client)) as db:
+        assert db.execute("SELECT count(*) FROM experiments WHERE name = 'new'").fetchone() == (0,)
+
+
+def test_a_store_whose_experiments_differ_is_not_written_directly(tmp_path, template_db):
+    shutil.copy(template_db, tmp_path / "mlflow.db")
+    with sqlite3.connect(tmp_path / "mlflow.db") as db:
+        db.execute("ALTER TABLE experiments ADD COLUMN owner TEXT")
+    client = tracking.make_client(tracking.default_tracking_uri(tmp_path))
+    assert run_writes.for_client(client) is None
+    assert run_writes.experiment_id(client, "new", "file:///tmp/anywhere") is None
+
+
+def _race_for_experiment(uri: str, start, ids) -> None:
+    import types
+
+    start.wait()
+    ids.put(run_writes.experiment_id(types.SimpleNamespace(tracking_uri=uri), "raced", "file:///tmp/raced"))
+
+
+def test_processes_racing_to_create_an_experiment_get_one(sqlite_uri):
+    context = multiprocessing.get_context("fork")
+    start, ids = context.Barrier(4), context.Queue()
+    racers = [context.Process(target=_race_for_experiment, args=(sqlite_uri, start, ids)) for _ in range(4)]
+    for racer in racers:
+        racer.start()
+    for racer in racers:
+        racer.join(60)
+    assert [racer.exitcode for racer in racers] == [0] * 4
+    got = {ids.get(timeout=10) for _ in racers}
+    with sqlite3.connect(tracking.store.sqlite_path(sqlite_uri)) as db:
+        held = db.execute("SELECT experiment_id FROM experiments WHERE name = 'raced'").fetchall()
+    assert len(held) == 1 and got == {str(held[0][0])}
+
+
+# --- dataset inputs -----------------------------------------------------------------------------------------
+
+
+def _records() -> list:
+    """Dataset inputs as a sweep logs them, an input without schema or profile, and an input of a name and
+    digest given twice (MLflow keeps the first)."""
+    import numpy as np
+
+    from tracking.datasets import DatasetRecord, describe_dataset
+
+    rng = np.random.default_rng(0)
+    splits = {"training": (rng.normal(size=(8, 2)), rng.normal(size=(8, 1))), "validation": (np.ones((3, 2)), None)}
+    described = describe_dataset("moons", "0123456789abcdef", {"name": "moons"}, splits)
+    bare = DatasetRecord("bare", "d1", "code", '{"tags": {}}', None, None, "training")
+    again = DatasetRecord("bare", "d1", "code", '{"tags": {"other": "1"}}', None, None, "validation")
+    return [*described, bare, again]
+
+
+def _input_rows(client: MlflowClient, run_id: str) -> list[tuple]:
+    """The run's inputs: the dataset's row, the edge's and the tags, without ids but checked to be uuids."""
+    with sqlite3.connect(_db(client)) as db:
+        rows = db.execute(
+            "SELECT d.name, d.digest, d.dataset_source_type, d.dataset_source, d.dataset_schema, d.dataset_profile,"
+            " length(d.dataset_uuid), i.source_type, i.destination_type, i.step, typeof(i.step), length(i.input_uuid),"
+            " (SELECT group_concat(t.name || '=' || t.value, ';') FROM input_tags t WHERE t.input_uuid = i.input_uuid)"
+            " FROM inputs i JOIN datasets d ON d.dataset_uuid = i.source_id"
+            " WHERE i.destination_id = ? AND d.experiment_id = (SELECT experiment_id FROM runs WHERE run_uuid = ?)",
+            (run_id, run_id),
+        ).fetchall()
+    return sorted(rows, key=repr)
+
+
+def _counts(client: MlflowClient) -> tuple[int, int, int]:
+    with sqlite3.connect(_db(client)) as db:
+        return tuple(
+            db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("datasets", "inputs", "input_tags")
+        )
+
+
+def _read_inputs(client: MlflowClient, run_id: str) -> list[tuple]:
+    """The run's dataset inputs as MLflow reads them back."""
+    return sorted(
+        (
+            (i.dataset.name, i.dataset.digest, i.dataset.source_type, i.dataset.source, i.dataset.schema),
+            i.dataset.profile,
+            sorted((t.key, t.value) for t in i.tags),
+        )
+        for i in client.get_run(run_id).inputs.dataset_inputs
+    )
+
+
+def test_dataset_inputs_written_directly_are_the_rows_mlflow_writes(store):
+    client, experiment = store
+    records = _records()
+    other = client.create_experiment("by mlflow")  # datasets belong to an experiment: one each
+    theirs = client.create_run(other, run_name="r").info.run_id
+    client.log_inputs(theirs, [r.entity() for r in records])
+    ours = run_writes.create_run(client, experiment, "r", {}).info.run_id
+    assert run_writes.log_inputs(client, ours, records) is True
+    assert _input_rows(client, ours) == _input_rows(client, theirs)
+    assert len(_input_rows(client, ours)) == 3 and _input_rows(client, ours)[0][6:12] == (
+        32,
+        "DATASET",
+        "RUN",
+        0,
+        "integer",
+        32,
+    )
+    assert _read_inputs(client, ours) == _read_inputs(client, theirs)
+    assert ("bare", "d1", "code", '{"tags": {}}', None) in [i[0] for i in _read_inputs(client, ours)]
+
+
+def test_inputs_logged_again_add_nothing_and_a_second_run_reuses_the_datasets(store):
+    client, experiment = store
+    records = _records()
+    first = run_writes.create_run(client, experiment, "first", {}).info.run_id
+    run_writes.log_inputs(client, first, records)
+    counts = _counts(client)
+    assert counts == (3, 3, 3)
+    run_writes.log_inputs(client, first, records)
+    changed = [r if r.name != "bare" else type(r)(*[*r.__dict__.values()][:6], "validation") for r in records]
+    run_writes.log_inputs(client, first, changed)  # an input held already keeps its tags, as in MLflow
+    assert _counts(client) == counts
+    assert ("training",) in {tuple(v for k, v in i[2]) for i in _read_inputs(client, first) if i[0][0] == "bare"}
+    second = run_writes.create_run(client, experiment, "second", {}).info.run_id
+    run_writes.log_inputs(client, second, records)
+    assert _counts(client) == (3, 6, 6)
+    assert _input_rows(client, second) == _input_rows(client, first)
+    # And MLflow, logging them to a third run, finds the same datasets and the direct writer finds its inputs.
+    third = client.create_run(experiment, run_name="third").info.run_id
+    client.log_inputs(third, [r.entity() for r in records])
+    run_writes.log_inputs(client, third, records)
+    assert _counts(client) == (3, 9, 9)
+
+
+def test_inputs_of_a_missing_or_deleted_run_are_refused_as_mlflow_refuses_them(store):
+    client, experiment = store
+    records = _records()
+    run_id = run_writes.create_run(client, experiment, "r", {}).info.run_id
+    client.delete_run(run_id)
+    for missing in ("0" * 32, run_id):
+        with pytest.raises(MlflowException) as direct:
+            run_writes.log_inputs(client, missing, records)
+        with pytest.raises(MlflowException) as by_mlflow:
+            client.log_inputs(missing, [r.entity() for r in records])
+        assert (str(direct.value), direct.value.error_code) == (str(by_mlflow.value), by_mlflow.value.error_code)
+    assert _counts(client) == (0, 0, 0)
+
+
+def test_inputs_go_through_mlflow_where_direct_writes_do_not_apply(store, monkeypatch):
+    """Direct writes off, a value MLflow refuses (it says what is wrong), a store of another schema."""
+    from tracking.datasets import DatasetRecord, log_dataset_inputs
+
+    client, experiment = store
+    run_id = run_writes.create_run(client, experiment, "r", {}).info.run_id
+    direct_calls = []
+    real = run_writes.SqliteRuns.log_inputs
+    monkeypatch.setattr(run_writes.SqliteRuns, "log_inputs", lambda *a: direct_calls.append(a) or real(*a))
+    too_long = DatasetRecord("d", "x" * 37, "code", "{}", None, None, "training")
+    with pytest.raises(MlflowException, match="digest"):
+        log_dataset_inputs(client, run_id, [too_long])
+    monkeypatch.setenv(direct_sql.SWITCH_VAR, "0")
+    assert run_writes.log_inputs(client, run_id, _records()) is False
+    log_dataset_inputs(client, run_id, _records())
+    assert direct_calls == [] and len(_read_inputs(client, run_id)) == 3
+    monkeypatch.delenv(direct_sql.SWITCH_VAR)
+    log_dataset_inputs(client, run_id, _records())
+    assert len(direct_calls) == 1 and _counts(client) == (3, 3, 3)
+    with sqlite3.connect(_db(client)) as db:
+        db.execute("ALTER TABLE inputs ADD COLUMN note TEXT")
+    copy = tracking.default_tracking_uri(Path(_db(client)).parent / "copy")
+    (Path(_db(client)).parent / "copy").mkdir()
+    shutil.copy(_db(client), tracking.store.sqlite_path(copy))
+    assert run_writes.for_uri(copy) is None
+
+
+def test_an_active_model_is_not_waited_for_while_mlflow_is_still_loading(monkeypatch):
+    """In the tracking writer, MLflow loads in a thread while trials' values are written: asking MLflow's
+    fluent API for an active model then would wait for that import (seconds). While its module is still
+    initialising, only MLflow's environment variables can name one (nobody has set one in this process)."""
+    import importlib.machinery
+    import types
+
+    loading = types.ModuleType("mlflow.tracking.fluent")
+    loading.__spec__ = importlib.machinery.ModuleSpec("mlflow.tracking.fluent", None)
+    loading.__spec__._initializing = True
+    monkeypatch.setitem(sys.modules, "mlflow.tracking.fluent", loading)
+    for name in run_writes.ACTIVE_MODEL_VARS:
+        monkeypatch.delenv(name, raising=False)
+    assert run_writes._active_model() is False
+    monkeypatch.setenv("MLFLOW_ACTIVE_MODEL_ID", "m-123")
+    assert run_writes._active_model() is True

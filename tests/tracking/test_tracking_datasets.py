@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import time
+import warnings
 
 import numpy as np
 import pytest
 
 import tracking
-from tracking import writer
-from tracking.datasets import CONTEXT_TAG, TRAINING, VALIDATION, describe_dataset
+from tracking import datasets, writer
+from tracking.datasets import CONTEXT_TAG, TRAINING, VALIDATION, DatasetRecord, describe_dataset
 
 PARAMS = {"batch_size": 64, "optimizer": "adam", "lr": 0.001}
 
@@ -118,3 +122,116 @@ def test_parent_and_trials_carry_inputs_and_settings_and_a_resume_relogs_them(
 
     with pytest.raises(tracking.TrackingError, match=re.escape("model.hidden='[8]' (now '[16]')")):
         start(sweep.run_id, params={**settings, "model.hidden": "[16]"})
+
+
+def _by_mlflow(name, digest, source, splits) -> tuple[DatasetRecord, ...]:
+    """The records as MLflow describes the splits: ``mlflow.data.from_numpy(...).to_dict()`` with MLflow's
+    own source (a code source of the recorded settings, or what its registry makes of the path)."""
+    import mlflow.data
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+
+    if isinstance(source, dict):
+        origin = CodeDatasetSource(datasets._settings(source))
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            origin = resolve_dataset_source(datasets.redact(source))
+    records = []
+    for context, (features, targets) in splits.items():
+        split = f"{name[: datasets.MAX_NAME]}-{datasets.SUFFIXES[context]}"
+        d = mlflow.data.from_numpy(features, source=origin, targets=targets, name=split, digest=digest).to_dict()
+        records.append(
+            DatasetRecord(d["name"], d["digest"], d["source_type"], d["source"], d["schema"], d["profile"], context)
+        )
+    return tuple(records)
+
+
+def _array(dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+    return (np.arange(int(np.prod(shape))) % 3).reshape(shape).astype(dtype)
+
+
+DTYPES = ["float64", "float32", "int64", "bool", "int32", "uint8", "float16", "complex128", ">f8"]
+SHAPES = [((30, 3), (30, 1)), ((7, 1), (7, 4)), ((0, 5), (0, 2)), ((12, 2), (12,)), ((4, 2, 3), (4, 1)), ((5, 2), None)]
+SOURCES = [
+    {"name": "moons", "n_samples": 40, "noise": 0.1, "nested": {"token": "t0k", "k": [1, 2]}, "é": 'ü "q"'},
+    {},
+    "/abs/data/moons.csv",
+    "relative/data.csv",
+    "~/data with space.npz",
+    "/abs/odd;name?x#y.csv",
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shapes", SHAPES, ids=str)
+def test_records_are_mlflows_for_numeric_arrays(dtype, shapes, monkeypatch):
+    features_shape, targets_shape = shapes
+    features = _array(dtype, features_shape)
+    targets = None if targets_shape is None else _array(dtype, targets_shape)
+    splits = {TRAINING: (features, targets), VALIDATION: (features[:2], targets if targets is None else targets[:2])}
+    monkeypatch.setattr(datasets, "_described_by_mlflow", _no_mlflow)
+    for source in SOURCES[:3]:
+        assert describe_dataset("moons", "f9f1203345554d50", source, splits) == _by_mlflow(
+            "moons", "f9f1203345554d50", source, splits
+        )
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=str)
+def test_records_are_mlflows_for_every_kind_of_source(source, monkeypatch):
+    monkeypatch.setattr(datasets, "_described_by_mlflow", _no_mlflow)
+    assert describe_dataset("n" * 600, "ab", source, _splits()) == _by_mlflow("n" * 600, "ab", source, _splits())
+
+
+def _no_mlflow(*args):
+    raise AssertionError(f"described by MLflow: {args[:3]}")
+
+
+@pytest.mark.parametrize(
+    ("source", "features"),
+    [
+        ("s3://bucket/moons.csv", np.zeros((3, 2))),  # another source type
+        ("https://example.com/moons.csv", np.zeros((3, 2))),
+        ("file:///abs/moons.csv", np.zeros((3, 2))),  # a URI: MLflow's registry reads it
+        ({"n": 1}, np.array([["a", "bc"]] * 3)),  # strings: MLflow renames their dtype
+        ({"n": 1}, np.array([[object()]] * 3)),
+        ({"n": 1}, np.array([["2024-01-01"]] * 3, dtype="datetime64[D]")),
+        ({"n": 1}, np.ma.masked_array(np.zeros((3, 2)))),  # not a plain ndarray
+    ],
+    ids=["s3", "https", "file-uri", "strings", "objects", "datetimes", "masked"],
+)
+def test_what_is_not_computed_here_is_described_by_mlflow(source, features, monkeypatch):
+    calls = []
+    real = datasets._described_by_mlflow
+    monkeypatch.setattr(datasets, "_described_by_mlflow", lambda *a: calls.append(a) or real(*a))
+    splits = {TRAINING: (features, np.zeros((3, 1)))}
+    assert describe_dataset("m", "ab", source, splits) == _by_mlflow("m", "ab", source, splits)
+    assert len(calls) == 1
+
+
+def test_a_dataset_source_plugin_leaves_paths_to_mlflow(monkeypatch):
+    calls = []
+    real = datasets._described_by_mlflow
+    monkeypatch.setattr(datasets, "_described_by_mlflow", lambda *a: calls.append(a) or real(*a))
+    monkeypatch.setattr(datasets, "_dataset_source_plugins", lambda: True)
+    describe_dataset("m", "ab", "/abs/data.csv", _splits())
+    assert len(calls) == 2
+    describe_dataset("m", "ab", {"n": 1}, _splits())  # a code source is no plugin's business
+    assert len(calls) == 2
+
+
+def test_describing_a_dataset_imports_no_mlflow(tmp_path):
+    script = (
+        "import sys\n"
+        "import numpy as np\n"
+        "from tracking.datasets import describe_dataset\n"
+        "splits = {'training': (np.zeros((4, 2)), np.zeros((4, 1))), 'validation': (np.ones((2, 2)), np.ones(2))}\n"
+        "describe_dataset('d', 'abc', {'name': 'd', 'password': 'x'}, splits)\n"
+        "describe_dataset('d', 'abc', '/abs/d.csv', splits)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'mlflow'))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=dict(os.environ), capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "[]"
