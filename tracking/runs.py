@@ -44,6 +44,9 @@ def get_or_create_experiment(client: MlflowClient, name: str, artifact_location:
 
     Raises TrackingError when the experiment exists but is deleted.
     """
+    direct = with_retries(run_writes.experiment_id, client, name, artifact_location, what=f"get experiment {name!r}")
+    if direct is not None:  # an SQLite store written directly (tracking.run_writes)
+        return direct
     experiment = with_retries(client.get_experiment_by_name, name, what=f"get experiment {name!r}")
     if experiment is None:
         try:
@@ -128,6 +131,8 @@ class SweepRun:
     tags: dict[str, str] = field(default_factory=dict)
     inputs: tuple[DatasetRecord, ...] = ()
     trial_params: dict[str, str] = field(default_factory=dict)
+    created_here: bool = False  # the parent run was created by this process (start_sweep)
+    tagged: set[str] = field(default_factory=set)  # tags set_tags put on it in this process
 
     def trial(
         self,
@@ -269,12 +274,17 @@ class SweepRun:
             with_retries(self.client.log_artifacts, self.run_id, str(artifacts), what=f"upload {what}")
 
     def set_tags(self, tags: Mapping[str, object]) -> None:
-        """Set ``tags`` on the parent run (values as ``str``), one request each."""
-        for key, value in tags.items():
-            self.client.set_tag(self.run_id, key, str(value))
+        """Set ``tags`` on the parent run (values as ``str``), in one request."""
+        run_writes.log_values(self.client, self.run_id, tags=[(k, str(v)) for k, v in tags.items()])
+        self.tagged.update(tags)
 
     def delete_tags(self, names: Iterable[str]) -> None:
-        """Take those of the tags ``names`` off the parent run that it has."""
+        """Take those of the tags ``names`` off the parent run that it has. A parent run this process created
+        has none but those it set since (other processes' are the sweep's current ones, not stale)."""
+        if self.created_here:
+            names = [n for n in names if n in self.tagged]
+            if not names:
+                return
         old = self.client.get_run(self.run_id).data.tags
         for name in names:
             if name in old:
@@ -288,7 +298,7 @@ class SweepRun:
         """End the parent run with MLflow ``status`` (FINISHED, KILLED or FAILED)."""
         if status not in ("FINISHED", "KILLED", "FAILED"):
             raise ValueError(f"sweep status must be FINISHED, KILLED or FAILED, got {status!r}")
-        with_retries(self.client.set_terminated, self.run_id, status=status, what=f"end run {self.run_id}")
+        run_writes.set_terminated(self.client, self.run_id, status)
 
     def _own_run(self, run_id: str, number: int) -> Run | None:
         run = _get_run(self.client, run_id)
@@ -404,7 +414,7 @@ def start_sweep(
     with another value.
     """
     uri = resolved_uri(tracking_uri)
-    client = make_client(uri)
+    client = make_client(uri, lazy=True)  # MLflow loaded only if a write below is not direct
     study = study_name or experiment
     location = artifact_location if artifact_location is not None else artifact_location_for(uri)
     experiment_id = get_or_create_experiment(client, experiment, location)
@@ -415,6 +425,7 @@ def start_sweep(
         run.info.experiment_id != experiment_id or run.data.tags.get(schema.ROLE) != schema.ROLE_SWEEP
     ):
         raise TrackingError(f"run {existing_run_id} is not the sweep run of experiment {experiment!r} in {redact(uri)}")
+    created = run is None
     if run is None:
         run = with_retries(
             run_writes.create_run,
@@ -439,6 +450,7 @@ def start_sweep(
         shared,
         inputs=tuple(inputs),
         trial_params={k: param_value(v) for k, v in (trial_params or {}).items()},
+        created_here=created,
     )
     parent_tags = {**shared, schema.TRACKING_URI: tag_value(uri)}
     run_writes.log_values(

@@ -230,11 +230,12 @@ def _set_aside_or_refuse(db: Path) -> None:
 def _create(db: Path, artifact_location: str) -> None:
     """Build the schema in a temporary file and rename it into place (after syncing it to disk): from a copy
     of the cached empty store when there is one, else (or when that fails) by MLflow's migrations."""
-    # Loaded (a second or more) before the temporary file exists: a creator stopped meanwhile leaves none.
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore  # noqa: F401
+    template = _template()
+    if template is None or not _default_experiment_is_direct(artifact_location):
+        # Loaded (a second or more) before the temporary file exists: a creator stopped meanwhile leaves none.
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore  # noqa: F401
 
     tmp = _temporary(db)
-    template = _template()
     if template is not None:
         try:
             shutil.copyfile(template, tmp)
@@ -247,6 +248,25 @@ def _create(db: Path, artifact_location: str) -> None:
             return
     _build(tmp, artifact_location)
     _rename_into_place(tmp, db)
+
+
+def _default_experiment_is_direct(artifact_location: str) -> bool:
+    """Whether :func:`_add_default_experiment` will write the default experiment of a copy of the template at
+    the installed MLflow's schema (so that creating a store that way needs no MLflow)."""
+    return direct_sql.allowed() and artifact_location.startswith("file:///") and _head() in direct_sql.KNOWN_REVISIONS
+
+
+def opens_without_mlflow(db: Path, artifact_location: str) -> bool:
+    """Whether ``db`` can be made ready for :mod:`tracking.run_writes` without loading MLflow: a complete store
+    at a schema the direct writes know, or none yet where the cached empty store is ready to be copied and
+    its default experiment written directly (read only: the cache is not built here)."""
+    if not _default_experiment_is_direct(artifact_location):
+        return False
+    db = Path(db)
+    if db.exists():
+        return is_complete(db)
+    folder = cache_dir()
+    return folder is not None and _is_template(folder / _template_name(_head()), _head())
 
 
 def _build(path: Path, artifact_location: str) -> None:

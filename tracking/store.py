@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -51,13 +52,23 @@ def artifact_location_for(tracking_uri: str) -> str | None:
     return None if db is None else default_artifact_location(db.parent)
 
 
-def make_client(tracking_uri: str | None = None) -> MlflowClient:
+def make_client(tracking_uri: str | None = None, *, lazy: bool = False) -> MlflowClient:
     """An ``MlflowClient`` bound to ``tracking_uri`` (None: ``MLFLOW_TRACKING_URI`` or MLflow's default).
 
     Also makes sure MLflow's own log records have passwords masked (see ``install_log_redaction``),
     for a URI with a password, that MLflow does not print its "View run at <URI>" lines, and, for an
     SQLite file, that it is created whole or not at all (:mod:`tracking.sqlite_store`).
+
+    ``lazy=True``, for an SQLite file: the store is created now, but MLflow is loaded (1-3 s) only when the
+    client is first used for something :mod:`tracking.run_writes` does not write itself (:class:`LazyClient`).
     """
+    db = sqlite_path(tracking_uri) if tracking_uri is not None else None
+    if lazy and db is not None:
+        from tracking.sqlite_store import ensure_complete
+
+        install_log_redaction()
+        ensure_complete(db, default_artifact_location(db.parent))
+        return LazyClient(tracking_uri)  # type: ignore[return-value]
     from mlflow import MlflowClient
 
     from tracking.disk_full import quiet_reraised_database_errors
@@ -69,13 +80,41 @@ def make_client(tracking_uri: str | None = None) -> MlflowClient:
     quiet_reraised_database_errors()
     if tracking_uri is not None and redact(tracking_uri) != tracking_uri:
         os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
-    db = sqlite_path(tracking_uri) if tracking_uri is not None else None
     if db is not None:
         from tracking.sqlite_store import ensure_complete
 
         ensure_complete(db, default_artifact_location(db.parent))
 
     return MlflowClient(tracking_uri=tracking_uri)
+
+
+class LazyClient:
+    """Stands for ``make_client(tracking_uri)`` and makes it at its first use, once, in whichever thread.
+
+    ``tracking_uri`` is all that :mod:`tracking.run_writes` asks of a client to write an SQLite store itself,
+    so a training process whose writes all go there directly never loads MLflow, and its writer loads it
+    beside the writing (:mod:`tracking.writer.server`). Any other attribute is the real client's."""
+
+    def __init__(self, tracking_uri: str) -> None:
+        self.tracking_uri = tracking_uri
+        self._client: MlflowClient | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        state = "made" if self._client is not None else "not made yet"
+        return f"LazyClient({redact(self.tracking_uri)!r}, {state})"
+
+    def real(self) -> MlflowClient:
+        """The ``MlflowClient``, made now if it is not yet (MLflow loaded, the store opened)."""
+        with self._lock:
+            if self._client is None:
+                self._client = make_client(self.tracking_uri)
+            return self._client
+
+    def __getattr__(self, name: str):  # only what the instance itself lacks: every MlflowClient method
+        if name.startswith("__") or name in ("_client", "_lock"):
+            raise AttributeError(name)
+        return getattr(self.real(), name)
 
 
 def is_database(uri: str) -> bool:

@@ -622,3 +622,34 @@ def test_a_rerun_of_a_finished_sweep_writes_nothing_and_loads_neither_data_nor_m
     more = run_cli("run", tiny_spec, "--trials", "5", "--workdir", wd, cwd=tmp_path, check=True, env=report_on)
     assert "5 trials" in more.stdout
     assert (wd / "tiny-report.html").read_bytes() != files["tiny-report.html"][1]
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "through-mlflow"])
+def test_a_new_sweep_on_the_embedded_store_trains_without_loading_mlflow(tmp_path, tiny_spec, template_db, direct):
+    """MLflow's import (1-3 s) is kept off the path to the first trial: every write of a new sweep on the
+    embedded store goes straight into SQLite, and what needs MLflow at the end (the report's reading and
+    upload, the summary) is done by the writer, which loads it beside the training. The stores hold all of
+    it as before. With the direct writes turned off, the training process loads MLflow as it must."""
+    from tracking.sqlite_store import _template
+
+    assert _template() is not None  # the cached empty store a new one is copied from (made once per run)
+    wd = tmp_path / "wd"
+    env = {"SWEEPS_NO_REPORT": "", **({} if direct else {"TRACKING_DIRECT_SQLITE": "0"})}
+    proc, said, loaded = _cli_loading("run", str(tiny_spec), "--workdir", str(wd), cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert loaded == ("[]" if direct else "['mlflow']")  # (the data comes from optcore's cache)
+    assert any(line.startswith("report: ") for line in said)
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{wd / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("tiny")
+    assert experiment.artifact_location == (wd / "mlartifacts").resolve().as_uri()
+    runs = client.search_runs([experiment.experiment_id])
+    parent = next(r for r in runs if r.data.tags.get("role") == "sweep")
+    trials = [r for r in runs if r.data.tags.get("role") == "trial"]
+    assert parent.info.status == "FINISHED" and len(trials) == 4
+    assert all(r.info.status == "FINISHED" and r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in trials)
+    for run in (parent, *trials):
+        contexts = sorted(i.tags[0].value for i in run.inputs.dataset_inputs)
+        assert contexts == ["training", "validation"]
+    assert {"report", "plots", "trials.csv"} <= {f.path for f in client.list_artifacts(parent.info.run_id)}
+    assert any(k.startswith("importance.") for k in parent.data.metrics)
+    assert "stop_reason" not in parent.data.tags

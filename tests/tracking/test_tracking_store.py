@@ -212,3 +212,32 @@ def test_import_is_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_lazy_client_is_made_once_at_its_first_use_and_not_before(sqlite_uri):
+    """``make_client(uri, lazy=True)`` gives what run_writes needs (the URI) without loading MLflow, and the
+    real client, made once whichever thread asks first, for everything else."""
+    import subprocess
+    import sys
+    import threading
+
+    code = (
+        "import sys; from tracking.store import make_client; c = make_client(sys.argv[1], lazy=True); "
+        "print(c.tracking_uri == sys.argv[1], 'mlflow' in sys.modules)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, sqlite_uri], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.split() == ["True", "False"], proc.stderr
+
+    from tracking.store import LazyClient, make_client
+
+    lazy = make_client(sqlite_uri, lazy=True)
+    assert isinstance(lazy, LazyClient) and "not made yet" in repr(lazy)
+    made = []
+    threads = [threading.Thread(target=lambda: made.append(lazy.real())) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({id(c) for c in made}) == 1 and lazy.real() is made[0]
+    assert lazy.get_experiment_by_name("Default").experiment_id == "0"  # MlflowClient's own method, through it
+    assert make_client("http://127.0.0.1:1", lazy=True).__class__.__name__ == "MlflowClient"  # only SQLite is lazy

@@ -3,7 +3,8 @@
 One writer child per training process, started with the sweep (:func:`start_writer`) or by the first trial
 (:func:`shared_writer`). :meth:`Writer.send` queues a message without waiting; :meth:`Writer.call` waits for
 the answer, which the child sends only after everything sent before the request is written. Until the child
-has MLflow loaded and its store open (1-5 s), :meth:`Writer.ready` is False and trials hold their values or
+has its store open (1-5 s when it loads MLflow first; milliseconds when the store is written directly),
+:meth:`Writer.ready` is False and trials hold their values or
 log them from this process (see :mod:`tracking.transport`). ``TRACKING_WRITER=off`` means no writer.
 """
 
@@ -43,7 +44,7 @@ class Writer:
         self.owner = os.getpid()  # the process whose pipe this is
         self.broken = False
         self._detached = False  # left to finish alone (see _abandon)
-        self._up = False  # the child said it has MLflow loaded
+        self._up = False  # the child said it has its store open
         self._sent = self._settled = 0  # messages sent; of those, the ones an answer showed to be handled
         settings = {WARM_VAR: "1" if summary else ""}
         if tracking_uri is not None:  # opened before the child says it is up (in the environment, not argv:
@@ -108,9 +109,10 @@ class Writer:
         self._abandon(timeout)
 
     def ready(self) -> bool:
-        """True once the child has MLflow loaded and the store it was started with open (1-5 s after
-        start). Does not wait for the child. Until then trials hold their values or log them from their
-        own process rather than wait for it.
+        """True once the child has the store it was started with open (with MLflow loaded, 1-5 s after
+        start, unless the store is written directly: :func:`tracking.writer.launch.writes_without_mlflow`).
+        Does not wait for the child. Until then trials hold their values or log them from their own
+        process rather than wait for it.
 
         "Up" is the only message the child sends unasked, so the pipe's buffer cannot hide a second one
         from ``select``."""

@@ -3,12 +3,16 @@
 A new interpreter (``spawn``) imports MLflow and its SQLAlchemy store all over again: 1.5-2 CPU seconds,
 and as much memory again, for modules the training process loads anyway to open its parent run. A fork
 made right after the training process imported them shares them (``fork``), so the child only opens its
-store. Forking is safe only when nothing else is running, and nothing is shared: another thread could hold
-a lock (an import's, a logging handler's) that stays held forever in the child, and a store MLflow already
-opened here would be handed to the child from MLflow's cache, with this process's connections. So the
-child is forked only from a process with one thread that has opened no MLflow store yet (the CLI starts
-its writer before it opens one), on a system that has ``fork``; otherwise, and with
-``TRACKING_WRITER=spawn``, it is spawned.
+store. Where the training process need not load MLflow at all (an embedded SQLite store that
+:mod:`tracking.run_writes` writes itself, :func:`writes_without_mlflow`), the child is forked before, says
+it is up as soon as the store exists, and loads MLflow on its other core while the first trials train.
+
+Forking is safe only when nothing else is running, and nothing is shared: another thread could hold a lock
+(an import's, a logging handler's) that stays held forever in the child, and a store MLflow already opened
+here would be handed to the child from MLflow's cache, with this process's connections. So the child is
+forked only from a process with one thread that has opened no MLflow store yet (the CLI starts its writer
+before it opens one), on a system that has ``fork``; otherwise, and with ``TRACKING_WRITER=spawn``, it is
+spawned.
 
 Either way the child runs :func:`tracking.writer.server.main` in its own session (no Ctrl-C from the
 terminal), reads messages on its fd 0 and answers on its fd 1, and keeps no other descriptor of the
@@ -68,9 +72,12 @@ def fork_is_safe() -> bool:
 
 
 def start_child(settings: dict[str, str], tracking_uri: str | None) -> Child:
-    """Start the writer child with ``settings`` (OPEN_VAR, WARM_VAR) in its environment."""
+    """Start the writer child with ``settings`` (OPEN_VAR, WARM_VAR) in its environment. MLflow is loaded here
+    first, to be shared with the child, unless this process may never need it (:func:`writes_without_mlflow`):
+    then the child loads it for itself, beside the training."""
     if can_fork():
-        preload(tracking_uri)
+        if not writes_without_mlflow(tracking_uri):
+            preload(tracking_uri)
         if threading.active_count() == 1 and not _stores_opened():  # importing MLflow started no thread
             try:
                 return fork(ENTRY, NAME, settings)
@@ -89,10 +96,26 @@ def preload(tracking_uri: str | None) -> None:
         import mlflow.store.tracking.sqlalchemy_store  # noqa: F401 — the import is the costly part
 
 
+def writes_without_mlflow(tracking_uri: str | None) -> bool:
+    """Whether a sweep's writes to ``tracking_uri`` all go straight into its SQLite file
+    (:mod:`tracking.run_writes`), so that the training process need not load MLflow (1-3 s before the
+    first trial): an SQLite store that is ready for them, or can be made so without MLflow."""
+    if tracking_uri is None or "mlflow" in sys.modules:
+        return False  # MLflow decides where None points; loaded already, it costs nothing more
+    from tracking.direct_sql import allowed
+    from tracking.sqlite_store import opens_without_mlflow
+    from tracking.store import default_artifact_location, sqlite_path
+
+    db = sqlite_path(tracking_uri)
+    return db is not None and allowed() and opens_without_mlflow(db, default_artifact_location(db.parent))
+
+
 def _stores_opened() -> bool:
     """Whether this process holds an MLflow tracking store (an engine, a pool of connections): the child
     would be handed the same object by MLflow's cache, and use the parent's connections. True also when
     MLflow's cache cannot be read (it is not public API: a new MLflow may move it), to be safe."""
+    if "mlflow" not in sys.modules:  # no store without MLflow
+        return False
     try:
         from mlflow.tracking._tracking_service.utils import _tracking_store_registry
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from tracking.errors import TrackingError
 from tracking.redact import redact
-from tracking.writer.launch import OPEN_VAR, WARM_VAR
+from tracking.writer.launch import OPEN_VAR, WARM_VAR, writes_without_mlflow
 from tracking.writer.messages import (
     LINGER_SECONDS,
     UP,
@@ -34,11 +34,13 @@ from tracking.writer.messages import (
     Envelope,
     Finish,
     Log,
+    Record,
     Reply,
     RunValues,
     Stop,
     Summary,
     Sync,
+    UploadReport,
 )
 
 log = logging.getLogger("tracking.writer")
@@ -66,13 +68,15 @@ class _Server:
             Barrier: lambda request: None,  # everything received before is written (or failed) by now
             Stop: lambda request: None,
             Summary: self.summary,
+            Record: self.record,
+            UploadReport: self.upload_report,
         }
 
     def client(self, uri: str):
         if uri not in self.clients:
             from tracking.store import make_client
 
-            self.clients[uri] = make_client(uri)
+            self.clients[uri] = make_client(uri, lazy=True)  # MLflow loaded when a write is not direct
         return self.clients[uri]
 
     def add(self, uri: str, run_id: str, values: RunValues) -> None:
@@ -160,6 +164,22 @@ class _Server:
         sweep = SweepRun(client=self.client(request.sweep["tracking_uri"]), **request.sweep)
         return update_sweep_summary(sweep, request.spec, metric=request.metric, direction=request.direction)
 
+    @staticmethod
+    def record(request: Record):
+        """What the sweep's report reads; see ``tracking.report.sweep_record``."""
+        from tracking.report import read_sweep_record
+
+        return read_sweep_record(request.uri, request.run_id, request.metric)
+
+    @staticmethod
+    def upload_report(request: UploadReport) -> str:
+        """The report file and its metrics on the parent run; see ``tracking.report.log_report``."""
+        from pathlib import Path
+
+        from tracking.report import upload_report
+
+        return upload_report(request.uri, request.run_id, Path(request.html), request.metrics)
+
     def handle(self, request) -> Any:
         handler = self.handlers.get(type(request))
         if handler is None:
@@ -175,9 +195,9 @@ class _Server:
             self.out.write(data)
             self.out.flush()
 
-    @staticmethod
-    def warm_up() -> None:
-        """Load what the parent run's summary needs (matplotlib, ~0.5 s), in a thread beside the writing.
+    def warm_up(self, uri: str | None) -> None:
+        """Load what the parent run's summary needs (MLflow and the store ``uri`` opened by it, if not yet;
+        matplotlib, ~0.5 s), in a thread beside the writing.
 
         Meanwhile the interpreter hands the GIL over every ``WARM_SWITCH_SECONDS`` instead of every 5 ms:
         each of a write's SQLite calls lets the GIL go and must get it back from the importing thread, and
@@ -185,6 +205,9 @@ class _Server:
         default = sys.getswitchinterval()
         sys.setswitchinterval(WARM_SWITCH_SECONDS)
         try:
+            if uri:
+                client = self.client(uri)
+                getattr(client, "real", lambda: client)()  # a LazyClient's MLflow client, made now
             import matplotlib.backends.backend_agg
             import matplotlib.figure  # noqa: F401
 
@@ -250,17 +273,21 @@ def main() -> None:
         install_log_redaction()
         inbox: queue.Queue = queue.Queue()
         threading.Thread(target=_read, args=(os.fdopen(0, "rb", closefd=False), inbox), daemon=True).start()
-        import mlflow  # noqa: F401 — before the first message, not while the trainer waits for an answer
+        uri = os.environ.get(OPEN_VAR)
+        if not writes_without_mlflow(uri):
+            import mlflow  # noqa: F401 — before the first message, not while the trainer waits for an answer
 
         server = _Server(out)
-        if os.environ.get(OPEN_VAR):  # the store's engine and schema check (up to 2 s for a new SQLite file)
+        if uri:  # the store created (up to 2 s for a new SQLite file), and opened by MLflow if it writes there
             try:
-                server.client(os.environ[OPEN_VAR])
+                client = server.client(uri)
+                if "mlflow" in sys.modules:
+                    getattr(client, "real", lambda: client)()  # its engine and schema check
             except Exception as e:  # shows, and is handled, at the first write
-                log.debug("could not open %s yet: %s", redact(os.environ[OPEN_VAR]), e)
+                log.debug("could not open %s yet: %s", redact(uri), e)
         server.reply(UP, True, "up")
         if os.environ.get(WARM_VAR, "1"):  # the process that started this one will ask for a summary
-            threading.Thread(target=server.warm_up, daemon=True).start()
+            threading.Thread(target=server.warm_up, args=(uri,), daemon=True).start()
         server.serve(inbox)
     except BaseException:
         log.exception("tracking writer failed")
