@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tracking import run_reads
 from tracking.mlflow_requests import with_retries
 from tracking.select import metric_curves, table_from_runs, trial_runs
 from tracking.store import make_client
@@ -59,8 +60,10 @@ def read_sweep_record(
     tracking_uri: str, parent_run_id: str, metric: str = "val_cost"
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str]]:
     """:func:`sweep_record`, read in this process."""
-    client = make_client(tracking_uri)
-    parent = with_retries(client.get_run, parent_run_id, what=f"get run {parent_run_id}")
+    client = make_client(tracking_uri, lazy=True)
+    parent = run_reads.get_run(client, parent_run_id) or with_retries(
+        client.get_run, parent_run_id, what=f"get run {parent_run_id}"
+    )
     table = table_from_runs(trial_runs(client, [parent.info.experiment_id], parent_run_id))
     numbers = dict(zip(table["run_id"], table["trial_number"], strict=True))
     return table, metric_curves(client, list(table["run_id"]), metric, numbers), dict(parent.data.tags)
@@ -92,10 +95,11 @@ def upload_report(tracking_uri: str, run_id: str, html: Path, metrics: dict[str,
     """:func:`log_report`, from this process."""
     from tracking import run_writes
 
-    client = make_client(tracking_uri)
+    client = make_client(tracking_uri, lazy=True)
     now = int(time.time() * 1000)
     run_writes.log_values(
         client, run_id, metrics=[(key, float(value), now, 0) for key, value in sorted(metrics.items())]
     )
-    with_retries(client.log_artifact, run_id, str(html), REPORT_ARTIFACT_DIR, what="upload the sweep report")
+    if not run_reads.log_artifact(client, run_id, html, REPORT_ARTIFACT_DIR):
+        with_retries(client.log_artifact, run_id, str(html), REPORT_ARTIFACT_DIR, what="upload the sweep report")
     return f"{REPORT_ARTIFACT_DIR}/{Path(html).name}"

@@ -42,7 +42,13 @@ def experiment_id(client: MlflowClient, experiment: str) -> str:
 
 
 def trial_runs(client: MlflowClient, experiment_ids: Sequence[str], parent_run_id: str | None = None) -> list[Run]:
-    """Every trial run of the experiments (of one parent when ``parent_run_id`` is given), all pages."""
+    """Every trial run of the experiments (of one parent when ``parent_run_id`` is given), all pages; read
+    straight from an embedded store where :mod:`tracking.run_reads` can (the same runs, in MLflow's order)."""
+    from tracking import run_reads
+
+    direct = run_reads.trial_runs(client, experiment_ids, parent_run_id)
+    if direct is not None:
+        return direct
     filters = [f"tags.{schema.ROLE} = '{schema.ROLE_TRIAL}'"]
     if parent_run_id is not None:
         filters.append(f"tags.`{schema.PARENT_RUN_ID}` = '{parent_run_id}'")
@@ -158,7 +164,13 @@ BULK_RUNS = 500  # run ids per bulk history query (well under SQLite's bound on 
 def _bulk_histories(client: MlflowClient, run_ids: Sequence[str], metric: str) -> dict[str, list] | None:
     """``metric``'s history of every run in ``run_ids`` in one query per BULK_RUNS runs, when the client's
     store is MLflow's SQL store (``get_metric_history_bulk``; not on MlflowClient, hence the lookup); None
-    otherwise, and the caller asks run by run."""
+    otherwise, and the caller asks run by run. Read straight from an embedded store where
+    :mod:`tracking.run_reads` can."""
+    from tracking import run_reads
+
+    direct = run_reads.metric_histories(client, run_ids, metric)
+    if direct is not None:
+        return direct
     store = getattr(getattr(client, "_tracking_client", None), "store", None)
     bulk = getattr(store, "get_metric_history_bulk", None)
     if bulk is None:

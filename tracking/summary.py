@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracking import plots, run_writes, schema
+from tracking import plots, run_reads, run_writes, schema
 from tracking.errors import NoFinishedTrial, TrackingError
 from tracking.mlflow_requests import tag_value, with_retries
 from tracking.redact import redact_obj
@@ -81,7 +81,9 @@ def update_sweep_summary(
     runs = trial_runs(client, [sweep.experiment_id], sweep.run_id)
     table = table_from_runs(runs)
     params = {run.info.run_id: run.data.params for run in runs}
-    parent = with_retries(client.get_run, sweep.run_id, what="get the sweep run").data
+    parent = (
+        run_reads.get_run(client, sweep.run_id) or with_retries(client.get_run, sweep.run_id, what="get the sweep run")
+    ).data
     best_tags, best_metrics = _best_entities(table, params, metric, direction, parent.params)
     best_run_id = best_tags.get(f"{schema.BEST_PREFIX}run_id")
     with tempfile.TemporaryDirectory(prefix="sweep-summary-") as tmp:
@@ -95,7 +97,8 @@ def update_sweep_summary(
         plots.plot_val_cost_curves(val_curves, table, best_run_id, folder / PLOTS_DIR / "val_cost_curves.png")
         plots.plot_optimization_history(table, metric, direction, folder / PLOTS_DIR / "optimization_history.png")
         plots.plot_batch_size_vs_cost(table, metric, best_run_id, folder / PLOTS_DIR / "batch_size_vs_cost.png")
-        with_retries(client.log_artifacts, sweep.run_id, str(folder), what="upload the sweep summary")
+        if not run_reads.log_artifacts(client, sweep.run_id, folder):
+            with_retries(client.log_artifacts, sweep.run_id, str(folder), what="upload the sweep summary")
 
     step = len(table)
     stamp = int(time.time() * 1000)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import signal
 import subprocess
@@ -257,5 +256,5 @@ def test_the_warm_up_hands_the_gil_over_often_and_then_restores_the_interval(mon
         real(seconds)
 
     monkeypatch.setattr(sys, "setswitchinterval", record)
-    _Server(io.BytesIO()).warm_up(None)
+    _Server.warm_up()
     assert seen == [WARM_SWITCH_SECONDS, before] and sys.getswitchinterval() == before

@@ -124,11 +124,16 @@ class UploadReport:
 
 
 @dataclass(frozen=True)
+class Status:
+    """Answer: what the writer has loaded (``{"mlflow": bool}``), for diagnostics and tests."""
+
+
+@dataclass(frozen=True)
 class Stop:
     """Answer (None) once everything sent before is written, then exit."""
 
 
-Request = Sync | Finish | Barrier | Summary | Record | UploadReport | Stop
+Request = Sync | Finish | Barrier | Summary | Record | UploadReport | Status | Stop
 Message = Log | Request
 
 

@@ -37,6 +37,7 @@ from tracking.writer.messages import (
     Record,
     Reply,
     RunValues,
+    Status,
     Stop,
     Summary,
     Sync,
@@ -70,6 +71,7 @@ class _Server:
             Summary: self.summary,
             Record: self.record,
             UploadReport: self.upload_report,
+            Status: lambda request: {"mlflow": "mlflow" in sys.modules},
         }
 
     def client(self, uri: str):
@@ -195,9 +197,12 @@ class _Server:
             self.out.write(data)
             self.out.flush()
 
-    def warm_up(self, uri: str | None) -> None:
-        """Load what the parent run's summary needs (MLflow and the store ``uri`` opened by it, if not yet;
-        matplotlib, ~0.5 s), in a thread beside the writing.
+    @staticmethod
+    def warm_up() -> None:
+        """Load what the parent run's summary needs (matplotlib, ~0.5 s), in a thread beside the writing. Not
+        MLflow where this process has not loaded it: on an embedded store the summary reads and uploads
+        without it (:mod:`tracking.run_reads`), and loading it here would take ~2.4 s of CPU beside the
+        trials for nothing.
 
         Meanwhile the interpreter hands the GIL over every ``WARM_SWITCH_SECONDS`` instead of every 5 ms:
         each of a write's SQLite calls lets the GIL go and must get it back from the importing thread, and
@@ -205,9 +210,6 @@ class _Server:
         default = sys.getswitchinterval()
         sys.setswitchinterval(WARM_SWITCH_SECONDS)
         try:
-            if uri:
-                client = self.client(uri)
-                getattr(client, "real", lambda: client)()  # a LazyClient's MLflow client, made now
             import matplotlib.backends.backend_agg
             import matplotlib.figure  # noqa: F401
 
@@ -287,7 +289,7 @@ def main() -> None:
                 log.debug("could not open %s yet: %s", redact(uri), e)
         server.reply(UP, True, "up")
         if os.environ.get(WARM_VAR, "1"):  # the process that started this one will ask for a summary
-            threading.Thread(target=server.warm_up, args=(uri,), daemon=True).start()
+            threading.Thread(target=server.warm_up, daemon=True).start()
         server.serve(inbox)
     except BaseException:
         log.exception("tracking writer failed")
