@@ -38,7 +38,7 @@ import re
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -332,33 +332,11 @@ def _read(client: MlflowClient, read: Callable[[sqlite3.Connection], T], *, what
 
 
 def _read_once(direct: run_writes.SqliteRuns, read: Callable[[sqlite3.Connection], T]) -> T | None:
-    with _reading(direct) as db:
+    with direct.reading() as db:
         other = db.execute(
             "SELECT 1 FROM experiments WHERE workspace != ? LIMIT 1", (run_writes.DEFAULT_WORKSPACE,)
         ).fetchone()
         return None if other else read(db)
-
-
-@contextlib.contextmanager
-def _reading(direct: run_writes.SqliteRuns) -> Iterator[sqlite3.Connection]:
-    """A read transaction on the writer's connection of this process (one view of the store for all the
-    statements; writers wait only while it runs). SQLite's errors become MLflow's, as run_writes makes them
-    (a store busy past the busy timeout: TEMPORARILY_UNAVAILABLE, which :func:`with_retries` retries)."""
-    with direct._lock:
-        db = direct._connect()
-        try:
-            db.execute("BEGIN")
-            yield db
-            db.execute("COMMIT")
-        except BaseException as e:
-            with contextlib.suppress(sqlite3.Error):
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-            if isinstance(e, sqlite3.OperationalError):
-                raise run_writes._error(f"(sqlite3.OperationalError) {e}", "TEMPORARILY_UNAVAILABLE") from e
-            if isinstance(e, sqlite3.Error):
-                raise run_writes._error(f"({type(e).__module__}.{type(e).__name__}) {e}", "BAD_REQUEST") from e
-            raise
 
 
 def _runs(db: sqlite3.Connection, where: str, args: Sequence[Any]) -> list[StoredRun] | None:

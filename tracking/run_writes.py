@@ -477,15 +477,20 @@ class SqliteRuns:
                     (value, timestamp, step, is_nan, key, run_id),
                 )
 
+    def reading(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """One read transaction on this process's connection (one view of the store for all its statements;
+        :mod:`tracking.run_reads`), its errors as :meth:`_transaction`'s."""
+        return self._transaction(begin="BEGIN")
+
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, begin: str = "BEGIN IMMEDIATE") -> Iterator[sqlite3.Connection]:
         """One write transaction, the database locked from its start (no upgrade from a read lock to fail);
         SQLite's errors become MlflowExceptions as MLflow's SQL store makes them (a busy database:
         TEMPORARILY_UNAVAILABLE, retried by :func:`with_retries`)."""
         with self._lock:
             db = self._connect()
             try:
-                db.execute("BEGIN IMMEDIATE")
+                db.execute(begin)
                 yield db
                 db.execute("COMMIT")
             except BaseException as e:
