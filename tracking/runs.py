@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tracking import run_writes, schema
+from tracking import run_reads, run_writes, schema
 from tracking.datasets import DatasetRecord, log_dataset_inputs
 from tracking.errors import TrackingError
 from tracking.mlflow_requests import param_value, tag_value, with_retries
@@ -44,7 +44,7 @@ def get_or_create_experiment(client: MlflowClient, name: str, artifact_location:
 
     Raises TrackingError when the experiment exists but is deleted.
     """
-    direct = with_retries(run_writes.experiment_id, client, name, artifact_location, what=f"get experiment {name!r}")
+    direct = run_writes.experiment_id(client, name, artifact_location)  # retried inside
     if direct is not None:  # an SQLite store written directly (tracking.run_writes)
         return direct
     experiment = with_retries(client.get_experiment_by_name, name, what=f"get experiment {name!r}")
@@ -131,8 +131,6 @@ class SweepRun:
     tags: dict[str, str] = field(default_factory=dict)
     inputs: tuple[DatasetRecord, ...] = ()
     trial_params: dict[str, str] = field(default_factory=dict)
-    created_here: bool = False  # the parent run was created by this process (start_sweep)
-    tagged: set[str] = field(default_factory=set)  # tags set_tags put on it in this process
 
     def trial(
         self,
@@ -270,29 +268,26 @@ class SweepRun:
             params=[(k, param_value(v)) for k, v in (params or {}).items() if v is not None],
             tags=[(k, tag_value(v)) for k, v in (tags or {}).items() if v is not None],
         )
-        if artifacts is not None:
+        if artifacts is not None and not run_reads.log_artifacts(self.client, self.run_id, artifacts):
             with_retries(self.client.log_artifacts, self.run_id, str(artifacts), what=f"upload {what}")
 
     def set_tags(self, tags: Mapping[str, object]) -> None:
         """Set ``tags`` on the parent run (values as ``str``), in one request."""
         run_writes.log_values(self.client, self.run_id, tags=[(k, str(v)) for k, v in tags.items()])
-        self.tagged.update(tags)
 
     def delete_tags(self, names: Iterable[str]) -> None:
-        """Take those of the tags ``names`` off the parent run that it has. A parent run this process created
-        has none but those it set since (other processes' are the sweep's current ones, not stale)."""
-        if self.created_here:
-            names = [n for n in names if n in self.tagged]
-            if not names:
-                return
-        old = self.client.get_run(self.run_id).data.tags
+        """Take those of the tags ``names`` off the parent run that it has (read directly where
+        :mod:`tracking.run_reads` can: MLflow is loaded only when there is one to delete)."""
+        run = run_reads.get_run(self.client, self.run_id) or self.client.get_run(self.run_id)
+        old = run.data.tags
         for name in names:
             if name in old:
                 self.client.delete_tag(self.run_id, name)
 
     def log_file(self, path: Path, folder: str | None = None) -> None:
         """Upload the file ``path`` to the parent run's artifacts, in ``folder``."""
-        self.client.log_artifact(self.run_id, str(path), artifact_path=folder)
+        if not run_reads.log_artifact(self.client, self.run_id, path, folder):
+            self.client.log_artifact(self.run_id, str(path), artifact_path=folder)
 
     def finish(self, status: str = "FINISHED") -> None:
         """End the parent run with MLflow ``status`` (FINISHED, KILLED or FAILED)."""
@@ -425,7 +420,6 @@ def start_sweep(
         run.info.experiment_id != experiment_id or run.data.tags.get(schema.ROLE) != schema.ROLE_SWEEP
     ):
         raise TrackingError(f"run {existing_run_id} is not the sweep run of experiment {experiment!r} in {redact(uri)}")
-    created = run is None
     if run is None:
         run = with_retries(
             run_writes.create_run,
@@ -450,7 +444,6 @@ def start_sweep(
         shared,
         inputs=tuple(inputs),
         trial_params={k: param_value(v) for k, v in (trial_params or {}).items()},
-        created_here=created,
     )
     parent_tags = {**shared, schema.TRACKING_URI: tag_value(uri)}
     run_writes.log_values(

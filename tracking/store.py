@@ -111,6 +111,9 @@ class LazyClient:
                 self._client = make_client(self.tracking_uri)
             return self._client
 
+    def __reduce__(self):  # pickled and copied as what it stands for, not made yet (its lock does not pickle)
+        return (LazyClient, (self.tracking_uri,))
+
     def __getattr__(self, name: str):  # only what the instance itself lacks: every MlflowClient method
         if name.startswith("__") or name in ("_client", "_lock"):
             raise AttributeError(name)

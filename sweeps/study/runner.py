@@ -204,7 +204,8 @@ def run(
         check_stores(stores)
         import tracking
 
-        with interrupts.shielded():  # it loads MLflow while the data, study and parent run are opened
+        with interrupts.shielded():  # it opens the store (loading MLflow first unless the store is written
+            # directly) while the data, study and parent run are opened
             # The writer loads what the summary draws with ahead of time only for a lone sweep: of many
             # workers, one draws it (_summary_is_mine) and loads it then.
             tracking.start_writer(stores.tracking_uri, summary=finalize and not worker)

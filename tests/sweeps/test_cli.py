@@ -624,8 +624,18 @@ def test_a_rerun_of_a_finished_sweep_writes_nothing_and_loads_neither_data_nor_m
     assert (wd / "tiny-report.html").read_bytes() != files["tiny-report.html"][1]
 
 
-@pytest.mark.parametrize("direct", [True, False], ids=["direct", "through-mlflow"])
-def test_a_new_sweep_on_the_embedded_store_trains_without_loading_mlflow(tmp_path, tiny_spec, template_db, direct):
+@pytest.mark.parametrize(
+    ("direct", "extra"),
+    [
+        (True, ()),
+        (True, ("--set", "training.objective=[final_val_cost, train_seconds]", "--set", "sampler.name=nsga2")),
+        (False, ()),
+    ],
+    ids=["direct", "direct-pareto", "through-mlflow"],
+)
+def test_a_new_sweep_on_the_embedded_store_trains_without_loading_mlflow(
+    tmp_path, tiny_spec, template_db, direct, extra
+):
     """MLflow's import (1-3 s) is kept off the path to the first trial: every write of a new sweep on the
     embedded store goes straight into SQLite, and what needs MLflow at the end (the report's reading and
     upload, the summary) is done by the writer, which loads it beside the training. The stores hold all of
@@ -635,9 +645,9 @@ def test_a_new_sweep_on_the_embedded_store_trains_without_loading_mlflow(tmp_pat
     assert _template() is not None  # the cached empty store a new one is copied from (made once per run)
     wd = tmp_path / "wd"
     env = {"SWEEPS_NO_REPORT": "", **({} if direct else {"TRACKING_DIRECT_SQLITE": "0"})}
-    proc, said, loaded = _cli_loading("run", str(tiny_spec), "--workdir", str(wd), cwd=tmp_path, env=env)
+    proc, said, loaded = _cli_loading("run", str(tiny_spec), *extra, "--workdir", str(wd), cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr
-    assert ("'mlflow'" in loaded) is not direct
+    assert ("'mlflow'" in loaded) is not direct  # two objectives: the Pareto front's file too
     assert any(line.startswith("report: ") for line in said)
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{wd / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("tiny")

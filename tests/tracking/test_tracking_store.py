@@ -240,4 +240,9 @@ def test_a_lazy_client_is_made_once_at_its_first_use_and_not_before(sqlite_uri):
         t.join()
     assert len({id(c) for c in made}) == 1 and lazy.real() is made[0]
     assert lazy.get_experiment_by_name("Default").experiment_id == "0"  # MlflowClient's own method, through it
+    import copy
+    import pickle
+
+    for twin in (pickle.loads(pickle.dumps(lazy)), copy.deepcopy(lazy)):  # as a real client pickles and copies
+        assert isinstance(twin, LazyClient) and twin.tracking_uri == sqlite_uri and "not made yet" in repr(twin)
     assert make_client("http://127.0.0.1:1", lazy=True).__class__.__name__ == "MlflowClient"  # only SQLite is lazy

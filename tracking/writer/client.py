@@ -194,8 +194,9 @@ def shared_writer(start: bool = True, tracking_uri: str | None = None, summary: 
 
 
 def start_writer(tracking_uri: str | None = None, summary: bool = True) -> None:
-    """Start this process's writer now, so that it has MLflow loaded (1-3 s) when the first trial logs,
-    and, given ``tracking_uri``, its store opened (another 0.5-2 s for SQLite: engine and schema check).
+    """Start this process's writer now, so that, given ``tracking_uri``, it has its store open when the first
+    trial logs: MLflow loaded (1-3 s) and its engine and schema check (another 0.5-2 s for SQLite), or, where
+    the store is written directly (:func:`tracking.writer.launch.writes_without_mlflow`), milliseconds.
     ``summary=False`` when this process is unlikely to summarise a sweep (see :class:`Writer`).
 
     A no-op when it runs already or ``TRACKING_WRITER=off``."""

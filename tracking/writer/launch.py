@@ -5,7 +5,7 @@ and as much memory again, for modules the training process loads anyway to open 
 made right after the training process imported them shares them (``fork``), so the child only opens its
 store. Where the training process need not load MLflow at all (an embedded SQLite store that
 :mod:`tracking.run_writes` writes itself, :func:`writes_without_mlflow`), the child is forked before, says
-it is up as soon as the store exists, and loads MLflow on its other core while the first trials train.
+it is up as soon as the store exists; neither loads MLflow unless something is not written or read directly.
 
 Forking is safe only when nothing else is running, and nothing is shared: another thread could hold a lock
 (an import's, a logging handler's) that stays held forever in the child, and a store MLflow already opened
