@@ -3,7 +3,6 @@ curves and provenance tags in, the HTML file and the importance metrics out. Kno
 
 from __future__ import annotations
 
-import contextlib
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,40 +25,12 @@ def sweep_trials(tracking_uri: str, parent_run_id: str, metric: str = "val_cost"
     return table, curves
 
 
-def _writer_without_mlflow_here():
-    """This process's tracking writer, when this process has not loaded MLflow and the writer is up: it
-    reads and uploads for us then (it has MLflow loaded by the time a sweep ends), so that a sweep whose
-    writes went straight into SQLite never loads MLflow here. None otherwise: done here."""
-    import sys
-
-    from tracking.writer.client import shared_writer
-
-    if "mlflow" in sys.modules:
-        return None
-    writer = shared_writer(start=False)
-    return writer if writer is not None and writer.ready() else None
-
-
 def sweep_record(
     tracking_uri: str, parent_run_id: str, metric: str = "val_cost"
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str]]:
     """What the report reads from MLflow, with one client in few requests: the runs table and curves of
-    :func:`sweep_trials` and the parent run's tags (package versions, git commit, dataset). Read by this
-    process's writer, after what it was sent before, when MLflow is not loaded here."""
-    from tracking.writer.client import WriterGone
-    from tracking.writer.messages import Record
-
-    writer = _writer_without_mlflow_here()
-    if writer is not None:
-        with contextlib.suppress(WriterGone):  # then read here
-            return writer.call(Record(tracking_uri, parent_run_id, metric))
-    return read_sweep_record(tracking_uri, parent_run_id, metric)
-
-
-def read_sweep_record(
-    tracking_uri: str, parent_run_id: str, metric: str = "val_cost"
-) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str]]:
-    """:func:`sweep_record`, read in this process."""
+    :func:`sweep_trials` and the parent run's tags (package versions, git commit, dataset); read straight from
+    an embedded store where :mod:`tracking.run_reads` can, without loading MLflow."""
     client = make_client(tracking_uri, lazy=True)
     parent = run_reads.get_run(client, parent_run_id) or with_retries(
         client.get_run, parent_run_id, what=f"get run {parent_run_id}"
@@ -79,20 +50,8 @@ def log_report(tracking_uri: str, run_id: str, html: Path, metrics: dict[str, fl
     """Log ``html`` under ``report/`` of run ``run_id`` and ``metrics`` on it; returns the artifact's path.
 
     A finished parent run takes them too (MLflow refuses only deleted runs), so the report may be redrawn at
-    any time; a metric logged again keeps its history, the newest value last. Done by this process's writer
-    when MLflow is not loaded here (see :func:`sweep_record`)."""
-    from tracking.writer.client import WriterGone
-    from tracking.writer.messages import UploadReport
-
-    writer = _writer_without_mlflow_here()
-    if writer is not None:
-        with contextlib.suppress(WriterGone):  # then uploaded from here
-            return writer.call(UploadReport(tracking_uri, run_id, str(Path(html).resolve()), dict(metrics)))
-    return upload_report(tracking_uri, run_id, html, metrics)
-
-
-def upload_report(tracking_uri: str, run_id: str, html: Path, metrics: dict[str, float]) -> str:
-    """:func:`log_report`, from this process."""
+    any time; a metric logged again keeps its history, the newest value last. Written and copied directly to an
+    embedded store (:mod:`tracking.run_writes`, :mod:`tracking.run_reads`), without loading MLflow."""
     from tracking import run_writes
 
     client = make_client(tracking_uri, lazy=True)

@@ -298,9 +298,7 @@ def _add_default_experiment(path: Path, artifact_location: str) -> bool:
     revision not in direct_sql.KNOWN_REVISIONS (compared with MLflow's writes), other columns, an experiment
     there already, MLflow's workspaces, an artifact location that is not a ``file:`` URI, or the direct
     writes turned off (``TRACKING_DIRECT_SQLITE=0``). Then MLflow opens the store and adds it."""
-    if not direct_sql.allowed():
-        return False
-    if not artifact_location.startswith("file:///"):
+    if not _default_experiment_is_direct(artifact_location):
         return False
     with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
         if not direct_sql.known_schema(conn, {"experiments": EXPERIMENT_COLUMNS}):

@@ -103,27 +103,6 @@ class Summary:
 
 
 @dataclass(frozen=True)
-class Record:
-    """Read what a sweep's report shows from the store (see ``tracking.report.sweep_record``). Answer:
-    ``(runs table, curves, the parent run's tags)``."""
-
-    uri: str
-    run_id: str  # the parent run's
-    metric: str
-
-
-@dataclass(frozen=True)
-class UploadReport:
-    """Log a sweep's report file and its metrics to the parent run (see ``tracking.report.log_report``).
-    Answer: the artifact's path."""
-
-    uri: str
-    run_id: str
-    html: str  # the file's path, readable by the writer (the same machine)
-    metrics: dict[str, float]
-
-
-@dataclass(frozen=True)
 class Status:
     """Answer: what the writer has loaded (``{"mlflow": bool}``), for diagnostics and tests."""
 
@@ -133,7 +112,7 @@ class Stop:
     """Answer (None) once everything sent before is written, then exit."""
 
 
-Request = Sync | Finish | Barrier | Summary | Record | UploadReport | Status | Stop
+Request = Sync | Finish | Barrier | Summary | Status | Stop
 Message = Log | Request
 
 

@@ -34,14 +34,12 @@ from tracking.writer.messages import (
     Envelope,
     Finish,
     Log,
-    Record,
     Reply,
     RunValues,
     Status,
     Stop,
     Summary,
     Sync,
-    UploadReport,
 )
 
 log = logging.getLogger("tracking.writer")
@@ -69,8 +67,6 @@ class _Server:
             Barrier: lambda request: None,  # everything received before is written (or failed) by now
             Stop: lambda request: None,
             Summary: self.summary,
-            Record: self.record,
-            UploadReport: self.upload_report,
             Status: lambda request: {"mlflow": "mlflow" in sys.modules},
         }
 
@@ -165,22 +161,6 @@ class _Server:
 
         sweep = SweepRun(client=self.client(request.sweep["tracking_uri"]), **request.sweep)
         return update_sweep_summary(sweep, request.spec, metric=request.metric, direction=request.direction)
-
-    @staticmethod
-    def record(request: Record):
-        """What the sweep's report reads; see ``tracking.report.sweep_record``."""
-        from tracking.report import read_sweep_record
-
-        return read_sweep_record(request.uri, request.run_id, request.metric)
-
-    @staticmethod
-    def upload_report(request: UploadReport) -> str:
-        """The report file and its metrics on the parent run; see ``tracking.report.log_report``."""
-        from pathlib import Path
-
-        from tracking.report import upload_report
-
-        return upload_report(request.uri, request.run_id, Path(request.html), request.metrics)
 
     def handle(self, request) -> Any:
         handler = self.handlers.get(type(request))
