@@ -40,6 +40,12 @@ def sweep_record(
     return table, metric_curves(client, list(table["run_id"]), metric, numbers), dict(parent.data.tags)
 
 
+def reads_directly(tracking_uri: str, parent_run_id: str) -> bool:
+    """Whether :func:`sweep_record` of ``parent_run_id`` reads straight from the store, MLflow never loaded:
+    an embedded store that :mod:`tracking.run_reads` reads (one read of the parent run, a millisecond)."""
+    return run_reads.get_run(make_client(tracking_uri, lazy=True), parent_run_id) is not None
+
+
 def run_tags(tracking_uri: str, run_id: str) -> dict[str, str]:
     """The tags of run ``run_id`` (the parent's hold the package versions, git commit and dataset)."""
     client = make_client(tracking_uri)

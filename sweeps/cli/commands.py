@@ -160,9 +160,9 @@ def _run_here(spec, args, finalize: bool = True, worker: bool = False, child=Non
     from sweeps.study.runner import run, study_counts_for, target_total
 
     def trials_done(result) -> None:
-        from sweeps.results.html_report import DEFAULT_BOOTSTRAP, read_records
+        from sweeps.results.html_report import DEFAULT_BOOTSTRAP, records_for_child
 
-        child.begin(spec, result, read_records(result), DEFAULT_BOOTSTRAP)
+        child.begin(spec, result, records_for_child(result), DEFAULT_BOOTSTRAP)
 
     done = study_counts_for(spec, args.workdir, args.storage)
     bar = progress.ProgressBar(target_total(spec), done, enabled=not args.quiet, spec=spec, deferred=True)

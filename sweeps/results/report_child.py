@@ -3,10 +3,12 @@ while the sweep trains, and composes the report when the sweep ends.
 
 Drawing the report in the command's own process began with importing Optuna's fANOVA (and with it
 scikit-learn) and plotly: ~1.5 s on a 2-core machine, after the last trial, every time. The child pays it on
-the other core while the trials train. At the end the command reads the sweep's MLflow records, hands them
-to the child with the sweep's result, and gets back the page and its importance tables; it writes the file
-and logs it itself (:func:`sweeps.results.html_report.write_report`). The child reopens the study from the
-storage (the journal file, PostgreSQL or ``sweeps proxy``), and MLflow is never loaded there.
+the other core while the trials train. At the end the command hands the child the sweep's result and gets
+back the page and its importance tables; it writes the file and logs it itself
+(:func:`sweeps.results.html_report.write_report`). The child reopens the study from the storage (the journal
+file, PostgreSQL or ``sweeps proxy``) and reads the sweep's MLflow records straight from an embedded store
+while the command writes the summary; from any other store the command reads them and hands them over, as
+MLflow is never loaded in the child.
 
 It is forked only from a process with one thread (:func:`tracking.writer.launch.fork_is_safe`; the progress
 bar starts one on a terminal, so the child comes first), and composes one report, then exits; it also exits
@@ -52,9 +54,11 @@ class ReportChild:
     def pid(self) -> int:
         return self._proc.pid
 
-    def begin(self, spec, result, records: tuple, bootstrap: int) -> None:
-        """Ask for the report of ``result`` (:func:`sweeps.results.html_report.compose` with ``records``),
-        without waiting. A child that is gone is found out by :meth:`collect`."""
+    def begin(self, spec, result, records: tuple | None, bootstrap: int) -> None:
+        """Ask for the report of ``result`` (:func:`sweeps.results.html_report.compose` with ``records``;
+        None: the child reads them, which it must do without MLflow,
+        :func:`~sweeps.results.html_report.records_for_child`), without waiting. A child that is gone is
+        found out by :meth:`collect`."""
         if self.asked is not None:
             raise RuntimeError("a report child composes one report")
         self.asked = (result.study.study_name, bootstrap)
@@ -116,9 +120,11 @@ def report_child(wanted: bool) -> Iterator[ReportChild | None]:
 
 
 def _warm_up() -> None:
-    """Import what composing a report imports (~1.5 s): Optuna's importances (scikit-learn), plotly."""
+    """Import what composing a report imports (~1.5 s): Optuna's importances (scikit-learn), plotly, and
+    pandas for the records it reads itself."""
     import optuna.importance
     import optuna.visualization  # noqa: F401
+    import pandas  # noqa: F401
     import plotly.graph_objects  # noqa: F401
 
     import sweeps.results.html_report  # noqa: F401

@@ -19,7 +19,7 @@ from sweeps.study.trial_lifecycle import OUTCOME_ATTR, REASON_ATTR, RUN_ID_ATTR,
 PARENT_RUN_ATTR = "mlflow_parent_run_id"  # the study's user attribute holding the parent run's id
 
 
-def update_parent_summary(sweep_run, spec: Spec, study=None):
+def update_parent_summary(sweep_run, spec: Spec, study=None) -> None:
     """Rewrite the parent run's best-trial copy, trials table and plots from the runs now in the store
     (and, for two objectives, the Pareto front of ``study``), after failing the runs :func:`fail_orphaned_runs`
     finds."""
@@ -27,8 +27,8 @@ def update_parent_summary(sweep_run, spec: Spec, study=None):
         fail_orphaned_runs(sweep_run, study)
         if len(spec.objectives) > 1:
             log_front(study, sweep_run, spec.objectives)
-    return sweep_run.update_summary(
-        spec.resolved(), metric=OBJECTIVES[spec.objectives[0]].metric, direction=spec.directions[0]
+    sweep_run.update_summary(
+        spec.resolved(), metric=OBJECTIVES[spec.objectives[0]].metric, direction=spec.directions[0], table=False
     )
 
 

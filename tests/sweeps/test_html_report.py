@@ -193,13 +193,13 @@ def test_report_opens_in_chromium_with_every_figure_drawn(swept):
 CHILD_SCRIPT = """
 import json, os, sys
 from sweeps.results import report_child
-from sweeps.results.html_report import compose, read_records, report_key, write_report
+from sweeps.results.html_report import compose, read_records, records_for_child, report_key, write_report
 from sweeps.spec import load_spec
 from sweeps.study.runner import load_result
 
 # Forked first, while this program has one thread, as `sweeps run` forks its child: they load what they
 # need while this one loads the study and MLflow's records.
-child, gone, unasked, early = (report_child.start() for _ in range(4))
+child, gone, unasked, early, reader = (report_child.start() for _ in range(5))
 gone._proc.kill()
 unasked._proc.stdin.close()  # the command ended without asking: the child leaves by itself
 spec = load_spec("tiny.yaml")
@@ -207,6 +207,9 @@ result = load_result(spec)
 records = read_records(result)
 child.begin(spec, result, records, 2)
 key, *by_child = child.collect()
+handed = records_for_child(result)  # None: the embedded store is read directly, by the child itself
+reader.begin(spec, result, handed, 2)
+_, *read_by_child = reader.collect()
 key_is_the_results = key == report_key(spec, result)
 alive = os.path.exists(f"/proc/{child.pid}") and open(f"/proc/{child.pid}/stat").read().split()[2] != "Z"
 loaded_here = [m for m in ("sklearn", "plotly") if m in sys.modules]
@@ -216,7 +219,8 @@ early.begin(spec, result, records, 2)  # asked as the trials ended; then the stu
 result.study.set_user_attr("changed", "after the child was asked")
 late = open(write_report(spec, result, "late.html", bootstrap=2, log=False, child=early)).read()
 print(json.dumps({
-    "pages": [by_child[0], here[0]], "tables_equal": by_child[1] == here[1], "tables": len(here[1]),
+    "pages": [by_child[0], here[0], read_by_child[0]], "tables": len(here[1]),
+    "tables_equal": by_child[1] == here[1] == read_by_child[1], "handed": handed is not None,
     "key_is_the_results": key_is_the_results,
     "child_alive_after_answering": alive, "loaded_here_before_composing_here": loaded_here,
     "fallback": open(fallback).read(), "unasked_exited": unasked._proc.wait(60),
@@ -228,16 +232,18 @@ print(json.dumps({
 def test_the_report_child_composes_the_same_report_in_another_process(swept):
     """`sweeps run` forks a child that loads the report's libraries while the sweep trains and composes the
     page at the end: the same page and importances as composing it here, without this process loading
-    scikit-learn or plotly; the child leaves after answering, or when never asked; one that is gone, or
-    that composed the report of a study that changed since, leaves the report to this process."""
+    scikit-learn or plotly, whether handed the MLflow records or reading them itself; the child leaves
+    after answering, or when never asked; one that is gone, or that composed the report of a study that
+    changed since, leaves the report to this process."""
     done = subprocess.run(
         [sys.executable, "-c", CHILD_SCRIPT], cwd=swept, capture_output=True, text=True, timeout=300, check=True
     )
     got = json.loads(done.stdout)
     # what differs between two drawings: the time drawn and plotly's random ids of its figures' elements
     varies = re.compile(r" · drawn [^<]*|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-    by_child, here, fallback = (varies.sub("", page) for page in [*got["pages"], got["fallback"]])
+    by_child, here, read_by_child, fallback = (varies.sub("", page) for page in [*got["pages"], got["fallback"]])
     assert by_child == here and re.findall(r'data-figure="([^"]+)"', here) == EXPECTED
+    assert not got["handed"] and read_by_child == here  # the child read the MLflow records itself
     assert got["key_is_the_results"]
     assert got["tables_equal"] and got["tables"] == 4  # two targets by two evaluators, same seeded intervals
     assert got["loaded_here_before_composing_here"] == [], "the page was composed in this process"

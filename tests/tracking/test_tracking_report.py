@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tracking
-from tracking.report import log_report, run_tags, sweep_trials
+from tracking.report import log_report, reads_directly, run_tags, sweep_trials
 
 
 def test_trials_and_curves_of_one_parent_then_the_report_and_metrics_logged(sqlite_uri, run_trial, tmp_path):
@@ -25,3 +25,12 @@ def test_trials_and_curves_of_one_parent_then_the_report_and_metrics_logged(sqli
     assert path == "report/rep-report.html"
     assert [a.path for a in client.list_artifacts(sweep.run_id, "report")] == [path]
     assert client.get_run(sweep.run_id).data.metrics == {"importance.lr": 0.75, "importance.lr.low": 0.5}
+
+
+def test_reads_directly_only_where_the_records_are_read_without_mlflow(store_uri, monkeypatch):
+    """The report child, which never loads MLflow, reads the records itself only from an embedded store read
+    directly; from a server, or with the direct reads turned off, the command reads them and hands them over."""
+    sweep = tracking.start_sweep("direct-or-not", tracking_uri=store_uri)
+    assert reads_directly(store_uri, sweep.run_id) is store_uri.startswith("sqlite:")
+    monkeypatch.setenv("TRACKING_DIRECT_SQLITE", "0")
+    assert not reads_directly(store_uri, sweep.run_id)

@@ -65,6 +65,22 @@ def test_finish_returns_with_every_value_in_the_store(store_uri, make_history, k
         writer.stop_shared_writer()  # the next test starts a fresh one
 
 
+def test_the_writer_draws_the_summary_and_sends_the_table_only_when_asked(store_uri, make_history):
+    """The writer draws the parent's summary; the trials table comes back only when asked for (unpickling it
+    imports pandas in the asking process, which `sweeps run` does not need)."""
+    sweep = tracking.start_sweep("summary-by-writer", tracking_uri=store_uri)
+    shared = _ready_writer()
+    run = sweep.trial(0, PARAMS, seed=1)
+    run.finish("complete", _log(run, make_history, [0.9, 0.5]))
+    table = sweep.update_summary({"name": "s"})
+    assert list(table["trial_number"]) == [0] and shared.ready()
+    run = sweep.trial(1, PARAMS, seed=2)
+    run.finish("complete", _log(run, make_history, [0.8, 0.2]))
+    assert sweep.update_summary({"name": "s"}, table=False) is None
+    parent = sweep.client.get_run(sweep.run_id)
+    assert parent.data.tags["best.trial_number"] == "1" and parent.data.metrics["n_trials"] == 2
+
+
 def test_writer_ignores_ctrl_c_and_stops_with_its_owner(tmp_path, sqlite_uri):
     """A trainer interrupted by SIGINT still closes its trial FAILED through the writer, which then exits."""
     script = textwrap.dedent(

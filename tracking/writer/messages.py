@@ -94,12 +94,14 @@ class Barrier:
 
 @dataclass(frozen=True)
 class Summary:
-    """Rewrite a sweep's parent-run summary (see ``SweepRun.update_summary``). Answer: the trials table."""
+    """Rewrite a sweep's parent-run summary (see ``SweepRun.update_summary``). Answer: the trials table, or
+    None when not ``table`` (unpickling it imports pandas in the asking process)."""
 
     sweep: dict[str, Any]  # SweepRun's fields without its client
     spec: Any
     metric: str
     direction: str
+    table: bool = True
 
 
 @dataclass(frozen=True)
