@@ -26,11 +26,12 @@ from sweeps.results.importance import (
     CACHE_ATTR,
     DEFAULT_BOOTSTRAP,
     ImportanceTable,
+    PendingImportances,
+    begin_study_importances,
     importance_metrics,
-    study_importances,
 )
 from sweeps.results.report_child import ChildGone, ReportChild
-from sweeps.results.report_figures import Figure, ReportData, build_figures
+from sweeps.results.report_figures import Figure, ReportData, build_figures, figures_ahead
 from sweeps.study.runner import DATA_ATTR, SUMMARISED_ATTR, SUMMARY_CLAIM_ATTR
 from sweeps.study.stopping import CLOCK_ATTR
 from sweeps.study.tally import Tally
@@ -88,6 +89,16 @@ def gather(
 ) -> tuple[ReportData, Provenance]:
     """Everything the report shows: trials from Optuna; curves, train_seconds and provenance tags from MLflow
     (``records`` from :func:`read_records`, read now when not given); the importances, computed."""
+    data, provenance, importances = _begin_gather(spec, result, bootstrap, records)
+    data.importances = importances.tables()
+    return data, provenance
+
+
+def _begin_gather(
+    spec, result, bootstrap: int, records: tuple | None
+) -> tuple[ReportData, Provenance, PendingImportances]:
+    """:func:`gather`, its importances begun (:func:`~sweeps.results.importance.begin_study_importances`),
+    not yet in the data."""
     table, curves, tags = records if records is not None else read_records(result)
     seconds = {}
     if table is not None:
@@ -99,9 +110,8 @@ def gather(
     }
     if spec.objectives[0] == "train_seconds":
         del targets["train_seconds"]
-    tables = study_importances(result.study, trials, targets, seed=spec.seed, bootstrap=bootstrap)
     settings = {t.number: t.user_attrs.get(PARAMS_ATTR) or t.params for t in result.study.get_trials(deepcopy=False)}
-    data = ReportData(result.study, spec.objectives[0], winner(result)[0], curves, settings, tables)
+    data = ReportData(result.study, spec.objectives[0], winner(result)[0], curves, settings)
     versions = {k.removeprefix("version."): v for k, v in tags.items() if k.startswith("version.")}
     now = {k.removeprefix("version."): v for k, v in package_versions(VERSIONED).items()}
     provenance = Provenance(
@@ -114,7 +124,8 @@ def gather(
         dataset=tags.get("dataset", spec.dataset.name),
         dataset_fingerprint=result.study.user_attrs.get(DATA_ATTR) or tags.get("dataset_fingerprint", "—"),
     )
-    return data, provenance
+    importances = begin_study_importances(result.study, trials, targets, seed=spec.seed, bootstrap=bootstrap)
+    return data, provenance, importances
 
 
 def _complete():
@@ -291,8 +302,14 @@ def compose(
     """The report's page and its importance tables, from the study and ``records`` (:func:`read_records`;
     read now when None): given them, no MLflow here, so that a process without it (the report child) can
     draw it."""
-    data, provenance = gather(spec, result, bootstrap=bootstrap, records=records)
-    return render(spec, result, data, provenance, build_figures(data)), data.importances
+    data, provenance, importances = _begin_gather(spec, result, bootstrap, records)
+    try:
+        ahead = figures_ahead(data)  # drawn while forked copies of this process compute the importances
+    except BaseException:
+        importances.close()
+        raise
+    data.importances = importances.tables()
+    return render(spec, result, data, provenance, build_figures(data, ahead)), data.importances
 
 
 @contextlib.contextmanager

@@ -176,8 +176,26 @@ FIGURES: dict[str, Callable[[ReportData], list[Figure]]] = {
 }
 
 
-def build_figures(data: ReportData) -> list[Figure]:
-    """Every figure that applies to ``data`` (none when no trial completed: Optuna's plots need one)."""
-    if not any(t.state.name == "COMPLETE" for t in data.study.get_trials(deepcopy=False)):
+# The entries of FIGURES that show the importances: the others can be drawn before these are known.
+SHOW_IMPORTANCES = ("importance",)
+
+
+def _any_complete(data: ReportData) -> bool:
+    return any(t.state.name == "COMPLETE" for t in data.study.get_trials(deepcopy=False))
+
+
+def figures_ahead(data: ReportData) -> dict[str, list[Figure]]:
+    """The figures of :func:`build_figures` that do not show the importances, by entry of FIGURES: drawn
+    while the importances are computed elsewhere (:func:`sweeps.results.html_report.compose`)."""
+    if not _any_complete(data):
+        return {}
+    return {key: build(data) for key, build in FIGURES.items() if key not in SHOW_IMPORTANCES}
+
+
+def build_figures(data: ReportData, ahead: dict[str, list[Figure]] | None = None) -> list[Figure]:
+    """Every figure that applies to ``data`` (none when no trial completed: Optuna's plots need one), taking
+    those of ``ahead`` (:func:`figures_ahead`) as drawn."""
+    if not _any_complete(data):
         return validation_curves(data)
-    return [figure for build in FIGURES.values() for figure in build(data)]
+    ahead = ahead or {}
+    return [figure for key, build in FIGURES.items() for figure in (ahead[key] if key in ahead else build(data))]
