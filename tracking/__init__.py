@@ -30,6 +30,7 @@ from tracking.datasets import DatasetRecord, describe_dataset, log_dataset_input
 from tracking.errors import NoFinishedTrial, TrackingError, TrackingUnavailable
 from tracking.provenance import git_commit, package_versions, provenance_tags
 from tracking.redact import redact, redact_obj
+from tracking.run_writes import written_directly
 from tracking.runs import (
     SweepRun,
     download_artifact,
@@ -88,4 +89,5 @@ __all__ = [
     "start_writer",
     "sweep_runs",
     "update_sweep_summary",
+    "written_directly",
 ]

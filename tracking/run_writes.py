@@ -235,6 +235,18 @@ def set_terminated(client: MlflowClient, run_id: str, status: str) -> None:
     with_retries(client.set_terminated, run_id, status=status, what=f"end run {run_id}")
 
 
+def delete_tags(client: MlflowClient, run_id: str, keys: Sequence[str]) -> None:
+    """Delete the run's tags ``keys`` (``MlflowClient.delete_tag`` each), retried on transient failures: one
+    transaction when direct (a key the run lacks raises MLflow's error and deletes none)."""
+    direct = for_client(client)
+    if direct is not None and all(isinstance(key, str) for key in keys):
+        if keys:
+            with_retries(direct.delete_tags, run_id, list(keys), what=f"delete tags of {run_id}")
+        return
+    for key in keys:
+        with_retries(client.delete_tag, run_id, key, what=f"delete tag {key}")
+
+
 def for_client(client: MlflowClient) -> SqliteRuns | None:
     """The direct writer of the store ``client`` talks to, or None when writes must go through MLflow."""
     try:
@@ -242,6 +254,19 @@ def for_client(client: MlflowClient) -> SqliteRuns | None:
     except Exception:
         return None
     return for_uri(uri) if isinstance(uri, str) else None
+
+
+def written_directly(uri: str | None) -> bool:
+    """Whether the store at ``uri`` is written and read directly, MLflow never loaded for it (see the
+    module's docstring): an SQLite store, the direct writes allowed, at a known schema revision if it exists
+    already (one not made yet is taken to be made so, as ``sweeps run`` makes it: a forecast, for what to
+    load ahead of time)."""
+    if not isinstance(uri, str) or not allowed():
+        return False
+    from tracking.store import sqlite_path
+
+    db = sqlite_path(uri)
+    return db is not None and (not db.exists() or _writer(db) is not None)
 
 
 def for_uri(uri: str) -> SqliteRuns | None:
@@ -432,6 +457,15 @@ class SqliteRuns:
             db.execute(
                 "UPDATE runs SET status = ?, end_time = ? WHERE run_uuid = ?", (status, end_time or _now_ms(), run_id)
             )
+
+    def delete_tags(self, run_id: str, keys: Sequence[str]) -> None:
+        """Delete the run's tags ``keys``, as ``MlflowClient.delete_tag`` deletes each (and its error for a tag
+        the run lacks, when nothing is deleted)."""
+        with self._transaction() as db:
+            self._check_active(db, run_id)
+            for key in keys:
+                if db.execute("DELETE FROM tags WHERE run_uuid = ? AND key = ?", (run_id, key)).rowcount == 0:
+                    raise _error(f"No tag with name: {key} in run with id {run_id}", "RESOURCE_DOES_NOT_EXIST")
 
     @staticmethod
     def _check_active(db: sqlite3.Connection, run_id: str) -> int:

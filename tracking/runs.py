@@ -243,17 +243,27 @@ class SweepRun:
         and pandas loaded already (~0.7 s saved) and its own client for the store. Without ``table`` nothing
         comes back, and a process that has not loaded pandas is spared its import (~0.2 s) for a table it
         does not read."""
-        from tracking.summary import update_sweep_summary
-
+        request = self.summary_request(spec, metric, direction, table=table)
         writer = shared_writer(start=False)
         if writer is not None and writer.ready():
-            values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "client"}
             try:
-                return writer.call(Summary(values, spec, metric, direction, table))
+                return writer.call(request)
             except WriterGone:
                 pass  # drawn here instead
-        drawn = update_sweep_summary(self, spec, metric=metric, direction=direction)
-        return drawn if table else None
+        return draw_summary(request, self.client)
+
+    def summary_request(
+        self,
+        spec: Mapping[str, Any] | None = None,
+        metric: str = "final_val_cost",
+        direction: str = "minimize",
+        *,
+        table: bool = False,
+    ) -> Summary:
+        """The request to draw this sweep's summary in another process (:func:`draw_summary` there): the
+        writer, or the CLI's report child, which has matplotlib and pandas loaded by the end of a sweep."""
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "client"}
+        return Summary(values, spec, metric, direction, table)
 
     def log_record(
         self,
@@ -391,6 +401,18 @@ def _missing_inputs(run: Run, records: Sequence[DatasetRecord]) -> list[DatasetR
     """The dataset inputs of ``records`` that ``run`` does not hold yet (a reused run keeps its own)."""
     held = {(i.dataset.name, i.dataset.digest) for i in getattr(run.inputs, "dataset_inputs", None) or ()}
     return [r for r in records if r.key not in held]
+
+
+def draw_summary(request: Summary, client: MlflowClient | None = None) -> pd.DataFrame | None:
+    """Draw the summary ``request`` asks for (:meth:`SweepRun.summary_request`) in this process, through
+    ``client`` or one made for the sweep's store (lazily: on an embedded store the summary reads and writes
+    it directly, MLflow never loaded); returns the trials table if the request asks for it."""
+    from tracking.summary import update_sweep_summary
+
+    uri = request.sweep["tracking_uri"]
+    sweep = SweepRun(client=client if client is not None else make_client(uri, lazy=True), **request.sweep)
+    table = update_sweep_summary(sweep, request.spec, metric=request.metric, direction=request.direction)
+    return table if request.table else None
 
 
 def start_sweep(

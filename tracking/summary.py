@@ -105,8 +105,8 @@ def update_sweep_summary(
     counts = table["state"].value_counts()
     metrics = {**best_metrics, "n_trials": float(step)}
     metrics |= {f"n_{state}": float(counts.get(state, 0)) for state in ("complete", "pruned", "fail")}
-    for stale in sorted(k for k in parent.tags if k.startswith(schema.BEST_PREFIX) and k not in best_tags):
-        with_retries(client.delete_tag, sweep.run_id, stale, what=f"delete tag {stale}")
+    stale = sorted(k for k in parent.tags if k.startswith(schema.BEST_PREFIX) and k not in best_tags)
+    run_writes.delete_tags(client, sweep.run_id, stale)
     run_writes.log_values(
         client,
         sweep.run_id,

@@ -159,10 +159,13 @@ def _overrides(args) -> list[str]:
 def _run_here(spec, args, finalize: bool = True, worker: bool = False, child=None):
     from sweeps.study.runner import run, study_counts_for, target_total
 
-    def trials_done(result) -> None:
+    def trials_done(result, summary):
         from sweeps.results.html_report import DEFAULT_BOOTSTRAP, records_for_child
 
-        child.begin(spec, result, records_for_child(result), DEFAULT_BOOTSTRAP)
+        # The child draws the summary too where it reads the records itself: on a store written directly.
+        records = records_for_child(result)
+        child.begin(spec, result, records, DEFAULT_BOOTSTRAP, summary=summary if records is None else None)
+        return child.summary_drawn
 
     done = study_counts_for(spec, args.workdir, args.storage)
     bar = progress.ProgressBar(target_total(spec), done, enabled=not args.quiet, spec=spec, deferred=True)
@@ -175,6 +178,7 @@ def _run_here(spec, args, finalize: bool = True, worker: bool = False, child=Non
             on_trial=bar,
             on_start=bar.begin,
             on_trials_done=trials_done if child is not None else None,
+            summary_elsewhere=child is not None,
             finalize=finalize,
             worker=worker,
         )

@@ -13,6 +13,7 @@ import hashlib
 import html
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -285,6 +286,7 @@ def write_report(
                 key, page, tables = child.collect()
                 if child.asked == (result.study.study_name, bootstrap) and key == report_key(spec, result):
                     composed = page, tables
+
         page, tables = composed or compose(spec, result, records, bootstrap)
         path = Path(out) if out is not None else result.stores.workdir / f"{spec.name}-{REPORT_FILE}"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -297,13 +299,21 @@ def write_report(
 
 
 def compose(
-    spec, result, records: tuple | None, bootstrap: int = DEFAULT_BOOTSTRAP
+    spec,
+    result,
+    records: tuple | None,
+    bootstrap: int = DEFAULT_BOOTSTRAP,
+    *,
+    meanwhile: Callable[[], None] | None = None,
 ) -> tuple[str, list[ImportanceTable]]:
     """The report's page and its importance tables, from the study and ``records`` (:func:`read_records`;
     read now when None): given them, no MLflow here, so that a process without it (the report child) can
-    draw it."""
+    draw it. ``meanwhile()`` is called once the importances are begun, before the other figures are drawn
+    (the report child draws the parent run's summary there)."""
     data, provenance, importances = _begin_gather(spec, result, bootstrap, records)
     try:
+        if meanwhile is not None:
+            meanwhile()
         ahead = figures_ahead(data)  # drawn while forked copies of this process compute the importances
     except BaseException:
         importances.close()

@@ -21,9 +21,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
+import logging
 import os
 import pickle
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from tracking.writer.launch import fork, fork_is_safe
@@ -35,6 +36,8 @@ ENTRY = "sweeps.results.report_child"  # the child's program: this module's ``ma
 NAME = "sweeps-report"  # its process name (``ps -e``, ``top``); its command line is its parent's
 NICENESS = 10  # the child's priority below its parent's (Unix niceness): ~10 % of a core when both want one
 CLOSE_SECONDS = 5.0  # how long a child that answered is given to exit before it is killed
+
+log = logging.getLogger(__name__)
 
 
 class ChildGone(Exception):
@@ -48,41 +51,69 @@ class ReportChild:
     def __init__(self, proc: Child) -> None:
         self._proc = proc
         self.asked: tuple | None = None  # (study name, bootstrap) of the report asked for
+        self._summary_owed = False  # the summary's answer, asked for and not read yet
         self._answered = False
 
     @property
     def pid(self) -> int:
         return self._proc.pid
 
-    def begin(self, spec, result, records: tuple | None, bootstrap: int) -> None:
+    def begin(self, spec, result, records: tuple | None, bootstrap: int, summary=None) -> None:
         """Ask for the report of ``result`` (:func:`sweeps.results.html_report.compose` with ``records``;
         None: the child reads them, which it must do without MLflow,
-        :func:`~sweeps.results.html_report.records_for_child`), without waiting. A child that is gone is
-        found out by :meth:`collect`."""
+        :func:`~sweeps.results.html_report.records_for_child`), and with ``summary`` (a request of
+        ``tracking.SweepRun.summary_request``, on a store written directly) for the parent run's summary
+        first, without waiting. A child that is gone is found out by :meth:`summary_drawn` and
+        :meth:`collect`."""
         if self.asked is not None:
             raise RuntimeError("a report child composes one report")
         self.asked = (result.study.study_name, bootstrap)
-        request = (spec, result.study.study_name, dataclasses.replace(result, study=None), records, bootstrap)
+        self._summary_owed = summary is not None
+        request = (spec, result.study.study_name, dataclasses.replace(result, study=None), records, bootstrap, summary)
         try:
             pickle.dump(request, self._proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
             self._proc.stdin.flush()
         except OSError:
             self.close()
 
+    def summary_drawn(self) -> bool:
+        """Wait for the parent run's summary asked of the child (:meth:`begin`): True once it is drawn there;
+        False when it was not asked for, failed there, or the child is gone (the caller draws it then)."""
+        if not self._summary_owed:
+            return False
+        self._summary_owed = False
+        try:
+            ok, value = self._answer("summary")
+        except ChildGone:
+            return False
+        if not ok:
+            log.debug("the report child did not draw the summary: %s: %s", type(value).__name__, value)
+        return ok
+
     def collect(self) -> tuple[str, str, list]:
         """The report asked for: ``(its key, page, importance tables)`` (the key as
         :func:`~sweeps.results.html_report.report_key` gives it for the study the child read). Raises
         ChildGone when the child is gone, or the exception composing raised there."""
-        try:
-            ok, value = pickle.load(self._proc.stdout)
-        except (OSError, EOFError, pickle.UnpicklingError, ValueError) as e:
-            self.close()
-            raise ChildGone(f"the report child exited ({type(e).__name__})") from None
+        if self._summary_owed:  # its answer comes first
+            self.summary_drawn()
+        ok, value = self._answer("report")
         self._answered = True
         self.close()
         if not ok:
             raise value
         return value
+
+    def _answer(self, kind: str) -> tuple[bool, object]:
+        """The child's next answer, which must be of ``kind``; ChildGone (the child closed) when there is none."""
+        try:
+            got, ok, value = pickle.load(self._proc.stdout)
+        except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError) as e:
+            self.close()
+            raise ChildGone(f"the report child exited ({type(e).__name__})") from None
+        if got != kind:
+            self.close()
+            raise ChildGone(f"the report child answered {got!r} for {kind!r}")
+        return ok, value
 
     def close(self) -> None:
         """Close the pipe and reap the child: at once (killed) when it was not asked for a report, since it
@@ -119,32 +150,101 @@ def report_child(wanted: bool) -> Iterator[ReportChild | None]:
 # --- the child's side ---------------------------------------------------------------------------------------
 
 
-def _warm_up() -> None:
-    """Import what composing a report imports (~1.5 s): Optuna's importances (scikit-learn), plotly, and
-    pandas for the records it reads itself."""
-    import optuna.importance
-    import optuna.visualization  # noqa: F401
+def _import_importances() -> None:
+    import optuna.importance  # noqa: F401 — scikit-learn and SciPy with it: ~1 s
+
+
+def _import_records() -> None:
     import pandas  # noqa: F401
+
+
+def _import_summary() -> None:
+    import tracking.plots
+    import tracking.summary
+
+    tracking.plots.new_figure()  # matplotlib's Agg canvas and its font machinery
+
+
+def _import_figures() -> None:
+    import optuna.visualization  # noqa: F401
     import plotly.graph_objects  # noqa: F401
 
     import sweeps.results.html_report  # noqa: F401
 
 
-def _compose(request) -> tuple[bool, object]:
+# What composing a report imports (~2 s of CPU), in the order the end of a sweep needs it: the importances'
+# libraries first (they are computed in copies forked first: a copy forked before them would import them
+# itself), then the records' and the summary's, then the figures'.
+WARM_UP: tuple[Callable[[], None], ...] = (_import_importances, _import_records, _import_summary, _import_figures)
+
+
+def _warm_up(asked: Callable[[], bool]) -> None:
+    """Import what composing a report imports (:data:`WARM_UP`), step by step until ``asked()``: a sweep that
+    ends before all is loaded has its report begun at once, and what is left is imported when it is needed,
+    beside the copies computing the importances."""
+    for step in WARM_UP:
+        if asked():
+            return
+        step()
+
+
+def _request_waiting() -> bool:
+    import select
+
+    return bool(select.select([0], [], [], 0)[0])
+
+
+def _compose(request, answer: Callable[[str, tuple[bool, object]], None]) -> tuple[str, str, list]:
+    """The report asked for, and first the parent run's summary when asked for too: drawn once the
+    importances are begun (they are computed in forked copies of this process meanwhile), its answer sent
+    with ``answer`` before the report's (also when composing fails first)."""
     import optuna
 
     from sweeps.results.html_report import collector_paused, compose, report_key
     from sweeps.study.storage import close_storage, open_storage
 
-    spec, study_name, result, records, bootstrap = request
+    spec, study_name, result, records, bootstrap, summary = request
+    owed = [summary is not None]
+
+    def draw_summary() -> None:
+        if owed[0]:
+            owed[0] = False
+            answer("summary", _attempt(_draw_summary, summary))
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(result.stores)
     try:
         result.study = optuna.load_study(study_name=study_name, storage=storage)
         with collector_paused():
-            return True, (report_key(spec, result), *compose(spec, result, records, bootstrap))
+            page, tables = compose(spec, result, records, bootstrap, meanwhile=draw_summary)
+            return report_key(spec, result), page, tables
     finally:
+        draw_summary()
         close_storage(storage)
+
+
+def _draw_summary(summary) -> None:
+    from tracking.runs import draw_summary
+
+    draw_summary(summary)
+
+
+def _attempt(fn: Callable, *args) -> tuple[bool, object]:
+    try:
+        return True, fn(*args)
+    except Exception as e:
+        return False, e
+
+
+def _send(out, kind: str, reply: tuple[bool, object]) -> None:
+    """Write ``(kind, ok, value)`` to the command; an exception that does not pickle goes as its text."""
+    try:
+        data = pickle.dumps((kind, *reply), protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        data = pickle.dumps((kind, False, RuntimeError(f"{type(reply[1]).__name__}: {reply[1]}")))
+    with contextlib.suppress(OSError):  # nobody listens any more
+        out.write(data)
+        out.flush()
 
 
 def main() -> None:
@@ -156,23 +256,13 @@ def main() -> None:
         with contextlib.suppress(OSError):
             # Loading yields to the training and the writer, which the sweep waits for; it uses what they leave.
             os.nice(NICENESS)
-        _warm_up()
+        _warm_up(_request_waiting)
         gc.freeze()  # what was imported is never collected: the collections while composing skip it
         try:
             request = pickle.load(os.fdopen(0, "rb", closefd=False))
         except (EOFError, OSError):  # the command ended without asking
             return
-        try:
-            reply = _compose(request)
-        except Exception as e:
-            reply = (False, e)
-        try:
-            data = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception:  # an exception that does not pickle
-            data = pickle.dumps((False, RuntimeError(f"{type(reply[1]).__name__}: {reply[1]}")))
-        with contextlib.suppress(OSError):  # nobody listens any more
-            out.write(data)
-            out.flush()
+        _send(out, "report", _attempt(_compose, request, lambda kind, reply: _send(out, kind, reply)))
     except BaseException:
         import traceback
 

@@ -24,12 +24,21 @@ def update_parent_summary(sweep_run, spec: Spec, study=None) -> None:
     (and, for two objectives, the Pareto front of ``study``), after failing the runs :func:`fail_orphaned_runs`
     finds."""
     if study is not None:
-        fail_orphaned_runs(sweep_run, study)
-        if len(spec.objectives) > 1:
-            log_front(study, sweep_run, spec.objectives)
-    sweep_run.update_summary(
-        spec.resolved(), metric=OBJECTIVES[spec.objectives[0]].metric, direction=spec.directions[0], table=False
-    )
+        prepare_parent_summary(sweep_run, spec, study)
+    sweep_run.update_summary(**summary_settings(spec), table=False)
+
+
+def prepare_parent_summary(sweep_run, spec: Spec, study) -> None:
+    """What comes before the summary is drawn from the store: the orphaned runs failed (the summary counts
+    them), and for two objectives the Pareto front of ``study`` logged."""
+    fail_orphaned_runs(sweep_run, study)
+    if len(spec.objectives) > 1:
+        log_front(study, sweep_run, spec.objectives)
+
+
+def summary_settings(spec: Spec) -> dict:
+    """The keyword arguments of ``SweepRun.update_summary`` (and ``summary_request``) for ``spec``'s sweep."""
+    return {"spec": spec.resolved(), "metric": OBJECTIVES[spec.objectives[0]].metric, "direction": spec.directions[0]}
 
 
 def fail_orphaned_runs(sweep_run, study) -> list[int]:

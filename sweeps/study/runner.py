@@ -21,6 +21,8 @@ from sweeps.study.parent_run import (
     fail_orphaned_runs,
     fail_run,
     open_parent_run,
+    prepare_parent_summary,
+    summary_settings,
     update_parent_summary,
 )
 from sweeps.study.result import SweepResult, summarise
@@ -161,7 +163,8 @@ def run(
     tracking_uri: str | None = None,
     on_trial: Callable[[Any, int, int], None] | None = None,
     on_start: Callable[[], None] | None = None,
-    on_trials_done: Callable[[SweepResult], None] | None = None,
+    on_trials_done: Callable[[SweepResult, Any], Callable[[], bool] | None] | None = None,
+    summary_elsewhere: bool = False,
     finalize: bool = True,
     worker: bool = False,
 ) -> SweepResult:
@@ -170,9 +173,13 @@ def run(
     stores — continues the same study and MLflow parent run. ``on_trial(study, done, total)`` is called
     after every trial (progress display); ``on_start()`` once the tracking writer runs, the last child process
     this one forks, which it can only do while it has one thread: a display with a thread of its own starts
-    there (the CLI's progress bar on a terminal); ``on_trials_done(result)`` when this process is about to
-    draw the parent run's summary, with the result as the trials left it: work that only reads them can run
-    beside the summary there (the CLI's report child composes the report). ``finalize=False`` (a worker
+    there (the CLI's progress bar on a terminal); ``on_trials_done(result, summary)`` when this process is
+    about to draw the parent run's summary, with the result as the trials left it: work that only reads
+    them can run beside the summary there (the CLI's report child composes the report). With
+    ``summary_elsewhere``, ``summary`` is the request to draw that summary (``SweepRun.summary_request``),
+    which the callback may take over: it returns a function that waits for it and says whether it was drawn
+    (if not, or if it returns None, this process draws it), and the tracking writer does not load the
+    summary's libraries while the trials train (~0.7 s of CPU beside them). ``finalize=False`` (a worker
     under a coordinator) leaves the parent run's summary to the coordinator. ``worker=True`` (one of
     several processes on the study)
     reseeds the sampler at random, as Optuna does for parallel jobs: with the spec's seed every worker
@@ -208,7 +215,9 @@ def run(
             # directly) while the data, study and parent run are opened
             # The writer loads what the summary draws with ahead of time only for a lone sweep: of many
             # workers, one draws it (_summary_is_mine) and loads it then.
-            tracking.start_writer(stores.tracking_uri, summary=finalize and not worker)
+            # Nor when another process will draw it without MLflow (summary_elsewhere, on a store written directly).
+            summary_elsewhere = summary_elsewhere and tracking.written_directly(stores.tracking_uri)
+            tracking.start_writer(stores.tracking_uri, summary=finalize and not worker and not summary_elsewhere)
         if on_start is not None:
             on_start()
         if not data_first:
@@ -285,9 +294,13 @@ def run(
                 on_trial(study, counts(study)[0], total)
         # done and running are those counted under the lock when the loop found nothing left to ask.
         if finalize and (not worker or _summary_is_mine(study, lock, done, running)):
+            prepare_parent_summary(sweep_run, spec, study)
+            drawn = None
             if on_trials_done is not None:
-                on_trials_done(summarise(spec, study, sweep_run.run_id, stores))
-            update_parent_summary(sweep_run, spec, study)
+                request = sweep_run.summary_request(**summary_settings(spec)) if summary_elsewhere else None
+                drawn = on_trials_done(summarise(spec, study, sweep_run.run_id, stores), request)
+            if drawn is None or not drawn():
+                sweep_run.update_summary(**summary_settings(spec), table=False)
             stopping.tag_parent(sweep_run, study, spec)
             if (done >= total or halt) and running == 0:
                 sweep_run.finish("FINISHED")

@@ -641,9 +641,12 @@ def test_a_new_sweep_on_the_embedded_store_trains_without_loading_mlflow(
     child reads the report's records, both straight from the store: the training process loads neither
     MLflow nor pandas (~0.2 s at the end, for tables it never reads). The stores hold all of it as before.
     With the direct writes turned off, the training process loads MLflow as it must."""
+    from sweeps.spec import load_spec
+    from sweeps.study.trial_lifecycle import setup_from_spec
     from tracking.sqlite_store import _template
 
     assert _template() is not None  # the cached empty store a new one is copied from (made once per run)
+    setup_from_spec(load_spec(tiny_spec)).load()  # the data cached (shared with the CLI): no scikit-learn there
     wd = tmp_path / "wd"
     env = {"SWEEPS_NO_REPORT": "", **({} if direct else {"TRACKING_DIRECT_SQLITE": "0"})}
     proc, said, loaded = _cli_loading("run", str(tiny_spec), *extra, "--workdir", str(wd), cwd=tmp_path, env=env)
@@ -653,7 +656,7 @@ def test_a_new_sweep_on_the_embedded_store_trains_without_loading_mlflow(
     elif extra:  # two objectives: the Pareto front's file is written directly too; its plot is drawn here
         assert "'mlflow'" not in loaded
     else:
-        assert loaded == "[]"
+        assert loaded == "[]", proc.stderr
     assert any(line.startswith("report: ") for line in said)
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{wd / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("tiny")
@@ -669,6 +672,39 @@ def test_a_new_sweep_on_the_embedded_store_trains_without_loading_mlflow(
     assert {"report", "plots", "trials.csv"} <= {f.path for f in client.list_artifacts(parent.info.run_id)}
     assert any(k.startswith("importance.") for k in parent.data.metrics)
     assert "stop_reason" not in parent.data.tags
+
+
+@pytest.mark.parametrize("taken", [True, False], ids=["taken-over", "left-to-the-writer"])
+def test_the_summary_is_drawn_once_by_whoever_takes_it_over(tmp_path, tiny_spec, template_db, taken):
+    """``run(..., summary_elsewhere=True)``: the writer loads nothing for the summary while the trials train,
+    and ``on_trials_done`` gets the request to draw it (the CLI hands it to the report child). Drawn there,
+    the writer never draws it; not drawn there (a child gone), the writer draws it after all."""
+    script = (
+        "import sys\n"
+        "from sweeps.study.runner import run\n"
+        "from tracking.runs import draw_summary\n"
+        "from tracking.writer.client import shared_writer\n"
+        "from tracking.writer.messages import Status\n"
+        "def trials_done(result, summary):\n"
+        f"    if {taken}:\n"
+        "        draw_summary(summary)\n"
+        f"    return lambda: {taken}\n"
+        f"run({str(tiny_spec)!r}, workdir={str(tmp_path / 'wd')!r}, on_trials_done=trials_done,"
+        " summary_elsewhere=True)\n"
+        "print(shared_writer(start=False).call(Status())['matplotlib'])\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, env=cli_env(), timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[-1] == str(not taken)  # the writer loaded matplotlib only to draw it itself
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'wd' / 'mlflow.db'}")
+    parent = client.search_runs(
+        [client.get_experiment_by_name("tiny").experiment_id], filter_string="tags.role = 'sweep'"
+    )[0]
+    assert parent.info.status == "FINISHED" and parent.data.metrics["n_trials"] == 4
+    assert [m.step for m in client.get_metric_history(parent.info.run_id, "n_trials")] == [4]  # drawn once
+    assert {f.path for f in client.list_artifacts(parent.info.run_id, "plots")} >= {"plots/val_cost_curves.png"}
 
 
 def test_a_new_sweeps_writer_draws_its_summary_without_mlflow_too(tmp_path, tiny_spec, template_db):

@@ -199,7 +199,7 @@ from sweeps.study.runner import load_result
 
 # Forked first, while this program has one thread, as `sweeps run` forks its child: they load what they
 # need while this one loads the study and MLflow's records.
-child, gone, unasked, early, reader = (report_child.start() for _ in range(5))
+child, gone, unasked, early, reader, drawer, lost = (report_child.start() for _ in range(7))
 gone._proc.kill()
 unasked._proc.stdin.close()  # the command ended without asking: the child leaves by itself
 spec = load_spec("tiny.yaml")
@@ -210,6 +210,24 @@ key, *by_child = child.collect()
 handed = records_for_child(result)  # None: the embedded store is read directly, by the child itself
 reader.begin(spec, result, handed, 2)
 _, *read_by_child = reader.collect()
+# Asked for the parent run's summary too (as `sweeps run` asks on a store written directly): it answers that
+# first, then the report; a child gone answers nothing, and the command draws the summary itself.
+import tracking
+from sweeps.study.parent_run import summary_settings
+client = tracking.make_client(result.stores.tracking_uri)
+sweep = tracking.SweepRun(
+    client=client, tracking_uri=result.stores.tracking_uri, experiment_name="tiny", study_name="tiny",
+    experiment_id=client.get_run(result.parent_run_id).info.experiment_id, run_id=result.parent_run_id,
+)
+summaries = lambda: len(client.get_metric_history(result.parent_run_id, "n_trials"))
+before = summaries()
+drawer.begin(spec, result, None, 2, summary=sweep.summary_request(**summary_settings(spec)))
+drawn = drawer.summary_drawn()
+summary_drawn_there = drawn and summaries() == before + 1
+_, *drawn_by_child = drawer.collect()
+lost._proc.kill()
+lost.begin(spec, result, None, 2, summary=sweep.summary_request(**summary_settings(spec)))
+lost_drawn = lost.summary_drawn()
 key_is_the_results = key == report_key(spec, result)
 alive = os.path.exists(f"/proc/{child.pid}") and open(f"/proc/{child.pid}/stat").read().split()[2] != "Z"
 loaded_here = [m for m in ("sklearn", "plotly") if m in sys.modules]
@@ -219,8 +237,9 @@ early.begin(spec, result, records, 2)  # asked as the trials ended; then the stu
 result.study.set_user_attr("changed", "after the child was asked")
 late = open(write_report(spec, result, "late.html", bootstrap=2, log=False, child=early)).read()
 print(json.dumps({
-    "pages": [by_child[0], here[0], read_by_child[0]], "tables": len(here[1]),
-    "tables_equal": by_child[1] == here[1] == read_by_child[1], "handed": handed is not None,
+    "pages": [by_child[0], here[0], read_by_child[0], drawn_by_child[0]], "tables": len(here[1]),
+    "tables_equal": by_child[1] == here[1] == read_by_child[1] == drawn_by_child[1], "handed": handed is not None,
+    "summary_drawn_there": summary_drawn_there, "lost_drawn": lost_drawn,
     "key_is_the_results": key_is_the_results,
     "child_alive_after_answering": alive, "loaded_here_before_composing_here": loaded_here,
     "fallback": open(fallback).read(), "unasked_exited": unasked._proc.wait(60),
@@ -232,7 +251,8 @@ print(json.dumps({
 def test_the_report_child_composes_the_same_report_in_another_process(swept):
     """`sweeps run` forks a child that loads the report's libraries while the sweep trains and composes the
     page at the end: the same page and importances as composing it here, without this process loading
-    scikit-learn or plotly, whether handed the MLflow records or reading them itself; the child leaves
+    scikit-learn or plotly, whether handed the MLflow records or reading them itself (and drawing the parent
+    run's summary first when asked); the child leaves
     after answering, or when never asked; one that is gone, or that composed the report of a study that
     changed since, leaves the report to this process."""
     done = subprocess.run(
@@ -241,9 +261,12 @@ def test_the_report_child_composes_the_same_report_in_another_process(swept):
     got = json.loads(done.stdout)
     # what differs between two drawings: the time drawn and plotly's random ids of its figures' elements
     varies = re.compile(r" · drawn [^<]*|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-    by_child, here, read_by_child, fallback = (varies.sub("", page) for page in [*got["pages"], got["fallback"]])
+    pages = (varies.sub("", page) for page in [*got["pages"], got["fallback"]])
+    by_child, here, read_by_child, drawn_by_child, fallback = pages
     assert by_child == here and re.findall(r'data-figure="([^"]+)"', here) == EXPECTED
     assert not got["handed"] and read_by_child == here  # the child read the MLflow records itself
+    assert got["summary_drawn_there"] and drawn_by_child == here  # and drew the summary first when asked
+    assert got["lost_drawn"] is False
     assert got["key_is_the_results"]
     assert got["tables_equal"] and got["tables"] == 4  # two targets by two evaluators, same seeded intervals
     assert got["loaded_here_before_composing_here"] == [], "the page was composed in this process"

@@ -234,6 +234,32 @@ def test_a_missing_or_deleted_run_is_refused_with_mlflows_error(store):
         direct.create_run(experiment, "r2", {})
 
 
+def test_tags_deleted_directly_leave_the_rows_mlflow_leaves(store):
+    """``delete_tags`` against ``MlflowClient.delete_tag`` on twin runs: the same rows left, the same error for
+    a tag the run lacks (and then none deleted), and nothing asked, nothing done."""
+    client, experiment = store
+    tags = [("best.lr", "0.1"), ("best.momentum", "0.9"), ("keep", "x")]
+    runs = []
+    for name in ("direct", "mlflow"):
+        run_id = run_writes.create_run(client, experiment, name, {}).info.run_id
+        run_writes.log_values(client, run_id, tags=tags)
+        runs.append(run_id)
+    direct, through = runs
+    run_writes.delete_tags(client, direct, ["best.lr", "best.momentum"])
+    for key in ("best.lr", "best.momentum"):
+        client.delete_tag(through, key)
+    assert _rows(client, direct)["tags"] == [("keep", "x"), ("mlflow.runName", "direct")]
+    assert _rows(client, through)["tags"] == [("keep", "x"), ("mlflow.runName", "mlflow")]
+    with pytest.raises(MlflowException) as theirs:
+        client.delete_tag(through, "best.lr")
+    with pytest.raises(MlflowException) as ours:
+        run_writes.for_client(client).delete_tags(direct, ["keep", "best.lr"])
+    assert str(ours.value) == str(theirs.value).replace(through, direct)
+    assert ours.value.error_code == theirs.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+    assert ("keep", "x") in _rows(client, direct)["tags"]  # one transaction: none deleted
+    run_writes.delete_tags(client, direct, [])
+
+
 def test_values_mlflow_would_refuse_or_change_go_through_mlflow(store):
     client, experiment = store
     run_id = run_writes.create_run(client, experiment, "r", {}).info.run_id

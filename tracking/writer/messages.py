@@ -106,7 +106,8 @@ class Summary:
 
 @dataclass(frozen=True)
 class Status:
-    """Answer: what the writer has loaded (``{"mlflow": bool}``), for diagnostics and tests."""
+    """Answer: which of MLflow, matplotlib and pandas the writer has loaded (``{"mlflow": bool, ...}``), for
+    diagnostics and tests."""
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,7 @@ class _Server:
             Barrier: lambda request: None,  # everything received before is written (or failed) by now
             Stop: lambda request: None,
             Summary: self.summary,
-            Status: lambda request: {"mlflow": "mlflow" in sys.modules},
+            Status: lambda request: {name: name in sys.modules for name in ("mlflow", "matplotlib", "pandas")},
         }
 
     def client(self, uri: str):
@@ -156,12 +156,9 @@ class _Server:
 
     def summary(self, request: Summary):
         """The trials table, if asked for; see ``SweepRun.update_summary``."""
-        from tracking.runs import SweepRun
-        from tracking.summary import update_sweep_summary
+        from tracking.runs import draw_summary
 
-        sweep = SweepRun(client=self.client(request.sweep["tracking_uri"]), **request.sweep)
-        table = update_sweep_summary(sweep, request.spec, metric=request.metric, direction=request.direction)
-        return table if request.table else None
+        return draw_summary(request, self.client(request.sweep["tracking_uri"]))
 
     def handle(self, request) -> Any:
         handler = self.handlers.get(type(request))
