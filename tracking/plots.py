@@ -6,6 +6,7 @@ Each function takes the sweep's runs table (see :func:`tracking.select.table_fro
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -134,4 +135,19 @@ def plot_batch_size_vs_cost(table: pd.DataFrame, metric: str, best_run_id: str |
     _log_if_positive(ax, done[metric])
     ax.set(xlabel="batch size", ylabel=metric, title="Batch size against cost")
     ax.grid(alpha=0.3)
+    return save_png(figure, path)
+
+
+def plot_front(points: Sequence[Sequence[float]], front: Sequence[int], names: Sequence[str], path: Path) -> Path:
+    """Two objectives: every completed trial as a dot (``points``: its two values), the Pareto set (``front``:
+    indices into ``points``) joined as a red staircase; ``names`` label the axes."""
+    figure, ax = new_figure()
+    if points:
+        ax.scatter([p[0] for p in points], [p[1] for p in points], color="0.55", s=18, label="trials")
+        best = sorted((points[i] for i in front), key=lambda p: p[0])
+        ax.step(
+            [p[0] for p in best], [p[1] for p in best], where="post", color="tab:red", marker="o", label="Pareto set"
+        )
+        ax.legend()
+    ax.set(xlabel=names[0], ylabel=names[1], title="Pareto front")
     return save_png(figure, path)

@@ -235,15 +235,16 @@ class SweepRun:
         direction: str = "minimize",
         *,
         table: bool = True,
+        front: tuple | None = None,
     ) -> pd.DataFrame | None:
-        """Rewrite the parent's summary from its trials (see :func:`tracking.summary.update_sweep_summary`);
-        returns the trials table, or None when not ``table``.
+        """Rewrite the parent's summary from its trials (see :func:`tracking.summary.update_sweep_summary`,
+        also for ``front``); returns the trials table, or None when not ``table``.
 
         With this process's writer up, the writer does it, after everything sent before: it has matplotlib
         and pandas loaded already (~0.7 s saved) and its own client for the store. Without ``table`` nothing
         comes back, and a process that has not loaded pandas is spared its import (~0.2 s) for a table it
         does not read."""
-        request = self.summary_request(spec, metric, direction, table=table)
+        request = self.summary_request(spec, metric, direction, table=table, front=front)
         writer = shared_writer(start=False)
         if writer is not None and writer.ready():
             try:
@@ -259,11 +260,12 @@ class SweepRun:
         direction: str = "minimize",
         *,
         table: bool = False,
+        front: tuple | None = None,
     ) -> Summary:
         """The request to draw this sweep's summary in another process (:func:`draw_summary` there): the
         writer, or the CLI's report child, which has matplotlib and pandas loaded by the end of a sweep."""
         values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "client"}
-        return Summary(values, spec, metric, direction, table)
+        return Summary(values, spec, metric, direction, table, front)
 
     def log_record(
         self,
@@ -411,7 +413,9 @@ def draw_summary(request: Summary, client: MlflowClient | None = None) -> pd.Dat
 
     uri = request.sweep["tracking_uri"]
     sweep = SweepRun(client=client if client is not None else make_client(uri, lazy=True), **request.sweep)
-    table = update_sweep_summary(sweep, request.spec, metric=request.metric, direction=request.direction)
+    table = update_sweep_summary(
+        sweep, request.spec, metric=request.metric, direction=request.direction, front=request.front
+    )
     return table if request.table else None
 
 

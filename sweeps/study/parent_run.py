@@ -8,7 +8,7 @@ import warnings
 from collections.abc import Callable
 
 import tracking
-from sweeps.results.pareto import log_front
+from sweeps.results.pareto import front_of
 from sweeps.spec import OBJECTIVES, Spec
 from sweeps.study import interrupts
 from sweeps.study.claims import STALE_REASON
@@ -24,21 +24,27 @@ def update_parent_summary(sweep_run, spec: Spec, study=None) -> None:
     (and, for two objectives, the Pareto front of ``study``), after failing the runs :func:`fail_orphaned_runs`
     finds."""
     if study is not None:
-        prepare_parent_summary(sweep_run, spec, study)
-    sweep_run.update_summary(**summary_settings(spec), table=False)
+        prepare_parent_summary(sweep_run, study)
+    sweep_run.update_summary(**summary_settings(spec, study), table=False)
 
 
-def prepare_parent_summary(sweep_run, spec: Spec, study) -> None:
+def prepare_parent_summary(sweep_run, study) -> None:
     """What comes before the summary is drawn from the store: the orphaned runs failed (the summary counts
-    them), and for two objectives the Pareto front of ``study`` logged."""
+    them)."""
     fail_orphaned_runs(sweep_run, study)
-    if len(spec.objectives) > 1:
-        log_front(study, sweep_run, spec.objectives)
 
 
-def summary_settings(spec: Spec) -> dict:
-    """The keyword arguments of ``SweepRun.update_summary`` (and ``summary_request``) for ``spec``'s sweep."""
-    return {"spec": spec.resolved(), "metric": OBJECTIVES[spec.objectives[0]].metric, "direction": spec.directions[0]}
+def summary_settings(spec: Spec, study=None) -> dict:
+    """The keyword arguments of ``SweepRun.update_summary`` (and ``summary_request``) for ``spec``'s sweep:
+    with two objectives and ``study``, the Pareto front to plot too."""
+    settings = {
+        "spec": spec.resolved(),
+        "metric": OBJECTIVES[spec.objectives[0]].metric,
+        "direction": spec.directions[0],
+    }
+    if study is not None and len(spec.objectives) > 1:
+        settings["front"] = front_of(study, list(spec.objectives))
+    return settings
 
 
 def fail_orphaned_runs(sweep_run, study) -> list[int]:

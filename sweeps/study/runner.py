@@ -294,13 +294,14 @@ def run(
                 on_trial(study, counts(study)[0], total)
         # done and running are those counted under the lock when the loop found nothing left to ask.
         if finalize and (not worker or _summary_is_mine(study, lock, done, running)):
-            prepare_parent_summary(sweep_run, spec, study)
+            prepare_parent_summary(sweep_run, study)
+            settings = summary_settings(spec, study)
             drawn = None
             if on_trials_done is not None:
-                request = sweep_run.summary_request(**summary_settings(spec)) if summary_elsewhere else None
+                request = sweep_run.summary_request(**settings) if summary_elsewhere else None
                 drawn = on_trials_done(summarise(spec, study, sweep_run.run_id, stores), request)
             if drawn is None or not drawn():
-                sweep_run.update_summary(**summary_settings(spec), table=False)
+                sweep_run.update_summary(**settings, table=False)
             stopping.tag_parent(sweep_run, study, spec)
             if (done >= total or halt) and running == 0:
                 sweep_run.finish("FINISHED")

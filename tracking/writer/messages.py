@@ -102,6 +102,7 @@ class Summary:
     metric: str
     direction: str
     table: bool = True
+    front: tuple | None = None  # two objectives: (points, Pareto set, names) of tracking.plots.plot_front
 
 
 @dataclass(frozen=True)
