@@ -6,7 +6,7 @@ Each function takes the sweep's runs table (see :func:`tracking.select.table_fro
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -138,9 +138,19 @@ def plot_batch_size_vs_cost(table: pd.DataFrame, metric: str, best_run_id: str |
     return save_png(figure, path)
 
 
-def plot_front(points: Sequence[Sequence[float]], front: Sequence[int], names: Sequence[str], path: Path) -> Path:
-    """Two objectives: every completed trial as a dot (``points``: its two values), the Pareto set (``front``:
-    indices into ``points``) joined as a red staircase; ``names`` label the axes."""
+@dataclass(frozen=True)
+class ParetoFront:
+    """A two-objective sweep's completed trials: each one's two values (``points``), the indices of the
+    Pareto set among them (``front``), and the objectives' names."""
+
+    points: tuple[tuple[float, float], ...]
+    front: tuple[int, ...]
+    names: tuple[str, str]
+
+
+def plot_front(pareto: ParetoFront, path: Path) -> Path:
+    """Every completed trial as a dot, the Pareto set joined as a red staircase."""
+    points, front, names = pareto.points, pareto.front, pareto.names
     figure, ax = new_figure()
     if points:
         ax.scatter([p[0] for p in points], [p[1] for p in points], color="0.55", s=18, label="trials")

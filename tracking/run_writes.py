@@ -239,7 +239,7 @@ def delete_tags(client: MlflowClient, run_id: str, keys: Sequence[str]) -> None:
     """Delete the run's tags ``keys`` (``MlflowClient.delete_tag`` each), retried on transient failures: one
     transaction when direct (a key the run lacks raises MLflow's error and deletes none)."""
     direct = for_client(client)
-    if direct is not None and all(isinstance(key, str) for key in keys):
+    if direct is not None and all(isinstance(key, str) for key in keys):  # else MLflow's own error
         if keys:
             with_retries(direct.delete_tags, run_id, list(keys), what=f"delete tags of {run_id}")
         return

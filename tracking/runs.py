@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Run
 
+    from tracking.plots import ParetoFront
+
 log = logging.getLogger(__name__)
 
 
@@ -235,7 +237,7 @@ class SweepRun:
         direction: str = "minimize",
         *,
         table: bool = True,
-        front: tuple | None = None,
+        front: ParetoFront | None = None,
     ) -> pd.DataFrame | None:
         """Rewrite the parent's summary from its trials (see :func:`tracking.summary.update_sweep_summary`,
         also for ``front``); returns the trials table, or None when not ``table``.
@@ -260,7 +262,7 @@ class SweepRun:
         direction: str = "minimize",
         *,
         table: bool = False,
-        front: tuple | None = None,
+        front: ParetoFront | None = None,
     ) -> Summary:
         """The request to draw this sweep's summary in another process (:func:`draw_summary` there): the
         writer, or the CLI's report child, which has matplotlib and pandas loaded by the end of a sweep."""

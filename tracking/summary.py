@@ -63,15 +63,14 @@ def update_sweep_summary(
     spec: Mapping[str, Any] | None = None,
     metric: str = "final_val_cost",
     direction: str = "minimize",
-    front: tuple | None = None,
+    front: plots.ParetoFront | None = None,
 ) -> pd.DataFrame:
     """Rewrite the parent run's summary from the trial runs now in the store; returns the trials table.
 
     ``metric`` (one of ``schema.SUMMARY_METRICS``) and ``direction`` choose the best trial (FINISHED trials
     only; ties to the lowest trial number); TrackingError for another metric, ValueError for a bad direction.
-    ``front`` (two objectives: the arguments of :func:`tracking.plots.plot_front` but the path) adds
-    ``plots/pareto_front.png``. Call it when the sweep ends (or whenever a fresher summary is wanted: it is
-    safe to repeat).
+    ``front`` (two objectives) adds ``plots/pareto_front.png`` (:func:`tracking.plots.plot_front`). Call it
+    when the sweep ends (or whenever a fresher summary is wanted: it is safe to repeat).
     """
     if metric not in schema.SUMMARY_METRICS:
         raise TrackingError(
@@ -101,7 +100,7 @@ def update_sweep_summary(
         plots.plot_optimization_history(table, metric, direction, folder / PLOTS_DIR / "optimization_history.png")
         plots.plot_batch_size_vs_cost(table, metric, best_run_id, folder / PLOTS_DIR / "batch_size_vs_cost.png")
         if front is not None:
-            plots.plot_front(*front, folder / PLOTS_DIR / "pareto_front.png")
+            plots.plot_front(front, folder / PLOTS_DIR / "pareto_front.png")
         if not run_reads.log_artifacts(client, sweep.run_id, folder):
             with_retries(client.log_artifacts, sweep.run_id, str(folder), what="upload the sweep summary")
 

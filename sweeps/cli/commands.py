@@ -67,7 +67,8 @@ def _report_child(args):
 
 def _train(spec, args, child=None):
     """Train the sweep of ``spec`` here, or with ``--workers`` processes; its result. A report ``child`` is
-    asked for the report as the trials end here, while the writer draws the parent run's summary."""
+    asked for the report as the trials end here, and for the parent run's summary first on a store written
+    directly (else the writer draws it)."""
     if args.workers > 1:
         _say_inferred_task(spec, quiet=args.quiet)
         from sweeps.study.runner import study_counts_for, target_total

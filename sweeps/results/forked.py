@@ -1,12 +1,14 @@
-"""Work split over forked copies of this process, for the report's importances: one target per core.
+"""Work split over forked copies of this process, for the report's importances: one copy per target.
 
-At the end of `sweeps run` the training process waits, the writer draws the summary on one core and the
-report child composes the report on the other, most of it the importances of two targets (the objective
-and ``train_seconds``), each ~0.2 s of fANOVA fits. Computed side by side, the second in a forked copy of
-the child, which has every library loaded already (a fork costs a few milliseconds), the report is ready
-~0.2 s sooner. A copy shares nothing it could break: it computes from its arguments, sends the result back
-through a pipe and leaves with ``os._exit`` (no exit handlers, no finalizers closing the parent's files or
-connections; objects alive at the fork are never collected there, as in :func:`tracking.writer.launch.fork`).
+At the end of `sweeps run` the training process waits while the report child draws the parent run's summary
+and composes the report, most of it the importances of two targets (the objective and ``train_seconds``),
+each ~0.2 s of fANOVA fits. Computed in forked copies of the child, which has every library loaded already
+(a fork costs a few milliseconds), while the child draws the summary and the other figures, the report is
+ready ~0.2 s sooner on two cores. A copy shares nothing it could break: it computes from its arguments,
+sends the result back through a pipe and leaves with ``os._exit`` (no exit handlers, no finalizers closing
+the parent's files or connections; objects alive at the fork are never collected there, as in
+:func:`tracking.writer.launch.fork`). It stays in its parent's process group: the report child runs in a
+session of its own, and the command kills the group (the child with its copies) when it gives up on it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import contextlib
 import gc
 import os
 import pickle
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import TypeVar
@@ -26,14 +29,15 @@ R = TypeVar("R")
 
 
 class _Copy:
-    """``fn(item)`` computed in a forked copy of this process; :meth:`result` waits for it."""
+    """``fn(item)`` computed in a forked copy of this process; :meth:`result` waits for it. ``siblings``:
+    the read ends of earlier copies' pipes, which this copy closes (it must not hold them open)."""
 
-    def __init__(self, fn: Callable[[T], R], item: T) -> None:
+    def __init__(self, fn: Callable[[T], R], item: T, siblings: Sequence[int] = ()) -> None:
         read, write = os.pipe()
         for stream in (sys.stdout, sys.stderr):  # else what they buffer is written twice, once by the copy
             with contextlib.suppress(Exception):
                 stream.flush()
-        parent = os.getpid()
+        parent, frozen = os.getpid(), gc.get_freeze_count()
         gc.freeze()
         try:
             pid = os.fork()
@@ -42,24 +46,41 @@ class _Copy:
             os.close(write)
             raise
         finally:
-            if os.getpid() == parent:
+            if os.getpid() == parent and not frozen:  # the caller's own freeze, if any, stays
                 gc.unfreeze()
         if pid == 0:
-            os.close(read)
+            for fd in (read, *siblings):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
             _answer(fn, item, write)  # never returns
         os.close(write)
-        self.pid, self._read = pid, read
+        self.pid, self.read, self._reaped = pid, read, False
 
-    def result(self) -> tuple[bool, object]:
-        """(True, value) or (False, the exception fn raised); (None, None) when the copy died without answering."""
-        with os.fdopen(self._read, "rb") as answer:
-            data = answer.read()
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(self.pid, 0)
+    def result(self) -> tuple[bool | None, object]:
+        """(True, value) or (False, the exception fn raised); (None, None) when the copy died without
+        answering. Waits for the copy, and reaps it."""
+        chunks = []
+        while chunk := os.read(self.read, 1 << 20):
+            chunks.append(chunk)
+        self.reap()
         try:
-            return pickle.loads(data)
+            return pickle.loads(b"".join(chunks))
         except Exception:  # nothing or part of an answer: killed, or out of memory
             return None, None
+
+    def kill(self) -> None:
+        if not self._reaped:  # (a reaped copy's pid may be another process's by now)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+
+    def reap(self) -> None:
+        if self.read is not None:
+            os.close(self.read)
+            self.read = None
+        if not self._reaped:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(self.pid, 0)
+            self._reaped = True
 
 
 def _answer(fn: Callable, item: object, fd: int) -> None:
@@ -86,7 +107,7 @@ class Forked:
     safe now (:func:`tracking.writer.launch.fork_is_safe`), while this process goes on; :meth:`results` waits
     for them. ``fn``'s values must pickle. An item that could not be forked, or whose copy died without
     answering (killed, out of memory), is computed here when asked; an exception ``fn`` raised in a copy is
-    raised here. :meth:`close` reaps the copies without taking their results (this process gave up)."""
+    raised here. :meth:`close` kills and reaps the copies (this process gave up on them)."""
 
     def __init__(self, fn: Callable[[T], R], items: Sequence[T]) -> None:
         self._fn, self._items = fn, list(items)
@@ -94,12 +115,17 @@ class Forked:
         if self._items and fork_is_safe():
             for item in self._items:
                 try:
-                    self._copies.append(_Copy(fn, item))
+                    self._copies.append(_Copy(fn, item, [copy.read for copy in self._copies]))
                 except OSError:  # no fork now: this item and the rest are computed here
                     break
 
     def results(self) -> list[R]:
-        answers = self._reap()
+        answers = []
+        try:
+            for copy in self._copies:
+                answers.append(copy.result())
+        finally:
+            self.close()  # the copies not waited for, if this was interrupted
         out = []
         for i, item in enumerate(self._items):
             ok, value = answers[i] if i < len(answers) else (None, None)
@@ -111,22 +137,8 @@ class Forked:
         return out
 
     def close(self) -> None:
-        self._reap()
-
-    def _reap(self) -> list[tuple[bool | None, object]]:
         copies, self._copies = self._copies, []
-        return [copy.result() for copy in copies]
-
-
-def forked_map(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
-    """``[fn(item) for item in items]``, every item but the first computed in a forked copy of this process
-    while this one computes the first, where a fork is safe (see :class:`Forked`); else one after another."""
-    if not items:
-        return []
-    rest = Forked(fn, items[1:])
-    try:
-        first = fn(items[0])
-    except BaseException:
-        rest.close()
-        raise
-    return [first, *rest.results()]
+        for copy in copies:
+            copy.kill()
+        for copy in copies:
+            copy.reap()

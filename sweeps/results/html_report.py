@@ -77,9 +77,9 @@ def read_records(result) -> tuple:
 
 def records_for_child(result) -> tuple | None:
     """The records to hand the report child with its request: None where it reads them itself without
-    MLflow (:func:`tracking.report.reads_directly`), so that it reads them while this process writes the
-    sweep's summary (~0.25 s, most of it importing pandas, off the end of every run); else read here, as the
-    child never loads MLflow."""
+    MLflow (:func:`tracking.report.reads_directly`; ~0.25 s, most of it importing pandas, off this process's
+    end of every run), and then draws the parent run's summary too; else read here, as the child is not to
+    load MLflow."""
     if result.parent_run_id and reads_directly(result.stores.tracking_uri, result.parent_run_id):
         return None
     return read_records(result)

@@ -246,11 +246,11 @@ def importances(
     """Every (target, evaluator) table for the completed ``trials``; ``targets`` maps a target's name to the
     function reading its value from a trial (None where a trial lacks it). Seeded: the same trials and seed
     give the same intervals. The targets are computed side by side where this process may fork
-    (:func:`sweeps.results.forked.forked_map`), one per core: the report's two take half the time."""
-    from sweeps.results.forked import forked_map
+    (:class:`sweeps.results.forked.Forked`), one copy each: on two cores the report's two take half the time."""
+    from sweeps.results.forked import Forked
 
     tables, jobs = _per_target(trials, targets, seed, bootstrap, evaluators)
-    return [table for found in forked_map(tables, jobs) for table in found]
+    return [table for found in Forked(tables, jobs).results() for table in found]
 
 
 def importance_metrics(tables: list[ImportanceTable], objective: str) -> dict[str, float]:
@@ -336,9 +336,11 @@ def begin_study_importances(
     seed: int,
     bootstrap: int = DEFAULT_BOOTSTRAP,
 ) -> PendingImportances:
-    """:func:`study_importances`, begun: the stored tables, or every target computed in a forked copy of this
-    process (:class:`sweeps.results.forked.Forked`) while the caller goes on (the report draws its other
-    figures meanwhile); :meth:`PendingImportances.tables` waits for them."""
+    """The importances of ``study``'s completed ``trials`` (:func:`importances`), begun: the tables stored in the
+    study's ``CACHE_ATTR`` when they were computed from the same trials, values, seed and resamples; else every
+    target computed in a forked copy of this process (:class:`sweeps.results.forked.Forked`) while the caller
+    goes on (the report child draws the summary and the other figures meanwhile), then stored there (a storage
+    that refuses the write costs only the reuse). :meth:`PendingImportances.tables` waits for them."""
     from sweeps.results.forked import Forked
 
     key = cache_key(trials, targets, seed=seed, bootstrap=bootstrap)
@@ -367,7 +369,5 @@ def study_importances(
     seed: int,
     bootstrap: int = DEFAULT_BOOTSTRAP,
 ) -> list[ImportanceTable]:
-    """:func:`importances` of ``study``'s completed ``trials``, reused from the study's ``CACHE_ATTR`` when
-    they were computed from the same trials, values, seed and resamples; otherwise computed and stored there
-    (a storage that refuses the write costs only the reuse)."""
+    """:func:`begin_study_importances`, waited for."""
     return begin_study_importances(study, trials, targets, seed=seed, bootstrap=bootstrap).tables()

@@ -6,13 +6,18 @@ one; ``sweeps best`` lists them all instead of one winner, and the parent run ge
 
 from __future__ import annotations
 
+from tracking.plots import ParetoFront
 
-def front_of(study, names: list[str]) -> tuple[list[list[float]], list[int], list[str]]:
-    """What the parent run's ``plots/pareto_front.png`` is drawn from (``tracking.plots.plot_front``, with the
-    summary): the completed trials' two values, the indices of the Pareto set among them, the objectives'
-    names."""
+
+def front_of(study, names: list[str]) -> ParetoFront:
+    """What the parent run's ``plots/pareto_front.png`` is drawn from, with the summary
+    (``tracking.plots.plot_front``): the completed trials' two values and the Pareto set among them."""
     from optuna.trial import TrialState
 
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     on_front = {t.number for t in study.best_trials}
-    return [list(t.values) for t in complete], [i for i, t in enumerate(complete) if t.number in on_front], names
+    return ParetoFront(
+        tuple((float(t.values[0]), float(t.values[1])) for t in complete),
+        tuple(i for i, t in enumerate(complete) if t.number in on_front),
+        (names[0], names[1]),
+    )

@@ -6,9 +6,11 @@ scikit-learn) and plotly: ~1.5 s on a 2-core machine, after the last trial, ever
 the other core while the trials train. At the end the command hands the child the sweep's result and gets
 back the page and its importance tables; it writes the file and logs it itself
 (:func:`sweeps.results.html_report.write_report`). The child reopens the study from the storage (the journal
-file, PostgreSQL or ``sweeps proxy``) and reads the sweep's MLflow records straight from an embedded store
-while the command writes the summary; from any other store the command reads them and hands them over, as
-MLflow is never loaded in the child.
+file, PostgreSQL or ``sweeps proxy``). On an embedded store written directly it reads the sweep's MLflow
+records itself and draws the parent run's summary first (the command waits for that answer, then finishes
+the parent run); from any other store the command reads the records and hands them over, and its writer
+draws the summary, since the child is not to load MLflow. The importances are computed in forked copies of
+the child (:mod:`sweeps.results.forked`), in its process group: giving up on the child kills the group.
 
 It is forked only from a process with one thread (:func:`tracking.writer.launch.fork_is_safe`; the progress
 bar starts one on a terminal, so the child comes first), and composes one report, then exits; it also exits
@@ -24,6 +26,8 @@ import gc
 import logging
 import os
 import pickle
+import select
+import signal
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
@@ -36,8 +40,35 @@ ENTRY = "sweeps.results.report_child"  # the child's program: this module's ``ma
 NAME = "sweeps-report"  # its process name (``ps -e``, ``top``); its command line is its parent's
 NICENESS = 10  # the child's priority below its parent's (Unix niceness): ~10 % of a core when both want one
 CLOSE_SECONDS = 5.0  # how long a child that answered is given to exit before it is killed
+# How long the command waits for the summary it asked of the child (~0.3 s on 2 cores for the quickstart,
+# longer for large sweeps) before it kills the child and has its writer draw the summary: a child that
+# hangs must not keep the parent run from being finished.
+SUMMARY_SECONDS = 300.0
 
 log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """What the command asks of its child: the report of ``study_name``'s sweep (``result`` without its study,
+    which the child reopens), from ``records`` (None: read them there), with ``bootstrap`` resamples; and
+    with ``summary`` (``tracking.SweepRun.summary_request``) the parent run's summary first."""
+
+    spec: object
+    study_name: str
+    result: object
+    records: tuple | None
+    bootstrap: int
+    summary: object = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Answer:
+    """One answer of the child: ``kind`` ("summary", then "report"), and ``value`` or the exception raised."""
+
+    kind: str
+    ok: bool
+    value: object
 
 
 class ChildGone(Exception):
@@ -69,7 +100,9 @@ class ReportChild:
             raise RuntimeError("a report child composes one report")
         self.asked = (result.study.study_name, bootstrap)
         self._summary_owed = summary is not None
-        request = (spec, result.study.study_name, dataclasses.replace(result, study=None), records, bootstrap, summary)
+        request = Request(
+            spec, result.study.study_name, dataclasses.replace(result, study=None), records, bootstrap, summary
+        )
         try:
             pickle.dump(request, self._proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
             self._proc.stdin.flush()
@@ -78,12 +111,13 @@ class ReportChild:
 
     def summary_drawn(self) -> bool:
         """Wait for the parent run's summary asked of the child (:meth:`begin`): True once it is drawn there;
-        False when it was not asked for, failed there, or the child is gone (the caller draws it then)."""
+        False when it was not asked for, failed there, the child is gone, or it has not answered in
+        SUMMARY_SECONDS (then it is killed): the caller draws it then."""
         if not self._summary_owed:
             return False
         self._summary_owed = False
         try:
-            ok, value = self._answer("summary")
+            ok, value = self._answer("summary", SUMMARY_SECONDS)
         except ChildGone:
             return False
         if not ok:
@@ -103,17 +137,21 @@ class ReportChild:
             raise value
         return value
 
-    def _answer(self, kind: str) -> tuple[bool, object]:
-        """The child's next answer, which must be of ``kind``; ChildGone (the child closed) when there is none."""
+    def _answer(self, kind: str, seconds: float | None = None) -> tuple[bool, object]:
+        """The child's next answer, which must be of ``kind``, waited for up to ``seconds`` (None: as long as
+        it takes); ChildGone (the child closed, or killed) when there is none."""
         try:
-            got, ok, value = pickle.load(self._proc.stdout)
-        except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError) as e:
+            # (select sees the pipe, not the reader's buffer: only for the first answer, nothing read ahead yet)
+            if seconds is not None and not select.select([self._proc.stdout], [], [], seconds)[0]:
+                raise TimeoutError(f"no answer in {seconds:g} s")
+            answer = pickle.load(self._proc.stdout)
+        except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError) as e:
             self.close()
-            raise ChildGone(f"the report child exited ({type(e).__name__})") from None
-        if got != kind:
+            raise ChildGone(f"the report child gave no {kind} ({type(e).__name__}: {e})") from None
+        if not isinstance(answer, Answer) or answer.kind != kind:
             self.close()
-            raise ChildGone(f"the report child answered {got!r} for {kind!r}")
-        return ok, value
+            raise ChildGone(f"the report child answered {answer!r} for the {kind}")
+        return answer.ok, answer.value
 
     def close(self) -> None:
         """Close the pipe and reap the child: at once (killed) when it was not asked for a report, since it
@@ -122,6 +160,8 @@ class ReportChild:
             with contextlib.suppress(OSError):
                 stream.close()
         if not self._answered or not self._proc.wait(CLOSE_SECONDS):
+            with contextlib.suppress(OSError):  # its copies computing importances too (its process group)
+                os.killpg(self._proc.pid, signal.SIGKILL)
             self._proc.kill()
 
 
@@ -194,7 +234,7 @@ def _request_waiting() -> bool:
     return bool(select.select([0], [], [], 0)[0])
 
 
-def _compose(request, answer: Callable[[str, tuple[bool, object]], None]) -> tuple[str, str, list]:
+def _compose(request: Request, answer: Callable[[str, tuple[bool, object]], None]) -> tuple[str, str, list]:
     """The report asked for, and first the parent run's summary when asked for too: drawn once the
     importances are begun (they are computed in forked copies of this process meanwhile), its answer sent
     with ``answer`` before the report's (also when composing fails first)."""
@@ -203,24 +243,26 @@ def _compose(request, answer: Callable[[str, tuple[bool, object]], None]) -> tup
     from sweeps.results.html_report import collector_paused, compose, report_key
     from sweeps.study.storage import close_storage, open_storage
 
-    spec, study_name, result, records, bootstrap, summary = request
-    owed = [summary is not None]
+    result = request.result
+    owed = [request.summary is not None]
 
     def draw_summary() -> None:
         if owed[0]:
             owed[0] = False
-            answer("summary", _attempt(_draw_summary, summary))
+            answer("summary", _attempt(_draw_summary, request.summary))
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = open_storage(result.stores)
+    storage = None
     try:
-        result.study = optuna.load_study(study_name=study_name, storage=storage)
+        storage = open_storage(result.stores)
+        result.study = optuna.load_study(study_name=request.study_name, storage=storage)
         with collector_paused():
-            page, tables = compose(spec, result, records, bootstrap, meanwhile=draw_summary)
-            return report_key(spec, result), page, tables
+            page, tables = compose(request.spec, result, request.records, request.bootstrap, meanwhile=draw_summary)
+            return report_key(request.spec, result), page, tables
     finally:
         draw_summary()
-        close_storage(storage)
+        if storage is not None:
+            close_storage(storage)
 
 
 def _draw_summary(summary) -> None:
@@ -237,11 +279,12 @@ def _attempt(fn: Callable, *args) -> tuple[bool, object]:
 
 
 def _send(out, kind: str, reply: tuple[bool, object]) -> None:
-    """Write ``(kind, ok, value)`` to the command; an exception that does not pickle goes as its text."""
+    """Write the :class:`Answer` ``kind`` of ``reply`` (ok, value) to the command; an exception that does not
+    pickle goes as its text."""
     try:
-        data = pickle.dumps((kind, *reply), protocol=pickle.HIGHEST_PROTOCOL)
+        data = pickle.dumps(Answer(kind, *reply), protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:
-        data = pickle.dumps((kind, False, RuntimeError(f"{type(reply[1]).__name__}: {reply[1]}")))
+        data = pickle.dumps(Answer(kind, False, RuntimeError(f"{type(reply[1]).__name__}: {reply[1]}")))
     with contextlib.suppress(OSError):  # nobody listens any more
         out.write(data)
         out.flush()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sweeps.results.importance import ImportanceTable
@@ -32,7 +32,9 @@ class ReportData:
     best_number: int | None
     curves: Any  # pandas.DataFrame
     settings: dict[int, dict[str, Any]]
-    importances: list[ImportanceTable] = field(default_factory=list)
+    # None until computed: a figure that shows them must be in SHOW_IMPORTANCES (drawn after they are known),
+    # else it fails here rather than draw nothing
+    importances: list[ImportanceTable] | None = None
 
     @property
     def searched(self) -> set[str]:

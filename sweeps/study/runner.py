@@ -299,7 +299,10 @@ def run(
             drawn = None
             if on_trials_done is not None:
                 request = sweep_run.summary_request(**settings) if summary_elsewhere else None
-                drawn = on_trials_done(summarise(spec, study, sweep_run.run_id, stores), request)
+                try:
+                    drawn = on_trials_done(summarise(spec, study, sweep_run.run_id, stores), request)
+                except Exception as e:  # work beside the summary (the report): it must not cost the summary
+                    log.warning("at the end of the trials: %s: %s", type(e).__name__, tracking.redact(str(e)))
             if drawn is None or not drawn():
                 sweep_run.update_summary(**settings, table=False)
             stopping.tag_parent(sweep_run, study, spec)

@@ -12,23 +12,23 @@ import textwrap
 from tests.conftest import cli_env
 
 SCRIPT = textwrap.dedent("""
-    import json, os, sys
+    import json, os, sys, time
     import numpy as np
     import optuna
     from sweeps.results import forked
-    from sweeps.results.forked import Forked, forked_map
+    from sweeps.results.forked import Forked
     from sweeps.results.importance import begin_study_importances, importances
 
     here = os.getpid()
     out = {}
-    out["pids"] = forked_map(lambda x: (x * x, os.getpid()), [1, 2, 3])
+    out["pids"] = Forked(lambda x: (x * x, os.getpid()), [1, 2, 3]).results()
 
     def fails(x):
         if x == 2:
             raise ValueError(f"no {x}")
         return x
     try:
-        forked_map(fails, [1, 2])
+        Forked(fails, [1, 2]).results()
     except ValueError as e:
         out["raised"] = str(e)
 
@@ -36,7 +36,19 @@ SCRIPT = textwrap.dedent("""
         if os.getpid() != here:
             os._exit(3)
         return (x, os.getpid())
-    out["died"] = forked_map(dies, [1, 2])
+    out["died"] = Forked(dies, [1, 2]).results()
+
+    slow = Forked(lambda x: time.sleep(60), [1, 2])
+    started = time.monotonic()
+    slow.close()  # given up: killed and reaped at once, not waited for
+    out["closed_in"] = time.monotonic() - started
+
+    import gc
+    gc.freeze()  # as the report child freezes what it imported: a Forked keeps that freeze
+    frozen = gc.get_freeze_count()
+    Forked(lambda x: x, [1]).results()
+    out["freeze_kept"] = gc.get_freeze_count() >= frozen > 0
+    gc.unfreeze()
 
     pending = Forked(lambda x: x, [1, 2])
     pending.close()  # given up: reaped, nothing taken
@@ -61,7 +73,7 @@ SCRIPT = textwrap.dedent("""
     begun = begin_study_importances(study, study.trials, targets, seed=7, bootstrap=3).tables()
     forked.fork_is_safe = lambda: False  # as in a process with threads: one after another, here
     in_turn = importances(trials, targets, seed=7, bootstrap=3)
-    out["in_process"] = forked_map(lambda x: os.getpid(), [1, 2]) == [here, here]
+    out["in_process"] = Forked(lambda x: os.getpid(), [1, 2]).results() == [here, here]
     out["same_tables"] = side_by_side == in_turn == begun and len(in_turn) == 4
     out["here"] = here
     print(json.dumps(out))
@@ -81,9 +93,10 @@ def test_work_is_split_over_forked_copies_and_importances_do_not_depend_on_it():
     here = got["here"]
     (first, pid1), (second, pid2), (third, pid3) = got["pids"]
     assert [first, second, third] == [1, 4, 9]  # in order
-    assert pid1 == here and len({here, pid2, pid3}) == 3  # the first here, each other in a copy of its own
+    assert len({here, pid1, pid2, pid3}) == 4  # each in a copy of its own
     assert got["raised"] == "no 2"  # raised in a copy, raised here
     assert got["died"] == [[1, here], [2, here]]  # a copy that died: its item computed here
-    assert got["children_left"] is False
+    assert got["children_left"] is False and got["freeze_kept"]
+    assert got["closed_in"] < 5  # copies given up on are killed, not waited for (they would sleep 60 s)
     assert got["in_process"]  # where a fork is not safe, every item is computed here
     assert got["same_tables"]  # the importances: the same, side by side, begun, or one after another

@@ -199,7 +199,7 @@ from sweeps.study.runner import load_result
 
 # Forked first, while this program has one thread, as `sweeps run` forks its child: they load what they
 # need while this one loads the study and MLflow's records.
-child, gone, unasked, early, reader, drawer, lost = (report_child.start() for _ in range(7))
+child, gone, unasked, early, reader, drawer, lost, stuck = (report_child.start() for _ in range(8))
 gone._proc.kill()
 unasked._proc.stdin.close()  # the command ended without asking: the child leaves by itself
 spec = load_spec("tiny.yaml")
@@ -228,6 +228,15 @@ _, *drawn_by_child = drawer.collect()
 lost._proc.kill()
 lost.begin(spec, result, None, 2, summary=sweep.summary_request(**summary_settings(spec)))
 lost_drawn = lost.summary_drawn()
+# One that does not answer in time (stopped, as a hung child would be) is given up on and killed.
+import signal, time
+stuck.begin(spec, result, None, 2, summary=sweep.summary_request(**summary_settings(spec)))
+os.kill(stuck.pid, signal.SIGSTOP)
+report_child.SUMMARY_SECONDS = 1.0
+started = time.monotonic()
+stuck_drawn = stuck.summary_drawn()
+stuck_waited = time.monotonic() - started
+stuck_killed = not os.path.exists(f"/proc/{stuck.pid}")
 key_is_the_results = key == report_key(spec, result)
 alive = os.path.exists(f"/proc/{child.pid}") and open(f"/proc/{child.pid}/stat").read().split()[2] != "Z"
 loaded_here = [m for m in ("sklearn", "plotly") if m in sys.modules]
@@ -240,6 +249,7 @@ print(json.dumps({
     "pages": [by_child[0], here[0], read_by_child[0], drawn_by_child[0]], "tables": len(here[1]),
     "tables_equal": by_child[1] == here[1] == read_by_child[1] == drawn_by_child[1], "handed": handed is not None,
     "summary_drawn_there": summary_drawn_there, "lost_drawn": lost_drawn,
+    "stuck": [stuck_drawn, stuck_waited < 10, stuck_killed],
     "key_is_the_results": key_is_the_results,
     "child_alive_after_answering": alive, "loaded_here_before_composing_here": loaded_here,
     "fallback": open(fallback).read(), "unasked_exited": unasked._proc.wait(60),
@@ -267,6 +277,7 @@ def test_the_report_child_composes_the_same_report_in_another_process(swept):
     assert not got["handed"] and read_by_child == here  # the child read the MLflow records itself
     assert got["summary_drawn_there"] and drawn_by_child == here  # and drew the summary first when asked
     assert got["lost_drawn"] is False
+    assert got["stuck"] == [False, True, True]  # not drawn, given up on after SUMMARY_SECONDS, killed
     assert got["key_is_the_results"]
     assert got["tables_equal"] and got["tables"] == 4  # two targets by two evaluators, same seeded intervals
     assert got["loaded_here_before_composing_here"] == [], "the page was composed in this process"

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tracking.datasets import DatasetRecord
+    from tracking.plots import ParetoFront
 
 # The writer writes a run's values at most this often (and at once before answering any request). The UI
 # still sees a trial progress every second, and short epochs cost the store (and, with several workers, the
@@ -102,7 +103,7 @@ class Summary:
     metric: str
     direction: str
     table: bool = True
-    front: tuple | None = None  # two objectives: (points, Pareto set, names) of tracking.plots.plot_front
+    front: ParetoFront | None = None  # two objectives: the Pareto front to plot with the summary
 
 
 @dataclass(frozen=True)
