@@ -323,7 +323,7 @@ class PendingImportances:
         return self._stored
 
     def close(self) -> None:
-        """Give up on them: the copies computing them are reaped."""
+        """Give up on them: the copies computing them are killed and reaped."""
         if self._forked is not None:
             self._forked.close()
 
