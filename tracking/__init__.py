@@ -30,7 +30,6 @@ from tracking.datasets import DatasetRecord, describe_dataset, log_dataset_input
 from tracking.errors import NoFinishedTrial, TrackingError, TrackingUnavailable
 from tracking.provenance import git_commit, package_versions, provenance_tags
 from tracking.redact import redact, redact_obj
-from tracking.run_writes import written_directly
 from tracking.runs import (
     SweepRun,
     download_artifact,
@@ -50,6 +49,7 @@ from tracking.store import (
     default_artifact_location,
     default_tracking_uri,
     make_client,
+    written_directly,
 )
 from tracking.summary import update_sweep_summary
 from tracking.trial import TrialRun

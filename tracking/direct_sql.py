@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Mapping, Set
+from collections.abc import Mapping, Sequence, Set
 
 SWITCH_VAR = "TRACKING_DIRECT_SQLITE"  # "0": every write through MLflow's client
 # Schema revisions whose runs, metrics, latest_metrics, params, tags and experiments are written here as MLflow
@@ -14,6 +14,7 @@ SWITCH_VAR = "TRACKING_DIRECT_SQLITE"  # "0": every write through MLflow's clien
 # the rows it writes are checked again (tests/tracking/test_run_writes.py, test_sqlite_store.py compare
 # them) and its revision is added here.
 KNOWN_REVISIONS = frozenset({"dc11669786a5"})
+DEFAULT_WORKSPACE = "default"  # MLflow's one workspace while its workspaces are off
 
 
 def allowed() -> bool:
@@ -21,6 +22,18 @@ def allowed() -> bool:
     experiments and runs; the direct writes know only the default one) not enabled."""
     workspaces = os.environ.get("MLFLOW_ENABLE_WORKSPACES", "").strip().lower() in ("1", "true", "yes")
     return os.environ.get(SWITCH_VAR, "1") != "0" and not workspaces
+
+
+def other_workspaces(conn: sqlite3.Connection) -> bool:
+    """Whether the store holds experiments of another workspace than the default one (MLflow refuses to open
+    such a store with its workspaces off, so nothing is read or written there directly)."""
+    row = conn.execute("SELECT 1 FROM experiments WHERE workspace != ? LIMIT 1", (DEFAULT_WORKSPACE,)).fetchone()
+    return row is not None
+
+
+def marks(items: Sequence[object]) -> str:
+    """The ``?, ?, …`` of an ``IN (…)`` over ``items``."""
+    return ", ".join("?" * len(items))
 
 
 def known_schema(conn: sqlite3.Connection, columns: Mapping[str, Set[str]]) -> bool:

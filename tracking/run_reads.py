@@ -45,6 +45,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from tracking import run_writes, schema
+from tracking.direct_sql import marks as _marks
+from tracking.direct_sql import other_workspaces
 from tracking.mlflow_requests import with_retries
 
 if TYPE_CHECKING:
@@ -333,10 +335,7 @@ def _read(client: MlflowClient, read: Callable[[sqlite3.Connection], T], *, what
 
 def _read_once(direct: run_writes.SqliteRuns, read: Callable[[sqlite3.Connection], T]) -> T | None:
     with direct.reading() as db:
-        other = db.execute(
-            "SELECT 1 FROM experiments WHERE workspace != ? LIMIT 1", (run_writes.DEFAULT_WORKSPACE,)
-        ).fetchone()
-        return None if other else read(db)
+        return None if other_workspaces(db) else read(db)
 
 
 def _runs(db: sqlite3.Connection, where: str, args: Sequence[Any]) -> list[StoredRun] | None:
@@ -380,7 +379,3 @@ def _metric_value(value: float, is_nan: int) -> float:
 def _plain_run_id(run_id: object) -> bool:
     """A run id MLflow takes as it is (anything else: MLflow's error, or its parsing of a filter)."""
     return isinstance(run_id, str) and run_writes._RUN_ID.fullmatch(run_id) is not None
-
-
-def _marks(items: Sequence[Any]) -> str:
-    return ", ".join("?" * len(items))

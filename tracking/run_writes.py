@@ -38,9 +38,10 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from tracking.direct_sql import allowed, known_schema
+from tracking.direct_sql import DEFAULT_WORKSPACE, allowed, known_schema, other_workspaces
+from tracking.direct_sql import marks as _marks
 from tracking.errors import TrackingError
 from tracking.mlflow_requests import MAX_PARAM_VALUE, MAX_TAG_VALUE, log_batched, with_retries
 
@@ -79,7 +80,6 @@ _FLOAT_MAX = 1.7976931348623157e308  # what MLflow stores for ±inf
 _NAME = re.compile(r"^[/\w.\- :]*$")  # the names MLflow accepts (on POSIX)
 # What names an active MLflow model in a process that has not set one itself (MLflow's public and legacy names).
 ACTIVE_MODEL_VARS = ("MLFLOW_ACTIVE_MODEL_ID", "_MLFLOW_ACTIVE_MODEL_ID")
-DEFAULT_WORKSPACE = "default"  # MLflow's one workspace while its workspaces are off
 MAX_EXPERIMENT_NAME = 500
 MAX_ARTIFACT_LOCATION = 2048  # MLflow's default limit; MLFLOW_ARTIFACT_LOCATION_MAX_LENGTH changes it
 # Artifact locations known without MLflow: an absolute path, plain or as a ``file:///`` URI, with nothing
@@ -256,19 +256,6 @@ def for_client(client: MlflowClient) -> SqliteRuns | None:
     return for_uri(uri) if isinstance(uri, str) else None
 
 
-def written_directly(uri: str | None) -> bool:
-    """Whether the store at ``uri`` is written and read directly, MLflow never loaded for it (see the
-    module's docstring): an SQLite store, the direct writes allowed, at a known schema revision if it exists
-    already (one not made yet is taken to be made so, as ``sweeps run`` makes it: a forecast, for what to
-    load ahead of time)."""
-    if not isinstance(uri, str) or not allowed():
-        return False
-    from tracking.store import sqlite_path
-
-    db = sqlite_path(uri)
-    return db is not None and (not db.exists() or _writer(db) is not None)
-
-
 def for_uri(uri: str) -> SqliteRuns | None:
     """The direct writer of the SQLite store at ``uri`` (see the module's docstring), or None."""
     if not allowed():
@@ -338,7 +325,7 @@ class SqliteRuns:
         the insert. None, nothing written, for a store holding experiments of other workspaces, which MLflow
         refuses to open with its workspaces off; raises TrackingError for a deleted experiment."""
         with self._transaction() as db:
-            if db.execute("SELECT 1 FROM experiments WHERE workspace != ? LIMIT 1", (DEFAULT_WORKSPACE,)).fetchone():
+            if other_workspaces(db):
                 return None
             row = db.execute(
                 "SELECT experiment_id, lifecycle_stage FROM experiments WHERE name = ?", (name,)
@@ -734,10 +721,6 @@ def _error(message: str, code: str) -> Exception:
     from mlflow.protos import databricks_pb2
 
     return MlflowException(message, error_code=getattr(databricks_pb2, code))
-
-
-def _marks(items: Sequence[Any]) -> str:
-    return ", ".join("?" * len(items))
 
 
 def _now_ms() -> int:

@@ -299,13 +299,10 @@ class SweepRun:
         run_writes.log_values(self.client, self.run_id, tags=[(k, str(v)) for k, v in tags.items()])
 
     def delete_tags(self, names: Iterable[str]) -> None:
-        """Take those of the tags ``names`` off the parent run that it has (read directly where
-        :mod:`tracking.run_reads` can: MLflow is loaded only when there is one to delete)."""
+        """Take those of the tags ``names`` off the parent run that it has (read and deleted directly where
+        :mod:`tracking.run_reads` and :mod:`tracking.run_writes` can)."""
         run = run_reads.get_run(self.client, self.run_id) or self.client.get_run(self.run_id)
-        old = run.data.tags
-        for name in names:
-            if name in old:
-                self.client.delete_tag(self.run_id, name)
+        run_writes.delete_tags(self.client, self.run_id, [name for name in names if name in run.data.tags])
 
     def log_file(self, path: Path, folder: str | None = None) -> None:
         """Upload the file ``path`` to the parent run's artifacts, in ``folder``."""

@@ -120,6 +120,19 @@ class LazyClient:
         return getattr(self.real(), name)
 
 
+def written_directly(uri: str | None) -> bool:
+    """Whether a sweep's writes and end-of-sweep reads of the store at ``uri`` all go straight into its SQLite
+    file (:mod:`tracking.run_writes`, :mod:`tracking.run_reads`), MLflow never loaded for them: an SQLite store
+    ready for them, or one that can be made so without MLflow."""
+    db = sqlite_path(uri) if isinstance(uri, str) else None
+    if db is None:
+        return False
+    from tracking.direct_sql import allowed
+    from tracking.sqlite_store import opens_without_mlflow
+
+    return allowed() and opens_without_mlflow(db, default_artifact_location(db.parent))
+
+
 def is_database(uri: str) -> bool:
     """Whether MLflow opens ``uri`` as an SQLAlchemy database (SQLite, PostgreSQL, …)."""
     return "://" in uri and not uri.startswith(("http://", "https://", "file:", "databricks"))

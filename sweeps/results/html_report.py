@@ -286,7 +286,6 @@ def write_report(
                 key, page, tables = child.collect()
                 if child.asked == (result.study.study_name, bootstrap) and key == report_key(spec, result):
                     composed = page, tables
-
         page, tables = composed or compose(spec, result, records, bootstrap)
         path = Path(out) if out is not None else result.stores.workdir / f"{spec.name}-{REPORT_FILE}"
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -24,14 +24,8 @@ def update_parent_summary(sweep_run, spec: Spec, study=None) -> None:
     (and, for two objectives, the Pareto front of ``study``), after failing the runs :func:`fail_orphaned_runs`
     finds."""
     if study is not None:
-        prepare_parent_summary(sweep_run, study)
+        fail_orphaned_runs(sweep_run, study)  # before the summary reads the runs: it counts them
     sweep_run.update_summary(**summary_settings(spec, study), table=False)
-
-
-def prepare_parent_summary(sweep_run, study) -> None:
-    """What comes before the summary is drawn from the store: the orphaned runs failed (the summary counts
-    them)."""
-    fail_orphaned_runs(sweep_run, study)
 
 
 def summary_settings(spec: Spec, study=None) -> dict:

@@ -21,7 +21,6 @@ from sweeps.study.parent_run import (
     fail_orphaned_runs,
     fail_run,
     open_parent_run,
-    prepare_parent_summary,
     summary_settings,
     update_parent_summary,
 )
@@ -294,7 +293,7 @@ def run(
                 on_trial(study, counts(study)[0], total)
         # done and running are those counted under the lock when the loop found nothing left to ask.
         if finalize and (not worker or _summary_is_mine(study, lock, done, running)):
-            prepare_parent_summary(sweep_run, study)
+            fail_orphaned_runs(sweep_run, study)  # before the summary reads the runs: it counts them
             settings = summary_settings(spec, study)
             drawn = None
             if on_trials_done is not None:

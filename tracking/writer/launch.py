@@ -102,12 +102,9 @@ def writes_without_mlflow(tracking_uri: str | None) -> bool:
     first trial): an SQLite store that is ready for them, or can be made so without MLflow."""
     if tracking_uri is None or "mlflow" in sys.modules:
         return False  # MLflow decides where None points; loaded already, it costs nothing more
-    from tracking.direct_sql import allowed
-    from tracking.sqlite_store import opens_without_mlflow
-    from tracking.store import default_artifact_location, sqlite_path
+    from tracking.store import written_directly
 
-    db = sqlite_path(tracking_uri)
-    return db is not None and allowed() and opens_without_mlflow(db, default_artifact_location(db.parent))
+    return written_directly(tracking_uri)
 
 
 def _stores_opened() -> bool:
