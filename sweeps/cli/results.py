@@ -16,6 +16,7 @@ from sweeps.results.confirm import check_counts, confirm
 from sweeps.results.confirm_report import print_confirm
 from sweeps.results.export import export_model
 from sweeps.results.html_report import REPORT_FILE, draw_after_command, write_report
+from sweeps.results.importance import optuna_importance
 from sweeps.study.runner import load_result
 
 
@@ -84,6 +85,7 @@ def cmd_report(args) -> int:
     if args.out is not None and Path(args.out).is_dir():
         raise UsageError(f"--out {args.out} is a folder; give the file to write, e.g. {Path(args.out) / REPORT_FILE}")
     result = load_result(spec, workdir=args.workdir, storage=args.storage, tracking_uri=args.tracking_uri)
+    optuna_importance(without_scikit_learn=True)  # this process uses no evaluator of Optuna's that needs it
     path = write_report(spec, result, args.out, bootstrap=args.bootstrap)
     print(f"report: {path}")
     return 0

@@ -30,6 +30,7 @@ from sweeps.results.importance import (
     PendingImportances,
     begin_study_importances,
     importance_metrics,
+    optuna_importance,
 )
 from sweeps.results.report_child import ChildGone, ReportChild
 from sweeps.results.report_figures import Figure, ReportData, build_figures, figures_ahead
@@ -371,10 +372,12 @@ def draw_after_command(spec, result, spec_arg, say, warn, child: ReportChild | N
     """The report at the end of a command (``run``, ``confirm``, ``batch-size``), unless $SWEEPS_NO_REPORT:
     its path through ``say``; a failure to draw it through ``warn``, not fatal, since the command's work is
     recorded. A report already drawn from the same trials (a rerun that trained nothing) is kept: drawing it
-    again takes seconds and would change only its date."""
+    again takes seconds and would change only its date. The command's process is ours: Optuna's importance
+    package is loaded without scikit-learn (:func:`~sweeps.results.importance.optuna_importance`)."""
     if not report_enabled(False):
         return
     try:
+        optuna_importance(without_scikit_learn=True)
         result = result() if callable(result) else result
         path = result.stores.workdir / f"{spec.name}-{REPORT_FILE}"
         if _drawn_key(path) == report_key(spec, result):

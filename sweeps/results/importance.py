@@ -1,4 +1,8 @@
-"""What mattered: each searched parameter's importance, by Optuna's evaluators, with a bootstrap interval.
+"""What mattered: each searched parameter's importance, by two evaluators, with a bootstrap interval.
+
+The evaluators are fANOVA (Hutter et al., 2014), fitted here on a small random forest of our own
+(:mod:`sweeps.results.fanova`: the method of Optuna's ``FanovaImportanceEvaluator`` without its
+scikit-learn forest), and Optuna's ``PedAnovaImportanceEvaluator``.
 
 One sweep's trials give one importance per parameter; a slightly different set of trials would give
 another. The interval says how much: the trials are resampled with replacement ``bootstrap`` times, the
@@ -17,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,41 +29,23 @@ from dataclasses import dataclass
 import numpy as np
 
 # Kept cheap: the report is drawn at the end of every run (its time is measured in bench/README.md). One
-# fANOVA table (13 fits) of the quickstart's 13 trials takes 0.16 s with 8 trees, 1.2 s with 64 (Optuna's
-# default); 4 trees would halve it but widen the intervals by 10-25 % and make the point estimates up to
-# 1.7x as variable over seeds (bench/README.md). 12 resamples give rough intervals, `sweeps report --bootstrap B`
-# finer ones.
+# fANOVA table (13 fits) of the quickstart's 13 trials: ~55 ms with Optuna's forest size (64 trees, depth
+# up to 64), all fits' trees grown as one batch (sweeps.results.fanova); with Optuna's own scikit-learn
+# forest it took 1.2 s, and 0.16 s with the 8 trees of depth 8 used until then, whose point estimates
+# varied ~6x as much from one seed to the next. 12 resamples give rough intervals, `sweeps report
+# --bootstrap B` finer ones.
 DEFAULT_BOOTSTRAP = 12
-FANOVA_TREES = 8
-FANOVA_DEPTH = 8
+FANOVA_TREES = 64
+FANOVA_DEPTH = 64
 MIN_TRIALS = 3  # fewer completed trials than this and no importance is computed
 # The Optuna study's user attribute holding the last importances computed for it, with the key of what they
 # were computed from: redrawing the report of an unchanged sweep reuses them instead of refitting.
 CACHE_ATTR = "report_importances"
 # Raise it when the computation changes, so older stored importances are not reused. 2: every evaluator
-# on the same resamples, one point-estimate seed. 3: one random stream per target.
-CACHE_VERSION = 3
+# on the same resamples, one point-estimate seed. 3: one random stream per target. 4: fANOVA on our forest.
+CACHE_VERSION = 4
 
 log = logging.getLogger(__name__)
-
-
-def _fanova(seed: int):
-    from optuna.importance import FanovaImportanceEvaluator
-
-    return FanovaImportanceEvaluator(n_trees=FANOVA_TREES, max_depth=FANOVA_DEPTH, seed=seed)
-
-
-def _ped_anova(seed: int):
-    from optuna.importance import PedAnovaImportanceEvaluator
-
-    return PedAnovaImportanceEvaluator()  # deterministic: no seed
-
-
-# name -> (label shown in the report, evaluator built from a seed)
-EVALUATORS: dict[str, tuple[str, Callable[[int], object]]] = {
-    "fanova": ("fANOVA", _fanova),
-    "ped_anova": ("PED-ANOVA", _ped_anova),
-}
 
 
 @dataclass(frozen=True)
@@ -84,7 +71,7 @@ class ImportanceTable:
 
     @property
     def label(self) -> str:
-        return EVALUATORS[self.evaluator][0]
+        return EVALUATORS[self.evaluator].label
 
     def within_noise(self) -> list[str]:
         return [r.param for r in self.rows if r.within_noise]
@@ -132,20 +119,85 @@ def _study(trials: list, direction: str):
     return study
 
 
-def _evaluate_study(study, params: list[str], evaluator: str, seed: int) -> dict[str, float]:
+# A fit: the indices of the observations it sees (a resample repeats some) and its seed.
+Fit = tuple[np.ndarray, int]
+
+
+def _distributions(obs: list[Observation], params: list[str]) -> dict:
+    """The distributions of ``params``, the same in every observation (else ValueError, as Optuna's)."""
+    first = {p: obs[0].distributions[p] for p in params}
+    if any(o.distributions[p] != d for o in obs[1:] for p, d in first.items()):
+        raise ValueError(f"importances cannot be assessed when the distributions of {params} change between trials")
+    return first
+
+
+def _fanova_fits(obs: list[Observation], params: list[str], fits: list[Fit], direction: str) -> list:
+    from sweeps.results import fanova
+
+    encoded = fanova.encode([o.params for o in obs], _distributions(obs, params), params)
+    y = np.array([o.value for o in obs], dtype=np.float64)
+    found = fanova.importances(encoded, y, fits, n_trees=FANOVA_TREES, max_depth=FANOVA_DEPTH)
+    return [None if f is None else dict(zip(params, map(float, f), strict=True)) for f in found]
+
+
+def _ped_anova_fits(obs: list[Observation], params: list[str], fits: list[Fit], direction: str) -> list:
+    """Optuna's PED-ANOVA on an in-memory study of each fit's trials (it is deterministic: no seed)."""
     import optuna
 
-    with warnings.catch_warnings():  # PED-ANOVA warns on small studies; the interval shows the spread anyway
-        warnings.simplefilter("ignore")
-        found = optuna.importance.get_param_importances(
-            study, evaluator=EVALUATORS[evaluator][1](seed), params=params, normalize=True
-        )
-    return {p: float(found.get(p, 0.0)) for p in params}
+    evaluator = optuna_importance().PedAnovaImportanceEvaluator()
+    frozen = _frozen(obs)
+    out = []
+    for i, (picked, _seed) in enumerate(fits):
+        try:
+            with warnings.catch_warnings():  # it warns on small studies; the interval shows the spread anyway
+                warnings.simplefilter("ignore")
+                found = optuna_importance().get_param_importances(
+                    _study([frozen[j] for j in picked], direction), evaluator=evaluator, params=params, normalize=True
+                )
+        except (ValueError, RuntimeError, optuna.exceptions.OptunaError):
+            if i == 0:  # the point estimate: the caller learns why
+                raise
+            found = None
+        out.append(None if found is None else {p: float(found.get(p, 0.0)) for p in params})
+    return out
+
+
+@dataclass(frozen=True)
+class Evaluator:
+    """An importance evaluator: its ``label`` in the report, and ``fits(obs, params, fits, direction)``, the
+    normalised importances of ``params`` on each fit's observations (None where a resample cannot be
+    evaluated; the first fit, the point estimate, raises instead)."""
+
+    label: str
+    fits: Callable[[list[Observation], list[str], list[Fit], str], list[dict[str, float] | None]]
+
+
+EVALUATORS: dict[str, Evaluator] = {
+    "fanova": Evaluator("fANOVA", _fanova_fits),
+    "ped_anova": Evaluator("PED-ANOVA", _ped_anova_fits),
+}
+
+
+def optuna_importance(without_scikit_learn: bool = False):
+    """``optuna.importance``. Optuna's importance package imports scikit-learn (and SciPy) for its own fANOVA
+    and mean-decrease-impurity evaluators, ~1 s of CPU, which nothing here uses. ``without_scikit_learn``,
+    the first time, loads it with scikit-learn hidden: those two evaluators of Optuna's then say it is
+    missing, in this process only, and nothing else changes. For processes of our own (the report child); a
+    library caller's process keeps all of Optuna's evaluators."""
+    if without_scikit_learn and "optuna.importance" not in sys.modules and "sklearn.ensemble" not in sys.modules:
+        sys.modules["sklearn.ensemble"] = None  # type: ignore[assignment]  # an ImportError for Optuna's import
+        try:
+            import optuna.importance
+        finally:
+            del sys.modules["sklearn.ensemble"]
+    import optuna.importance
+
+    return optuna.importance
 
 
 def evaluate(obs: list[Observation], params: list[str], evaluator: str, seed: int, direction: str) -> dict[str, float]:
-    """Optuna's normalised importances of ``params`` for ``obs``, on an in-memory study of those trials."""
-    return _evaluate_study(_study(_frozen(obs), direction), params, evaluator, seed)
+    """The normalised importances of ``params`` for ``obs`` by ``evaluator`` (one fit, all of ``obs``)."""
+    return EVALUATORS[evaluator].fits(obs, params, [(np.arange(len(obs)), seed)], direction)[0]
 
 
 def importance_tables(
@@ -159,32 +211,27 @@ def importance_tables(
 ) -> list[ImportanceTable]:
     """Importances of the parameters of ``obs`` for ``target`` by each of ``evaluators``, with
     percentile-bootstrap intervals over ``bootstrap`` resamples of the trials (drawn with ``rng``); no table
-    with fewer than MIN_TRIALS observations or nothing that varies. Every evaluator sees the same resamples
-    (one in-memory study each, built once); a resample on which an evaluator fails (too few distinct values)
-    is skipped for that evaluator.
+    with fewer than MIN_TRIALS observations or nothing that varies. Every evaluator sees the same fits (the
+    trials picked and a seed); a resample on which an evaluator fails (too few distinct values) is skipped
+    for that evaluator.
 
     The draws from ``rng``: one seed for the point estimates, then per resample the picked trials and a seed."""
     params = common_params(obs)
     if len(obs) < MIN_TRIALS or not params or not evaluators:
         return []
-    import optuna
-
-    frozen = _frozen(obs)
-    seed = int(rng.integers(2**31))
-    full = _study(frozen, direction)
-    point = {e: _evaluate_study(full, params, e, seed) for e in evaluators}
-    samples: dict[str, list[list[float]]] = {e: [] for e in evaluators}
+    fits: list[Fit] = [(np.arange(len(obs)), int(rng.integers(2**31)))]
     for _ in range(bootstrap):
         pick = rng.integers(len(obs), size=len(obs))
-        seed = int(rng.integers(2**31))
-        study = _study([frozen[i] for i in pick], direction)
-        for e in evaluators:
-            try:
-                got = _evaluate_study(study, params, e, seed)
-            except (ValueError, RuntimeError, optuna.exceptions.OptunaError):
-                continue
-            samples[e].append([got[p] for p in params])
-    return [_table(target, e, params, point[e], samples[e], len(obs)) for e in evaluators]
+        fits.append((pick, int(rng.integers(2**31))))
+    tables = []
+    for e in evaluators:
+        found = EVALUATORS[e].fits(obs, params, fits, direction)
+        if found[0] is None:
+            label = EVALUATORS[e].label
+            raise RuntimeError(f"{label}: the {target} of the {len(obs)} trials varies too little to explain")
+        samples = [[got[p] for p in params] for got in found[1:] if got is not None]
+        tables.append(_table(target, e, params, found[0], samples, len(obs)))
+    return tables
 
 
 def _table(target: str, evaluator: str, params: list[str], point: dict, samples: list, n: int) -> ImportanceTable:

@@ -1,8 +1,10 @@
 """The report child: a process forked as `sweeps run` starts, which loads what the HTML report is drawn with
 while the sweep trains, and composes the report when the sweep ends.
 
-Drawing the report in the command's own process began with importing Optuna's fANOVA (and with it
-scikit-learn) and plotly: ~1.5 s on a 2-core machine, after the last trial, every time. The child pays it on
+Drawing the report in the command's own process began with importing plotly, matplotlib, pandas and Optuna's
+importance package (which the child loads without scikit-learn: see
+:func:`sweeps.results.importance.optuna_importance`): ~1 s on a 2-core machine, after the last trial, every
+time. The child pays it on
 the other core while the trials train. At the end the command hands the child the sweep's result and gets
 back the page and its importance tables; it writes the file and logs it itself
 (:func:`sweeps.results.html_report.write_report`). The child reopens the study from the storage (the journal
@@ -191,7 +193,9 @@ def report_child(wanted: bool) -> Iterator[ReportChild | None]:
 
 
 def _import_importances() -> None:
-    import optuna.importance  # noqa: F401 — scikit-learn and SciPy with it: ~1 s
+    from sweeps.results.importance import optuna_importance
+
+    optuna_importance(without_scikit_learn=True)  # not its scikit-learn and SciPy: ~1 s of CPU
 
 
 def _import_records() -> None:
@@ -212,7 +216,7 @@ def _import_figures() -> None:
     import sweeps.results.html_report  # noqa: F401
 
 
-# What composing a report imports (~2 s of CPU), in the order the end of a sweep needs it: the importances'
+# What composing a report imports (~1 s of CPU), in the order the end of a sweep needs it: the importances'
 # libraries first (they are computed in copies forked first: a copy forked before them would import them
 # itself), then the records' and the summary's, then the figures'.
 WARM_UP: tuple[Callable[[], None], ...] = (_import_importances, _import_records, _import_summary, _import_figures)
@@ -252,6 +256,7 @@ def _compose(request: Request, answer: Callable[[str, tuple[bool, object]], None
             answer("summary", _attempt(_draw_summary, request.summary))
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    _import_importances()  # without scikit-learn, also when the warm-up did not get to it
     storage = None
     try:
         storage = open_storage(result.stores)

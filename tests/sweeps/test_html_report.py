@@ -286,6 +286,42 @@ def test_the_report_child_composes_the_same_report_in_another_process(swept):
     assert got["late_is_of_the_changed_study"], "a report composed from other trials was drawn again here"
 
 
+NO_SCIKIT_LEARN_SCRIPT = """
+import json, sys
+from sweeps.results import report_child
+from sweeps.results.html_report import compose, read_records
+from sweeps.spec import load_spec
+from sweeps.study.runner import load_result
+
+for step in report_child.WARM_UP:  # what the child loads while the trials train
+    step()
+spec = load_spec("tiny.yaml")
+result = load_result(spec)
+page, tables = compose(spec, result, read_records(result), 2)
+loaded = "sklearn" in sys.modules
+import optuna.importance
+try:
+    optuna.importance.FanovaImportanceEvaluator()
+    optunas_fanova = "works"
+except ImportError:
+    optunas_fanova = "says scikit-learn is missing"
+import sklearn.ensemble  # importable as ever
+print(json.dumps({"loaded": loaded, "evaluators": sorted({t.evaluator for t in tables}), "optunas": optunas_fanova}))
+"""
+
+
+def test_the_report_child_composes_without_scikit_learn(swept):
+    """The child loads Optuna's importance package with scikit-learn hidden (~1 s of CPU it never uses: our
+    forest is NumPy), computes both evaluators' tables, and leaves scikit-learn importable; only Optuna's
+    own fANOVA evaluator, unused, says it is missing in that process."""
+    done = subprocess.run(
+        [sys.executable, "-c", NO_SCIKIT_LEARN_SCRIPT], cwd=swept, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)
+    assert got == {"loaded": False, "evaluators": ["fanova", "ped_anova"], "optunas": "says scikit-learn is missing"}
+
+
 def test_bad_options_say_so_and_write_nothing(tmp_path, tiny_spec):
     bad = run_cli("report", tiny_spec, "--bootstrap", "-1", cwd=tmp_path)
     assert bad.returncode == 2 and bad.stderr.strip() == "error: --bootstrap must be ≥ 0; got -1"
