@@ -59,11 +59,13 @@ def breakdown(cwd: Path) -> dict[str, float]:
     marks = {}
     start = time.perf_counter()
     from sweeps.results.html_report import collector_paused, gather, render
+    from sweeps.results.importance import optuna_importance
     from sweeps.results.report_figures import build_figures
     from sweeps.spec import load_spec
     from sweeps.study.runner import load_result
     from tracking.report import sweep_record
 
+    optuna_importance(without_scikit_learn=True)  # as the command loads it
     spec = load_spec(SPEC)
     result = load_result(spec)
     marks["imports (sweeps, Optuna) and study"] = time.perf_counter() - start

@@ -268,7 +268,10 @@ def _per_target(
 ) -> tuple[Callable[[tuple], list[ImportanceTable]], list[tuple]]:
     """(the function computing one target's tables, one job per target): each target's observations and its
     own random stream of ``seed`` (numpy's ``SeedSequence.spawn``), so that a target's intervals are the same
-    whether the targets are computed one after another or side by side."""
+    whether the targets are computed one after another or side by side. Optuna's importance package is
+    loaded here, before the targets' copies are forked, so that they do not each load it."""
+    if "ped_anova" in evaluators:
+        optuna_importance()
     streams = np.random.SeedSequence(seed).spawn(len(targets))
     jobs = [
         (observations(trials, value), target, stream)
