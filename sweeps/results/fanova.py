@@ -17,9 +17,10 @@ against Optuna's on the same trees, and the trees against scikit-learn's on the 
 
 Two formulas do the work. A tree with leaves *l* (boxes *B_l*, values *v_l*) has mean ``μ = Σ w_l v_l``
 and variance ``V = Σ w_l (v_l − μ)²``, where ``w_l`` is the box's share of the search space's volume. The
-marginal of a column group *U* is ``f_U(x_U) = Σ_l a_l · 1[x_U ∈ B_l|U]`` with ``a_l = v_l ·`` (the box's
-share of the other columns' volume), so its variance is ``V_U = aᵀ M a − μ²``, ``M[l, k]`` the share of
-*U*'s volume where the boxes *B_l|U* and *B_k|U* overlap.
+marginal of a column group *U*, less μ, is ``f_U(x_U) − μ = Σ_l a_l · 1[x_U ∈ B_l|U]`` with ``a_l = (v_l
+− μ) ·`` (the box's share of the other columns' volume), so its variance is ``V_U = aᵀ M a``, ``M[l, k]``
+the share of *U*'s volume where the boxes *B_l|U* and *B_k|U* overlap (computed by a sweep along the
+column for a single column, by merging equal boxes for a categorical's columns).
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Bounds on the arrays handled at once, so that a study of thousands of trials needs some tens of MB: the
-# samples × columns of the trees grown together, and the entries of the leaves' overlap matrices.
+# Bounds on the arrays handled at once: the samples × columns of the trees grown together, and the entries
+# of the leaves' overlap matrices. A table of 13 fits peaked at 59 MB for 100 trials and 94 MB for 2000
+# (8 parameters; 18 and 42 MB with a quarter of it, 15-25 % slower).
 _SAMPLES = 1_000_000
 _CHUNK = 2_000_000
 # Splits whose reductions of a node's squared error differ by less than this share of it are ties.
@@ -79,7 +81,12 @@ class Leaves:
 
 
 def grow(
-    X: np.ndarray, y: np.ndarray, rows: np.ndarray, bounds: np.ndarray, priority: np.ndarray, max_depth: int
+    X: np.ndarray,
+    y: np.ndarray,
+    rows: np.ndarray,
+    bounds: np.ndarray,
+    priority: np.ndarray,
+    max_depth: int,
 ) -> Leaves:
     """Regression trees (squared error, every column considered at every split, a leaf may hold one row), one
     per line of ``rows``: the row indices of ``X``/``y`` that tree is fitted to (repeats count as weights,
@@ -87,16 +94,23 @@ def grow(
 
     A node splits at the threshold that most reduces its squared error, half-way between two consecutive
     distinct values of a column, left taking ``x <= threshold``; among splits as good to round-off, the
-    column of highest ``priority`` (trees × columns) then the lowest threshold. A node stays a leaf at ``max_depth``,
-    with fewer than two rows, when all its values are equal or when no column varies in it: as scikit-learn's
-    ``DecisionTreeRegressor`` grows a tree with ``max_features=None``."""
-    n_trees, n = rows.shape
+    column of highest ``priority`` (trees × columns) then the lowest threshold. A node stays a leaf at
+    ``max_depth``, with fewer than two distinct rows, when all its values are equal or when no column varies
+    in it. This is how scikit-learn's ``DecisionTreeRegressor`` grows a tree with ``max_features=None``
+    (tested row for row), but for three edges: it takes column values within 1e-7 of each other as equal
+    and stops at a variance below 2.2e-16 (so a column searched between 1e-9 and 1e-7 on a linear scale, or
+    a target that varies by 1e-8, cannot be split there; here they can), and it breaks ties by a column
+    order drawn at every node, here once per tree."""
+    n_trees = len(rows)
     n_cols = X.shape[1]
     rank = np.empty(X.shape, dtype=np.int64)  # dense ranks: a split falls between two distinct values
     for d in range(n_cols):
         rank[:, d] = np.unique(X[:, d], return_inverse=True)[1]
-    src = rows.ravel()  # the samples of every tree, tree after tree
-    node = np.repeat(np.arange(n_trees), n)  # each sample's node at this level
+    # Each tree's distinct rows, with how often its sample holds them as weights (a bootstrap sample of n
+    # rows holds ~63 % of them): the samples of every tree, tree after tree.
+    n_x = max(len(X), 1)
+    distinct, weight = np.unique(np.arange(n_trees)[:, None] * n_x + rows, return_counts=True)
+    src, node, weight = distinct % n_x, distinct // n_x, weight.astype(np.float64)
     # Per column, the samples ordered by node, then by value: the nodes' blocks lie at the same rows in every
     # column. Sorted once; each level's children keep it by a stable partition of their parent's block.
     order = np.argsort(node[:, None] * (rank.max(initial=0) + 1) + rank[src], axis=0, kind="stable")
@@ -107,12 +121,14 @@ def grow(
 
     for depth in range(max_depth + 1):
         k = len(node_tree)
-        counts = np.bincount(node, minlength=k)
-        total = np.bincount(node, weights=y[src], minlength=k)
-        mean = total / np.maximum(counts, 1)
+        counts = np.bincount(node, minlength=k)  # distinct rows
+        mass = np.bincount(node, weights=weight, minlength=k)
+        mean = np.bincount(node, weights=weight * y[src], minlength=k) / np.where(mass > 0, mass, 1.0)
         split = np.zeros(k, dtype=bool)
         if depth < max_depth and n_cols:
-            col, threshold, split = _best_splits(X, y, rank, src, order, counts, total, priority[node_tree])
+            col, threshold, split = _best_splits(
+                X, y, rank, src, weight, order, counts, mass, mean, priority[node_tree]
+            )
         done = ~split & (counts > 0)
         leaves.append((node_tree[done], box_lo[done], box_hi[done], mean[done]))
         if not split.any():
@@ -125,7 +141,7 @@ def grow(
         keep = split[node]
         right[keep] = X[src[keep], col[node[keep]]] > threshold[node[keep]]
         order = _partitioned(order, keep, right, counts, split)
-        src, node = src[keep], child_of[node[keep]] + right[keep]
+        src, weight, node = src[keep], weight[keep], child_of[node[keep]] + right[keep]
         lo = np.repeat(box_lo[parent], 2, axis=0)
         hi = np.repeat(box_hi[parent], 2, axis=0)
         pairs = np.arange(len(parent))
@@ -135,7 +151,13 @@ def grow(
     return _padded(leaves, n_trees, n_cols)
 
 
-def _partitioned(order: np.ndarray, keep: np.ndarray, right: np.ndarray, counts: np.ndarray, split: np.ndarray):
+def _partitioned(
+    order: np.ndarray,
+    keep: np.ndarray,
+    right: np.ndarray,
+    counts: np.ndarray,
+    split: np.ndarray,
+):
     """The next level's ``order`` (:func:`grow`): the blocks of the nodes that split, each partitioned into
     its left child's samples then its right child's, both in the order they had; sample indices renumbered
     to the samples kept. No sort: a row's new place is its block's start, plus the left child's size if it
@@ -157,7 +179,7 @@ def _partitioned(order: np.ndarray, keep: np.ndarray, right: np.ndarray, counts:
     return out
 
 
-def _best_splits(X, y, rank, src, order, counts, total, priority):
+def _best_splits(X, y, rank, src, weight, order, counts, mass, mean, priority):
     """(column, threshold, splits) of every node of a level: the best split of each (:func:`grow`) and
     whether it has one."""
     k = len(counts)
@@ -165,20 +187,28 @@ def _best_splits(X, y, rank, src, order, counts, total, priority):
     block = np.repeat(np.arange(k), counts)
     # Each node's values centred on its mean: the running sums below cross the nodes' blocks, and centred
     # they return to ~0 at the end of each, so no node's sums carry another's magnitude (nor its round-off).
-    ys = y[src[order]] - (total / np.maximum(counts, 1))[block][:, None]
+    ws = weight[order]
+    ys = (y[src[order]] - mean[block][:, None]) * ws
     rs = rank[src[order], np.arange(n_cols)]
     starts = np.cumsum(counts) - counts
-    left_n = (np.arange(n_rows) - starts[block] + 1)[:, None]
-    right_n = counts[block][:, None] - left_n
+    last = starts + counts - 1
     cum = np.cumsum(ys, axis=0)
     before = np.where((starts > 0)[:, None], cum[np.maximum(starts - 1, 0)], 0.0)
     left_sum = cum - before[block]
-    right_sum = (cum[starts + counts - 1] - before)[block] - left_sum
+    right_sum = (cum[last] - before)[block] - left_sum
+    cum_w = np.cumsum(ws, axis=0)
+    before_w = np.where((starts > 0)[:, None], cum_w[np.maximum(starts - 1, 0)], 0.0)
+    left_n = cum_w - before_w[block]
+    right_n = mass[block][:, None] - left_n
     valid = np.zeros((n_rows, n_cols), dtype=bool)
-    valid[:-1] = (right_n[:-1] > 0) & (rs[1:] > rs[:-1])
+    valid[:-1] = (np.arange(n_rows - 1) < last[block[:-1]])[:, None] & (rs[1:] > rs[:-1])
     with np.errstate(divide="ignore", invalid="ignore"):
         # How much the split lowers the node's squared error: the best split maximises it.
-        score = np.where(valid, left_sum**2 / left_n + right_sum**2 / np.where(right_n > 0, right_n, 1), -np.inf)
+        score = np.where(
+            valid,
+            left_sum**2 / left_n + right_sum**2 / np.where(right_n > 0, right_n, 1),
+            -np.inf,
+        )
     # A node whose values are all equal is pure: no split (scikit-learn stops at zero impurity too).
     nonempty = np.flatnonzero(counts)
     spread = np.zeros(k)
@@ -189,7 +219,7 @@ def _best_splits(X, y, rank, src, order, counts, total, priority):
     splits = (counts >= 2) & (spread > 0) & np.isfinite(best)
     # Splits within round-off of the best are equally good (two columns that cut the rows alike give the
     # same reduction, summed in another order): the column of highest priority, then the lowest threshold.
-    error = np.bincount(block, weights=ys[:, 0] ** 2, minlength=k)
+    error = np.bincount(block, weights=ys[:, 0] ** 2 / ws[:, 0], minlength=k)
     near = best - _TIE * error
     r, c = np.nonzero((score >= near[block][:, None]) & splits[block][:, None])
     chosen = np.lexsort((r, -priority[block[r], c], block[r]))
@@ -229,14 +259,17 @@ def variance_shares(leaves: Leaves, bounds: np.ndarray, groups: list[np.ndarray]
     frac = np.clip(leaves.hi - leaves.lo, 0.0, None) / width  # each leaf's share of each column's range
     weight = frac.prod(axis=2)
     mean = (weight * leaves.value).sum(axis=1)
-    variance = (weight * (leaves.value - mean[:, None]) ** 2).sum(axis=1)
+    # Centred on the tree's mean first (padding leaves at 0): the marginal variances are then integrals of
+    # squares, with no mean² to subtract; a target of large mean and small spread keeps its precision.
+    centred = np.where((leaves.hi > leaves.lo).all(axis=2), leaves.value - mean[:, None], 0.0)
+    variance = (weight * centred**2).sum(axis=1)
     shares = np.empty((len(mean), len(groups)))
     for g, cols in enumerate(groups):
         others = np.setdiff1d(np.arange(leaves.lo.shape[2]), cols)
-        a = leaves.value * frac[:, :, others].prod(axis=2)
+        a = centred * frac[:, :, others].prod(axis=2)
         lo, hi = leaves.lo[:, :, cols], leaves.hi[:, :, cols]
         square = _square_1d(lo[:, :, 0], hi[:, :, 0], a) if len(cols) == 1 else _square_boxes(lo, hi, a)
-        shares[:, g] = np.clip(square / width[cols].prod() - mean**2, 0.0, None)
+        shares[:, g] = np.clip(square / width[cols].prod(), 0.0, None)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(variance[:, None] > 0, shares / variance[:, None], np.nan), variance
 
@@ -247,7 +280,10 @@ def _square_1d(lo: np.ndarray, hi: np.ndarray, a: np.ndarray) -> np.ndarray:
     pos = np.concatenate([lo, hi], axis=1)
     step = np.concatenate([a, -a], axis=1)
     order = np.argsort(pos, axis=1, kind="stable")
-    pos, step = np.take_along_axis(pos, order, axis=1), np.take_along_axis(step, order, axis=1)
+    pos, step = (
+        np.take_along_axis(pos, order, axis=1),
+        np.take_along_axis(step, order, axis=1),
+    )
     level = np.cumsum(step, axis=1)[:, :-1]
     return (level**2 * np.diff(pos, axis=1)).sum(axis=1)
 
@@ -256,21 +292,24 @@ def _square_boxes(lo: np.ndarray, hi: np.ndarray, a: np.ndarray) -> np.ndarray:
     """∫ (Σ_l a_l · 1[x ∈ box_l])² dx of each tree (trees × leaves × columns): Σ_lk a_l a_k |box_l ∩ box_k|,
     the leaves with the same box merged first (a categorical's one-hot columns give few distinct boxes)."""
     n_trees, n_leaves, n_cols = lo.shape
-    rows = np.concatenate(
-        [np.repeat(np.arange(n_trees), n_leaves)[:, None], lo.reshape(-1, n_cols), hi.reshape(-1, n_cols)], axis=1
+    key, first, which = _box_keys(
+        lo.reshape(-1, n_cols),
+        hi.reshape(-1, n_cols),
+        np.repeat(np.arange(n_trees), n_leaves),
     )
-    distinct, which = np.unique(rows, axis=0, return_inverse=True)
-    weight = np.bincount(which.ravel(), weights=a.ravel(), minlength=len(distinct))
-    tree = distinct[:, 0].astype(np.int64)
+    weight = np.bincount(which, weights=a.ravel(), minlength=len(key))
+    tree = first // n_leaves
     per_tree = np.bincount(tree, minlength=n_trees)
     slot = np.arange(len(tree)) - (np.cumsum(per_tree) - per_tree)[tree]
     k = int(per_tree.max(initial=1))
-    box_lo, box_hi, w = np.zeros((n_trees, k, n_cols)), np.zeros((n_trees, k, n_cols)), np.zeros((n_trees, k))
-    box_lo[tree, slot], box_hi[tree, slot], w[tree, slot] = (
-        distinct[:, 1 : 1 + n_cols],
-        distinct[:, 1 + n_cols :],
-        weight,
+    box_lo, box_hi, w = (
+        np.zeros((n_trees, k, n_cols)),
+        np.zeros((n_trees, k, n_cols)),
+        np.zeros((n_trees, k)),
     )
+    box_lo[tree, slot] = lo.reshape(-1, n_cols)[first]
+    box_hi[tree, slot] = hi.reshape(-1, n_cols)[first]
+    w[tree, slot] = weight
     out = np.empty(n_trees)
     step = max(1, _CHUNK // (k * k * n_cols))
     for s in range(0, n_trees, step):
@@ -281,6 +320,24 @@ def _square_boxes(lo: np.ndarray, hi: np.ndarray, a: np.ndarray) -> np.ndarray:
         m = np.clip(overlap, 0.0, None).prod(axis=3)
         out[t] = np.einsum("tl,tlk,tk->t", w[t], m, w[t])
     return out
+
+
+def _box_keys(lo: np.ndarray, hi: np.ndarray, tree: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(the distinct (tree, box) pairs' keys, sorted, by tree first; the index of each one's first row; each
+    row's place among them). A row's key numbers its tree and each column's lower and upper bound in one
+    integer (mixed radix), when that fits in 63 bits; else the rows themselves are compared."""
+    codes = [tree]
+    for bound in (lo, hi):
+        codes += [np.unique(bound[:, d], return_inverse=True)[1] for d in range(bound.shape[1])]
+    radix = [int(c.max(initial=0)) + 1 for c in codes]
+    if sum(np.log2(radix)) < 62:
+        key = np.zeros(len(tree), dtype=np.int64)
+        for c, r in zip(codes, radix, strict=True):
+            key = key * r + c
+        distinct, first, which = np.unique(key, return_index=True, return_inverse=True)
+    else:
+        distinct, first, which = np.unique(np.column_stack(codes), axis=0, return_index=True, return_inverse=True)
+    return distinct, first, which.ravel()
 
 
 def importances(
@@ -308,13 +365,23 @@ def importances(
     step = max(1, _SAMPLES // max(all_rows.shape[1] * max(encoded.X.shape[1], 1), 1))
     parts = [
         variance_shares(
-            grow(encoded.X, y, all_rows[s : s + step], encoded.bounds, all_priority[s : s + step], max_depth),
+            grow(
+                encoded.X,
+                y,
+                all_rows[s : s + step],
+                encoded.bounds,
+                all_priority[s : s + step],
+                max_depth,
+            ),
             encoded.bounds,
             encoded.groups,
         )
         for s in range(0, len(all_rows), step)
     ]
-    shares, variance = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    shares, variance = (
+        np.concatenate([p[0] for p in parts]),
+        np.concatenate([p[1] for p in parts]),
+    )
     out: list[np.ndarray | None] = []
     for f in range(len(fits)):
         t = slice(f * n_trees, (f + 1) * n_trees)

@@ -25,6 +25,7 @@ from sweeps.console import fmt_value, winner
 from sweeps.results.confirm_report import _interval, _marks, _num, confirmed
 from sweeps.results.importance import (
     CACHE_ATTR,
+    CACHE_VERSION,
     DEFAULT_BOOTSTRAP,
     ImportanceTable,
     PendingImportances,
@@ -345,14 +346,17 @@ def collector_paused():
 
 def report_key(spec, result) -> str:
     """What the report is drawn from, hashed: the spec, the study's trials (states, values, settings,
-    attributes) and its attributes, and the parent run. The same key means the same report but for the
-    time it was drawn (the importances' bootstrap is seeded)."""
+    attributes) and its attributes, the parent run, and the version of the importances' computation (a
+    report of older code is drawn again). The same key means the same report but for the time it was drawn
+    (the importances' bootstrap is seeded)."""
     study = result.study
     trials = [(t.number, t.state.name, t.values, t.params, t.user_attrs) for t in study.get_trials(deepcopy=False)]
     # the clock is reset by every run; the importances' cache is written by drawing the report itself; the
     # summary's bookkeeping is written while the report child composes it (sweeps.results.report_child)
     attrs = {k: v for k, v in study.user_attrs.items() if k not in UNREPORTED_ATTRS}
-    content = json.dumps([spec.spec_hash(), trials, attrs, result.parent_run_id], sort_keys=True, default=str)
+    content = json.dumps(
+        [spec.spec_hash(), trials, attrs, result.parent_run_id, CACHE_VERSION], sort_keys=True, default=str
+    )
     return hashlib.sha256(content.encode()).hexdigest()[:24]
 
 

@@ -29,11 +29,12 @@ from dataclasses import dataclass
 import numpy as np
 
 # Kept cheap: the report is drawn at the end of every run (its time is measured in bench/README.md). One
-# fANOVA table (13 fits) of the quickstart's 13 trials: ~55 ms with Optuna's forest size (64 trees, depth
-# up to 64), all fits' trees grown as one batch (sweeps.results.fanova); with Optuna's own scikit-learn
-# forest it took 1.2 s, and 0.16 s with the 8 trees of depth 8 used until then, whose point estimates
-# varied ~6x as much from one seed to the next. 12 resamples give rough intervals, `sweeps report
-# --bootstrap B` finer ones.
+# fANOVA table (13 fits) of the quickstart's 13 trials takes ~50 ms with Optuna's forest size (64 trees,
+# depth up to 64), all fits' trees grown as one batch (sweeps.results.fanova); through Optuna's own
+# scikit-learn forest it took 1.2 s, and 0.16 s with the 8 trees of depth 8 used until then, whose point
+# estimates varied 2-4x as much from one seed to the next (√8 ≈ 2.8 expected). A large study costs more:
+# ~0.6 s for 100 trials, ~12 s for 2000. 12 resamples give rough intervals, `sweeps report --bootstrap B`
+# finer ones.
 DEFAULT_BOOTSTRAP = 12
 FANOVA_TREES = 64
 FANOVA_DEPTH = 64
@@ -137,6 +138,8 @@ def _fanova_fits(obs: list[Observation], params: list[str], fits: list[Fit], dir
     encoded = fanova.encode([o.params for o in obs], _distributions(obs, params), params)
     y = np.array([o.value for o in obs], dtype=np.float64)
     found = fanova.importances(encoded, y, fits, n_trees=FANOVA_TREES, max_depth=FANOVA_DEPTH)
+    if found[0] is None:  # the point estimate: as Optuna's fANOVA, an error
+        raise RuntimeError(f"fANOVA: the values of the {len(obs)} trials do not vary: nothing to explain")
     return [None if f is None else dict(zip(params, map(float, f), strict=True)) for f in found]
 
 
@@ -189,7 +192,7 @@ def optuna_importance(without_scikit_learn: bool = False):
         try:
             import optuna.importance
         finally:
-            del sys.modules["sklearn.ensemble"]
+            sys.modules.pop("sklearn.ensemble", None)
     import optuna.importance
 
     return optuna.importance
@@ -226,9 +229,6 @@ def importance_tables(
     tables = []
     for e in evaluators:
         found = EVALUATORS[e].fits(obs, params, fits, direction)
-        if found[0] is None:
-            label = EVALUATORS[e].label
-            raise RuntimeError(f"{label}: the {target} of the {len(obs)} trials varies too little to explain")
         samples = [[got[p] for p in params] for got in found[1:] if got is not None]
         tables.append(_table(target, e, params, found[0], samples, len(obs)))
     return tables

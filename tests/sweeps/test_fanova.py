@@ -67,6 +67,21 @@ def test_the_variance_decomposition_is_optunas_on_the_same_tree(seed):
     np.testing.assert_allclose(shares[0], expected, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("offset", [1e6, 1e9])
+def test_a_large_mean_costs_no_precision(offset):
+    """A target far from zero with a small spread (a cost around 1e9 that varies by ~1): the shares are those
+    of the same tree without the offset, as Optuna computes them."""
+    rng = np.random.default_rng(7)
+    X, y, bounds = _data(rng, n=40, n_cols=3, binary=2)
+    tree = DecisionTreeRegressor(max_depth=6, random_state=0).fit(X, y)
+    groups = [np.array([0, 1]), np.array([2])]
+    leaves = _leaves(tree, bounds)
+    shifted = fanova.Leaves(leaves.lo, leaves.hi, leaves.value + offset)
+    theirs = _FanovaTree(tree.tree_, bounds)
+    expected = [theirs.get_marginal_variance(g) / theirs.variance for g in groups]
+    np.testing.assert_allclose(fanova.variance_shares(shifted, bounds, groups)[0][0], expected, rtol=1e-5)
+
+
 @pytest.mark.parametrize(("seed", "depth", "bootstrap"), [(0, 3, False), (1, 6, False), (2, 40, False), (3, 6, True)])
 def test_a_tree_partitions_its_rows_as_scikit_learns(seed, depth, bootstrap):
     """Grown on the same rows (a bootstrap sample's repeats as scikit-learn's sample weights), our tree gives
@@ -180,10 +195,12 @@ def test_nothing_to_explain_gives_no_importances():
     encoded = fanova.encode([o.params for o in obs], obs[0].distributions, params)
     assert fanova.importances(encoded, np.ones(10), [(np.arange(10), 0)], n_trees=4, max_depth=8) == [None]
     constant = [Observation(o.params, o.distributions, 1.0) for o in obs]
-    with pytest.raises(RuntimeError, match="varies too little"):
+    with pytest.raises(RuntimeError, match="do not vary"):
         from sweeps.results.importance import importance_table
 
         importance_table(constant, "value", "fanova", bootstrap=2, rng=np.random.default_rng(0))
+    with pytest.raises(RuntimeError, match="do not vary"):  # one fit: the point estimate
+        evaluate(constant, params, "fanova", 0, "minimize")
     assert evaluate(obs, params, "fanova", 0, "minimize").keys() == set(params)
 
 
