@@ -167,14 +167,24 @@ def _must_sync(logs: list[dict]) -> bool:
     return any(log.get("op_code") not in _UNSYNCED for log in logs)
 
 
-def _append(path: Path, logs: list[dict]) -> None:
-    """Append ``logs`` to the journal ``path``, one JSON record a line as Optuna writes them, under its lock."""
+def _append(path: Path, logs: list[dict]) -> tuple[int, int]:
+    """Append ``logs`` to the journal ``path``, one JSON record a line as Optuna writes them, under its lock;
+    the file's (inode, size) after them, when it ends with their last record."""
     data = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs).encode()
     with open(path, "ab") as f:
         f.write(data)
         f.flush()
         if _must_sync(logs):
             os.fsync(f.fileno())
+        return os.fstat(f.fileno()).st_ino, f.tell()
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_size
 
 
 def _first_bad_line(path: Path) -> int | None:
@@ -194,11 +204,18 @@ def open_journal(path: Path):
     from optuna.storages.journal import JournalFileBackend
 
     class Backend(JournalFileBackend):
+        # The journal's (inode, size) when this process's last append ended it. Unchanged at the next append,
+        # the file still ends with that whole record (others only append, and a repair only cuts a torn
+        # record back to a whole one): the tail is not read again (~0.06 ms of an append's ~0.17).
+        whole: tuple[int, int] | None = None
+
         def append_logs(self, logs: list[dict]) -> None:
             self._lock.acquire()
             try:
-                repair_tail(path)
-                _append(path, logs)
+                if self.whole is None or _identity(path) != self.whole:
+                    repair_tail(path)
+                self.whole = None  # until this append is whole
+                self.whole = _append(path, logs)
             finally:
                 self._lock.release()
 

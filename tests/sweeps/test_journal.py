@@ -121,6 +121,35 @@ def test_only_a_running_trials_own_records_skip_the_fsync_and_optuna_reads_back_
     assert again.user_attrs == {"k": 1}
 
 
+def test_a_tail_torn_by_another_writer_after_this_ones_append_is_still_cut(tmp_path, monkeypatch):
+    """An append checks the tail only when the journal changed since this process's own last append: a
+    record torn by another writer in between is cut off before the next append, as before."""
+    import optuna
+
+    from sweeps.study import journal as jr
+
+    path = tmp_path / "optuna.journal"
+    reads = []
+    real_repair = jr.repair_tail
+    monkeypatch.setattr(jr, "repair_tail", lambda p: reads.append(p) or real_repair(p))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name="s", storage=jr.open_journal(path))
+    trial = study.ask()
+    reads.clear()
+    for step in range(3):
+        trial.report(0.5, step)
+    assert reads == []  # only this process wrote since its last append: no tail read
+    with open(path, "ab") as f:  # another writer killed halfway through a record
+        f.write(b'{"op_code": 7, "worker_id": "x", "trial_id": 0, "st')
+    trial.report(0.4, 3)
+    assert reads == [path] and len(jr.backups(path)) == 1
+    study.tell(trial, 0.4)
+    again = optuna.load_study(
+        study_name="s", storage=optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+    )
+    assert again.trials[0].intermediate_values == {0: 0.5, 1: 0.5, 2: 0.5, 3: 0.4} and again.trials[0].value == 0.4
+
+
 def test_the_tail_check_reads_long_and_short_last_records_alike(tmp_path):
     import json
 
