@@ -165,10 +165,14 @@ def importance_html(tables: list[ImportanceTable]) -> str:
             for r in t.rows
         )
         noise = t.within_noise()
+        smallest = min(r.value for r in t.rows)
         advice = (
-            f"<p>Within noise (interval reaches the smallest importance, {min(r.value for r in t.rows):.3f}): "
+            f"<p>Within noise (interval reaches the smallest importance, {smallest:.3f}): "
             f"{html.escape(', '.join(noise))} — consider fixing "
             f"{'it' if len(noise) == 1 else 'them'} at the best trial's value{'' if len(noise) == 1 else 's'}.</p>"
+            if noise
+            # The least important parameter's own resamples can all land above its value: none is marked.
+            else f"<p>No interval reaches the smallest importance ({smallest:.3f}): none is marked within noise.</p>"
         )
         parts.append(
             f"<h3>{html.escape(t.target)} — {t.label}</h3>"

@@ -346,3 +346,30 @@ def test_the_collector_is_paused_while_drawing_and_restored_after():
         assert not gc.isenabled(), "a collector paused by the caller stays paused"
     finally:
         gc.enable()
+
+
+def test_the_within_noise_advice_names_the_parameters_or_says_there_are_none():
+    """The advice under an importance table names the parameters whose interval reaches the smallest
+    importance; when none does (the least important one's own resamples all above its value, as happens
+    with a bounded importance) it says so, rather than advising to fix an empty list."""
+    from sweeps.results.html_report import importance_html
+    from sweeps.results.importance import Importance, ImportanceTable
+
+    noisy = ImportanceTable(
+        "final_val_cost",
+        "fanova",
+        (Importance("optimizer", 0.8, 0.4, 0.9, False), Importance("lr", 0.05, 0.01, 0.2, True)),
+        13,
+        12,
+    )
+    clear = ImportanceTable(
+        "train_seconds",
+        "fanova",
+        (Importance("batch_size", 0.97, 0.57, 0.97, False), Importance("lr", 0.001, 0.004, 0.15, False)),
+        13,
+        12,
+    )
+    page = importance_html([noisy, clear])
+    assert "Within noise (interval reaches the smallest importance, 0.050): lr — consider fixing it" in page
+    assert "No interval reaches the smallest importance (0.001): none is marked within noise." in page
+    assert page.count("consider fixing") == 1
