@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 # Bounds on the arrays handled at once: the samples × columns of the trees grown together, and the entries
-# of the leaves' overlap matrices. A table of 13 fits peaked at 59 MB for 100 trials and 94 MB for 2000
+# of the leaves' overlap matrices. A table of 13 fits peaked at 59 MB for 100 trials and 75 MB for 2000
 # (8 parameters; 18 and 42 MB with a quarter of it, 15-25 % slower).
 _SAMPLES = 1_000_000
 _CHUNK = 2_000_000
@@ -194,37 +194,38 @@ def _best_splits(X, y, rank, src, weight, order, counts, mass, mean, priority):
     last = starts + counts - 1
     cum = np.cumsum(ys, axis=0)
     before = np.where((starts > 0)[:, None], cum[np.maximum(starts - 1, 0)], 0.0)
-    left_sum = cum - before[block]
-    right_sum = (cum[last] - before)[block] - left_sum
     cum_w = np.cumsum(ws, axis=0)
     before_w = np.where((starts > 0)[:, None], cum_w[np.maximum(starts - 1, 0)], 0.0)
-    left_n = cum_w - before_w[block]
-    right_n = mass[block][:, None] - left_n
     valid = np.zeros((n_rows, n_cols), dtype=bool)
     valid[:-1] = (np.arange(n_rows - 1) < last[block[:-1]])[:, None] & (rs[1:] > rs[:-1])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        # How much the split lowers the node's squared error: the best split maximises it.
-        score = np.where(
-            valid,
-            left_sum**2 / left_n + right_sum**2 / np.where(right_n > 0, right_n, 1),
-            -np.inf,
-        )
+    # Scored only where a split can fall: between two distinct values of a column within a node (a one-hot
+    # column has one such place a node, a number one per distinct value).
+    r, c = np.nonzero(valid)  # row by row: their nodes in order
+    b = block[r]
+    left_sum = cum[r, c] - before[b, c]
+    right_sum = cum[last[b], c] - before[b, c] - left_sum
+    left_n = cum_w[r, c] - before_w[b, c]
+    # How much the split lowers the node's squared error: the best split maximises it.
+    score = left_sum**2 / left_n + right_sum**2 / (mass[b] - left_n)
     # A node whose values are all equal is pure: no split (scikit-learn stops at zero impurity too).
     nonempty = np.flatnonzero(counts)
     spread = np.zeros(k)
     yn = y[src[order[:, 0]]]
     spread[nonempty] = np.maximum.reduceat(yn, starts[nonempty]) - np.minimum.reduceat(yn, starts[nonempty])
     best = np.full(k, -np.inf)
-    best[nonempty] = np.maximum.reduceat(score.max(axis=1), starts[nonempty])
+    scored = np.bincount(b, minlength=k) > 0
+    if len(b):
+        best[scored] = np.maximum.reduceat(score, np.searchsorted(b, np.flatnonzero(scored)))
     splits = (counts >= 2) & (spread > 0) & np.isfinite(best)
     # Splits within round-off of the best are equally good (two columns that cut the rows alike give the
     # same reduction, summed in another order): the column of highest priority, then the lowest threshold.
     error = np.bincount(block, weights=ys[:, 0] ** 2 / ws[:, 0], minlength=k)
     near = best - _TIE * error
-    r, c = np.nonzero((score >= near[block][:, None]) & splits[block][:, None])
-    chosen = np.lexsort((r, -priority[block[r], c], block[r]))
-    first = chosen[np.unique(block[r][chosen], return_index=True)[1]]
-    nodes, r, c = block[r[first]], r[first], c[first]
+    pick = (score >= near[b]) & splits[b]
+    r, c, b = r[pick], c[pick], b[pick]
+    chosen = np.lexsort((r, -priority[b, c], b))
+    first = chosen[np.unique(b[chosen], return_index=True)[1]]
+    nodes, r, c = b[first], r[first], c[first]
     col = np.zeros(k, dtype=np.int64)
     threshold = np.zeros(k)
     low = X[src[order[r, c]], c]

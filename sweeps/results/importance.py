@@ -33,7 +33,7 @@ import numpy as np
 # depth up to 64), all fits' trees grown as one batch (sweeps.results.fanova); through Optuna's own
 # scikit-learn forest it took 1.2 s, and 0.16 s with the 8 trees of depth 8 used until then, whose point
 # estimates varied 2-4x as much from one seed to the next (√8 ≈ 2.8 expected). A large study costs more:
-# ~0.6 s for 100 trials, ~12 s for 2000. 12 resamples give rough intervals, `sweeps report --bootstrap B`
+# ~0.55 s for 100 trials, ~11 s for 2000. 12 resamples give rough intervals, `sweeps report --bootstrap B`
 # finer ones.
 DEFAULT_BOOTSTRAP = 12
 FANOVA_TREES = 64
