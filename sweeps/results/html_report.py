@@ -385,12 +385,12 @@ def draw_after_command(spec, result, spec_arg, say, warn, child: ReportChild | N
     if not report_enabled(False):
         return
     try:
-        optuna_importance(without_scikit_learn=True)
         result = result() if callable(result) else result
         path = result.stores.workdir / f"{spec.name}-{REPORT_FILE}"
         if _drawn_key(path) == report_key(spec, result):
             say(f"report: {path}")
             return
+        optuna_importance(without_scikit_learn=True)
         path = write_report(spec, result, child=child)
     except Exception as e:
         warn(f"the report was not drawn ({type(e).__name__}: {e}); try `sweeps report {spec_arg}`")

@@ -147,14 +147,15 @@ def _ped_anova_fits(obs: list[Observation], params: list[str], fits: list[Fit], 
     """Optuna's PED-ANOVA on an in-memory study of each fit's trials (it is deterministic: no seed)."""
     import optuna
 
-    evaluator = optuna_importance().PedAnovaImportanceEvaluator()
+    importance = optuna_importance()
+    evaluator = importance.PedAnovaImportanceEvaluator()
     frozen = _frozen(obs)
     out = []
     for i, (picked, _seed) in enumerate(fits):
         try:
             with warnings.catch_warnings():  # it warns on small studies; the interval shows the spread anyway
                 warnings.simplefilter("ignore")
-                found = optuna_importance().get_param_importances(
+                found = importance.get_param_importances(
                     _study([frozen[j] for j in picked], direction), evaluator=evaluator, params=params, normalize=True
                 )
         except (ValueError, RuntimeError, optuna.exceptions.OptunaError):

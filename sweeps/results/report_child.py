@@ -233,8 +233,6 @@ def _warm_up(asked: Callable[[], bool]) -> None:
 
 
 def _request_waiting() -> bool:
-    import select
-
     return bool(select.select([0], [], [], 0)[0])
 
 
