@@ -1,14 +1,16 @@
-"""Work split over forked copies of this process, for the report's importances: one copy per target.
+"""Work split over forked copies of this process, for the end of a sweep: the report's importances (one copy per
+target) and the parent run's summary.
 
 At the end of `sweeps run` the training process waits while the report child draws the parent run's summary
-and composes the report, most of it the importances of two targets (the objective and ``train_seconds``),
-each ~0.15 s of fANOVA and PED-ANOVA fits. Computed in forked copies of the child, which has every library
-loaded already (a fork costs a few milliseconds), while the child draws the summary and the other figures,
-the report is ready sooner on two cores. A copy shares nothing it could break: it computes from its arguments,
-sends the result back through a pipe and leaves with ``os._exit`` (no exit handlers, no finalizers closing
-the parent's files or connections; objects alive at the fork are never collected there, as in
-:func:`tracking.writer.launch.fork`). It stays in its parent's process group: the report child runs in a
-session of its own, and the command kills the group (the child with its copies) when it gives up on it.
+(~0.3 s of matplotlib) and composes the report: the importances of two targets (the objective and
+``train_seconds``), ~0.15 s of fANOVA and PED-ANOVA fits each, and the other figures (~0.2 s of plotly).
+Computed in forked copies of the child, which has every library loaded already (a fork costs a few
+milliseconds), while the child draws the figures, the report is ready sooner on two cores. A copy shares
+nothing it could break: it computes from its arguments, sends the result back through a pipe and leaves with
+``os._exit`` (no exit handlers, no finalizers closing the parent's files or connections; objects alive at the
+fork are never collected there, as in :func:`tracking.writer.launch.fork`). It stays in its parent's process
+group: the report child runs in a session of its own, and the command kills the group (the child with its
+copies) when it gives up on it.
 """
 
 from __future__ import annotations

@@ -313,13 +313,13 @@ def compose(
 ) -> tuple[str, list[ImportanceTable]]:
     """The report's page and its importance tables, from the study and ``records`` (:func:`read_records`;
     read now when None): given them, no MLflow here, so that a process without it (the report child) can
-    draw it. ``meanwhile()`` is called once the importances are begun, before the other figures are drawn
-    (the report child draws the parent run's summary there)."""
+    draw it. ``meanwhile()`` is called once the importances are begun and the figures that do not show them
+    are drawn (the report child answers for the parent run's summary there, drawn in a copy meanwhile)."""
     data, provenance, importances = _begin_gather(spec, result, bootstrap, records)
     try:
+        ahead = figures_ahead(data)  # drawn while forked copies of this process compute the importances
         if meanwhile is not None:
             meanwhile()
-        ahead = figures_ahead(data)  # drawn while forked copies of this process compute the importances
     except BaseException:
         importances.close()
         raise

@@ -4,20 +4,20 @@ while the sweep trains, and composes the report when the sweep ends.
 Drawing the report in the command's own process began with importing plotly, matplotlib, pandas and Optuna's
 importance package (which the child loads without scikit-learn: see
 :func:`sweeps.results.importance.optuna_importance`): ~1 s on a 2-core machine, after the last trial, every
-time. The child pays it on
-the other core while the trials train. At the end the command hands the child the sweep's result and gets
-back the page and its importance tables; it writes the file and logs it itself
+time. The child pays it on the other core while the trials train. At the end the command hands the child the
+sweep's result and gets back the page and its importance tables; it writes the file and logs it itself
 (:func:`sweeps.results.html_report.write_report`). The child reopens the study from the storage (the journal
 file, PostgreSQL or ``sweeps proxy``). On an embedded store written directly it reads the sweep's MLflow
-records itself and draws the parent run's summary first (the command waits for that answer, then finishes
-the parent run); from any other store the command reads the records and hands them over, and its writer
-draws the summary, since the child is not to load MLflow. The importances are computed in forked copies of
-the child (:mod:`sweeps.results.forked`), in its process group: giving up on the child kills the group.
+records itself and draws the parent run's summary in a forked copy, beside the report (the command waits for
+that answer, then finishes the parent run); from any other store the command reads the records and hands them
+over, and its writer draws the summary, since the child is not to load MLflow. The importances are computed in
+forked copies of the child (:mod:`sweeps.results.forked`), in its process group: giving up on the child kills
+the group.
 
 It is forked only from a process with one thread (:func:`tracking.writer.launch.fork_is_safe`; the progress
 bar starts one on a terminal, so the child comes first), and composes one report, then exits; it also exits
-when its input closes unasked (the command ended another way). Where it cannot be forked, or when it is
-gone, the command draws the report itself as before.
+when its input closes unasked (the command ended another way). Where it cannot be forked, or when it is gone,
+the command draws the report itself as before.
 """
 
 from __future__ import annotations
@@ -237,21 +237,28 @@ def _request_waiting() -> bool:
 
 
 def _compose(request: Request, answer: Callable[[str, tuple[bool, object]], None]) -> tuple[str, str, list]:
-    """The report asked for, and first the parent run's summary when asked for too: drawn once the
-    importances are begun (they are computed in forked copies of this process meanwhile), its answer sent
-    with ``answer`` before the report's (also when composing fails first)."""
+    """The report asked for, and first the parent run's summary when asked for too: its answer sent with
+    ``answer`` before the report's (also when composing fails first).
+
+    The summary (~0.3 s of matplotlib for the quickstart, the longest single part of the end) is drawn in a
+    forked copy of this process begun before anything else, so that it runs beside the copies computing
+    the importances and the figures drawn here: composing it here first left the other core idle for most
+    of the end. The copy is forked before this process opens the study or the store (it inherits no
+    connection) and writes the store itself; this process waits for it once its own figures are drawn."""
     import optuna
 
+    from sweeps.results.forked import Forked
     from sweeps.results.html_report import collector_paused, compose, report_key
     from sweeps.study.storage import close_storage, open_storage
 
     result = request.result
-    owed = [request.summary is not None]
+    summary = Forked(_draw_summary, [request.summary]) if request.summary is not None else None
 
     def draw_summary() -> None:
-        if owed[0]:
-            owed[0] = False
-            answer("summary", _attempt(_draw_summary, request.summary))
+        nonlocal summary
+        if summary is not None:
+            begun, summary = summary, None
+            answer("summary", _attempt(_first_result, begun))
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     _import_importances()  # without scikit-learn, also when the warm-up did not get to it
@@ -266,6 +273,10 @@ def _compose(request: Request, answer: Callable[[str, tuple[bool, object]], None
         draw_summary()
         if storage is not None:
             close_storage(storage)
+
+
+def _first_result(forked) -> object:
+    return forked.results()[0]
 
 
 def _draw_summary(summary) -> None:
