@@ -16,6 +16,10 @@ beside their wall time, and the ratio is what the targets speak of:
     python bench/startup.py                       # examples/quickstart.yaml, 3 repeats
     python bench/startup.py --repeats 5 --cases rerun best trials
     python bench/startup.py --cases fresh fresh-terminal
+    python bench/startup.py --cases fresh --set dataset.n_samples=16000   # ~3 s of training, as in issue 15
+
+``--set`` overrides the spec in every command (as ``sweeps run SPEC --set ...``): with more samples the
+trials train longer and the same fixed costs weigh less, which is how the ratio depends on the training.
 
 Reported: min and median wall seconds, median CPU seconds of the process and its children (the writer
 process included). The cases take turns inside every repeat, so a slow spell of a shared machine falls on
@@ -134,15 +138,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--spec", default=str(ROOT / "examples" / "quickstart.yaml"))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cases", nargs="+", default=["fresh", "rerun", "best", "trials", "help"])
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help="override a spec value in every command, e.g. --set dataset.n_samples=16000 (repeatable)",
+    )
     args = parser.parse_args(argv)
     compile_bytecode()
     spec = str(Path(args.spec).resolve())
+    overrides = [arg for value in args.overrides for arg in ("--set", value)]
     commands = {
-        "fresh": ["run", spec],
-        "fresh-terminal": ["run", spec],
-        "rerun": ["run", spec],
-        "best": ["best", spec],
-        "trials": ["trials", spec],
+        "fresh": ["run", spec, *overrides],
+        "fresh-terminal": ["run", spec, *overrides],
+        "rerun": ["run", spec, *overrides],
+        "best": ["best", spec, *overrides],
+        "trials": ["trials", spec, *overrides],
         "help": ["--help"],
     }
     samples: dict[str, list[tuple[float, float]]] = {case: [] for case in args.cases}
@@ -166,7 +179,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"  repeat {r + 1}/{args.repeats} done", file=sys.stderr)
 
     load = f", load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}" if hasattr(os, "getloadavg") else ""
-    print(f"spec {Path(spec).name}, {args.repeats} repeats, {os.cpu_count()} CPUs{load}\n")
+    changed = f" with {' '.join(args.overrides)}" if args.overrides else ""
+    print(f"spec {Path(spec).name}{changed}, {args.repeats} repeats, {os.cpu_count()} CPUs{load}\n")
     print("| case | min wall s | median wall s | median CPU s | target |")
     print("|---|---:|---:|---:|---|")
     for case, values in samples.items():
