@@ -321,12 +321,16 @@ def _skip_teardown() -> None:
     flush among them) and without tearing down the interpreter, which with MLflow, SQLAlchemy and pandas
     loaded takes 1-4 s that a process manager's grace period (Kubernetes: 30 s) should not pay. Any other
     exit still tears the interpreter down, with every loaded object frozen first so that the teardown's
-    garbage collections skip them (~0.7 s of `sweeps report`)."""
+    garbage collections skip them (~0.7 s of `sweeps report`), and SIGINT and SIGTERM ignored: the command's
+    work is done, and late in the teardown Python puts the default handlers back, so that a Ctrl-C landing
+    there killed the process by the signal (returncode -2) instead of letting it exit with its code."""
     if _interrupted_exit:
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
                 stream.flush()
         os._exit(_interrupted_exit[0])
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     gc.freeze()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -16,7 +17,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tests.conftest import ROOT, TINY_SPEC, cli_env, new_workdir, requires_postgres, run_cli
+from tests.conftest import ROOT, SWEEPS, TINY_SPEC, cli_env, new_workdir, requires_postgres, run_cli
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -331,6 +332,35 @@ def test_version_is_the_package_version():
 
     proc = run_cli("--version", cwd=ROOT)
     assert proc.returncode == 0 and proc.stdout.strip() == f"sweeps {version('optsweep')}"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_as_the_command_ends_does_not_kill_it_after_its_work_is_done(tiny_sweep, sig):
+    """A Ctrl-C (or SIGTERM) that lands as a finished command tears its interpreter down finds Python's
+    default handlers back in place, late in the teardown, and used to kill the process by the signal
+    (returncode -2 / -15; `bench/kill_stress.py` saw it) although everything was written. Sent the moment
+    the last line is out, it now either interrupts the command (130 / 143: it had not ended) or is ignored
+    (0). `sweeps report` loads plotly, matplotlib and pandas, so its teardown is long: unguarded, most
+    tries here hit it."""
+    folder, wd, _ = tiny_sweep
+    codes = []
+    for i in range(2):
+        out = folder / f"signalled-{sig.name}-{i}.html"
+        proc = subprocess.Popen(
+            [str(SWEEPS), "report", "tiny.yaml", "--workdir", str(wd), "--out", str(out), "--bootstrap", "2"],
+            cwd=folder,
+            env=cli_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        for line in proc.stdout:
+            if line.startswith("report: "):
+                proc.send_signal(sig)
+        codes.append(proc.wait(timeout=120))
+    interrupted = {signal.SIGINT: 130, signal.SIGTERM: 143}[sig]
+    assert set(codes) <= {0, interrupted}, codes
 
 
 def test_reproduce_retrains_a_tracked_trial(tiny_sweep):
