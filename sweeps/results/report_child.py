@@ -261,9 +261,9 @@ def _compose(request: Request, answer: Callable[[str, tuple[bool, object]], None
             answer("summary", _attempt(_first_result, begun))
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    _import_importances()  # without scikit-learn, also when the warm-up did not get to it
     storage = None
     try:
+        _import_importances()  # without scikit-learn, also when the warm-up did not get to it
         storage = open_storage(result.stores)
         result.study = optuna.load_study(study_name=request.study_name, storage=storage)
         with collector_paused():
