@@ -210,11 +210,12 @@ def run(
         check_stores(stores)
         import tracking
 
-        with interrupts.shielded():  # it opens the store (loading MLflow first unless the store is written
-            # directly) while the data, study and parent run are opened
-            # The writer loads what the summary draws with ahead of time only for a lone sweep: of many
-            # workers, one draws it (_summary_is_mine) and loads it then.
-            # Nor when another process will draw it without MLflow (summary_elsewhere, on a store written directly).
+        # The writer opens the store (loading MLflow first unless the store is written directly) while the
+        # data, study and parent run are opened here. It loads what the summary draws with ahead of time
+        # only for a lone sweep whose summary it will draw: not for one of many workers (one of them draws
+        # it, _summary_is_mine, and loads it then), nor when another process draws it without MLflow
+        # (summary_elsewhere, on a store written directly).
+        with interrupts.shielded():
             summary_elsewhere = summary_elsewhere and tracking.written_directly(stores.tracking_uri)
             tracking.start_writer(stores.tracking_uri, summary=finalize and not worker and not summary_elsewhere)
         if on_start is not None:
