@@ -404,16 +404,19 @@ def _missing_inputs(run: Run, records: Sequence[DatasetRecord]) -> list[DatasetR
     return [r for r in records if r.key not in held]
 
 
-def draw_summary(request: Summary, client: MlflowClient | None = None) -> pd.DataFrame | None:
+def draw_summary(
+    request: Summary, client: MlflowClient | None = None, fork: bool | None = False
+) -> pd.DataFrame | None:
     """Draw the summary ``request`` asks for (:meth:`SweepRun.summary_request`) in this process, through
     ``client`` or one made for the sweep's store (lazily: on an embedded store the summary reads and writes
-    it directly, MLflow never loaded); returns the trials table if the request asks for it."""
+    it directly, MLflow never loaded), its figures in forked copies where ``fork`` says so (as
+    :func:`tracking.summary.update_sweep_summary`); returns the trials table if the request asks for it."""
     from tracking.summary import update_sweep_summary
 
     uri = request.sweep["tracking_uri"]
     sweep = SweepRun(client=client if client is not None else make_client(uri, lazy=True), **request.sweep)
     table = update_sweep_summary(
-        sweep, request.spec, metric=request.metric, direction=request.direction, front=request.front
+        sweep, request.spec, metric=request.metric, direction=request.direction, front=request.front, fork=fork
     )
     return table if request.table else None
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from tracking import plots, run_reads, run_writes, schema
 from tracking.errors import NoFinishedTrial, TrackingError
+from tracking.forked import Forked
 from tracking.mlflow_requests import tag_value, with_retries
 from tracking.redact import redact_obj
 from tracking.select import DIRECTIONS, metric_curves, pick_best, table_from_runs, trial_runs
@@ -58,12 +59,19 @@ def _best_entities(
     return tags, metrics
 
 
+def _draw(figure: tuple) -> None:
+    """``figure``: a plotting function of :mod:`tracking.plots` and its arguments."""
+    plot, *args = figure
+    plot(*args)
+
+
 def update_sweep_summary(
     sweep: SweepRun,
     spec: Mapping[str, Any] | None = None,
     metric: str = "final_val_cost",
     direction: str = "minimize",
     front: plots.ParetoFront | None = None,
+    fork: bool | None = False,
 ) -> pd.DataFrame:
     """Rewrite the parent run's summary from the trial runs now in the store; returns the trials table.
 
@@ -71,6 +79,12 @@ def update_sweep_summary(
     only; ties to the lowest trial number); TrackingError for another metric, ValueError for a bad direction.
     ``front`` (two objectives) adds ``plots/pareto_front.png`` (:func:`tracking.plots.plot_front`). Call it
     when the sweep ends (or whenever a fresher summary is wanted: it is safe to repeat).
+
+    ``fork``: draw the figures other than the curves in forked copies of this process (``None``: where
+    :func:`tracking.writer.launch.fork_is_safe` says a fork is safe), while this one reads the curves and
+    draws them: ~60 ms of matplotlib a figure, so on an idle second core the summary takes half the time.
+    Only worth it where nothing else waits for a core (the tracking writer at the end of a sweep, the
+    trainer waiting), so not by default.
     """
     if metric not in schema.SUMMARY_METRICS:
         raise TrackingError(
@@ -93,14 +107,22 @@ def update_sweep_summary(
         (folder / PLOTS_DIR).mkdir()
         if spec is not None:
             write_spec(spec, folder / SPEC_FILE)
-        table.to_csv(folder / TABLE_FILE, index=False)
-        numbers = dict(zip(table["run_id"], table["trial_number"], strict=True)) if len(table) else {}
-        val_curves = metric_curves(client, list(table["run_id"]), "val_cost", numbers)
-        plots.plot_val_cost_curves(val_curves, table, best_run_id, folder / PLOTS_DIR / "val_cost_curves.png")
-        plots.plot_optimization_history(table, metric, direction, folder / PLOTS_DIR / "optimization_history.png")
-        plots.plot_batch_size_vs_cost(table, metric, best_run_id, folder / PLOTS_DIR / "batch_size_vs_cost.png")
+        png = folder / PLOTS_DIR
+        figures = [
+            (plots.plot_optimization_history, table, metric, direction, png / "optimization_history.png"),
+            (plots.plot_batch_size_vs_cost, table, metric, best_run_id, png / "batch_size_vs_cost.png"),
+        ]
         if front is not None:
-            plots.plot_front(front, folder / PLOTS_DIR / "pareto_front.png")
+            figures.append((plots.plot_front, front, png / "pareto_front.png"))
+        drawing = Forked(_draw, figures, fork=fork)  # not forked: drawn here, in this order, by results()
+        try:
+            table.to_csv(folder / TABLE_FILE, index=False)
+            numbers = dict(zip(table["run_id"], table["trial_number"], strict=True)) if len(table) else {}
+            val_curves = metric_curves(client, list(table["run_id"]), "val_cost", numbers)
+            plots.plot_val_cost_curves(val_curves, table, best_run_id, png / "val_cost_curves.png")
+            drawing.results()
+        finally:
+            drawing.close()  # the copies not waited for, if drawing here failed: before their folder goes
         if not run_reads.log_artifacts(client, sweep.run_id, folder):
             with_retries(client.log_artifacts, sweep.run_id, str(folder), what="upload the sweep summary")
 

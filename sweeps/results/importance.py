@@ -297,8 +297,8 @@ def importances(
     """Every (target, evaluator) table for the completed ``trials``; ``targets`` maps a target's name to the
     function reading its value from a trial (None where a trial lacks it). Seeded: the same trials and seed
     give the same intervals. The targets are computed side by side where this process may fork
-    (:class:`sweeps.results.forked.Forked`), one copy each: on two cores the report's two take half the time."""
-    from sweeps.results.forked import Forked
+    (:class:`tracking.forked.Forked`), one copy each: on two cores the report's two take half the time."""
+    from tracking.forked import Forked
 
     tables, jobs = _per_target(trials, targets, seed, bootstrap, evaluators)
     return [table for found in Forked(tables, jobs).results() for table in found]
@@ -389,10 +389,10 @@ def begin_study_importances(
 ) -> PendingImportances:
     """The importances of ``study``'s completed ``trials`` (:func:`importances`), begun: the tables stored in the
     study's ``CACHE_ATTR`` when they were computed from the same trials, values, seed and resamples; else every
-    target computed in a forked copy of this process (:class:`sweeps.results.forked.Forked`) while the caller
+    target computed in a forked copy of this process (:class:`tracking.forked.Forked`) while the caller
     goes on (the report child draws the summary and the other figures meanwhile), then stored there (a storage
     that refuses the write costs only the reuse). :meth:`PendingImportances.tables` waits for them."""
-    from sweeps.results.forked import Forked
+    from tracking.forked import Forked
 
     key = cache_key(trials, targets, seed=seed, bootstrap=bootstrap)
     stored = study.user_attrs.get(CACHE_ATTR)

@@ -11,7 +11,7 @@ file, PostgreSQL or ``sweeps proxy``). On an embedded store written directly it 
 records itself and draws the parent run's summary in a forked copy, beside the report (the command waits for
 that answer, then finishes the parent run); from any other store the command reads the records and hands them
 over, and its writer draws the summary, since the child is not to load MLflow. The importances are computed in
-forked copies of the child (:mod:`sweeps.results.forked`), in its process group: giving up on the child kills
+forked copies of the child (:mod:`tracking.forked`), in its process group: giving up on the child kills
 the group.
 
 It is forked only from a process with one thread (:func:`tracking.writer.launch.fork_is_safe`; the progress
@@ -247,9 +247,9 @@ def _compose(request: Request, answer: Callable[[str, tuple[bool, object]], None
     connection) and writes the store itself; this process waits for it once its own figures are drawn."""
     import optuna
 
-    from sweeps.results.forked import Forked
     from sweeps.results.html_report import collector_paused, compose, report_key
     from sweeps.study.storage import close_storage, open_storage
+    from tracking.forked import Forked
 
     result = request.result
     summary = Forked(_draw_summary, [request.summary]) if request.summary is not None else None

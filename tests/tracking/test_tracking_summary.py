@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import csv
+import json
 import logging
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
 
 import tracking
+from tests.conftest import cli_env
 from tracking import schema
 
 SECRETS = ("s3cret", "hunter2", "pa55word")
@@ -142,3 +147,67 @@ def test_finish_raises_a_tracking_error_when_the_store_stays_down(sqlite_uri, ma
     with pytest.raises(tracking.TrackingError, match="could not record trial 0") as error:
         run.finish("complete", make_history([0.5]))
     assert "s3cret" not in str(error.value)
+
+
+FORKED_SUMMARY = textwrap.dedent("""
+    import json, os, sys
+    from pathlib import Path
+    import tracking
+    from tracking import plots
+    from tracking.summary import update_sweep_summary
+    from tests.tracking.conftest import _run_trial
+
+    uri, out = sys.argv[1], Path(sys.argv[2])
+    drawn_by = {}
+    for name in ("plot_val_cost_curves", "plot_optimization_history", "plot_batch_size_vs_cost", "plot_front"):
+        def spy(*args, _real=getattr(plots, name), _name=name):
+            (out / f"{_name}.pid").write_text(str(os.getpid()))  # a copy's dict would not come back here
+            return _real(*args)
+        setattr(plots, name, spy)
+    sweep = tracking.start_sweep("forked-summary", tracking_uri=uri)
+    for n, (batch, costs) in enumerate([(32, [0.9, 0.5]), (128, [0.8, 0.3]), (64, [0.7, 0.2])]):
+        _run_trial(sweep, n, {"batch_size": batch, "optimizer": "adam", "lr": 0.01, "schedule": "constant"}, costs)
+    front = plots.ParetoFront(((0.5, 1.0), (0.3, 2.0)), (0, 1), ("final_val_cost", "train_seconds"))
+    files = {}
+    for fork in (False, True):
+        update_sweep_summary(sweep, {"name": "s"}, front=front, fork=fork)
+        folder = Path(sweep.client.download_artifacts(sweep.run_id, "plots", str(out / str(fork))))
+        files[fork] = {p.name: p.read_bytes().hex() for p in sorted(folder.iterdir())}
+        drawn_by[fork] = {p.stem: int(p.read_text()) != os.getpid() for p in out.glob("*.pid")}
+    print(json.dumps({"same": files[False] == files[True], "names": sorted(files[True]), "in_copies": drawn_by}))
+""")
+
+
+def test_the_summarys_figures_drawn_in_forked_copies_are_those_drawn_in_turn(sqlite_uri, tmp_path):
+    """``fork=True`` draws every figure but the curves in a copy of the process (the tracking writer's summary
+    at the end of a sweep), and the PNGs are byte for byte those drawn one after another. In a fresh
+    interpreter: a fork is safe there."""
+    done = subprocess.run(
+        [sys.executable, "-c", FORKED_SUMMARY, sqlite_uri, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=cli_env(),
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    assert found["names"] == [
+        "batch_size_vs_cost.png",
+        "optimization_history.png",
+        "pareto_front.png",
+        "val_cost_curves.png",
+    ]
+    assert found["same"]
+    assert found["in_copies"]["false"] == {
+        "plot_val_cost_curves": False,
+        "plot_optimization_history": False,
+        "plot_batch_size_vs_cost": False,
+        "plot_front": False,
+    }
+    assert found["in_copies"]["true"] == {
+        "plot_val_cost_curves": False,  # drawn here while the copies draw the rest
+        "plot_optimization_history": True,
+        "plot_batch_size_vs_cost": True,
+        "plot_front": True,
+    }

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -79,6 +81,66 @@ def test_the_writer_draws_the_summary_and_sends_the_table_only_when_asked(store_
     assert sweep.update_summary({"name": "s"}, table=False) is None
     parent = sweep.client.get_run(sweep.run_id)
     assert parent.data.tags["best.trial_number"] == "1" and parent.data.metrics["n_trials"] == 2
+
+
+WRITER_FORKS_FIGURES = textwrap.dedent("""
+    import json, os, sys
+    from pathlib import Path
+    import tracking
+    from tracking import plots, writer
+    from tests.tracking.conftest import _run_trial
+
+    uri, out = sys.argv[1], Path(sys.argv[2])
+    for name in ("plot_val_cost_curves", "plot_optimization_history", "plot_batch_size_vs_cost"):
+        def spy(*args, _real=getattr(plots, name), _name=name):
+            (out / f"{_name}.pid").write_text(str(os.getpid()))
+            return _real(*args)
+        setattr(plots, name, spy)  # before the writer is forked: it draws with these
+    tracking.start_writer(uri)
+    shared = writer.shared_writer(start=False)
+    sweep = tracking.start_sweep("writer-forks", tracking_uri=uri)
+    _run_trial(sweep, 0, {"batch_size": 64, "optimizer": "adam", "lr": 0.01}, [0.9, 0.5])
+    sweep.update_summary({"name": "s"}, table=False)
+    pids = {p.stem: int(p.read_text()) for p in out.glob("*.pid")}
+    print(json.dumps({"how": shared.started_by, "writer": shared.child_pid, "pids": pids}))
+    writer.stop_shared_writer()
+""")
+
+
+def test_the_writer_draws_the_summarys_figures_side_by_side(sqlite_uri, tmp_path):
+    """The trainer waits for the summary at the end of a sweep, so the writer draws all figures but the curves
+    in forked copies of itself (its reader thread, blocked on the pipe, holds nothing a copy takes)."""
+    done = subprocess.run(
+        [sys.executable, "-c", WRITER_FORKS_FIGURES, sqlite_uri, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={k: v for k, v in os.environ.items() if k != launch.MODE_VAR},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    assert found["how"] == "fork"
+    pids = found["pids"]
+    assert pids["plot_val_cost_curves"] == found["writer"]
+    copies = {pids["plot_optimization_history"], pids["plot_batch_size_vs_cost"]}
+    assert found["writer"] not in copies and len(copies) == 2
+
+
+def test_a_fork_is_safe_beside_only_the_threads_the_caller_vouches_for():
+    """``fork_is_safe(besides=...)``: every other thread must be one of those."""
+    stop = threading.Event()
+    waiting = threading.Thread(target=stop.wait, daemon=True)
+    waiting.start()
+    try:
+        others = [t for t in threading.enumerate() if t is not threading.current_thread()]
+        platform = hasattr(os, "fork") and sys.platform != "darwin"
+        assert not launch.fork_is_safe()
+        assert launch.fork_is_safe(besides=others) is platform
+        assert not launch.fork_is_safe(besides=[t for t in others if t is not waiting])
+    finally:
+        stop.set()
+        waiting.join()
 
 
 def test_writer_ignores_ctrl_c_and_stops_with_its_owner(tmp_path, sqlite_uri):

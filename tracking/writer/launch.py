@@ -29,6 +29,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import IO, Protocol
 
@@ -61,13 +62,15 @@ def can_fork() -> bool:
     return os.environ.get(MODE_VAR, "process") != "spawn" and fork_is_safe()
 
 
-def fork_is_safe() -> bool:
+def fork_is_safe(besides: Collection[threading.Thread] = ()) -> bool:
     """Whether a child may be forked from this process now: a system with ``fork`` whose libraries are safe
-    in a forked child, and no thread but this one (another could hold a lock the child would never see freed)."""
+    in a forked child, and no thread but this one (another could hold a lock the child would never see freed)
+    and those ``besides``, which the caller knows to hold no lock the child will take."""
+    others = [t for t in threading.enumerate() if t is not threading.current_thread() and t not in besides]
     return (
         hasattr(os, "fork")
         and sys.platform != "darwin"  # macOS's system libraries are not safe to use in a forked child
-        and threading.active_count() == 1
+        and not others
     )
 
 

@@ -55,6 +55,8 @@ class _Server:
 
     def __init__(self, out) -> None:
         self.out = out
+        self.reader: threading.Thread | None = None  # reads the trainer's messages (main)
+        self.warming: threading.Thread | None = None  # loads what the summary draws with (warm_up)
         self.clients: dict[str, Any] = {}
         self.pending: dict[Key, RunValues] = {}
         self.unavailable: dict[Key, str] = {}  # why pending values are still pending
@@ -155,10 +157,21 @@ class _Server:
         self.written.pop(key, None)
 
     def summary(self, request: Summary):
-        """The trials table, if asked for; see ``SweepRun.update_summary``."""
-        from tracking.runs import draw_summary
+        """The trials table, if asked for; see ``SweepRun.update_summary``.
 
-        return draw_summary(request, self.client(request.sweep["tracking_uri"]))
+        The trainer waits for it, so its figures are drawn side by side in forked copies of this process
+        where that is safe: once the warm-up is over (it was loading what they draw with; a module half
+        imported by another thread would never finish importing in a copy), with no thread left but the
+        reader, which is blocked on the pipe from the trainer or queueing what it read, and holds no lock a
+        copy takes (a copy only draws and writes its PNG). Not where MLflow is loaded: it may run threads of
+        its own (then ``fork_is_safe`` says no)."""
+        from tracking.runs import draw_summary
+        from tracking.writer.launch import fork_is_safe
+
+        if self.warming is not None:
+            self.warming.join()
+        fork = fork_is_safe(besides=[t for t in (self.reader,) if t is not None])
+        return draw_summary(request, self.client(request.sweep["tracking_uri"]), fork=fork)
 
     def handle(self, request) -> Any:
         handler = self.handlers.get(type(request))
@@ -253,12 +266,13 @@ def main() -> None:
 
         install_log_redaction()
         inbox: queue.Queue = queue.Queue()
-        threading.Thread(target=_read, args=(os.fdopen(0, "rb", closefd=False), inbox), daemon=True).start()
+        server = _Server(out)
+        server.reader = threading.Thread(target=_read, args=(os.fdopen(0, "rb", closefd=False), inbox), daemon=True)
+        server.reader.start()
         uri = os.environ.get(OPEN_VAR)
         if not writes_without_mlflow(uri):
             import mlflow  # noqa: F401 — before the first message, not while the trainer waits for an answer
 
-        server = _Server(out)
         if uri:  # the store created (up to 2 s for a new SQLite file), and opened by MLflow if it writes there
             try:
                 client = server.client(uri)
@@ -268,7 +282,8 @@ def main() -> None:
                 log.debug("could not open %s yet: %s", redact(uri), e)
         server.reply(UP, True, "up")
         if os.environ.get(WARM_VAR, "1"):  # the process that started this one will ask for a summary
-            threading.Thread(target=server.warm_up, daemon=True).start()
+            server.warming = threading.Thread(target=server.warm_up, daemon=True)
+            server.warming.start()
         server.serve(inbox)
     except BaseException:
         log.exception("tracking writer failed")

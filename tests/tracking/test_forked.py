@@ -1,4 +1,4 @@
-"""Work split over forked copies of the process (sweeps.results.forked), and the report's importances computed
+"""Work split over forked copies of the process (tracking.forked), and the report's importances computed
 so: the same tables as one after another. Run in a fresh interpreter, where a fork is safe (a pytest-xdist
 worker has threads of its own, where the work is done in process, as tested last)."""
 
@@ -15,8 +15,8 @@ SCRIPT = textwrap.dedent("""
     import json, os, sys, time
     import numpy as np
     import optuna
-    from sweeps.results import forked
-    from sweeps.results.forked import Forked
+    from tracking import forked
+    from tracking.forked import Forked
     from sweeps.results.importance import begin_study_importances, importances
 
     here = os.getpid()

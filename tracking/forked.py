@@ -1,11 +1,12 @@
 """Work split over forked copies of this process, for the end of a sweep: the report's importances (one copy per
-target) and the parent run's summary.
+target), the parent run's summary, and that summary's figures.
 
 At the end of `sweeps run` the training process waits while the report child draws the parent run's summary
 (~0.3 s of matplotlib) and composes the report: the importances of two targets (the objective and
 ``train_seconds``), ~0.15 s of fANOVA and PED-ANOVA fits each, and the other figures (~0.2 s of plotly).
 Computed in forked copies of the child, which has every library loaded already (a fork costs a few
-milliseconds), while the child draws the figures, the report is ready sooner on two cores. A copy shares
+milliseconds), while the child draws the figures, the report is ready sooner on two cores; so is a summary
+whose figures are drawn side by side (:func:`tracking.summary.update_sweep_summary`). A copy shares
 nothing it could break: it computes from its arguments, sends the result back through a pipe and leaves with
 ``os._exit`` (no exit handlers, no finalizers closing the parent's files or connections; objects alive at the
 fork are never collected there, as in :func:`tracking.writer.launch.fork`). It stays in its parent's process
@@ -106,15 +107,16 @@ def _answer(fn: Callable, item: object, fd: int) -> None:
 
 class Forked:
     """``[fn(item) for item in items]`` begun in forked copies of this process, one per item, where a fork is
-    safe now (:func:`tracking.writer.launch.fork_is_safe`), while this process goes on; :meth:`results` waits
-    for them. ``fn``'s values must pickle. An item that could not be forked, or whose copy died without
-    answering (killed, out of memory), is computed here when asked; an exception ``fn`` raised in a copy is
-    raised here. :meth:`close` kills and reaps the copies (this process gave up on them)."""
+    safe now (:func:`tracking.writer.launch.fork_is_safe`, or ``fork`` when the caller knows better), while
+    this process goes on; :meth:`results` waits for them. ``fn``'s values must pickle. An item that could not
+    be forked, or whose copy died without answering (killed, out of memory), is computed here when asked; an
+    exception ``fn`` raised in a copy is raised here. :meth:`close` kills and reaps the copies (this process
+    gave up on them)."""
 
-    def __init__(self, fn: Callable[[T], R], items: Sequence[T]) -> None:
+    def __init__(self, fn: Callable[[T], R], items: Sequence[T], fork: bool | None = None) -> None:
         self._fn, self._items = fn, list(items)
         self._copies: list[_Copy] = []
-        if self._items and fork_is_safe():
+        if self._items and (fork_is_safe() if fork is None else fork):
             for item in self._items:
                 try:
                     self._copies.append(_Copy(fn, item, [copy.read for copy in self._copies]))
