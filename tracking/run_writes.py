@@ -203,18 +203,26 @@ def log_values(
     metrics: Sequence[MetricT] = (),
     params: Sequence[Pair] = (),
     tags: Sequence[Pair] = (),
-) -> None:
+    end: str | None = None,
+) -> bool:
     """Log ``metrics`` (``(key, value, timestamp, step)``), ``params`` and ``tags`` to the run, retried on
     transient failures: one transaction when direct, else as few ``log_batch`` requests as MLflow allows.
     A param cannot change value (MLflow's rule); a metric point already logged is not logged twice.
     Metrics logged while an MLflow model is active (``mlflow.set_active_model``, ``MLFLOW_ACTIVE_MODEL_ID``)
-    go through MLflow, which links them to it."""
-    if not (metrics or params or tags):
-        return  # as MLflow: nothing asked, nothing checked
+    go through MLflow, which links them to it.
+
+    ``end``: a status (``FINISHED``, ``FAILED``, ``KILLED``) to end the run with in the same transaction, where
+    the values go in one (direct): a trial's last values and its end then cost one durable commit, not
+    two. Returns whether the run was ended; if not, the caller ends it (:func:`set_terminated`)."""
     direct = for_client(client)
+    joined = end if direct is not None and end in STATUSES else None
+    if not (metrics or params or tags or joined):
+        return False  # as MLflow: nothing asked, nothing checked
     if direct is not None and _plain(metrics, params, tags) and not (metrics and _active_model()):
-        with_retries(direct.log_batch, run_id, metrics, params, tags, what=f"log_batch({run_id})")
-        return
+        with_retries(direct.log_batch, run_id, metrics, params, tags, end=joined, what=f"log_batch({run_id})")
+        return joined is not None
+    if not (metrics or params or tags):
+        return False
     from mlflow.entities import Metric, Param, RunTag
 
     log_batched(
@@ -224,6 +232,7 @@ def log_values(
         params=[Param(*p) for p in params],
         tags=[RunTag(*t) for t in tags],
     )
+    return False
 
 
 def set_terminated(client: MlflowClient, run_id: str, status: str) -> None:
@@ -393,10 +402,16 @@ class SqliteRuns:
         return dataset
 
     def log_batch(
-        self, run_id: str, metrics: Sequence[MetricT] = (), params: Sequence[Pair] = (), tags: Sequence[Pair] = ()
+        self,
+        run_id: str,
+        metrics: Sequence[MetricT] = (),
+        params: Sequence[Pair] = (),
+        tags: Sequence[Pair] = (),
+        end: str | None = None,
     ) -> None:
         """Params, metrics (and each key's latest value) and tags of a batch in one transaction, as MLflow's
-        ``log_batch`` writes them; the values must be plain (:func:`_plain`)."""
+        ``log_batch`` writes them; the values must be plain (:func:`_plain`). With ``end`` (a status), the
+        run ends in the same transaction, as :meth:`set_terminated` ends it."""
         with self._transaction() as db:
             self._check_active(db, run_id)
             if params:
@@ -436,14 +451,20 @@ class SqliteRuns:
                 )
                 if key == RUN_NAME_TAG:  # MLflow keeps the run's name in both places
                     db.execute("UPDATE runs SET name = ? WHERE run_uuid = ?", (value, run_id))
+            if end is not None:
+                self._end(db, run_id, end)
 
     def set_terminated(self, run_id: str, status: str, end_time: int | None = None) -> None:
         """The run's status and end time, as ``MlflowClient.set_terminated`` sets them."""
         with self._transaction() as db:
             self._check_active(db, run_id)
-            db.execute(
-                "UPDATE runs SET status = ?, end_time = ? WHERE run_uuid = ?", (status, end_time or _now_ms(), run_id)
-            )
+            self._end(db, run_id, status, end_time)
+
+    @staticmethod
+    def _end(db: sqlite3.Connection, run_id: str, status: str, end_time: int | None = None) -> None:
+        db.execute(
+            "UPDATE runs SET status = ?, end_time = ? WHERE run_uuid = ?", (status, end_time or _now_ms(), run_id)
+        )
 
     def delete_tags(self, run_id: str, keys: Sequence[str]) -> None:
         """Delete the run's tags ``keys``, as ``MlflowClient.delete_tag`` deletes each (and its error for a tag

@@ -46,15 +46,20 @@ class Transport(Protocol):
         ...
 
 
-def write_values(client: MlflowClient, run_id: str, values: RunValues) -> None:
+def write_values(client: MlflowClient, run_id: str, values: RunValues, end: str | None = None) -> bool:
     """Write ``values`` to the run (:func:`tracking.run_writes.log_values`: one transaction on an embedded
     store, else as few ``log_batch`` requests as MLflow's limits allow); dataset inputs after them (what is
-    left is sent again on a transient failure; MLflow keeps one copy of each)."""
+    left is sent again on a transient failure; MLflow keeps one copy of each). ``end``: the status to end
+    the run with in the values' transaction where that is one (see ``log_values``; not with inputs, which
+    come after the values); returns whether it was ended so."""
     from tracking.datasets import log_dataset_inputs
 
-    run_writes.log_values(client, run_id, values.metrics, values.params, values.tags)
+    ended = run_writes.log_values(
+        client, run_id, values.metrics, values.params, values.tags, end=None if values.inputs else end
+    )
     if values.inputs:
         log_dataset_inputs(client, run_id, values.inputs)
+    return ended
 
 
 class DirectTransport:
@@ -73,8 +78,8 @@ class DirectTransport:
         return True  # log wrote everything before returning
 
     def finish(self, run_id: str, values: RunValues, status: str) -> None:
-        write_values(self.client, run_id, values)
-        run_writes.set_terminated(self.client, run_id, status)
+        if not write_values(self.client, run_id, values, end=status):
+            run_writes.set_terminated(self.client, run_id, status)
 
     def unconfirmed(self) -> RunValues:
         return RunValues()

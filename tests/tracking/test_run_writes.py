@@ -219,6 +219,37 @@ def test_a_param_keeps_its_value_as_mlflow_insists(store):
     assert client.get_run(run_id).data.params == {"lr": "0.1"}
 
 
+def test_a_runs_last_values_and_its_end_go_in_one_transaction(store):
+    """``log_values(..., end=)`` on an embedded store: the rows MLflow's log_batch and set_terminated write, in
+    one commit (a trial's end waits for one durable commit, not two); refused values end nothing."""
+    client, experiment = store
+    direct = run_writes.for_client(client)
+    runs = {name: direct.create_run(experiment, "trial", {}, start_time=NOW).info.run_id for name in "ab"}
+    batch = BATCHES[0]
+    direct.log_batch(runs["a"], batch["metrics"], batch["params"], batch["tags"])
+    direct.set_terminated(runs["a"], "FAILED", end_time=NOW + 100)
+    commits = []
+    connection = direct._connect()
+    connection.set_trace_callback(lambda sql: commits.append(sql) if sql.strip().upper() == "COMMIT" else None)
+    try:
+        ended = run_writes.log_values(client, runs["b"], batch["metrics"], batch["params"], batch["tags"], end="FAILED")
+    finally:
+        connection.set_trace_callback(None)
+    assert ended and len(commits) == 1
+    a, b = _rows(client, runs["a"]), _rows(client, runs["b"])
+    assert b["runs"][0][7] >= NOW  # ended now
+    b["runs"][0] = (*b["runs"][0][:7], NOW + 100, *b["runs"][0][8:])
+    assert a == b and b["runs"][0][5] == "FAILED"
+    # Values the store refuses (a param may not change) leave the run as it was: RUNNING.
+    run_id = direct.create_run(experiment, "c", {}).info.run_id
+    run_writes.log_values(client, run_id, params=[("lr", "0.1")])
+    with pytest.raises(MlflowException, match="Changing param values"):
+        run_writes.log_values(client, run_id, [("cost", 1.0, NOW, 1)], [("lr", "0.2")], end="FINISHED")
+    assert client.get_run(run_id).info.status == "RUNNING" and _rows(client, run_id)["metrics"] == []
+    # Nothing to log but the end: still one transaction, and the run ends.
+    assert run_writes.log_values(client, run_id, end="KILLED") and client.get_run(run_id).info.status == "KILLED"
+
+
 def test_a_missing_or_deleted_run_is_refused_with_mlflows_error(store):
     client, experiment = store
     direct = run_writes.for_client(client)
@@ -384,7 +415,8 @@ def test_a_sweeps_trial_runs_are_written_directly_unless_turned_off(sqlite_uri, 
             monkeypatch.setattr(owner, name, counted)
     run = run_trial(sweep, 0, {"lr": 0.1, "batch_size": 64}, [0.5, 0.4, 0.3], minibatches_per_epoch=4)
     ours = {c for c in calls if c.startswith("SqliteRuns")}
-    assert ours == ({"SqliteRuns.create_run", "SqliteRuns.log_batch", "SqliteRuns.set_terminated"} if direct else set())
+    # Directly, the run's last values and its end go in one transaction (log_batch's).
+    assert ours == ({"SqliteRuns.create_run", "SqliteRuns.log_batch"} if direct else set())
     assert not any(c.startswith("SqlAlchemyStore") for c in calls) if direct else len(calls) >= 3
     held = sweep.client.get_run(run.run_id)
     assert held.info.status == "FINISHED" and held.data.params["lr"] == "0.1"

@@ -85,24 +85,27 @@ class _Server:
         if key not in self.due:
             self.due[key] = max(time.monotonic(), self.written.get(key, -math.inf) + LINGER_SECONDS)
 
-    def write(self, key: Key) -> None:
-        """Write the run's pending values; transient failures keep them, others become the run's error."""
+    def write(self, key: Key, end: str | None = None) -> bool:
+        """Write the run's pending values; transient failures keep them, others become the run's error.
+        ``end``: the status to end the run with in the same transaction, where the store has one for both
+        (``transport.write_values``); returns whether the run was ended."""
         from tracking.disk_full import disk_full
         from tracking.mlflow_requests import is_transient
         from tracking.transport import write_values
 
         if key not in self.pending:
             self.due.pop(key, None)
-            return
+            return False
+        ended = False
         try:
-            write_values(self.client(key[0]), key[1], self.pending[key])
+            ended = write_values(self.client(key[0]), key[1], self.pending[key], end=end)
         except Exception as e:
             message = f"{type(e).__name__}: {redact(str(e))[:500]}"
             if is_transient(e):
                 log.warning("MLflow unavailable for run %s (%s); values kept for the next try", key[1], message)
                 self.unavailable[key] = message
                 self.due[key] = time.monotonic() + RETRY_SECONDS
-                return
+                return False
             if disk_full(e) is None:  # a full disk is said once, in one line, by the command that hits it
                 log.warning("MLflow refused values of run %s: %s", key[1], message)
             self.refused[key] = message
@@ -110,10 +113,12 @@ class _Server:
         self.due.pop(key, None)
         self.written[key] = time.monotonic()
         self.unavailable.pop(key, None)
+        return ended
 
-    def write_all(self) -> None:
+    def write_all(self, but: Key | None = None) -> None:
         for key in list(self.pending):
-            self.write(key)
+            if key != but:
+                self.write(key)
 
     def write_due(self) -> None:
         now = time.monotonic()
@@ -124,13 +129,14 @@ class _Server:
         """How long the next wait for messages may last: until the first run is due, or for ever."""
         return max(0.0, min(self.due.values()) - time.monotonic()) if self.due else None
 
-    def settle(self, key: Key) -> bool:
-        """True when every value sent for the run is in the store, False when the store is unavailable for
-        now (values kept); TrackingError when it refused some."""
-        self.write(key)
+    def settle(self, key: Key, end: str | None = None) -> tuple[bool, bool]:
+        """Whether every value sent for the run is in the store (False when the store is unavailable for
+        now: values kept), and whether the run was ended with them (``end``, see ``write``); TrackingError
+        when the store refused some."""
+        ended = self.write(key, end)
         if key in self.refused:
             raise TrackingError(self.refused.pop(key))
-        return key not in self.pending
+        return key not in self.pending, ended
 
     def receive(self, message) -> None:
         """Take a message's values before the writes that precede its answer: a ``Finish``'s values join
@@ -140,20 +146,22 @@ class _Server:
             self.add(message.uri, message.run_id, message.values)
 
     def sync(self, request: Sync) -> bool:
-        return self.settle((request.uri, request.run_id))
+        return self.settle((request.uri, request.run_id))[0]
 
     def finish(self, request: Finish) -> None:
-        """The run's values, the request's included (see ``receive``), are written: end the run. The
+        """Write the run's values, the request's included (see ``receive``), and end the run: in one
+        transaction on an embedded store (the trainer waits for it: one durable commit instead of two). The
         trainer keeps its copy of the values and sends them again on failure, so they are dropped here then."""
         from tracking import run_writes
 
         key = (request.uri, request.run_id)
-        if not self.settle(key):
+        written, ended = self.settle(key, end=request.status)
+        if not written:
             self.pending.pop(key, None)
             self.due.pop(key, None)
             raise TrackingError(self.unavailable.pop(key, "the store is unavailable"))
-        client = self.client(request.uri)
-        run_writes.set_terminated(client, request.run_id, request.status)
+        if not ended:
+            run_writes.set_terminated(self.client(request.uri), request.run_id, request.status)
         self.written.pop(key, None)
 
     def summary(self, request: Summary):
@@ -230,7 +238,9 @@ class _Server:
                 self.receive(message)
                 if isinstance(message, Log):
                     continue
-                self.write_all()
+                # Everything received before the request is written before it is answered; a Finish writes
+                # its own run's values itself, with the run's end.
+                self.write_all(but=(message.uri, message.run_id) if isinstance(message, Finish) else None)
                 try:
                     ok, value = True, self.handle(message)
                 except Exception as e:
