@@ -83,35 +83,42 @@ def test_the_writer_draws_the_summary_and_sends_the_table_only_when_asked(store_
     assert parent.data.tags["best.trial_number"] == "1" and parent.data.metrics["n_trials"] == 2
 
 
-WRITER_FORKS_FIGURES = textwrap.dedent("""
-    import json, os, sys
+WRITER_DRAWS = textwrap.dedent("""
+    import json, os, sys, time
     from pathlib import Path
     import tracking
     from tracking import plots, writer
+    from tracking.writer.messages import Status
     from tests.tracking.conftest import _run_trial
 
-    uri, out = sys.argv[1], Path(sys.argv[2])
+    uri, out, summary = sys.argv[1], Path(sys.argv[2]), sys.argv[3] == "summary"
     for name in ("plot_val_cost_curves", "plot_optimization_history", "plot_batch_size_vs_cost"):
         def spy(*args, _real=getattr(plots, name), _name=name):
             (out / f"{_name}.pid").write_text(str(os.getpid()))
             return _real(*args)
-        setattr(plots, name, spy)  # before the writer is forked: it draws with these
-    tracking.start_writer(uri)
+        setattr(plots, name, spy)  # before the writer is forked: it and its drawer draw with these
+    tracking.start_writer(uri, summary=summary)
     shared = writer.shared_writer(start=False)
-    sweep = tracking.start_sweep("writer-forks", tracking_uri=uri)
-    _run_trial(sweep, 0, {"batch_size": 64, "optimizer": "adam", "lr": 0.01}, [0.9, 0.5])
+    sweep = tracking.start_sweep("writer-draws", tracking_uri=uri)
+    run = _run_trial(sweep, 0, {"batch_size": 64, "optimizer": "adam", "lr": 0.01}, [0.9, 0.5])
     sweep.update_summary({"name": "s"}, table=False)
+    loaded = shared.call(Status())
     pids = {p.stem: int(p.read_text()) for p in out.glob("*.pid")}
-    print(json.dumps({"how": shared.started_by, "writer": shared.child_pid, "pids": pids}))
+    print(json.dumps({"how": shared.started_by, "writer": shared.child_pid, "pids": pids, "loaded": loaded,
+                      "parent": sweep.client.get_run(sweep.run_id).data.tags.get("best.run_id") == run.run_id}))
     writer.stop_shared_writer()
 """)
 
 
-def test_the_writer_draws_the_summarys_figures_side_by_side(sqlite_uri, tmp_path):
-    """The trainer waits for the summary at the end of a sweep, so the writer draws all figures but the curves
-    in forked copies of itself (its reader thread, blocked on the pipe, holds nothing a copy takes)."""
+@pytest.mark.parametrize("summary", [True, False], ids=["drawer", "asked-anyway"])
+def test_the_writer_draws_the_summary_in_a_drawer_with_its_figures_side_by_side(sqlite_uri, tmp_path, summary):
+    """A writer told a summary will be asked for forks a drawer as it starts, which loads the summary's
+    libraries and draws it, its figures but the curves in forked copies of itself: the writer never loads
+    matplotlib (a thread loading it held the trainer's waits up). A writer told otherwise and asked all the
+    same draws the summary itself, still side by side (its reader thread, blocked on the pipe, holds
+    nothing a copy takes)."""
     done = subprocess.run(
-        [sys.executable, "-c", WRITER_FORKS_FIGURES, sqlite_uri, str(tmp_path)],
+        [sys.executable, "-c", WRITER_DRAWS, sqlite_uri, str(tmp_path), "summary" if summary else "none"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -120,11 +127,13 @@ def test_the_writer_draws_the_summarys_figures_side_by_side(sqlite_uri, tmp_path
     )
     assert done.returncode == 0, done.stderr
     found = json.loads(done.stdout)
-    assert found["how"] == "fork"
+    assert found["how"] == "fork" and found["parent"]
     pids = found["pids"]
-    assert pids["plot_val_cost_curves"] == found["writer"]
+    drew = pids["plot_val_cost_curves"]
     copies = {pids["plot_optimization_history"], pids["plot_batch_size_vs_cost"]}
-    assert found["writer"] not in copies and len(copies) == 2
+    assert drew not in copies and len(copies) == 2
+    assert (drew != found["writer"]) is summary  # the drawer, else the writer
+    assert found["loaded"]["matplotlib"] is not summary
 
 
 def test_a_fork_is_safe_beside_only_the_threads_the_caller_vouches_for():
@@ -300,11 +309,15 @@ def test_the_writer_loads_the_summarys_plotting_ahead_only_when_asked(sqlite_uri
     it is not told to load matplotlib ahead of time. Read from a spawned child's environment."""
     script = textwrap.dedent(
         f"""
+        import time
         import tracking
         from tracking import writer
 
         tracking.start_writer({sqlite_uri!r}, summary={summary!r})
-        pid = writer.shared_writer(start=False).child_pid
+        shared = writer.shared_writer(start=False)
+        while not shared.ready():  # right after a vfork, the new program's environment may not be readable yet
+            time.sleep(0.01)
+        pid = shared.child_pid
         with open(f"/proc/{{pid}}/environ", "rb") as f:
             env = dict(item.split(b"=", 1) for item in f.read().split(b"\\0") if b"=" in item)
         print(env.get(b"{launch.WARM_VAR}", b"unset").decode() or "empty", flush=True)

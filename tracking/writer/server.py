@@ -26,6 +26,7 @@ from typing import Any
 
 from tracking.errors import TrackingError
 from tracking.redact import redact
+from tracking.writer.drawer import Drawer
 from tracking.writer.launch import OPEN_VAR, WARM_VAR, writes_without_mlflow
 from tracking.writer.messages import (
     LINGER_SECONDS,
@@ -56,7 +57,8 @@ class _Server:
     def __init__(self, out) -> None:
         self.out = out
         self.reader: threading.Thread | None = None  # reads the trainer's messages (main)
-        self.warming: threading.Thread | None = None  # loads what the summary draws with (warm_up)
+        self.drawer: Drawer | None = None  # draws the summary in a process of its own (main)
+        self.warming: threading.Thread | None = None  # else loads what the summary draws with here (warm_up)
         self.clients: dict[str, Any] = {}
         self.pending: dict[Key, RunValues] = {}
         self.unavailable: dict[Key, str] = {}  # why pending values are still pending
@@ -165,17 +167,27 @@ class _Server:
         self.written.pop(key, None)
 
     def summary(self, request: Summary):
-        """The trials table, if asked for; see ``SweepRun.update_summary``.
+        """The trials table, if asked for; see ``SweepRun.update_summary``. Drawn by the drawer
+        (:mod:`tracking.writer.drawer`) where there is one, else here.
 
-        The trainer waits for it, so its figures are drawn side by side in forked copies of this process
-        where that is safe: once the warm-up is over (it was loading what they draw with; a module half
-        imported by another thread would never finish importing in a copy), with no thread left but the
+        The trainer waits for it, so here too its figures are drawn side by side in forked copies of this
+        process where that is safe: once the warm-up is over (it was loading what they draw with; a module
+        half imported by another thread would never finish importing in a copy), with no thread left but the
         reader, which is blocked on the pipe from the trainer or queueing what it read, and holds no lock a
         copy takes (a copy only draws and writes its PNG). Not where MLflow is loaded: it may run threads of
         its own (then ``fork_is_safe`` says no)."""
         from tracking.runs import draw_summary
         from tracking.writer.launch import fork_is_safe
 
+        if self.drawer is not None:
+            answer = self.drawer.draw(request)
+            if answer is not None:
+                ok, value = answer
+                if not ok:
+                    raise value
+                return value
+            log.warning("the summary's drawer is gone; drawing the summary here")
+            self.drawer = None
         if self.warming is not None:
             self.warming.join()
         fork = fork_is_safe(besides=[t for t in (self.reader,) if t is not None])
@@ -199,9 +211,10 @@ class _Server:
     @staticmethod
     def warm_up() -> None:
         """Load what the parent run's summary needs (matplotlib and pandas, ~0.7 s), in a thread beside the
-        writing. Not MLflow where this process has not loaded it: on an embedded store the summary reads and
-        uploads without it (:mod:`tracking.run_reads`), and loading it here would take ~2.4 s of CPU beside
-        the trials for nothing.
+        writing, where no drawer could be forked (:mod:`tracking.writer.drawer`). Not MLflow where this
+        process has not loaded it: on an embedded store the summary reads and uploads without it
+        (:mod:`tracking.run_reads`), and loading it here would take ~2.4 s of CPU beside the trials for
+        nothing.
 
         Meanwhile the interpreter hands the GIL over every ``WARM_SWITCH_SECONDS`` instead of every 5 ms:
         each of a write's SQLite calls lets the GIL go and must get it back from the importing thread, and
@@ -266,7 +279,7 @@ def _read(stream, inbox: queue.Queue) -> None:
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    code, out = 0, None
+    code, out, server = 0, None, None
     try:
         # Replies get a private copy of stdout; anything printed goes to stderr instead of corrupting them.
         out = os.fdopen(os.dup(1), "wb")
@@ -277,12 +290,14 @@ def main() -> None:
         install_log_redaction()
         inbox: queue.Queue = queue.Queue()
         server = _Server(out)
-        server.reader = threading.Thread(target=_read, args=(os.fdopen(0, "rb", closefd=False), inbox), daemon=True)
-        server.reader.start()
         uri = os.environ.get(OPEN_VAR)
         if not writes_without_mlflow(uri):
             import mlflow  # noqa: F401 — before the first message, not while the trainer waits for an answer
-
+        warm = bool(os.environ.get(WARM_VAR, "1"))  # the process that started this one will ask for a summary
+        if warm:  # forked while this process has one thread and no store open; it must not hold the trainer's pipes
+            server.drawer = Drawer.start(close=[0, out.fileno()])
+        server.reader = threading.Thread(target=_read, args=(os.fdopen(0, "rb", closefd=False), inbox), daemon=True)
+        server.reader.start()
         if uri:  # the store created (up to 2 s for a new SQLite file), and opened by MLflow if it writes there
             try:
                 client = server.client(uri)
@@ -291,7 +306,7 @@ def main() -> None:
             except Exception as e:  # shows, and is handled, at the first write
                 log.debug("could not open %s yet: %s", redact(uri), e)
         server.reply(UP, True, "up")
-        if os.environ.get(WARM_VAR, "1"):  # the process that started this one will ask for a summary
+        if warm and server.drawer is None:  # no fork here: loaded by a thread of this process
             server.warming = threading.Thread(target=server.warm_up, daemon=True)
             server.warming.start()
         server.serve(inbox)
@@ -299,6 +314,8 @@ def main() -> None:
         log.exception("tracking writer failed")
         code = 1
     finally:
+        if server is not None and server.drawer is not None:
+            server.drawer.close()
         # The trainer may have closed its end already (it was interrupted, or gave up waiting): a reply
         # still buffered then cannot be flushed, and nobody needs it.
         if out is not None:
