@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -38,9 +38,10 @@ def new_figure() -> tuple[Figure, Axes]:
         return figure, figure.add_subplot()
 
 
-def save_png(figure: Figure, path: Path) -> Path:
-    """``figure`` as a PNG at ``path``, at zlib's fastest level: the same pixels, written ~12 ms sooner a
-    figure (the summary's three: ~190 against ~225 ms) in files 3-15 % larger (30-50 KB each)."""
+def save_png(figure: Figure, path: Path | BinaryIO) -> Path | BinaryIO:
+    """``figure`` as a PNG at ``path`` (or into a binary file object), at zlib's fastest level: the same
+    pixels, written ~12 ms sooner a figure (the summary's three: ~190 against ~225 ms) in files 3-15 % larger
+    (30-50 KB each)."""
     figure.savefig(path, format="png", pil_kwargs={"compress_level": 1})
     return path
 

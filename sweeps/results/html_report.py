@@ -140,7 +140,7 @@ def _complete():
 # --- HTML ---------------------------------------------------------------------------------------------------
 
 
-def _figure_html(figure: Figure, first: bool) -> str:
+def figure_html(figure: Figure, first: bool) -> str:
     body = figure.figure.to_html(
         full_html=False,
         include_plotlyjs=first,  # plotly.js once, inline: the file opens without a network
@@ -247,7 +247,7 @@ def provenance_html(p: Provenance) -> str:
 
 
 def render(spec, result, data: ReportData, provenance: Provenance, figures: list[Figure]) -> str:
-    drawn = "".join(_figure_html(f, i == 0) for i, f in enumerate(figures))
+    drawn = "".join(figure_html(f, i == 0) for i, f in enumerate(figures))
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     title = html.escape(f"Sweep report: {spec.name}")
     objective = html.escape(" & ".join(spec.objectives))

@@ -216,10 +216,61 @@ def _import_figures() -> None:
     import sweeps.results.html_report  # noqa: F401
 
 
+def _draw_ahead(asked: Callable[[], bool] | None = None) -> None:
+    """Draw the report's figures once on a made-up six-trial study, and one figure of the summary's kind: the
+    first figure of a kind costs plotly (its property validators are imported as they are first used) and
+    matplotlib tens of milliseconds more than the next, which the end of the sweep would pay. Only while
+    this process waits for the trials to end: ``asked()`` (default: a request is waiting) is checked between
+    figures. A fresh quickstart, 6 + 6 alternated runs: composing the report 434 -> 402 ms (median)."""
+    import io
+
+    import numpy as np
+    import optuna
+    import pandas as pd
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    import tracking.plots
+    from sweeps.results.html_report import figure_html
+    from sweeps.results.report_figures import FIGURES, SHOW_IMPORTANCES, ReportData
+
+    asked = asked or _request_waiting
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    rng = np.random.default_rng(0)
+    choices = {"batch_size": [64, 128, 256], "optimizer": ["adam", "rmsprop"], "schedule": ["constant", "cosine"]}
+    spaces = {name: CategoricalDistribution(values) for name, values in choices.items()}
+    spaces |= {"lr": FloatDistribution(1e-4, 0.1, log=True), "beta1": FloatDistribution(0.8, 0.99)}
+    study = optuna.create_study()
+    for n in range(6):
+        params = {name: values[n % len(values)] for name, values in choices.items()}
+        params |= {"lr": float(10 ** rng.uniform(-4, -1)), "beta1": float(rng.uniform(0.8, 0.99))}
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=spaces, value=float(rng.uniform())))
+    curves = pd.DataFrame(
+        [(n, e, 1.0 / e + n) for n in range(6) for e in range(1, 6)], columns=["trial_number", "step", "value"]
+    )
+    data = ReportData(study, "final_val_cost", 0, curves, {t.number: t.params for t in study.trials})
+    for key, build in FIGURES.items():
+        if asked():
+            return
+        if key not in SHOW_IMPORTANCES:
+            for figure in build(data):
+                figure_html(figure, first=False)
+    if not asked():
+        figure, ax = tracking.plots.new_figure()
+        ax.plot([1, 2, 3], [3.0, 2.0, 1.0], color=tracking.plots.BEST_COLOR)
+        ax.set(title="made up", xlabel="epoch", ylabel="val_cost")
+        tracking.plots.save_png(figure, io.BytesIO())
+
+
 # What composing a report imports (~1 s of CPU), in the order the end of a sweep needs it: the importances'
 # libraries first (they are computed in copies forked first: a copy forked before them would import them
-# itself), then the records' and the summary's, then the figures'.
-WARM_UP: tuple[Callable[[], None], ...] = (_import_importances, _import_records, _import_summary, _import_figures)
+# itself), then the records' and the summary's, then the figures'; then a first drawing of its figures.
+WARM_UP: tuple[Callable[[], None], ...] = (
+    _import_importances,
+    _import_records,
+    _import_summary,
+    _import_figures,
+    _draw_ahead,
+)
 
 
 def _warm_up(asked: Callable[[], bool]) -> None:

@@ -322,6 +322,25 @@ def test_the_report_child_composes_without_scikit_learn(swept):
     assert got == {"loaded": False, "evaluators": ["fanova", "ped_anova"], "optunas": "says scikit-learn is missing"}
 
 
+def test_the_child_draws_the_figures_once_ahead_only_until_it_is_asked(monkeypatch, capfd):
+    """The warm-up's last step draws each figure that does not show the importances once, on a made-up study,
+    quietly, and stops as soon as a request is waiting (checked between figures)."""
+    from sweeps.results import report_child, report_figures
+
+    drawn: list[str] = []
+    for key, build in list(report_figures.FIGURES.items()):
+        monkeypatch.setitem(report_figures.FIGURES, key, lambda data, _b=build, _k=key: drawn.append(_k) or _b(data))
+    ahead = [key for key in report_figures.FIGURES if key not in report_figures.SHOW_IMPORTANCES]
+    report_child._draw_ahead(asked=lambda: True)
+    assert drawn == []
+    report_child._draw_ahead(asked=lambda: len(drawn) >= 2)
+    assert drawn == ahead[:2]
+    drawn.clear()
+    report_child._draw_ahead(asked=lambda: False)
+    assert drawn == ahead and len(ahead) >= 4
+    assert capfd.readouterr() == ("", "")
+
+
 def test_bad_options_say_so_and_write_nothing(tmp_path, tiny_spec):
     bad = run_cli("report", tiny_spec, "--bootstrap", "-1", cwd=tmp_path)
     assert bad.returncode == 2 and bad.stderr.strip() == "error: --bootstrap must be ≥ 0; got -1"
