@@ -146,8 +146,8 @@ def inputs_and_settings(uri: str, trials: int, epochs: int = 3) -> dict[str, tup
 
 
 def sweep_without_tracking(spec, workdir: Path) -> _Clock:
-    """Seconds of the sweep's trials with Optuna alone: the same sampler, pruner, space, training, BLAS
-    threads and journal file storage as the tracked sweep, no MLflow."""
+    """Seconds of the sweep with Optuna alone: the same data (loaded on the clock, as ``run`` loads it), sampler,
+    pruner, space, training, BLAS threads and journal file storage as the tracked sweep, no MLflow."""
     import optuna
 
     from sweeps import blas_threads as threads
@@ -159,8 +159,8 @@ def sweep_without_tracking(spec, workdir: Path) -> _Clock:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     setup = setup_from_spec(spec)
-    setup.load()
     with _Clock() as clock, threads.limited():
+        setup.load()
         study = optuna.create_study(
             storage=open_storage(resolve_stores(workdir, None, None)),
             study_name=spec.name,
