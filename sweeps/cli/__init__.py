@@ -362,8 +362,9 @@ def _resume_hint(command: str) -> str:
 
 def _exit_for(e: BaseException, command: str) -> int:
     from sweeps.errors import Interrupted, SweepError, UsageError
-    from sweeps.spec import SpecError
 
+    # Before importing anything more: a SIGTERM as the command starts can land inside an import (of the
+    # spec's YAML parser, say), which it leaves half done; importing that module again here would fail.
     if isinstance(e, Interrupted):
         print(f"\ninterrupted ({e.signal_name}){_resume_hint(command)}", file=sys.stderr)
         _interrupted_exit.append(e.exit_code)
@@ -374,6 +375,7 @@ def _exit_for(e: BaseException, command: str) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
         return EXIT_FAILURE
     from optcore import DivergenceError, OptcoreError
+    from sweeps.spec import SpecError
 
     # optcore's errors for what the user gave (a table file, its columns, a loader) are usage errors too.
     if isinstance(e, SpecError | UsageError | SweepError) or (

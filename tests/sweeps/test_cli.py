@@ -327,6 +327,20 @@ def test_tables_fit_80_columns_with_many_parameters(quickstart):
     assert wide[0].split()[:4] == ["#", "outcome", "value", "batch_size"]  # a column each when there is room
 
 
+def test_a_signal_that_cut_an_import_short_still_exits_as_interrupted(monkeypatch, capsys):
+    """A SIGTERM as the command starts can land inside an import (the kill loop caught one in the spec's YAML
+    parser): the command still says it was interrupted and exits 143, without importing again what the
+    signal left half imported (it used to die there with a traceback, exit code 1)."""
+    import sweeps.cli as cli
+    from sweeps.errors import Interrupted
+
+    monkeypatch.setattr(cli, "_interrupted_exit", [])
+    monkeypatch.setitem(sys.modules, "sweeps.spec", None)  # importing it now fails, as a half-imported module's
+    assert cli._exit_for(Interrupted("SIGTERM", cli.EXIT_SIGTERM), "run") == cli.EXIT_SIGTERM == 143
+    assert capsys.readouterr().err == "\ninterrupted (SIGTERM); run the same command again to resume\n"
+    assert cli._interrupted_exit == [143]
+
+
 def test_version_is_the_package_version():
     from importlib.metadata import version
 
