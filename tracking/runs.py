@@ -242,8 +242,9 @@ class SweepRun:
         """Rewrite the parent's summary from its trials (see :func:`tracking.summary.update_sweep_summary`,
         also for ``front``); returns the trials table, or None when not ``table``.
 
-        With this process's writer up, the writer does it, after everything sent before: it has matplotlib
-        and pandas loaded already (~0.7 s saved) and its own client for the store. Without ``table`` nothing
+        With this process's writer up, the writer does it, after everything sent before, through its drawer
+        (:mod:`tracking.writer.drawer`), which has matplotlib and pandas loaded already (~0.7 s saved) and
+        its own client for the store. Without ``table`` nothing
         comes back, and a process that has not loaded pandas is spared its import (~0.2 s) for a table it
         does not read."""
         request = self.summary_request(spec, metric, direction, table=table, front=front)

@@ -217,6 +217,15 @@ def _import_figures() -> None:
 
 
 def _draw_ahead(asked: Callable[[], bool] | None = None) -> None:
+    """See :func:`_draw_figures_ahead`; a failure there costs only the head start (said with ``-v``), never
+    a traceback on the user's terminal."""
+    try:
+        _draw_figures_ahead(asked)
+    except Exception as e:
+        log.debug("drawing the report's figures ahead failed: %s: %s", type(e).__name__, e)
+
+
+def _draw_figures_ahead(asked: Callable[[], bool] | None = None) -> None:
     """Draw the report's figures once on a made-up six-trial study, and one figure of the summary's kind: the
     first figure of a kind costs plotly (its property validators are imported as they are first used) and
     matplotlib tens of milliseconds more than the next, which the end of the sweep would pay. Only while

@@ -10,6 +10,7 @@ import sys
 import textwrap
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +19,7 @@ from optcore.history import EpochRecord
 from tracking import writer
 from tracking.transport import DirectTransport
 from tracking.writer import launch
+from tracking.writer.messages import LINGER_SECONDS
 
 PARAMS = {"batch_size": 64, "optimizer": "adam", "lr": 0.001}
 
@@ -102,10 +104,12 @@ WRITER_DRAWS = textwrap.dedent("""
     sweep = tracking.start_sweep("writer-draws", tracking_uri=uri)
     run = _run_trial(sweep, 0, {"batch_size": 64, "optimizer": "adam", "lr": 0.01}, [0.9, 0.5])
     sweep.update_summary({"name": "s"}, table=False)
+    table = sweep.update_summary({"name": "s"})  # the trials table, handed on by the writer
     loaded = shared.call(Status())
     pids = {p.stem: int(p.read_text()) for p in out.glob("*.pid")}
     print(json.dumps({"how": shared.started_by, "writer": shared.child_pid, "pids": pids, "loaded": loaded,
-                      "parent": sweep.client.get_run(sweep.run_id).data.tags.get("best.run_id") == run.run_id}))
+                      "parent": sweep.client.get_run(sweep.run_id).data.tags.get("best.run_id") == run.run_id,
+                      "table": list(table["run_id"]) == [run.run_id]}))
     writer.stop_shared_writer()
 """)
 
@@ -127,13 +131,56 @@ def test_the_writer_draws_the_summary_in_a_drawer_with_its_figures_side_by_side(
     )
     assert done.returncode == 0, done.stderr
     found = json.loads(done.stdout)
-    assert found["how"] == "fork" and found["parent"]
+    assert found["how"] == "fork" and found["parent"] and found["table"]
     pids = found["pids"]
     drew = pids["plot_val_cost_curves"]
     copies = {pids["plot_optimization_history"], pids["plot_batch_size_vs_cost"]}
     assert drew not in copies and len(copies) == 2
     assert (drew != found["writer"]) is summary  # the drawer, else the writer
-    assert found["loaded"]["matplotlib"] is not summary
+    # The writer loads neither when its drawer draws (the table passed on still pickled), both when it draws.
+    assert found["loaded"]["matplotlib"] is not summary and found["loaded"]["pandas"] is not summary
+
+
+def _children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found |= {int(c) for c in (task / "children").read_text().split()}
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads a process's children from Linux's /proc")
+def test_the_writers_drawer_is_stopped_and_reaped_with_the_writer(sqlite_uri):
+    """A writer that will draw a summary has one child, its drawer; stopping the writer stops the drawer with
+    it, at once, even while it is still loading its libraries (it held the trainer's stderr open a second
+    longer, and was left to PID 1 to reap)."""
+    writer.stop_shared_writer()
+    tracking.start_writer(sqlite_uri)
+    shared = _ready_writer()
+    tracking.start_sweep("drawer-stopped", tracking_uri=sqlite_uri).trial(0, PARAMS, seed=1)  # sent, so waited for
+    deadline = time.monotonic() + 30
+    while not (drawers := _children(shared.child_pid)):
+        assert time.monotonic() < deadline, "the writer has no drawer"
+        time.sleep(0.01)
+    assert len(drawers) == 1
+    (drawer,) = drawers
+    writer.stop_shared_writer()
+    with pytest.raises(ProcessLookupError):  # gone, and reaped: not even a zombie
+        os.kill(drawer, 0)
+
+
+def test_values_refused_before_the_end_leave_the_run_running(sqlite_uri, make_history):
+    """A param whose change the store refused while it lingered in the writer is reported at the run's end,
+    and the run is not ended with the values that came with that end: it stays RUNNING, as MLflow leaves it."""
+    sweep = tracking.start_sweep("refused-then-finish", tracking_uri=sqlite_uri)
+    _ready_writer()
+    run = sweep.trial(0, PARAMS, seed=1)
+    assert run.flush()  # its params in the store: lr 0.001
+    run.log_now(params=[("lr", "0.5")])
+    time.sleep(LINGER_SECONDS + 0.5)  # written (and refused) before the end comes
+    with pytest.raises(tracking.TrackingError, match="Changing param values"):
+        run.finish("complete", make_history([0.9, 0.5]))
+    held = sweep.client.get_run(run.run_id)
+    assert held.info.status == "RUNNING" and held.data.params["lr"] == "0.001"
 
 
 def test_a_fork_is_safe_beside_only_the_threads_the_caller_vouches_for():
@@ -315,7 +362,9 @@ def test_the_writer_loads_the_summarys_plotting_ahead_only_when_asked(sqlite_uri
 
         tracking.start_writer({sqlite_uri!r}, summary={summary!r})
         shared = writer.shared_writer(start=False)
+        deadline = time.monotonic() + 60
         while not shared.ready():  # right after a vfork, the new program's environment may not be readable yet
+            assert time.monotonic() < deadline, "the writer did not come up"
             time.sleep(0.01)
         pid = shared.child_pid
         with open(f"/proc/{{pid}}/environ", "rb") as f:

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import pickle
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -25,6 +26,19 @@ from tracking.errors import TrackingError
 from tracking.redact import redact
 
 log = logging.getLogger("tracking.writer")
+
+NICENESS = 10  # below the trainer and the writer, whose work the sweep waits for while the drawer loads
+
+
+class Pickled:
+    """A value pickled by the drawer, handed on as it is: unpickled only where it is finally used (the trainer),
+    so that the writer, which only passes the trials table on, does not import pandas for it."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __reduce__(self):
+        return pickle.loads, (self.data,)
 
 
 class Drawer:
@@ -41,8 +55,16 @@ class Drawer:
 
         if not fork_is_safe():
             return None
-        request_read, request_write = os.pipe()
-        answer_read, answer_write = os.pipe()
+        try:
+            request_read, request_write = os.pipe()
+        except OSError:  # out of descriptors: drawn by the writer
+            return None
+        try:
+            answer_read, answer_write = os.pipe()
+        except OSError:
+            os.close(request_read)
+            os.close(request_write)
+            return None
         for stream in (sys.stdout, sys.stderr):  # else what they buffer is written twice
             with contextlib.suppress(Exception):
                 stream.flush()
@@ -56,29 +78,37 @@ class Drawer:
             for fd in (request_write, answer_read, *close):
                 with contextlib.suppress(OSError):
                     os.close(fd)
+            with contextlib.suppress(OSError):  # no input of its own (a closed fd 0 would be reused)
+                devnull = os.open(os.devnull, os.O_RDONLY)
+                os.dup2(devnull, 0)
+                os.close(devnull)
             _serve(request_read, answer_write)  # never returns
         os.close(request_read)
         os.close(answer_write)
         return cls(pid, os.fdopen(request_write, "wb"), os.fdopen(answer_read, "rb"))
 
     def draw(self, request: Any) -> tuple[bool, Any] | None:
-        """The drawer's answer to the summary ``request``: (True, the trials table or None) or (False, the
-        exception); None when the drawer is gone (the caller draws it itself)."""
+        """The drawer's answer to the summary ``request``: (True, the trials table or None, as
+        :class:`Pickled`) or (False, the exception); None when the drawer is gone (the caller draws it)."""
         try:
             pickle.dump(request, self._requests, protocol=pickle.HIGHEST_PROTOCOL)
             self._requests.flush()
-            return pickle.load(self._answers)
+            ok, value = pickle.load(self._answers)
         except Exception:  # a broken pipe, or an answer cut short: the drawer died
             self.close()
             return None
+        return ok, Pickled(value) if ok else value
 
     def close(self) -> None:
-        """Close the pipes (the drawer leaves when it reads their end) and reap it if it has left."""
+        """Stop the drawer (never in the middle of a drawing: :meth:`draw` waits for it) and reap it: left to
+        itself, it would outlive the writer while it loads its libraries, holding the trainer's stderr open."""
         for stream in (self._requests, self._answers):
             with contextlib.suppress(OSError):
                 stream.close()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
         with contextlib.suppress(ChildProcessError):
-            os.waitpid(self.pid, os.WNOHANG)
+            os.waitpid(self.pid, 0)
 
 
 def _load() -> None:
@@ -95,9 +125,27 @@ def _load() -> None:
         log.debug("the drawer could not load the summary's libraries: %s", e)
 
 
+def _answer(reply: tuple[bool, Any]) -> bytes:
+    """``reply`` pickled for the writer: a drawn value pickled apart (see :class:`Pickled`); an exception
+    that would not come back out of its pickle as its text."""
+    ok, value = reply
+    try:
+        if ok:
+            return pickle.dumps((True, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)))
+        data = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.loads(data)  # an exception whose arguments do not rebuild it would look like a dead drawer
+        return data
+    except Exception:
+        return pickle.dumps((False, TrackingError(redact(f"{type(value).__name__}: {value}")[:500])))
+
+
 def _serve(request_fd: int, answer_fd: int) -> None:
     code = 0
     try:
+        with contextlib.suppress(OSError):
+            os.nice(NICENESS)
+        # PR_SET_PDEATHSIG would end it with the writer; here it leaves at the writer's close(), or at the end
+        # of its input once loaded (a writer killed meanwhile).
         _load()
         from tracking.runs import draw_summary
 
@@ -111,11 +159,7 @@ def _serve(request_fd: int, answer_fd: int) -> None:
                     reply = (True, draw_summary(request, fork=None))
                 except Exception as e:
                     reply = (False, e)
-                try:
-                    data = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
-                except Exception:  # an exception that does not pickle
-                    data = pickle.dumps((False, TrackingError(redact(str(reply[1]))[:500])))
-                answers.write(data)
+                answers.write(_answer(reply))
                 answers.flush()
     except BaseException:
         code = 1

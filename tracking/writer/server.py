@@ -157,7 +157,9 @@ class _Server:
         from tracking import run_writes
 
         key = (request.uri, request.run_id)
-        written, ended = self.settle(key, end=request.status)
+        # Not ended with its last values when some earlier ones were refused: settle raises for those, and
+        # the run must stay RUNNING then, as it did before the end was joined to the values.
+        written, ended = self.settle(key, end=None if key in self.refused else request.status)
         if not written:
             self.pending.pop(key, None)
             self.due.pop(key, None)
