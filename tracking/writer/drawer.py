@@ -7,8 +7,9 @@ time (an extension module initialising), and a trial's end, which waits for the 
 to 38 ms instead of ~2 on the quickstart. The drawer loads it in a process of its own instead, forked from the
 writer as the writer starts (one thread then, and no store open yet), waits for a summary request, draws it
 (its figures side by side in forked copies of itself, :func:`tracking.summary.update_sweep_summary`), writes
-it to the store through connections of its own, and answers. It leaves when the writer closes its end of the
-pipe (the writer exits, or was killed); it ignores SIGINT and SIGTERM, as the writer does.
+it to the store through connections of its own, and answers. The writer stops it as it exits (a writer
+killed: it leaves at the end of its input); forked as the writer is (:func:`tracking.writer.launch.fork`),
+it runs in a session of its own and ignores SIGINT and SIGTERM.
 """
 
 from __future__ import annotations
@@ -17,9 +18,6 @@ import contextlib
 import logging
 import os
 import pickle
-import signal
-import sys
-from collections.abc import Sequence
 from typing import Any
 
 from tracking.errors import TrackingError
@@ -27,6 +25,8 @@ from tracking.redact import redact
 
 log = logging.getLogger("tracking.writer")
 
+ENTRY = "tracking.writer.drawer"  # the drawer's program: this module's ``main()``
+NAME = "tracking-drawer"  # its process name (``ps -e``, ``top``); its command line is the writer's
 NICENESS = 10  # below the trainer and the writer, whose work the sweep waits for while the drawer loads
 
 
@@ -44,56 +44,34 @@ class Pickled:
 class Drawer:
     """The writer's end of the pipes to its drawer process."""
 
-    def __init__(self, pid: int, requests: Any, answers: Any) -> None:
-        self.pid, self._requests, self._answers = pid, requests, answers
+    def __init__(self, child: Any) -> None:
+        self._child = child
+
+    @property
+    def pid(self) -> int:
+        return self._child.pid
 
     @classmethod
-    def start(cls, close: Sequence[int] = ()) -> Drawer | None:
-        """Fork the drawer, which closes the descriptors ``close`` (the writer's pipes to the trainer: the
-        trainer must see them end when the writer does); None where no fork is possible now."""
-        from tracking.writer.launch import fork_is_safe
+    def start(cls) -> Drawer | None:
+        """Fork the drawer (:func:`tracking.writer.launch.fork`: its own session, the writer's pipes to the
+        trainer and its other descriptors closed, so that the trainer sees them end when the writer does);
+        None where no fork is possible now."""
+        from tracking.writer.launch import fork, fork_is_safe
 
         if not fork_is_safe():
             return None
         try:
-            request_read, request_write = os.pipe()
-        except OSError:  # out of descriptors: drawn by the writer
+            return cls(fork(ENTRY, NAME))
+        except OSError:  # no fork or no pipe now (out of processes or descriptors): drawn by the writer
             return None
-        try:
-            answer_read, answer_write = os.pipe()
-        except OSError:
-            os.close(request_read)
-            os.close(request_write)
-            return None
-        for stream in (sys.stdout, sys.stderr):  # else what they buffer is written twice
-            with contextlib.suppress(Exception):
-                stream.flush()
-        try:
-            pid = os.fork()
-        except OSError:
-            for fd in (request_read, request_write, answer_read, answer_write):
-                os.close(fd)
-            return None
-        if pid == 0:
-            for fd in (request_write, answer_read, *close):
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-            with contextlib.suppress(OSError):  # no input of its own (a closed fd 0 would be reused)
-                devnull = os.open(os.devnull, os.O_RDONLY)
-                os.dup2(devnull, 0)
-                os.close(devnull)
-            _serve(request_read, answer_write)  # never returns
-        os.close(request_read)
-        os.close(answer_write)
-        return cls(pid, os.fdopen(request_write, "wb"), os.fdopen(answer_read, "rb"))
 
     def draw(self, request: Any) -> tuple[bool, Any] | None:
         """The drawer's answer to the summary ``request``: (True, the trials table or None, as
         :class:`Pickled`) or (False, the exception); None when the drawer is gone (the caller draws it)."""
         try:
-            pickle.dump(request, self._requests, protocol=pickle.HIGHEST_PROTOCOL)
-            self._requests.flush()
-            ok, value = pickle.load(self._answers)
+            pickle.dump(request, self._child.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            self._child.stdin.flush()
+            ok, value = pickle.load(self._child.stdout)
         except Exception:  # a broken pipe, or an answer cut short: the drawer died
             self.close()
             return None
@@ -102,13 +80,10 @@ class Drawer:
     def close(self) -> None:
         """Stop the drawer (never in the middle of a drawing: :meth:`draw` waits for it) and reap it: left to
         itself, it would outlive the writer while it loads its libraries, holding the trainer's stderr open."""
-        for stream in (self._requests, self._answers):
+        for stream in (self._child.stdin, self._child.stdout):
             with contextlib.suppress(OSError):
                 stream.close()
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(self.pid, 0)
+        self._child.kill()
 
 
 def _load() -> None:
@@ -139,28 +114,30 @@ def _answer(reply: tuple[bool, Any]) -> bytes:
         return pickle.dumps((False, TrackingError(redact(f"{type(value).__name__}: {value}")[:500])))
 
 
-def _serve(request_fd: int, answer_fd: int) -> None:
+def main() -> None:
+    """The drawer's program (run by :func:`tracking.writer.launch.fork`): requests on fd 0, answers on fd 1."""
     code = 0
     try:
+        # Answers get a private copy of stdout; anything printed goes to stderr instead of corrupting them.
+        answers = os.fdopen(os.dup(1), "wb")
+        os.dup2(2, 1)
         with contextlib.suppress(OSError):
             os.nice(NICENESS)
-        # PR_SET_PDEATHSIG would end it with the writer; here it leaves at the writer's close(), or at the end
-        # of its input once loaded (a writer killed meanwhile).
         _load()
         from tracking.runs import draw_summary
 
-        with os.fdopen(request_fd, "rb") as requests, os.fdopen(answer_fd, "wb") as answers:
-            while True:
-                try:
-                    request = pickle.load(requests)
-                except EOFError:  # the writer is gone
-                    break
-                try:
-                    reply = (True, draw_summary(request, fork=None))
-                except Exception as e:
-                    reply = (False, e)
-                answers.write(_answer(reply))
-                answers.flush()
+        requests = os.fdopen(0, "rb", closefd=False)
+        while True:
+            try:
+                request = pickle.load(requests)
+            except EOFError:  # the writer is gone (killed: else it stops this process as it exits)
+                break
+            try:
+                reply = (True, draw_summary(request, fork=None))
+            except Exception as e:
+                reply = (False, e)
+            answers.write(_answer(reply))
+            answers.flush()
     except BaseException:
         code = 1
     finally:

@@ -156,10 +156,10 @@ class _Spawned:
 
 def fork(entry: str, name: str, settings: dict[str, str] | None = None) -> Child:
     """Fork this process into a child that runs ``entry``'s ``main()`` as the writer runs (see the module's
-    docstring; also the CLI's report child, :mod:`sweeps.results.report_child`): its own session, SIGINT and
-    SIGTERM ignored, messages on fd 0, answers on fd 1, the parent's other descriptors closed, ``settings``
-    in its environment, process name ``name``. Only when :func:`fork_is_safe` says so; OSError when the
-    system cannot fork now."""
+    docstring; also the CLI's report child, :mod:`sweeps.results.report_child`, and the writer's drawer,
+    :mod:`tracking.writer.drawer`): its own session, SIGINT and SIGTERM ignored, messages on fd 0, answers
+    on fd 1, the parent's other descriptors closed, ``settings`` in its environment, process name ``name``.
+    Only when :func:`fork_is_safe` says so; OSError when the system cannot fork now."""
     return _Forked(entry, name, settings or {})
 
 

@@ -296,8 +296,8 @@ def main() -> None:
         if not writes_without_mlflow(uri):
             import mlflow  # noqa: F401 — before the first message, not while the trainer waits for an answer
         warm = bool(os.environ.get(WARM_VAR, "1"))  # the process that started this one will ask for a summary
-        if warm:  # forked while this process has one thread and no store open; it must not hold the trainer's pipes
-            server.drawer = Drawer.start(close=[0, out.fileno()])
+        if warm:  # forked while this process has one thread and no store open
+            server.drawer = Drawer.start()
         server.reader = threading.Thread(target=_read, args=(os.fdopen(0, "rb", closefd=False), inbox), daemon=True)
         server.reader.start()
         if uri:  # the store created (up to 2 s for a new SQLite file), and opened by MLflow if it writes there
