@@ -163,6 +163,13 @@ def test_the_writers_drawer_is_stopped_and_reaped_with_the_writer(sqlite_uri):
         time.sleep(0.01)
     assert len(drawers) == 1
     (drawer,) = drawers
+    # In the writer's session, where its lower priority counts (autogroup scheduling shares CPU between
+    # sessions first), and niced below the writer.
+    assert os.getsid(drawer) == os.getsid(shared.child_pid)
+    deadline = time.monotonic() + 30
+    while os.getpriority(os.PRIO_PROCESS, drawer) != os.getpriority(os.PRIO_PROCESS, shared.child_pid) + 10:
+        assert time.monotonic() < deadline, "the drawer was not niced"
+        time.sleep(0.01)
     writer.stop_shared_writer()
     with pytest.raises(ProcessLookupError):  # gone, and reaped: not even a zombie
         os.kill(drawer, 0)

@@ -9,7 +9,7 @@ writer as the writer starts (one thread then, and no store open yet), waits for 
 (its figures side by side in forked copies of itself, :func:`tracking.summary.update_sweep_summary`), writes
 it to the store through connections of its own, and answers. The writer stops it as it exits (a writer
 killed: it leaves at the end of its input); forked as the writer is (:func:`tracking.writer.launch.fork`),
-it runs in a session of its own and ignores SIGINT and SIGTERM.
+it ignores SIGINT and SIGTERM, and stays in the writer's session, where its lower priority counts.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class Drawer:
         if not fork_is_safe():
             return None
         try:
-            return cls(fork(ENTRY, NAME))
+            return cls(fork(ENTRY, NAME, session=False))  # niced in the writer's session (see fork)
         except OSError:  # no fork or no pipe now (out of processes or descriptors): drawn by the writer
             return None
 

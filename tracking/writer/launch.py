@@ -154,13 +154,16 @@ class _Spawned:
         self._proc.wait()
 
 
-def fork(entry: str, name: str, settings: dict[str, str] | None = None) -> Child:
+def fork(entry: str, name: str, settings: dict[str, str] | None = None, session: bool = True) -> Child:
     """Fork this process into a child that runs ``entry``'s ``main()`` as the writer runs (see the module's
     docstring; also the CLI's report child, :mod:`sweeps.results.report_child`, and the writer's drawer,
     :mod:`tracking.writer.drawer`): its own session, SIGINT and SIGTERM ignored, messages on fd 0, answers
     on fd 1, the parent's other descriptors closed, ``settings`` in its environment, process name ``name``.
-    Only when :func:`fork_is_safe` says so; OSError when the system cannot fork now."""
-    return _Forked(entry, name, settings or {})
+    Only when :func:`fork_is_safe` says so; OSError when the system cannot fork now. ``session=False``: in
+    this process's session (the writer's drawer, which the writer's own session already shields from a
+    Ctrl-C): with Linux's autogroup scheduling CPU time is shared between sessions first, and a niceness
+    only orders the processes within one, so a child niced below its parent must share its session."""
+    return _Forked(entry, name, settings or {}, session)
 
 
 class _Forked:
@@ -168,7 +171,7 @@ class _Forked:
 
     how = "fork"
 
-    def __init__(self, entry: str, name: str, settings: dict[str, str]) -> None:
+    def __init__(self, entry: str, name: str, settings: dict[str, str], session: bool = True) -> None:
         self._parent_pid = os.getpid()
         to_child, from_parent = os.pipe()  # (read end, write end)
         from_child, to_parent = os.pipe()
@@ -188,7 +191,7 @@ class _Forked:
             if os.getpid() == self._parent_pid:
                 gc.unfreeze()
         if pid == 0:  # the child: never returns
-            _child(entry, name, settings, to_child, to_parent)
+            _child(entry, name, settings, to_child, to_parent, session)
         os.close(to_child)
         os.close(to_parent)
         self.pid = pid
@@ -220,10 +223,11 @@ class _Forked:
         self.wait(10.0)
 
 
-def _child(entry: str, name: str, settings: dict[str, str], inbox: int, outbox: int) -> None:
+def _child(entry: str, name: str, settings: dict[str, str], inbox: int, outbox: int, session: bool = True) -> None:
     code = 1
     try:
-        os.setsid()  # first: a Ctrl-C on the terminal's group must not reach the writer
+        if session:
+            os.setsid()  # first: a Ctrl-C on the terminal's group must not reach the writer
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for sig in signal.valid_signals():  # the parent's handlers (its sweep's SIGHUP) are not the writer's
