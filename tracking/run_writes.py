@@ -221,8 +221,6 @@ def log_values(
     if direct is not None and _plain(metrics, params, tags) and not (metrics and _active_model()):
         with_retries(direct.log_batch, run_id, metrics, params, tags, end=joined, what=f"log_batch({run_id})")
         return joined is not None
-    if not (metrics or params or tags):
-        return False
     from mlflow.entities import Metric, Param, RunTag
 
     log_batched(

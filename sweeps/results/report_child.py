@@ -33,7 +33,7 @@ import signal
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from tracking.writer.launch import fork, fork_is_safe
+from tracking.writer.launch import answer_channel, fork, fork_is_safe
 
 if TYPE_CHECKING:
     from tracking.writer.launch import Child
@@ -367,9 +367,7 @@ def _send(out, kind: str, reply: tuple[bool, object]) -> None:
 def main() -> None:
     code = 0
     try:
-        # Answers get a private copy of stdout; anything printed goes to stderr instead of corrupting them.
-        out = os.fdopen(os.dup(1), "wb")
-        os.dup2(2, 1)
+        out = answer_channel()
         with contextlib.suppress(OSError):
             # Loading yields to the training and the writer, which the sweep waits for; it uses what they leave.
             os.nice(NICENESS)

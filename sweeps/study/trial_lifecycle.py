@@ -193,7 +193,7 @@ def run_trial(spec: Spec, study, trial, sweep_run, setup: TrainingSetup, tags: d
             trial.set_user_attr(REASON_ATTR, ending.reason)
 
     # The study is told only once the run's end is in the store: the trainer waits for it (~5-10 ms a trial
-    # on the embedded store, two fsynced transactions of the tracking writer). Optuna's state is what a
+    # on the embedded store, one fsynced transaction of the tracking writer). Optuna's state is what a
     # resume trusts, so it must never claim a trial whose curves and end MLflow may still lose: a process
     # killed between the two leaves a RUNNING trial, which the resume fails (its run, curves kept, marked
     # FAILED to agree: parent_run.fail_run) and trains again. Told first, the same kill with the writer

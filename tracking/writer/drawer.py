@@ -22,6 +22,7 @@ from typing import Any
 
 from tracking.errors import TrackingError
 from tracking.redact import redact
+from tracking.writer.launch import answer_channel, fork, fork_is_safe
 
 log = logging.getLogger("tracking.writer")
 
@@ -56,8 +57,6 @@ class Drawer:
         """Fork the drawer (:func:`tracking.writer.launch.fork`: its own session, the writer's pipes to the
         trainer and its other descriptors closed, so that the trainer sees them end when the writer does);
         None where no fork is possible now."""
-        from tracking.writer.launch import fork, fork_is_safe
-
         if not fork_is_safe():
             return None
         try:
@@ -118,9 +117,7 @@ def main() -> None:
     """The drawer's program (run by :func:`tracking.writer.launch.fork`): requests on fd 0, answers on fd 1."""
     code = 0
     try:
-        # Answers get a private copy of stdout; anything printed goes to stderr instead of corrupting them.
-        answers = os.fdopen(os.dup(1), "wb")
-        os.dup2(2, 1)
+        answers = answer_channel()
         with contextlib.suppress(OSError):
             os.nice(NICENESS)
         _load()

@@ -31,7 +31,7 @@ import threading
 import time
 from collections.abc import Collection
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, BinaryIO, Protocol
 
 OPEN_VAR = "TRACKING_WRITER_OPEN"  # a tracking URI the child opens before it says it is up
 WARM_VAR = "TRACKING_WRITER_WARM"  # "1": the child loads what a sweep's summary draws with, ahead of time
@@ -247,6 +247,14 @@ def _child(entry: str, name: str, settings: dict[str, str], inbox: int, outbox: 
         importlib.import_module(entry).main()  # exits the process
     finally:
         os._exit(code)
+
+
+def answer_channel() -> BinaryIO:
+    """In a child run by :func:`fork` (or spawned as the writer): a private copy of stdout for its answers,
+    stdout itself pointed at stderr, so that anything printed cannot corrupt them."""
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    return out
 
 
 def _rename(name: str) -> None:

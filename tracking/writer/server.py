@@ -27,7 +27,7 @@ from typing import Any
 from tracking.errors import TrackingError
 from tracking.redact import redact
 from tracking.writer.drawer import Drawer
-from tracking.writer.launch import OPEN_VAR, WARM_VAR, writes_without_mlflow
+from tracking.writer.launch import OPEN_VAR, WARM_VAR, answer_channel, writes_without_mlflow
 from tracking.writer.messages import (
     LINGER_SECONDS,
     UP,
@@ -283,9 +283,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     code, out, server = 0, None, None
     try:
-        # Replies get a private copy of stdout; anything printed goes to stderr instead of corrupting them.
-        out = os.fdopen(os.dup(1), "wb")
-        os.dup2(2, 1)
+        out = answer_channel()
         logging.basicConfig(level=logging.WARNING, format="tracking writer: %(levelname)s %(message)s")
         from tracking.redact import install_log_redaction
 
