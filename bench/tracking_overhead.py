@@ -5,9 +5,9 @@ Run: ``python bench/tracking_overhead.py [--spec examples/quickstart.yaml] [--tr
 URI it uses a fresh embedded SQLite store in a temporary folder. The sweep is timed as given and with
 heavier training (``--variant`` overrides, repeatable), because what tracking adds is mostly a fixed cost per
 trial and per sweep: its ratio depends on how long a trial trains. "Off" is the same trials, sampler,
-pruner, BLAS threads and Optuna journal file as "on", without MLflow. The first variant's "on" includes
-importing MLflow, as a fresh ``sweeps run`` does, unless ``--mlflow-loaded``. Prints times and ratios from
-one run; never asserted.
+pruner, BLAS threads and Optuna journal file as "on", without MLflow (``bench/optuna_alone.py``). The first
+variant's "on" includes importing MLflow, as a fresh ``sweeps run`` does, unless ``--mlflow-loaded``. Prints
+times and ratios from one run; never asserted.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's code, not an installed one
 
 import tracking
+from bench.optuna_alone import sweep_without_tracking
 from optcore.history import EpochRecord, History
 from tracking.mlflow_requests import log_batched
 from tracking.writer import shared_writer
@@ -145,55 +146,6 @@ def inputs_and_settings(uri: str, trials: int, epochs: int = 3) -> dict[str, tup
     return {name: tuple(total / trials) for name, total in totals.items()}
 
 
-def sweep_without_tracking(spec, workdir: Path) -> _Clock:
-    """Seconds of the sweep with Optuna alone: the same data (loaded on the clock, as ``run`` loads it), sampler,
-    pruner, space, training, BLAS threads and journal file storage as the tracked sweep, no MLflow."""
-    import optuna
-
-    from sweeps import blas_threads as threads
-    from sweeps.study.pruners import build_pruner
-    from sweeps.study.samplers import build_sampler
-    from sweeps.study.storage import open_storage, resolve_stores
-    from sweeps.study.trial_lifecycle import setup_from_spec
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-    setup = setup_from_spec(spec)
-    with _Clock() as clock, threads.limited():
-        setup.load()
-        study = optuna.create_study(
-            storage=open_storage(resolve_stores(workdir, None, None)),
-            study_name=spec.name,
-            sampler=build_sampler(spec),
-            pruner=build_pruner(spec),
-            directions=spec.directions,
-        )
-        _trials(spec, study, setup)
-    return clock
-
-
-def _trials(spec, study, setup) -> None:
-    import optuna
-
-    from sweeps.optcore_adapter import train_trial, trial_seed
-    from sweeps.study.space import suggest
-    from sweeps.study.trial_lifecycle import objective_values
-
-    for _ in range(spec.trials):
-        trial = study.ask()
-        hp = suggest(trial, spec)
-
-        def report(record, history, trial=trial):
-            trial.report(record.val_cost, record.epoch)
-            return trial.should_prune()
-
-        history = train_trial(setup, hp, trial_seed(spec.seed, trial.number), callback=report)
-        if history.stopped_early:
-            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-        else:
-            study.tell(trial, objective_values(spec, history)[0])
-
-
 def sweep_with_tracking(spec, workdir: Path, uri: str) -> _Clock:
     """Seconds of the same sweep through ``sweeps.study.runner.run`` (Optuna journal + MLflow), stores created first."""
     from sweeps.study.runner import check_stores, run
@@ -246,12 +198,12 @@ def main() -> None:
             spec = load_spec(args.spec, overrides)
             folder = Path(tmp) / f"v{i}"
             uri = args.tracking_uri or tracking.default_tracking_uri(folder / "on")
-            off = sweep_without_tracking(spec, folder / "off")
+            off, _ = sweep_without_tracking(spec, folder / "off")
             on = sweep_with_tracking(spec, folder / "on", uri)
-            per_trial = (on.wall - off.wall) / spec.trials
+            per_trial = (on.wall - off) / spec.trials
             print(
-                f"{variant or '(as given)':48s} {off.wall / spec.trials:7.3f} {off.wall:9.2f} "
-                f"{on.wall:9.2f} {on.wall / off.wall:8.2f} {1000 * per_trial:8.0f} ms"
+                f"{variant or '(as given)':48s} {off / spec.trials:7.3f} {off:9.2f} "
+                f"{on.wall:9.2f} {on.wall / off:8.2f} {1000 * per_trial:8.0f} ms"
             )
 
         uri = args.tracking_uri or tracking.default_tracking_uri(Path(tmp) / "micro")
