@@ -28,7 +28,7 @@ os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 from tracking.cache import cache_dir
 from tracking.datasets import DatasetRecord, describe_dataset, log_dataset_inputs
 from tracking.errors import NoFinishedTrial, TrackingError, TrackingUnavailable
-from tracking.provenance import git_commit, package_versions, provenance_tags
+from tracking.provenance import begin_git_state, git_commit, git_state, package_versions, provenance_tags
 from tracking.redact import redact, redact_obj
 from tracking.runs import (
     SweepRun,
@@ -63,6 +63,7 @@ __all__ = [
     "TrackingError",
     "TrackingUnavailable",
     "TrialRun",
+    "begin_git_state",
     "best_run",
     "cache_dir",
     "check_reachable",
@@ -76,6 +77,7 @@ __all__ = [
     "find_trial_run",
     "get_or_create_experiment",
     "git_commit",
+    "git_state",
     "log_dataset_inputs",
     "make_client",
     "metric_values",

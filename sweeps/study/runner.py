@@ -210,6 +210,8 @@ def run(
         check_stores(stores)
         import tracking
 
+        tracking.begin_git_state()  # the parent run's provenance: `git status` runs while the sweep starts
+
         # The writer opens the store (loading MLflow first unless the store is written directly) while the
         # data, study and parent run are opened here. It loads what the summary draws with ahead of time
         # only for a lone sweep whose summary it will draw: not for one of many workers (one of them draws
