@@ -52,6 +52,18 @@ def test_no_commit_outside_a_repository_or_before_the_first_commit(tmp_path):
     assert "git_commit" not in tracking.provenance_tags(fresh)
 
 
+def test_a_status_git_cannot_give_keeps_the_commit(tmp_path):
+    """A damaged index makes `git status` fail: the commit is still read (as before, when it had a call of
+    its own), and whether files changed is not known."""
+    repo = repository(tmp_path / "repo")
+    head = git("rev-parse", "HEAD", cwd=repo)
+    (repo / ".git" / "index").write_bytes(b"DIRC")
+    assert subprocess.run(["git", "status"], cwd=repo, capture_output=True).returncode != 0
+    assert tracking.git_state(repo) == (head, None)
+    tags = tracking.provenance_tags(repo)
+    assert (tags["git_commit"], tags["git_dirty"]) == (head, "None")
+
+
 def test_provenance_tags_name_versions_and_the_checkout(tmp_path):
     repo = repository(tmp_path / "repo")
     (repo / "tracked.txt").write_text("two\n")
@@ -74,6 +86,42 @@ def test_a_lookup_begun_early_is_the_one_read(tmp_path):
     assert tracking.git_state(repo) == (head, False)
     assert tracking.git_state(repo) == (head, True)
     assert repo.resolve() not in provenance._begun
+
+
+def test_a_lookup_begun_and_never_read_gives_way_to_the_next(tmp_path):
+    """A sweep that fails before opening its parent run leaves its lookup unread: the next sweep in the
+    same process begins afresh rather than read that older answer."""
+    repo = repository(tmp_path / "repo")
+    tracking.begin_git_state(repo)
+    first = provenance._begun[repo.resolve()]
+    first.wait(timeout=30)
+    (repo / "tracked.txt").write_text("two\n")
+    git("commit", "-q", "-am", "second", cwd=repo)
+    tracking.begin_git_state(repo)
+    assert first.returncode is not None and first.stdout.closed  # reaped, its pipe closed
+    assert tracking.git_state(repo) == (git("rev-parse", "HEAD", cwd=repo), False)
+
+
+def test_run_begins_the_lookup_that_its_parent_run_reads(tmp_path, tiny_spec, template_db, monkeypatch):
+    """Through the Python API: `run()` begins the lookup as it starts, and opening the parent run reads
+    that answer instead of asking git then."""
+    import sweeps
+
+    repo = repository(tmp_path / "repo")
+    monkeypatch.chdir(repo)
+    read = []
+    ask = provenance.git_state
+
+    def git_state(cwd=None):
+        read.append(Path(cwd).resolve() in provenance._begun)
+        return ask(cwd)
+
+    monkeypatch.setattr(provenance, "git_state", git_state)
+    spec = sweeps.load_spec(tiny_spec, ["trials=1", "training.epochs=1"])
+    result = sweeps.run(spec, workdir=new_workdir(tmp_path / "wd", template_db))
+    assert read == [True]
+    run = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'wd' / 'mlflow.db'}").get_run(result.parent_run_id)
+    assert run.data.tags["git_commit"] == git("rev-parse", "HEAD", cwd=repo)
 
 
 def test_a_sweep_run_from_a_checkout_tags_its_commit_and_state(tmp_path, tiny_spec, template_db):
