@@ -54,9 +54,9 @@ class Drawer:
 
     @classmethod
     def start(cls) -> Drawer | None:
-        """Fork the drawer (:func:`tracking.writer.launch.fork`: its own session, the writer's pipes to the
-        trainer and its other descriptors closed, so that the trainer sees them end when the writer does);
-        None where no fork is possible now."""
+        """Fork the drawer (:func:`tracking.writer.launch.fork`: in the writer's session, the writer's pipes
+        to the trainer and its other descriptors closed, so that the trainer sees them end when the writer
+        does); None where no fork is possible now."""
         if not fork_is_safe():
             return None
         try:
