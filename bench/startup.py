@@ -4,6 +4,9 @@ Cases, each run ``--repeats`` times, every time from a new Python process:
 
 - ``fresh``: ``sweeps run SPEC`` in a new, empty work folder (stores created, every trial trained, the HTML
   report drawn as a user gets it);
+- ``fresh-no-report``: the same with ``--no-report``: the trials, their tracking and the parent run's summary,
+  without the HTML report (between ``optuna-alone`` and ``fresh``: what the report adds, and what is left
+  without it);
 - ``fresh-terminal``: the same with its output on a pseudo-terminal, as a person at a terminal runs it (the
   live progress bar and its thread; not among the default cases);
 - ``rerun``: the same command again in a finished work folder (it trains nothing);
@@ -48,10 +51,11 @@ from pathlib import Path
 from optuna_alone import TRAIN_SECONDS_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
-FRESH = ("fresh", "fresh-terminal", "optuna-alone")  # the cases that train the sweep from nothing
-CASES = ("fresh", "fresh-terminal", "optuna-alone", "rerun", "best", "trials", "help")
+FRESH = ("fresh", "fresh-no-report", "fresh-terminal", "optuna-alone")  # the cases that train the sweep from nothing
+CASES = ("fresh", "fresh-no-report", "fresh-terminal", "optuna-alone", "rerun", "best", "trials", "help")
 TARGETS = {  # case -> (what the wall time is compared with, target)
     "fresh": ("× summed train_seconds", 2.0),
+    "fresh-no-report": ("× summed train_seconds", 2.0),
     "fresh-terminal": ("× summed train_seconds", 2.0),
     "rerun": ("s", 1.5),
     "best": ("s", 1.0),
@@ -147,7 +151,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--spec", default=str(ROOT / "examples" / "quickstart.yaml"))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
-        "--cases", nargs="+", default=["fresh", "optuna-alone", "rerun", "best", "trials", "help"], choices=CASES
+        "--cases",
+        nargs="+",
+        default=["fresh", "fresh-no-report", "optuna-alone", "rerun", "best", "trials", "help"],
+        choices=CASES,
     )
     parser.add_argument(
         "--set",
@@ -164,6 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     sweeps = [sys.executable, "-m", "sweeps.cli"]
     commands = {
         "fresh": [*sweeps, "run", spec, *overrides],
+        "fresh-no-report": [*sweeps, "run", spec, "--no-report", *overrides],
         "fresh-terminal": [*sweeps, "run", spec, *overrides],
         "optuna-alone": [sys.executable, str(ROOT / "bench" / "optuna_alone.py"), spec, *overrides, "--workdir", "."],
         "rerun": [*sweeps, "run", spec, *overrides],
