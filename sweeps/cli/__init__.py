@@ -84,7 +84,8 @@ def _add_report(p):
         type=int,
         default=12,  # sweeps.results.importance.DEFAULT_BOOTSTRAP (not imported: --help stays instant)
         metavar="B",
-        help="resamples of the trials for the importance intervals (default 12; more is finer and slower)",
+        help="resamples of the trials for the importance intervals (default 12, whose intervals enclose ~80%% "
+        "of what resampling gives; 200: 94%%, 380: 95%%; slower)",
     )
     _store_options(p)
 

@@ -12,6 +12,7 @@ import gc
 import hashlib
 import html
 import json
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -177,11 +178,34 @@ def importance_html(tables: list[ImportanceTable]) -> str:
         parts.append(
             f"<h3>{html.escape(t.target)} — {t.label}</h3>"
             f'<table class="importance" data-target="{html.escape(t.target)}" data-evaluator="{t.evaluator}">'
-            "<tr><th>parameter</th><th>importance</th><th>95% interval</th><th></th></tr>"
-            f'{rows}</table><p class="caption">{t.n_trials} completed trials, {t.bootstrap} bootstrap resamples.</p>'
-            + advice
+            f"<tr><th>parameter</th><th>importance</th><th>{_interval_heading(t)}</th><th></th></tr>"
+            f'{rows}</table><p class="caption">{_interval_caption(t)}</p>' + advice
         )
     return "".join(parts)
+
+
+def _percent(t: ImportanceTable) -> int:
+    """What the table's intervals enclose of the resampled importances on average, in whole percent
+    (:func:`~sweeps.results.importance.coverage`): 95 only from ~380 resamples on."""
+    return math.floor(100 * t.coverage + 0.5)
+
+
+def _interval_heading(t: ImportanceTable) -> str:
+    return "interval" if t.bootstrap < 2 else f"{_percent(t)}% interval"
+
+
+def _interval_caption(t: ImportanceTable) -> str:
+    said = f"{t.n_trials} completed trials, {t.bootstrap} bootstrap resamples"
+    if t.bootstrap < 2:
+        return f"{said}: no interval (it needs at least 2, <code>--bootstrap</code>)."
+    pct = _percent(t)
+    span = f"{said}; each interval spans the 2.5th to 97.5th percentiles of the resampled importances"
+    if pct >= 95:
+        return f"{span}."
+    return (
+        f"{span}, which with {t.bootstrap} resamples enclose about {pct}% of what resampling gives, not 95%: "
+        "a rough spread (<code>sweeps report --bootstrap 200</code>: 94%)."
+    )
 
 
 def confirmed_winner_html(spec, result) -> str:

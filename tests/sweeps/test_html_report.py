@@ -392,3 +392,22 @@ def test_the_within_noise_advice_names_the_parameters_or_says_there_are_none():
     assert "Within noise (interval reaches the smallest importance, 0.050): lr — consider fixing it" in page
     assert "No interval reaches the smallest importance (0.001): none is marked within noise." in page
     assert page.count("consider fixing") == 1
+
+
+@pytest.mark.parametrize(
+    ("resamples", "heading", "rough"),
+    [(12, "80% interval", True), (200, "94% interval", True), (400, "95% interval", False), (0, "interval", False)],
+)
+def test_the_importance_interval_is_labelled_with_what_it_encloses(resamples, heading, rough):
+    """A percentile interval over 12 resamples encloses ~80 % of the resampled importances on average, not
+    95 %: the table's heading says the level its resamples give and the caption says why it is rough; no
+    interval without resamples."""
+    from sweeps.results.html_report import importance_html
+    from sweeps.results.importance import Importance, ImportanceTable
+
+    rows = (Importance("optimizer", 0.8, 0.4, 0.9, False), Importance("lr", 0.05, 0.01, 0.2, True))
+    page = importance_html([ImportanceTable("final_val_cost", "fanova", rows, 20, resamples)])
+    assert f"<th>{heading}</th>" in page
+    assert "95% interval" not in page or heading == "95% interval"
+    assert ("not 95%: a rough spread" in page) == rough
+    assert (f"{resamples} bootstrap resamples: no interval" in page) == (resamples == 0)

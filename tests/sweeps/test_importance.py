@@ -9,6 +9,7 @@ import pytest
 
 from sweeps.results.importance import (
     ImportanceTable,
+    coverage,
     importance_metrics,
     importance_table,
     importance_tables,
@@ -68,6 +69,34 @@ def test_interval_is_the_percentiles_of_the_resampled_importances():
     by_param = {r.param: r for r in table.rows}
     for p, lo, hi in zip(params, low, high, strict=True):
         assert by_param[p].low == pytest.approx(lo) and by_param[p].high == pytest.approx(hi)
+
+
+@pytest.mark.parametrize("resamples", [2, 12, 40, 200])
+def test_coverage_is_what_the_percentile_bounds_enclose_on_average(resamples):
+    """The formula against simulation: for uniform draws the share of the distribution between two bounds is
+    their difference, so the mean difference of NumPy's 2.5th and 97.5th percentiles over many sets of
+    ``resamples`` uniform draws is what the interval encloses on average. 12 resamples give ~80 %, not 95 %."""
+    rng = np.random.default_rng(resamples)
+    reps = 40_000
+    draws = rng.uniform(size=(reps, resamples))
+    low, high = np.percentile(draws, [2.5, 97.5], axis=1)
+    spread = high - low
+    assert spread.mean() == pytest.approx(coverage(resamples), abs=4 * spread.std() / np.sqrt(reps))
+    assert coverage(resamples) < 0.95
+
+
+def test_coverage_grows_to_the_nominal_level_and_is_zero_without_an_interval():
+    assert coverage(0) == coverage(1) == 0.0
+    assert coverage(12) == pytest.approx(0.95 * 11 / 13)
+    values = [coverage(b) for b in (2, 12, 100, 1000, 100_000)]
+    assert values == sorted(values) and values[-1] == pytest.approx(0.95, abs=1e-4)
+
+
+def test_a_table_reports_the_coverage_of_the_resamples_it_got():
+    """``bootstrap`` on a table counts the resamples the evaluator succeeded on, so its coverage is theirs."""
+    obs = observations(_trials(12), lambda t: t.value)
+    table = importance_table(obs, "value", "ped_anova", bootstrap=12, rng=np.random.default_rng(2))
+    assert table.coverage == coverage(table.bootstrap) == pytest.approx(0.8038, abs=1e-4)
 
 
 def test_every_evaluator_sees_the_same_resamples():
