@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import uuid
@@ -14,6 +15,13 @@ import pytest
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+# Tests send SIGINT to the CLI and to scripts, which must meet it as a user's Ctrl-C. A suite started in the
+# background by a shell without job control (`pytest &` in a script) inherits SIGINT ignored, and every
+# process it starts would inherit that too and never see the signal. A handler of Python's own is not
+# inherited through exec: each child gets the default disposition, and Python's KeyboardInterrupt.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEPS = Path(sys.executable).parent / "sweeps"
