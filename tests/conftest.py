@@ -16,12 +16,15 @@ import pytest
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
-# Tests send SIGINT to the CLI and to scripts, which must meet it as a user's Ctrl-C. A suite started in the
-# background by a shell without job control (`pytest &` in a script) inherits SIGINT ignored, and every
-# process it starts would inherit that too and never see the signal. A handler of Python's own is not
-# inherited through exec: each child gets the default disposition, and Python's KeyboardInterrupt.
+# Tests send SIGINT and SIGHUP to the CLI and to scripts, which must meet them as a user's Ctrl-C and a
+# terminal closing. A suite started in the background by a shell without job control (`pytest &` in a
+# script) inherits SIGINT ignored, one started under `nohup` SIGHUP, and every process it starts would
+# inherit that too and never see the signal. A handler of Python's own is not inherited through exec: each
+# child gets the default disposition again. The suite itself keeps ignoring SIGHUP (a no-op handler).
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
+    signal.signal(signal.SIGHUP, lambda signum, frame: None)
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEPS = Path(sys.executable).parent / "sweeps"

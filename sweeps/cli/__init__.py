@@ -3,7 +3,7 @@ command imports what it needs when it runs.
 
 Exit codes: 0 success, 2 bad spec or usage (a store URL that cannot work included), 3 the sweep ended without
 a completed trial (every trial failed, diverged or was pruned), 130 interrupted (SIGINT), 143 terminated
-(SIGTERM), 129 hung up (SIGHUP, during a sweep), 1 any other failure. User mistakes get one line on stderr,
+(SIGTERM), 129 hung up (SIGHUP: the terminal closed), 1 any other failure. User mistakes get one line on stderr,
 never a traceback.
 """
 
@@ -18,7 +18,7 @@ import signal
 import sys
 from collections.abc import Callable
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_NO_RESULT, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 2, 3, 130, 143
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_NO_RESULT, EXIT_SIGINT, EXIT_SIGTERM, EXIT_SIGHUP = 0, 1, 2, 3, 130, 143, 129
 
 
 def _store_options(p: argparse.ArgumentParser) -> None:
@@ -314,6 +314,14 @@ def _on_sigterm(signum, frame):
     raise Interrupted("SIGTERM", EXIT_SIGTERM)
 
 
+def _on_sighup(signum, frame):
+    """The terminal closed: the command ends as if stopped, cleaning up on its way out (`sweeps ui` stops
+    the MLflow server it started, which runs in a session of its own and would stay up)."""
+    from sweeps.errors import Interrupted
+
+    raise Interrupted("SIGHUP", EXIT_SIGHUP)
+
+
 _interrupted_exit: list[int] = []  # set when the command ends interrupted
 
 
@@ -322,16 +330,16 @@ def _skip_teardown() -> None:
     flush among them) and without tearing down the interpreter, which with MLflow, SQLAlchemy and pandas
     loaded takes 1-4 s that a process manager's grace period (Kubernetes: 30 s) should not pay. Any other
     exit still tears the interpreter down, with every loaded object frozen first so that the teardown's
-    garbage collections skip them (~0.7 s of `sweeps report`), and SIGINT and SIGTERM ignored: the command's
-    work is done, and late in the teardown Python puts the default handlers back, so that a Ctrl-C landing
-    there killed the process by the signal (returncode -2) instead of letting it exit with its code."""
+    garbage collections skip them (~0.7 s of `sweeps report`), and SIGINT, SIGTERM and SIGHUP ignored: the
+    command's work is done, and late in the teardown Python puts the default handlers back, so that a Ctrl-C
+    landing there killed the process by the signal (returncode -2) instead of letting it exit with its code."""
     if _interrupted_exit:
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
                 stream.flush()
         os._exit(_interrupted_exit[0])
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
     gc.freeze()
 
 
@@ -343,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # not "Creating initial MLflow database tables"
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     signal.signal(signal.SIGTERM, _on_sigterm)
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:  # ignored (nohup): the terminal is not ours
+        signal.signal(signal.SIGHUP, _on_sighup)
     module, func = COMMANDS[args.command][2].split(":")
     try:
         import importlib

@@ -88,17 +88,21 @@ def check() -> None:
 @contextlib.contextmanager
 def handling() -> Iterator[None]:
     """Defer SIGINT, SIGTERM and SIGHUP to safe points for the duration (main thread only; elsewhere, and
-    when already active, a no-op). The previous handlers come back afterwards, and a signal still pending
-    then is raised (unless an exception is on its way out already)."""
+    when already active, a no-op); one that this process ignores stays ignored. The previous handlers come
+    back afterwards, and a signal still pending then is raised (unless an exception is on its way out
+    already)."""
     global _depth, _pending, _first_at, _immediate, _previous_unraisablehook
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    outermost = _depth == 0
     previous = {}
-    if _depth == 0:
+    if outermost:
         # Left over from an earlier, interrupted sweep in this process.
         _pending, _first_at, _immediate = None, None, False
-        previous = {s: signal.signal(s, _on_signal) for s in SIGNALS}
+        # A signal the command was started with ignored stays ignored: `nohup sweeps run …` must outlive
+        # the terminal, and a sweep started in the background by a shell ignores Ctrl-C, as Unix programs do.
+        previous = {s: signal.signal(s, _on_signal) for s in SIGNALS if signal.getsignal(s) is not signal.SIG_IGN}
         _previous_unraisablehook, sys.unraisablehook = sys.unraisablehook, _on_unraisable
     _depth += 1
     try:
@@ -107,9 +111,9 @@ def handling() -> Iterator[None]:
         _depth -= 1
         for s, handler in previous.items():
             signal.signal(s, handler)
-        if previous:
+        if outermost:
             sys.unraisablehook = _previous_unraisablehook
-    if previous:
+    if outermost:
         check()
 
 

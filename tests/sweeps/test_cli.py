@@ -507,8 +507,56 @@ def test_ui_serves_the_store_on_loopback_and_stops_on_ctrl_c(tmp_path, tiny_swee
                 ui.wait(30)
             except subprocess.TimeoutExpired:
                 ui.kill()
+        from tests.sweeps.test_parallel import _pids_with
+
+        left = _pids_with("mlflow", "server", str(port))
+        _stop_server_groups(left)  # a `ui` that died without stopping its server: the test stops it
+    assert not left
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0  # the server went with it
+
+
+def test_ui_stops_its_server_when_the_terminal_closes(tmp_path, tiny_sweep):
+    """SIGHUP (the terminal closed) ends `sweeps ui` with 129, and the MLflow server it started, which runs in
+    a session of its own where the terminal's signal does not reach it, goes with it."""
+    import signal
+    import socket
+
+    from tests.conftest import start_cli
+    from tests.sweeps.test_parallel import _pids_with
+    from tracking.server import free_port
+
+    port = free_port()
+    ui = start_cli("ui", "--workdir", tiny_sweep[1], "--port", str(port), cwd=tmp_path, log=tmp_path / "ui.log")
+    try:
+        wait_for_text(tmp_path / "ui.log", "MLflow UI on", timeout=90)
+        assert _pids_with("mlflow", "server", str(port))
+        ui.send_signal(signal.SIGHUP)
+        assert ui.wait(60) == 129
+    finally:
+        if ui.poll() is None:
+            ui.send_signal(signal.SIGINT)
+            try:
+                ui.wait(30)
+            except subprocess.TimeoutExpired:
+                ui.kill()
+        left = _pids_with("mlflow", "server", str(port))
+        _stop_server_groups(left)  # a `ui` that died without stopping its server: the test stops it
+    assert "interrupted (SIGHUP)" in (tmp_path / "ui.log").read_text()
+    assert not left and not _pids_with("uvicorn", str(port))
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def _stop_server_groups(leaders: list[int]) -> None:
+    """SIGTERM to each MLflow server's process group (the server and its uvicorn child)."""
+    import contextlib
+    import os
+    import signal
+
+    for pid in leaders:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
 
 
 def wait_for_text(path: Path, text: str, timeout: float = 30) -> None:
@@ -616,6 +664,9 @@ def test_ui_keeps_the_database_password_out_of_the_process_list(tmp_path):
         if ui.poll() is None:
             ui.kill()
             ui.wait(30)
+        from tests.sweeps.test_parallel import _pids_with
+
+        _stop_server_groups(_pids_with("mlflow", "server", f"--port {port}"))  # left by a `ui` killed above
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

@@ -57,6 +57,23 @@ def test_sigterm_and_sighup_become_interrupted_with_their_exit_codes(sig, name, 
     assert info.value.signal_name == name and info.value.exit_code == code
 
 
+def test_a_signal_the_process_ignores_stays_ignored():
+    """`nohup` starts a command with SIGHUP ignored, a shell's background job with SIGINT ignored: a sweep
+    keeps them so (it outlives the terminal), and handles the others as usual."""
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with interrupts.handling():
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+            send(signal.SIGHUP)
+            interrupts.check()  # nothing recorded
+            send(signal.SIGTERM)
+            with pytest.raises(Interrupted):
+                interrupts.check()
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, before)
+
+
 def test_a_second_signal_raises_wherever_the_program_is(monkeypatch):
     monkeypatch.setattr(interrupts, "INSIST_AFTER_SECONDS", 0.05)
     with interrupts.handling():

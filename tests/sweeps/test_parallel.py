@@ -180,6 +180,51 @@ def test_interrupt_records_the_trial_then_rerun_resumes(tmp_path, tiny_spec, tem
     assert len(runs) == len(s.trials) == 3  # 2 counted + the interrupted one, each with exactly one run
 
 
+@pytest.mark.parametrize("nohup", [True, False], ids=["nohup", "terminal"])
+def test_sighup_interrupts_a_sweep_unless_it_runs_under_nohup(tmp_path, tiny_spec, template_db, nohup):
+    """The terminal closing sends SIGHUP: the sweep records the trial it was training as interrupted and
+    exits 129. Started with `nohup` (SIGHUP ignored), the same signal changes nothing and every trial ends."""
+    import subprocess
+
+    from tests.conftest import SWEEPS, cli_env
+
+    wd = new_workdir(tmp_path / "wd", template_db)
+    args = ["run", str(tiny_spec), "--trials", "2", *SLOW, "--set", "training.epochs=100", "--workdir", str(wd)]
+    args.append("--no-report")
+    with open(tmp_path / "run.log", "w") as log:
+        proc = subprocess.Popen(
+            ["nohup", str(SWEEPS), *args] if nohup else [str(SWEEPS), *args],
+            cwd=tmp_path,
+            env=cli_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+
+        def a_trial_running():
+            """a trial RUNNING with an MLflow run"""
+            running = [t for t in _trials(wd) if t.state == optuna.trial.TrialState.RUNNING]
+            return running and running[0].user_attrs.get("mlflow_run_id")
+
+        wait_until(a_trial_running)
+        proc.send_signal(signal.SIGHUP)
+        assert proc.wait(120) == (0 if nohup else 129)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    log = (tmp_path / "run.log").read_text()
+    s = study(wd, "tiny")
+    if nohup:
+        assert "interrupted" not in log
+        assert [t.state for t in s.trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    else:
+        assert "interrupted (SIGHUP); run the same command again to resume" in log and "Traceback" not in log
+        failed = [t for t in s.trials if t.state == optuna.trial.TrialState.FAIL]
+        assert [t.user_attrs["fail_reason"] for t in failed] == ["interrupted (SIGHUP)"]
+        assert not [t for t in s.trials if t.state == optuna.trial.TrialState.RUNNING]
+
+
 def _pids_with(*parts: str, writers: bool = True) -> list[int]:
     """Processes whose command line contains every one of ``parts`` (``writers=False``: but the tracking
     writers forked from them, which share their command line)."""
