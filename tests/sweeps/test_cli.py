@@ -501,16 +501,7 @@ def test_ui_serves_the_store_on_loopback_and_stops_on_ctrl_c(tmp_path, tiny_swee
         ui.send_signal(signal.SIGINT)
         assert ui.wait(60) == 130
     finally:
-        if ui.poll() is None:  # SIGINT first: the server runs in its own session and goes down with `ui`
-            ui.send_signal(signal.SIGINT)
-            try:
-                ui.wait(30)
-            except subprocess.TimeoutExpired:
-                ui.kill()
-        from tests.sweeps.test_parallel import _pids_with
-
-        left = _pids_with("mlflow", "server", str(port))
-        _stop_server_groups(left)  # a `ui` that died without stopping its server: the test stops it
+        left = _stop_ui(ui, port)
     assert not left
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0  # the server went with it
@@ -534,14 +525,7 @@ def test_ui_stops_its_server_when_the_terminal_closes(tmp_path, tiny_sweep):
         ui.send_signal(signal.SIGHUP)
         assert ui.wait(60) == 129
     finally:
-        if ui.poll() is None:
-            ui.send_signal(signal.SIGINT)
-            try:
-                ui.wait(30)
-            except subprocess.TimeoutExpired:
-                ui.kill()
-        left = _pids_with("mlflow", "server", str(port))
-        _stop_server_groups(left)  # a `ui` that died without stopping its server: the test stops it
+        left = _stop_ui(ui, port)
     assert "interrupted (SIGHUP)" in (tmp_path / "ui.log").read_text()
     assert not left and not _pids_with("uvicorn", str(port))
     with socket.socket() as s:
@@ -557,6 +541,24 @@ def _stop_server_groups(leaders: list[int]) -> None:
     for pid in leaders:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
+
+
+def _stop_ui(ui: subprocess.Popen, port: int) -> list[int]:
+    """Stop a `sweeps ui` still running (SIGINT first: its server runs in its own session and goes down with
+    it; SIGKILL if it will not), then any MLflow server on ``port`` it left behind; returns those left."""
+    import signal
+
+    from tests.sweeps.test_parallel import _pids_with
+
+    if ui.poll() is None:
+        ui.send_signal(signal.SIGINT)
+        try:
+            ui.wait(30)
+        except subprocess.TimeoutExpired:
+            ui.kill()
+    left = _pids_with("mlflow", "server", str(port))
+    _stop_server_groups(left)
+    return left
 
 
 def wait_for_text(path: Path, text: str, timeout: float = 30) -> None:
