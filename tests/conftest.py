@@ -84,6 +84,33 @@ def run_cli(
     return proc
 
 
+def processes_with(*parts: str, writers: bool = True) -> dict[int, str]:
+    """Every process whose command line contains each of ``parts``: pid -> command line (arguments joined by
+    spaces). ``writers=False``: but the tracking writers forked from them, which share their command line."""
+    from tracking.writer.launch import NAME as WRITER_NAME
+
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            name = (entry / "comm").read_text().strip() if not writers else ""
+        except OSError:
+            continue
+        if all(p in cmdline for p in parts) and (writers or name != WRITER_NAME):
+            found[int(entry.name)] = cmdline
+    return found
+
+
+def stop_server_groups(leaders) -> None:
+    """SIGTERM to the process group of each MLflow server in ``leaders`` (the server and its uvicorn child):
+    one that the process which started it left behind."""
+    for pid in leaders:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+
+
 def start_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, log: Path | None = None) -> subprocess.Popen:
     """Start the ``sweeps`` console script in the background (output to ``log``, or discarded)."""
     out = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115 — owned by the process

@@ -244,9 +244,8 @@ class SweepRun:
 
         With this process's writer up, the writer does it, after everything sent before, through its drawer
         (:mod:`tracking.writer.drawer`), which has matplotlib and pandas loaded already (~0.7 s saved) and
-        its own client for the store. Without ``table`` nothing
-        comes back, and a process that has not loaded pandas is spared its import (~0.2 s) for a table it
-        does not read."""
+        its own client for the store. Without ``table`` nothing comes back, and a process that has not
+        loaded pandas is spared its import (~0.2 s) for a table it does not read."""
         request = self.summary_request(spec, metric, direction, table=table, front=front)
         writer = shared_writer(start=False)
         if writer is not None and writer.ready():

@@ -308,18 +308,14 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
-def _on_sigterm(signum, frame):
+def _on_stop(signum, frame):
+    """SIGTERM, or SIGHUP (the terminal closed): the command ends as if stopped, cleaning up on its way out
+    (`sweeps ui` stops the MLflow server it started, which runs in a session of its own and would stay up)."""
     from sweeps.errors import Interrupted
 
+    if signum == signal.SIGHUP:
+        raise Interrupted("SIGHUP", EXIT_SIGHUP)
     raise Interrupted("SIGTERM", EXIT_SIGTERM)
-
-
-def _on_sighup(signum, frame):
-    """The terminal closed: the command ends as if stopped, cleaning up on its way out (`sweeps ui` stops
-    the MLflow server it started, which runs in a session of its own and would stay up)."""
-    from sweeps.errors import Interrupted
-
-    raise Interrupted("SIGHUP", EXIT_SIGHUP)
 
 
 _interrupted_exit: list[int] = []  # set when the command ends interrupted
@@ -350,9 +346,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no internet here; MLflow would try
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # not "Creating initial MLflow database tables"
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGTERM, _on_stop)
     if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:  # ignored (nohup): the terminal is not ours
-        signal.signal(signal.SIGHUP, _on_sighup)
+        signal.signal(signal.SIGHUP, _on_stop)
     module, func = COMMANDS[args.command][2].split(":")
     try:
         import importlib

@@ -17,7 +17,17 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tests.conftest import ROOT, SWEEPS, TINY_SPEC, cli_env, new_workdir, requires_postgres, run_cli
+from tests.conftest import (
+    ROOT,
+    SWEEPS,
+    TINY_SPEC,
+    cli_env,
+    new_workdir,
+    processes_with,
+    requires_postgres,
+    run_cli,
+    stop_server_groups,
+)
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -514,41 +524,27 @@ def test_ui_stops_its_server_when_the_terminal_closes(tmp_path, tiny_sweep):
     import socket
 
     from tests.conftest import start_cli
-    from tests.sweeps.test_parallel import _pids_with
     from tracking.server import free_port
 
     port = free_port()
     ui = start_cli("ui", "--workdir", tiny_sweep[1], "--port", str(port), cwd=tmp_path, log=tmp_path / "ui.log")
     try:
         wait_for_text(tmp_path / "ui.log", "MLflow UI on", timeout=90)
-        assert _pids_with("mlflow", "server", str(port))
+        assert processes_with("mlflow", "server", str(port))
         ui.send_signal(signal.SIGHUP)
         assert ui.wait(60) == 129
     finally:
         left = _stop_ui(ui, port)
     assert "interrupted (SIGHUP)" in (tmp_path / "ui.log").read_text()
-    assert not left and not _pids_with("uvicorn", str(port))
+    assert not left and not processes_with("uvicorn", str(port))
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0
 
 
-def _stop_server_groups(leaders: list[int]) -> None:
-    """SIGTERM to each MLflow server's process group (the server and its uvicorn child)."""
-    import contextlib
-    import os
-    import signal
-
-    for pid in leaders:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGTERM)
-
-
-def _stop_ui(ui: subprocess.Popen, port: int) -> list[int]:
+def _stop_ui(ui: subprocess.Popen, port: int) -> dict[int, str]:
     """Stop a `sweeps ui` still running (SIGINT first: its server runs in its own session and goes down with
     it; SIGKILL if it will not), then any MLflow server on ``port`` it left behind; returns those left."""
     import signal
-
-    from tests.sweeps.test_parallel import _pids_with
 
     if ui.poll() is None:
         ui.send_signal(signal.SIGINT)
@@ -556,8 +552,8 @@ def _stop_ui(ui: subprocess.Popen, port: int) -> list[int]:
             ui.wait(30)
         except subprocess.TimeoutExpired:
             ui.kill()
-    left = _pids_with("mlflow", "server", str(port))
-    _stop_server_groups(left)
+    left = processes_with("mlflow", "server", str(port))
+    stop_server_groups(left)
     return left
 
 
@@ -598,20 +594,6 @@ def test_ui_refuses_a_port_another_server_holds(tmp_path):
         other.server_close()
     assert proc.returncode == 1 and "MLflow UI on" not in proc.stdout
     assert proc.stderr.startswith(f"error: port {port} on 127.0.0.1 is already in use") and proc.stderr.count("\n") == 1
-
-
-def _processes_with(text: str) -> list[str]:
-    """The command lines (arguments joined by spaces) of every process whose command line contains ``text``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if text in cmdline:
-                found.append(cmdline)
-    return found
 
 
 @requires_postgres
@@ -655,9 +637,9 @@ def test_ui_keeps_the_database_password_out_of_the_process_list(tmp_path):
             except OSError:
                 assert time.monotonic() < deadline and ui.poll() is None, (tmp_path / "ui.log").read_text()
                 time.sleep(0.5)
-        servers = _processes_with(f"--port {port}")
+        servers = processes_with(f"--port {port}").values()
         assert any("mlflow server" in c for c in servers) and any("uvicorn" in c for c in servers), servers
-        assert not _processes_with(password)
+        assert not processes_with(password)
         ui.send_signal(signal.SIGINT)
         assert ui.wait(60) == 130
         assert password not in (tmp_path / "ui.log").read_text()
@@ -666,9 +648,7 @@ def test_ui_keeps_the_database_password_out_of_the_process_list(tmp_path):
         if ui.poll() is None:
             ui.kill()
             ui.wait(30)
-        from tests.sweeps.test_parallel import _pids_with
-
-        _stop_server_groups(_pids_with("mlflow", "server", f"--port {port}"))  # left by a `ui` killed above
+        stop_server_groups(processes_with("mlflow", "server", f"--port {port}"))  # left by a `ui` killed above
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

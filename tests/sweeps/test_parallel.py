@@ -5,7 +5,6 @@ Embedded stores here; the PostgreSQL + MLflow server versions are in test_distri
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import time
@@ -14,9 +13,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from tests.conftest import new_workdir, run_cli, start_cli
+from tests.conftest import new_workdir, processes_with, run_cli, start_cli, stop_server_groups
 from tests.sweeps.test_cli import child_runs, study
-from tracking.writer.launch import NAME as WRITER_NAME
 
 SLOW = [
     "--set",
@@ -225,29 +223,6 @@ def test_sighup_interrupts_a_sweep_unless_it_runs_under_nohup(tmp_path, tiny_spe
         assert not [t for t in s.trials if t.state == optuna.trial.TrialState.RUNNING]
 
 
-def _pids_with(*parts: str, writers: bool = True) -> list[int]:
-    """Processes whose command line contains every one of ``parts`` (``writers=False``: but the tracking
-    writers forked from them, which share their command line)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if all(p in cmdline for p in parts) and (writers or _name(entry) != WRITER_NAME):
-            found.append(int(entry.name))
-    return found
-
-
-def _name(proc: Path) -> str:
-    try:
-        return (proc / "comm").read_text().strip()
-    except OSError:
-        return ""
-
-
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs /proc to find the workers")
 def test_workers_stop_and_record_their_trials_when_the_coordinator_is_sigkilled(tmp_path, tiny_spec, template_db):
     wd = new_workdir(tmp_path / "wd", template_db)
@@ -261,14 +236,14 @@ def test_workers_stop_and_record_their_trials_when_the_coordinator_is_sigkilled(
             return len(ts) == 2 and all(t.user_attrs.get("mlflow_run_id") for t in ts)
 
         wait_until(two_running_trials)
-        workers = _pids_with("--coordinated", str(wd), writers=False)
+        workers = processes_with("--coordinated", str(wd), writers=False)
         assert len(workers) == 2
         coordinator.kill()
         coordinator.wait(30)
 
         def workers_gone():
             """the orphaned workers exited"""
-            return not _pids_with("--coordinated", str(wd))
+            return not processes_with("--coordinated", str(wd))
 
         wait_until(workers_gone, timeout=90)
         s = study(wd, "tiny")
@@ -282,11 +257,9 @@ def test_workers_stop_and_record_their_trials_when_the_coordinator_is_sigkilled(
     finally:
         if coordinator.poll() is None:
             coordinator.kill()
-        for pid in _pids_with("--coordinated", str(wd)):
+        for pid in processes_with("--coordinated", str(wd)):
             os.kill(pid, signal.SIGKILL)
-        for pid in _pids_with("mlflow", "server", str(wd)):  # the coordinator's loopback server, left running
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGTERM)
+        stop_server_groups(processes_with("mlflow", "server", str(wd)))  # the coordinator's, left running
 
 
 def test_a_lost_workers_trial_ends_failed_in_mlflow_even_if_its_run_had_closed(tmp_path, tiny_spec, template_db):
